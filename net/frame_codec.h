@@ -1,0 +1,71 @@
+// FrameCodec: the contract between net/'s FramedStream and a frame protocol.
+//
+// net/ moves bytes; a codec turns them into frames and back and keeps the
+// protocol's per-connection state (handshake, keep-alive, goodbye). net/
+// defines this concept and never includes a codec; a codec satisfies it using
+// only its own types and Abseil's, without knowing net/ exists. Applications
+// compose the two: `FramedStream<coring::sbmp::Codec>`.
+//
+// One codec object serves one connection and is used from one thread.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace coring::net {
+
+template <class C>
+concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
+                              const typename C::Frame& frame, typename C::Encoded& encoded,
+                              const typename C::Encoded& const_encoded, size_t n,
+                              absl::Status why) {
+  // A non-owning view of one decoded frame (type, extensions, payload).
+  typename C::Frame;
+
+  // A short scatter list for one outgoing frame: the codec's own bytes (header,
+  // extension block, trailer) plus a view of the payload, which is never
+  // copied. Default-constructible and reusable, so a connection keeps one per
+  // write in flight and encoding allocates nothing.
+  typename C::Encoded;
+  requires std::default_initializable<typename C::Encoded>;
+  {
+    const_encoded.parts()
+  } -> std::convertible_to<absl::Span<const absl::Span<const uint8_t>>>;
+
+  // Decodes from `input` and advances it past what was consumed. Returns:
+  //  * a frame for the application: a view into `input`'s memory, or into
+  //    the codec's own buffer when the frame was split across inputs; valid
+  //    until the next decode() call;
+  //  * std::nullopt once `input` is used up without completing such a frame
+  //    (protocol frames - keep-alives, handshakes - are handled inside and
+  //    their answers queued in pending_output());
+  //  * an error when reading must stop: a protocol violation (the codec has
+  //    queued its goodbye in pending_output()), or the peer's own goodbye. The
+  //    status names the protocol's error.
+  { codec.decode(input) } -> std::same_as<absl::StatusOr<std::optional<typename C::Frame>>>;
+
+  // Encodes `frame` (a decoded one to echo it, or one the application built)
+  // into `encoded`. Fails, with nothing to send, when the frame breaks the
+  // peer's limits or the connection is closing.
+  { codec.encode(frame, encoded) } -> std::same_as<absl::Status>;
+
+  // Bytes the codec wants sent (handshake answers, keep-alive replies,
+  // goodbyes), in order; the transport sends them before anything it encodes
+  // later and reports progress with consume_output().
+  { codec.pending_output() } -> std::same_as<absl::Span<const uint8_t>>;
+  codec.consume_output(n);
+
+  // This side is closing the connection; `why` says why, in absl terms:
+  // OK = normal close, Unavailable = server shutdown, ResourceExhausted =
+  // overloaded, DeadlineExceeded = idle timeout. The codec queues its goodbye
+  // (if the protocol has one) and refuses further encodes.
+  codec.close(why);
+};
+
+}  // namespace coring::net

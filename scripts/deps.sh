@@ -1,0 +1,31 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs the Debian packages
+# coring needs, only when one is missing, so a second run does nothing.
+CORING_PACKAGES=(
+  g++ cmake ninja-build pkg-config ccache git
+  liburing-dev libabsl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
+  clang-14 libclang-rt-14-dev
+  libmimalloc-dev libjemalloc-dev libasio-dev
+)
+
+coring_ensure_packages() {
+  local missing=()
+  for p in "${CORING_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# coring_build DIR [cmake args...]: configure (Ninja, ccache) and build DIR;
+# BUILD_TARGETS (space-separated) limits what is built.
+coring_build() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "$@" >/dev/null || return 1
+  local targets=()
+  for t in ${BUILD_TARGETS:-}; do targets+=(--target "$t"); done
+  cmake --build "$dir" -j "${JOBS:-$(nproc)}" "${targets[@]}"
+}

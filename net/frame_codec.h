@@ -34,9 +34,7 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
   // write in flight and encoding allocates nothing.
   typename C::Encoded;
   requires std::default_initializable<typename C::Encoded>;
-  {
-    const_encoded.parts()
-  } -> std::convertible_to<absl::Span<const absl::Span<const uint8_t>>>;
+  { const_encoded.parts() } -> std::convertible_to<absl::Span<const absl::Span<const uint8_t>>>;
 
   // Decodes from `input` and advances it past what was consumed. Returns:
   //  * a frame for the application: a view into `input`'s memory, or into

@@ -1,0 +1,205 @@
+#include "coring/codec/codec.h"
+
+#include <algorithm>
+#include <array>
+
+#include "absl/strings/str_format.h"
+
+namespace coring::sbmp {
+namespace {
+
+// Room always kept for our final GOAWAY (the largest one).
+constexpr size_t kGoawayReserve = kHeaderSize + kMaxGoawayPayload + kTrailerSize;
+
+uint32_t goaway_code_for(const absl::Status& why) {
+  if (auto e = frame_error(why)) return static_cast<uint32_t>(e->code);
+  switch (why.code()) {
+    case absl::StatusCode::kUnavailable:
+      return static_cast<uint32_t>(ErrorCode::kShutdown);
+    case absl::StatusCode::kResourceExhausted:
+      return static_cast<uint32_t>(ErrorCode::kOverloaded);
+    case absl::StatusCode::kDeadlineExceeded:
+      return static_cast<uint32_t>(ErrorCode::kIdleTimeout);
+    default:
+      return static_cast<uint32_t>(ErrorCode::kNoError);
+  }
+}
+
+}  // namespace
+
+Codec::Codec(CodecOptions options)
+    : role_(options.role),
+      decoder_({.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}),
+      output_(kOutputCapacity) {
+  // Until negotiated, frames are 1.3 (HELLO and HELLO_ACK always are).
+  decoder_.set_accepted_majors(uint16_t{1} << version_major(kVersion13));
+  NegotiationOptions negotiation{.max_frame = options.max_frame,
+                                 .features = options.features,
+                                 .agent = std::move(options.agent),
+                                 .versions = options.versions};
+  if (role_ == Role::kServer) {
+    server_.emplace(std::move(negotiation));
+    return;
+  }
+  client_.emplace(std::move(negotiation));
+  if (!options.send_hello) {
+    client_->skip();
+    return;
+  }
+  Hello hello = client_->start();
+  std::array<uint8_t, kMaxHelloPayload> payload{};
+  size_t n = *write_hello(hello, absl::MakeSpan(payload));
+  queue(kTypeHello, {}, absl::MakeConstSpan(payload.data(), n));
+}
+
+bool Codec::established() const {
+  return server_ ? server_->established() : client_->established();
+}
+
+void Codec::apply(const Settings& settings) {
+  settings_ = settings;
+  decoder_.set_accepted_majors(static_cast<uint16_t>(1u << version_major(settings.version)));
+}
+
+bool Codec::queue(uint16_t type, absl::Span<const uint8_t> ext_block,
+                  absl::Span<const uint8_t> payload, bool for_goaway) {
+  if (goaway_sent_) return false;  // nothing follows our GOAWAY
+  if (out_begin_ == out_end_) out_begin_ = out_end_ = 0;
+  size_t limit = output_.size() - (for_goaway ? 0 : kGoawayReserve);
+  size_t room = out_end_ < limit ? limit - out_end_ : 0;
+  Frame frame = make_frame(type, payload, Extensions(ext_block));
+  absl::StatusOr<size_t> n =
+      encode_frame(frame, {.version = settings_.version, .chk = settings_.chk()},
+                   absl::MakeSpan(output_.data() + out_end_, room));
+  if (!n.ok()) return false;
+  out_end_ += *n;
+  return true;
+}
+
+void Codec::queue_goaway(uint32_t code, absl::string_view reason) {
+  if (goaway_sent_ || goaway_received_) return;
+  std::array<uint8_t, kMaxGoawayPayload> payload{};
+  size_t n = *write_goaway({code, reason.substr(0, kMaxGoawayReason)}, absl::MakeSpan(payload));
+  queue(kTypeGoaway, {}, absl::MakeConstSpan(payload.data(), n), /*for_goaway=*/true);
+  goaway_sent_ = true;
+  closing_ = true;
+}
+
+absl::Status Codec::fail(absl::Status status, absl::string_view reason) {
+  error_ = status;
+  auto e = frame_error(status);
+  uint32_t code = static_cast<uint32_t>(e ? e->code : ErrorCode::kProtocolError);
+  queue_goaway(code, reason.empty() ? absl::string_view(status.message()) : reason);
+  return status;
+}
+
+void Codec::consume_output(size_t n) {
+  out_begin_ += std::min(n, out_end_ - out_begin_);
+  if (out_begin_ == out_end_) out_begin_ = out_end_ = 0;
+}
+
+void Codec::close(absl::Status why) {
+  closing_ = true;
+  queue_goaway(goaway_code_for(why), why.message());
+}
+
+absl::Status Codec::ping(absl::Span<const uint8_t> payload, std::optional<uint64_t> request_id) {
+  if (closing_ || !error_.ok()) return absl::FailedPreconditionError("connection is closing");
+  if (payload.size() > kMaxPingPayload) {
+    return absl::InvalidArgumentError("PING payload over 64 bytes");
+  }
+  ExtensionBuilder ext;
+  if (request_id) ext.set_request_id(*request_id);
+  if (!queue(kTypePing, ext.bytes(), payload)) {
+    return absl::ResourceExhaustedError("output buffer full");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Codec::on_negotiation(const Frame& frame) {
+  if (server_) {
+    absl::StatusOr<std::optional<HelloAck>> step = server_->on_frame(frame);
+    if (!step.ok()) return fail(step.status(), server_->goaway_reason());
+    if (step->has_value()) {
+      std::array<uint8_t, kMaxHelloPayload> payload{};
+      size_t n = *write_hello_ack(**step, absl::MakeSpan(payload));
+      // The ack itself goes out as 1.3 without CHK; the settings apply after.
+      queue(kTypeHelloAck, {}, absl::MakeConstSpan(payload.data(), n));
+      apply(server_->settings());
+    }
+    return absl::OkStatus();
+  }
+  bool was_waiting = client_->awaiting_ack();
+  if (absl::Status st = client_->on_frame(frame); !st.ok()) return fail(st);
+  if (was_waiting && client_->established()) apply(client_->settings());
+  return absl::OkStatus();
+}
+
+absl::Status Codec::on_control(const Frame& frame) {
+  switch (frame.type()) {
+    case kTypeHello:
+    case kTypeHelloAck:
+      return absl::OkStatus();  // handled by on_negotiation
+    case kTypePing: {
+      if (absl::Status st = check_ping(frame); !st.ok()) return fail(st);
+      if (closing_) return absl::OkStatus();
+      // A PONG copies the payload and REQUEST_ID, nothing else.
+      std::array<uint8_t, 10> ext{};
+      size_t ext_len = 0;
+      if (auto e = frame.extensions.find(kExtRequestId)) {
+        ext[0] = kExtRequestId;
+        ext[1] = 8;
+        std::copy(e->value.begin(), e->value.end(), ext.begin() + 2);
+        ext_len = ext.size();
+      }
+      if (!queue(kTypePong, absl::MakeConstSpan(ext.data(), ext_len), frame.payload)) {
+        return fail(make_frame_error({ErrorCode::kOverloaded, frame.offset, ErrorField::kNone},
+                                     "PONGs not read by the peer filled the output buffer"),
+                    "too many unanswered PINGs");
+      }
+      return absl::OkStatus();
+    }
+    case kTypePong:
+      ++pongs_;  // solicited or not: nothing to do
+      return absl::OkStatus();
+    case kTypeGoaway: {
+      absl::StatusOr<GoAway> goaway = parse_goaway(frame);
+      if (!goaway.ok()) return fail(goaway.status());
+      goaway_received_ = true;
+      closing_ = true;
+      error_ = make_remote_goaway_error(goaway->code, frame.offset, goaway->reason);
+      return error_;
+    }
+    default:
+      return fail(check_control_type(frame));
+  }
+}
+
+absl::StatusOr<std::optional<Frame>> Codec::decode(absl::Span<const uint8_t>& input) {
+  if (!error_.ok()) return error_;
+  for (;;) {
+    absl::StatusOr<std::optional<Frame>> next = decoder_.next(input);
+    if (!next.ok()) return fail(next.status());
+    if (!next->has_value()) return std::nullopt;
+    const Frame& frame = **next;
+    if (absl::Status st = on_negotiation(frame); !st.ok()) return st;
+    if (!is_control_type(frame.type())) return next;
+    if (absl::Status st = on_control(frame); !st.ok()) return st;
+  }
+}
+
+absl::Status Codec::encode(const Frame& frame, Encoded& encoded) {
+  if (closing_ || !error_.ok()) {
+    return absl::FailedPreconditionError("SBMP connection is closing: nothing more is sent");
+  }
+  if (is_control_type(frame.type())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "type 0x%04x is a control type: the codec sends control frames itself", frame.type()));
+  }
+  return encode_frame(
+      frame,
+      {.version = settings_.version, .chk = settings_.chk(), .max_frame = settings_.peer_max_frame},
+      encoded);
+}
+
+}  // namespace coring::sbmp

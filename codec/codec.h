@@ -1,0 +1,146 @@
+// Codec: one SBMP connection's protocol state - streaming decoder, encoder,
+// HELLO negotiation, PING/PONG and GOAWAY - with no transport in it. It is
+// shaped to satisfy net/'s FrameCodec concept (net/frame_codec.h) without
+// including it, so `coring::net::FramedStream<coring::sbmp::Codec>` works.
+//
+//   Codec codec;                          // server side, defaults
+//   Codec client({.role = Role::kClient}); // queues its HELLO at once
+//
+//   // read loop
+//   absl::StatusOr<std::optional<Frame>> f = codec.decode(input);
+//   // ... send codec.pending_output() first, then report consume_output(n)
+//   // write
+//   Codec::Encoded encoded;
+//   codec.encode(frame, encoded);  // send encoded.parts()
+//
+// Control frames never reach the application: PINGs are answered with PONGs
+// (payload and REQUEST_ID copied) in pending_output(), PONGs are counted,
+// HELLO/HELLO_ACK drive the negotiation, and a peer's GOAWAY ends decoding
+// with an error status carrying FrameError{remote = true}. A protocol error
+// queues GOAWAY(code) and ends decoding with the error. After a GOAWAY either
+// way, encode() refuses and nothing more is queued.
+//
+// Output bytes live in one buffer of fixed capacity allocated at
+// construction: the span pending_output() returns is never moved by later
+// queuing, and steady-state traffic allocates nothing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "coring/codec/control.h"
+#include "coring/codec/decoder.h"
+#include "coring/codec/encoder.h"
+#include "coring/codec/error.h"
+#include "coring/codec/frame.h"
+#include "coring/codec/negotiation.h"
+#include "coring/codec/version_registry.h"
+
+namespace coring::sbmp {
+
+enum class Role { kClient, kServer };
+
+struct CodecOptions {
+  Role role = Role::kServer;
+  // This side's receive limit (announced in HELLO / HELLO_ACK).
+  uint32_t max_frame = kDefaultMaxFrame;
+  // Features offered (client) or accepted (server).
+  uint32_t features = kFeatureCrc32c;
+  // Client: open with HELLO. Without it both sides use the defaults.
+  bool send_hello = true;
+  std::string agent = "coring/0.1";
+  // nullptr means VersionRegistry::standard(). Not owned; must outlive the codec.
+  const VersionRegistry* versions = nullptr;
+};
+
+class Codec {
+ public:
+  using Frame = ::coring::sbmp::Frame;
+  using Encoded = EncodedFrame;
+
+  // Room for the handshake, a GOAWAY and dozens of PONGs. A peer that keeps
+  // PINGing while never reading its PONGs fills it and gets GOAWAY(OVERLOADED).
+  static constexpr size_t kOutputCapacity = 16 * 1024;
+
+  Codec() : Codec(CodecOptions{}) {}
+  explicit Codec(CodecOptions options);
+  Codec(const Codec&) = delete;
+  Codec& operator=(const Codec&) = delete;
+  Codec(Codec&&) = default;
+  Codec& operator=(Codec&&) = default;
+
+  // The next application frame from `input` (advanced past what was used):
+  // a view into `input`, or into the decoder's buffer for a frame split
+  // across inputs; valid until the next decode(). nullopt when `input` is
+  // used up. An error when reading must stop: a protocol violation (GOAWAY
+  // queued; kDataLoss with a FrameError) or the peer's GOAWAY.
+  absl::StatusOr<std::optional<Frame>> decode(absl::Span<const uint8_t>& input);
+
+  // Encodes an application frame (type >= 0x0100) with the negotiated
+  // version and CHK. Fails with nothing to send when the frame exceeds the
+  // peer's max_frame (kInvalidArgument), is a control frame
+  // (kInvalidArgument), or the connection is closing (kFailedPrecondition).
+  absl::Status encode(const Frame& frame, Encoded& encoded);
+
+  // Bytes to send before anything encoded later. The span stays valid (its
+  // bytes do not move) until consume_output() has covered it.
+  absl::Span<const uint8_t> pending_output() const {
+    return absl::MakeConstSpan(output_.data() + out_begin_, out_end_ - out_begin_);
+  }
+  void consume_output(size_t n);
+
+  // This side closes: queues GOAWAY (OK -> NO_ERROR, Unavailable -> SHUTDOWN,
+  // ResourceExhausted -> OVERLOADED, DeadlineExceeded -> IDLE_TIMEOUT, a
+  // status with a FrameError -> its code, anything else -> NO_ERROR; the
+  // message is the reason) unless a GOAWAY was already sent or received, and
+  // refuses further encodes. Frames received later are still decoded.
+  void close(absl::Status why);
+
+  // Queues a PING (payload <= 64 bytes); the PONG is counted in pongs().
+  absl::Status ping(absl::Span<const uint8_t> payload, std::optional<uint64_t> request_id = {});
+
+  Role role() const { return role_; }
+  // Negotiation done (or skipped): settings() are final.
+  bool established() const;
+  // What this side sends with now (defaults until negotiated).
+  const Settings& settings() const { return settings_; }
+  bool goaway_sent() const { return goaway_sent_; }
+  bool goaway_received() const { return goaway_received_; }
+  uint64_t pongs() const { return pongs_; }
+
+ private:
+  // Handles a control frame; returns an error when decoding must stop.
+  absl::Status on_control(const Frame& frame);
+  absl::Status on_negotiation(const Frame& frame);
+  // Encodes a frame into the output buffer. `chk` per the current settings.
+  // Fails (and queues nothing) when it does not fit; GOAWAY may use the
+  // room kept for it.
+  bool queue(uint16_t type, absl::Span<const uint8_t> ext_block, absl::Span<const uint8_t> payload,
+             bool for_goaway = false);
+  void queue_goaway(uint32_t code, absl::string_view reason);
+  // Records a protocol error, queues GOAWAY(code), returns the status.
+  absl::Status fail(absl::Status status, absl::string_view reason = {});
+  void apply(const Settings& settings);
+
+  Role role_;
+  Decoder decoder_;
+  std::optional<ServerNegotiation> server_;
+  std::optional<ClientNegotiation> client_;
+  Settings settings_;
+  std::vector<uint8_t> output_;  // fixed size kOutputCapacity
+  size_t out_begin_ = 0;
+  size_t out_end_ = 0;
+  absl::Status error_;  // decoding stopped
+  bool goaway_sent_ = false;
+  bool goaway_received_ = false;
+  bool closing_ = false;
+  uint64_t pongs_ = 0;
+};
+
+}  // namespace coring::sbmp

@@ -1,0 +1,123 @@
+#include "coring/codec/decoder.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "coring/codec/crc32c.h"
+#include "coring/codec/error.h"
+
+namespace coring::sbmp {
+namespace {
+
+uint32_t load32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// Beyond this, growth is exact; the frame size bounds it anyway.
+constexpr size_t kMaxBuffer = size_t{kDefaultMaxFrame} + kHeaderSize;
+
+}  // namespace
+
+Decoder::Decoder(DecoderOptions options)
+    : versions_(options.versions ? options.versions : &VersionRegistry::standard()) {
+  limits_.max_frame = options.max_frame;
+  limits_.majors = versions_->majors();
+}
+
+absl::Status Decoder::fail(absl::Status status) {
+  error_ = status;
+  return status;
+}
+
+void Decoder::append(absl::Span<const uint8_t>& input, size_t n) {
+  if (n == 0) return;
+  if (buffer_.size() < buffered_ + n) {
+    // Grow with the bytes that actually arrived (a header's `length` alone
+    // must not make us allocate), doubling so a big frame costs few moves.
+    buffer_.resize(std::max(buffered_ + n, std::min(2 * buffer_.size(), kMaxBuffer)));
+  }
+  std::memcpy(buffer_.data() + buffered_, input.data(), n);
+  buffered_ += n;
+  input.remove_prefix(n);
+}
+
+absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint8_t* bytes) {
+  const uint8_t* body = bytes + kHeaderSize;
+  size_t body_size = h.length - (h.chk() ? kTrailerSize : 0);
+  absl::Span<const uint8_t> ext_block(body, h.ext_len);
+  absl::Span<const uint8_t> payload(body + h.ext_len, body_size - h.ext_len);
+  if (h.chk()) {
+    uint32_t expected = load32(body + body_size);
+    uint32_t actual = crc32c(absl::MakeConstSpan(body, body_size));
+    if (expected != actual) {
+      return fail(make_frame_error(
+          {ErrorCode::kPayloadChecksum, offset_, ErrorField::kTrailer},
+          absl::StrFormat("trailer 0x%08x, computed CRC-32C 0x%08x", expected, actual)));
+    }
+  }
+  // The header check guarantees a decoder for this major.
+  const VersionDecoder* version = versions_->find(version_major(h.version));
+  if (auto why = version->check_body(h, ext_block, payload)) {
+    return fail(
+        make_frame_error({ErrorCode::kBadExtension, offset_, ErrorField::kExtensions}, *why));
+  }
+  Frame frame;
+  frame.header = h;
+  frame.extensions = Extensions(ext_block);
+  frame.payload = payload;
+  frame.offset = offset_;
+  offset_ += h.frame_size();
+  return frame;
+}
+
+absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& input) {
+  if (!error_.ok()) return error_;
+
+  if (buffered_ == 0) {
+    // Fast path: the frame starts at the front of `input`.
+    if (input.size() >= kHeaderSize) {
+      absl::StatusOr<Header> h = decode_header(input.data(), limits_, offset_);
+      if (!h.ok()) return fail(h.status());
+      size_t size = h->frame_size();
+      if (input.size() >= size) {
+        const uint8_t* bytes = input.data();
+        input.remove_prefix(size);
+        return finish(*h, bytes);
+      }
+      header_ = *h;
+    } else if (input.empty()) {
+      return std::nullopt;
+    } else if (magic_prefix_mismatch(input)) {
+      return fail(make_frame_error({ErrorCode::kBadMagic, offset_, ErrorField::kMagic},
+                                   "the stream cannot begin \"SBMP\" here"));
+    }
+    // A split frame: keep what there is.
+    append(input, input.size());
+    return std::nullopt;
+  }
+
+  if (buffered_ < kHeaderSize) {
+    append(input, std::min(kHeaderSize - buffered_, input.size()));
+    if (buffered_ < kHeaderSize) {
+      if (magic_prefix_mismatch(absl::MakeConstSpan(buffer_.data(), buffered_))) {
+        return fail(make_frame_error({ErrorCode::kBadMagic, offset_, ErrorField::kMagic},
+                                     "the stream cannot begin \"SBMP\" here"));
+      }
+      return std::nullopt;
+    }
+    absl::StatusOr<Header> h = decode_header(buffer_.data(), limits_, offset_);
+    if (!h.ok()) return fail(h.status());
+    header_ = *h;
+  }
+
+  size_t size = header_.frame_size();
+  append(input, std::min(size - buffered_, input.size()));
+  if (buffered_ < size) return std::nullopt;
+  // The frame is a view into buffer_, which is not written again until the
+  // next call: forget it now.
+  buffered_ = 0;
+  return finish(header_, buffer_.data());
+}
+
+}  // namespace coring::sbmp

@@ -1,0 +1,87 @@
+// Decoder: the streaming SBMP frame decoder. Feed it the byte stream in
+// whatever pieces the transport read; it hands back one frame at a time.
+//
+//   Decoder decoder({.max_frame = 1 << 20});
+//   absl::Span<const uint8_t> input = bytes_just_read;
+//   for (;;) {
+//     absl::StatusOr<std::optional<Frame>> next = decoder.next(input);
+//     if (!next.ok()) return next.status();   // protocol error: frame_error(status)
+//     if (!next->has_value()) break;          // input used up: read more
+//     handle(**next);
+//   }
+//   // At end of stream: decoder.mid_frame() means "incomplete".
+//
+// A frame that lies whole inside `input` comes back as a view into `input`
+// (no copy). Only a frame split across inputs is copied, into one internal
+// buffer that grows with the bytes received to the largest such frame (at
+// most max_frame + 16 bytes) and is then reused; a frame from it stays valid
+// until the next call to next().
+// The header is validated as soon as its 16 bytes are in, so an oversized
+// `length` is refused before any body byte is read or buffered. Errors are
+// final: every later call returns the same error.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "coring/codec/frame.h"
+#include "coring/codec/header.h"
+#include "coring/codec/version_registry.h"
+
+namespace coring::sbmp {
+
+struct DecoderOptions {
+  // The largest `length` accepted (SBMP.md 2).
+  uint32_t max_frame = kDefaultMaxFrame;
+  // The versions spoken; nullptr means VersionRegistry::standard(). Not owned.
+  const VersionRegistry* versions = nullptr;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(DecoderOptions options = {});
+
+  // Decodes the next frame from `input`, advancing it past the bytes used.
+  // Returns a frame, nullopt once `input` is used up (all of it has then
+  // been consumed), or the first protocol error (see frame_error()).
+  absl::StatusOr<std::optional<Frame>> next(absl::Span<const uint8_t>& input);
+
+  // True when part of a frame has been received: at end of stream, the
+  // stream is incomplete.
+  bool mid_frame() const { return buffered_ > 0; }
+  // Stream offset of the next frame's first byte.
+  uint64_t offset() const { return offset_; }
+  bool failed() const { return !error_.ok(); }
+
+  // Limits for frames not yet started.
+  void set_max_frame(uint32_t max_frame) { limits_.max_frame = max_frame; }
+  uint32_t max_frame() const { return limits_.max_frame; }
+  // Restricts the majors accepted to those in `majors` (bit M = major M) that
+  // the registry speaks: after negotiation, only the negotiated one.
+  void set_accepted_majors(uint16_t majors) {
+    limits_.majors = static_cast<uint16_t>(majors & versions_->majors());
+  }
+  const VersionRegistry& versions() const { return *versions_; }
+
+ private:
+  // Checks trailer and body of a complete frame at `bytes`, and builds it.
+  absl::StatusOr<std::optional<Frame>> finish(const Header& header, const uint8_t* bytes);
+  absl::Status fail(absl::Status status);
+  // Moves the first n bytes of `input` to the end of buffer_.
+  void append(absl::Span<const uint8_t>& input, size_t n);
+
+  const VersionRegistry* versions_;
+  HeaderLimits limits_;
+  uint64_t offset_ = 0;
+  // The split frame being reassembled: buffer_[0, buffered_).
+  std::vector<uint8_t> buffer_;
+  size_t buffered_ = 0;
+  Header header_;  // valid once buffered_ >= kHeaderSize
+  absl::Status error_;
+};
+
+}  // namespace coring::sbmp

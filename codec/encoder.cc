@@ -1,0 +1,98 @@
+#include "coring/codec/encoder.h"
+
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "coring/codec/crc32c.h"
+
+namespace coring::sbmp {
+namespace {
+
+void store32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+uint32_t body_crc(const Frame& frame) {
+  return crc32c(frame.payload, crc32c(frame.extensions.bytes()));
+}
+
+}  // namespace
+
+absl::StatusOr<Header> frame_header(const Frame& frame, const EncodeOptions& options) {
+  size_t ext_len = frame.extensions.bytes().size();
+  if (ext_len > 0xFFFF) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("extension block of %d bytes (at most 65535)", ext_len));
+  }
+  uint64_t length = uint64_t{ext_len} + frame.payload.size() + (options.chk ? kTrailerSize : 0);
+  if (length > options.max_frame) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "frame length %d exceeds the receiver's max frame %d", length, options.max_frame));
+  }
+  Header h;
+  h.version = options.version;
+  h.flags = options.chk ? kFlagChk : 0;
+  h.type = frame.type();
+  h.length = static_cast<uint32_t>(length);
+  h.ext_len = static_cast<uint16_t>(ext_len);
+  return h;
+}
+
+absl::StatusOr<size_t> encode_frame(const Frame& frame, const EncodeOptions& options,
+                                    absl::Span<uint8_t> out) {
+  absl::StatusOr<Header> h = frame_header(frame, options);
+  if (!h.ok()) return h.status();
+  if (out.size() < h->frame_size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "frame of %d bytes does not fit a buffer of %d", h->frame_size(), out.size()));
+  }
+  uint8_t* p = out.data();
+  encode_header(*h, p);
+  p += kHeaderSize;
+  absl::Span<const uint8_t> ext = frame.extensions.bytes();
+  if (!ext.empty()) std::memcpy(p, ext.data(), ext.size());
+  p += ext.size();
+  if (!frame.payload.empty()) std::memcpy(p, frame.payload.data(), frame.payload.size());
+  p += frame.payload.size();
+  if (options.chk) store32(p, body_crc(frame));
+  return h->frame_size();
+}
+
+EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
+  header_ = other.header_;
+  header_bytes_ = other.header_bytes_;
+  trailer_bytes_ = other.trailer_bytes_;
+  ext_block_ = other.ext_block_;
+  payload_ = other.payload_;
+  num_parts_ = other.num_parts_;
+  if (num_parts_ != 0) link();
+  return *this;
+}
+
+void EncodedFrame::link() {
+  num_parts_ = 0;
+  parts_[num_parts_++] = absl::MakeConstSpan(header_bytes_);
+  if (!ext_block_.empty()) parts_[num_parts_++] = ext_block_;
+  if (!payload_.empty()) parts_[num_parts_++] = payload_;
+  if (header_.chk()) parts_[num_parts_++] = absl::MakeConstSpan(trailer_bytes_);
+}
+
+absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, EncodedFrame& encoded) {
+  absl::StatusOr<Header> h = frame_header(frame, options);
+  if (!h.ok()) {
+    encoded.num_parts_ = 0;  // nothing to send
+    return h.status();
+  }
+  encoded.header_ = *h;
+  encode_header(*h, encoded.header_bytes_.data());
+  encoded.ext_block_ = frame.extensions.bytes();
+  encoded.payload_ = frame.payload;
+  if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
+  encoded.link();
+  return absl::OkStatus();
+}
+
+}  // namespace coring::sbmp

@@ -1,0 +1,152 @@
+#include "coring/codec/decoder.h"
+
+#include <string>
+#include <vector>
+
+#include "coring/codec/encoder.h"
+#include "coring/codec/error.h"
+#include "gtest/gtest.h"
+#include "test_util.h"
+
+namespace coring::sbmp {
+namespace {
+
+std::vector<uint8_t> make(uint16_t type, const std::string& payload, bool chk = false,
+                          Extensions ext = {}) {
+  Frame f = make_frame(type, testing::as_bytes(payload), ext);
+  std::vector<uint8_t> out(kHeaderSize + kTrailerSize + ext.bytes().size() + payload.size());
+  auto n = encode_frame(f, {.chk = chk}, absl::MakeSpan(out));
+  EXPECT_TRUE(n.ok());
+  out.resize(*n);
+  return out;
+}
+
+TEST(DecoderTest, ContiguousFrameIsAViewIntoTheInput) {
+  auto a = make(0x100, "hello");
+  auto b = make(0x101, "world", true);
+  std::vector<uint8_t> stream = a;
+  stream.insert(stream.end(), b.begin(), b.end());
+  Decoder d;
+  absl::Span<const uint8_t> in(stream);
+  auto f1 = d.next(in);
+  ASSERT_TRUE(f1.ok() && f1->has_value());
+  EXPECT_EQ((*f1)->payload.data(), stream.data() + kHeaderSize);
+  EXPECT_EQ((*f1)->type(), 0x100);
+  auto f2 = d.next(in);
+  ASSERT_TRUE(f2.ok() && f2->has_value());
+  EXPECT_EQ((*f2)->payload.data(), stream.data() + a.size() + kHeaderSize);
+  EXPECT_EQ((*f2)->offset, a.size());
+  EXPECT_TRUE((*f2)->chk());
+  EXPECT_TRUE(in.empty());
+  auto none = d.next(in);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_FALSE(d.mid_frame());
+  EXPECT_EQ(d.offset(), stream.size());
+}
+
+TEST(DecoderTest, SplitFrameIsReassembledOnlyWhenSplit) {
+  auto a = make(0x100, std::string(1000, 'x'));
+  auto b = make(0x100, "tail");
+  std::vector<uint8_t> stream = a;
+  stream.insert(stream.end(), b.begin(), b.end());
+  Decoder d;
+  absl::Span<const uint8_t> first = absl::MakeConstSpan(stream).subspan(0, 500);
+  auto r = d.next(first);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(first.empty());
+  EXPECT_TRUE(d.mid_frame());
+  absl::Span<const uint8_t> rest = absl::MakeConstSpan(stream).subspan(500);
+  r = d.next(rest);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  const uint8_t* p = (*r)->payload.data();
+  EXPECT_FALSE(p >= stream.data() && p < stream.data() + stream.size());  // reassembled copy
+  EXPECT_EQ((*r)->payload.size(), 1000u);
+  r = d.next(rest);  // the next frame lies whole in `rest`: a view again
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ((*r)->payload.data(), stream.data() + a.size() + kHeaderSize);
+}
+
+TEST(DecoderTest, OversizeLengthRejectedFromHeaderAlone) {
+  auto big = make(0x100, std::string(2000, 'x'));
+  Decoder d({.max_frame = 1024});
+  absl::Span<const uint8_t> header = absl::MakeConstSpan(big).subspan(0, kHeaderSize);
+  auto r = d.next(header);
+  ASSERT_FALSE(r.ok());
+  auto e = frame_error(r.status());
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->code, ErrorCode::kFrameTooLarge);
+  EXPECT_EQ(e->field, ErrorField::kLength);
+  // Errors are final.
+  absl::Span<const uint8_t> more = absl::MakeConstSpan(big).subspan(kHeaderSize);
+  EXPECT_EQ(d.next(more).status(), r.status());
+  EXPECT_TRUE(d.failed());
+}
+
+TEST(DecoderTest, HugeLengthAllocatesOnlyWhatArrived) {
+  // A receiver with the largest limit: a header announcing 4 GiB must not
+  // make the decoder allocate 4 GiB before the body arrives.
+  Header h{.type = 0x100, .length = 0xFFFFFFF0};
+  std::vector<uint8_t> bytes(kHeaderSize + 100, 0);
+  encode_header(h, bytes.data());
+  Decoder d({.max_frame = 0xFFFFFFFF});
+  absl::Span<const uint8_t> in(bytes);
+  auto r = d.next(in);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(d.mid_frame());
+  Decoder strict;
+  absl::Span<const uint8_t> in2(bytes);
+  EXPECT_EQ(frame_error(strict.next(in2).status())->code, ErrorCode::kFrameTooLarge);
+}
+
+TEST(DecoderTest, EarlyBadMagic) {
+  std::vector<uint8_t> http = {'G', 'E'};
+  Decoder d;
+  absl::Span<const uint8_t> in(http);
+  auto r = d.next(in);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(frame_error(r.status())->code, ErrorCode::kBadMagic);
+}
+
+TEST(DecoderTest, IncompleteStream) {
+  auto a = make(0x100, "abc");
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(a).subspan(0, a.size() - 1);
+  auto r = d.next(in);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(d.mid_frame());
+  EXPECT_EQ(d.offset(), 0u);
+}
+
+TEST(DecoderTest, ErrorOffsetIsTheBadFramesStart) {
+  auto a = make(0x100, "abc");
+  auto b = make(0x100, "defg", true);
+  b.back() ^= 1;  // trailer
+  std::vector<uint8_t> stream = a;
+  stream.insert(stream.end(), b.begin(), b.end());
+  Decoder d;
+  absl::Span<const uint8_t> in(stream);
+  ASSERT_TRUE(d.next(in).ok());
+  auto r = d.next(in);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(*frame_error(r.status()),
+            (FrameError{ErrorCode::kPayloadChecksum, a.size(), ErrorField::kTrailer, false}));
+}
+
+TEST(DecoderTest, MaxFrameChangesApplyToLaterFrames) {
+  auto a = make(0x100, std::string(100, 'a'));
+  Decoder d;
+  d.set_max_frame(99);
+  absl::Span<const uint8_t> in(a);
+  EXPECT_FALSE(d.next(in).ok());
+  Decoder d2;
+  d2.set_max_frame(100);
+  absl::Span<const uint8_t> in2(a);
+  EXPECT_TRUE(d2.next(in2).ok());
+}
+
+}  // namespace
+}  // namespace coring::sbmp

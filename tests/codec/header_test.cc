@@ -1,0 +1,134 @@
+#include "coring/codec/header.h"
+
+#include <vector>
+
+#include "coring/codec/error.h"
+#include "gtest/gtest.h"
+#include "test_util.h"
+
+namespace coring::sbmp {
+namespace {
+
+std::vector<uint8_t> encoded(const Header& h) {
+  std::vector<uint8_t> out(kHeaderSize);
+  encode_header(h, out.data());
+  return out;
+}
+
+ErrorField field_of(const absl::StatusOr<Header>& h) {
+  EXPECT_FALSE(h.ok());
+  auto e = frame_error(h.status());
+  EXPECT_TRUE(e.has_value());
+  return e ? e->field : ErrorField::kNone;
+}
+
+TEST(HeaderTest, SpecExampleBytes) {
+  auto bytes = encoded({.type = 0x0003, .length = 2});
+  EXPECT_EQ(testing::to_hex(absl::MakeConstSpan(bytes).subspan(0, 14)),
+            "53424d50130000030000000200"
+            "00");
+}
+
+TEST(HeaderTest, RoundTrip) {
+  Header h{.version = 0x1F, .flags = kFlagChk, .type = 0xBEEF, .length = 1000, .ext_len = 996};
+  auto bytes = encoded(h);
+  auto back = decode_header(bytes.data(), {}, 0);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, h);
+  EXPECT_EQ(back->payload_size(), 0u);
+}
+
+TEST(HeaderTest, ValidationOrderAndErrors) {
+  Header good{.type = 0x100, .length = 10, .ext_len = 2};
+  auto bytes = encoded(good);
+  {  // bad magic beats everything, including a bad checksum
+    auto b = bytes;
+    b[0] = 'X';
+    EXPECT_EQ(field_of(decode_header(b.data(), {}, 0)), ErrorField::kMagic);
+  }
+  {
+    auto b = bytes;
+    b[15] ^= 1;
+    EXPECT_EQ(field_of(decode_header(b.data(), {}, 0)), ErrorField::kHcrc);
+  }
+  // With a valid checksum: version before flags before length before ext_len.
+  EXPECT_EQ(
+      field_of(decode_header(
+          encoded({.version = 0x23, .flags = 2, .length = 1u << 30, .ext_len = 0xFFFF}).data(), {},
+          0)),
+      ErrorField::kVersion);
+  EXPECT_EQ(field_of(decode_header(
+                encoded({.flags = 0x82, .length = 1u << 30, .ext_len = 0xFFFF}).data(), {}, 0)),
+            ErrorField::kFlags);
+  EXPECT_EQ(field_of(decode_header(encoded({.length = 101, .ext_len = 0xFFFF}).data(),
+                                   {.max_frame = 100}, 0)),
+            ErrorField::kLength);
+  EXPECT_EQ(field_of(decode_header(encoded({.length = 100, .ext_len = 101}).data(), {}, 0)),
+            ErrorField::kExtLen);
+  EXPECT_EQ(field_of(decode_header(encoded({.flags = kFlagChk, .length = 3}).data(), {}, 0)),
+            ErrorField::kExtLen);
+  EXPECT_EQ(field_of(decode_header(encoded({.flags = kFlagChk, .length = 10, .ext_len = 7}).data(),
+                                   {}, 0)),
+            ErrorField::kExtLen);
+  EXPECT_TRUE(
+      decode_header(encoded({.flags = kFlagChk, .length = 10, .ext_len = 6}).data(), {}, 0).ok());
+  EXPECT_TRUE(
+      decode_header(encoded({.length = 100, .ext_len = 100}).data(), {.max_frame = 100}, 0).ok());
+}
+
+TEST(HeaderTest, ErrorCarriesCodeOffsetField) {
+  auto b = encoded({.length = 1});
+  b[14] ^= 0xFF;
+  auto h = decode_header(b.data(), {}, 12345);
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kDataLoss);
+  auto e = frame_error(h.status());
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(*e, (FrameError{ErrorCode::kHeaderChecksum, 12345, ErrorField::kHcrc, false}));
+  EXPECT_NE(h.status().message().find("HEADER_CHECKSUM"), absl::string_view::npos);
+}
+
+TEST(HeaderTest, MajorsAccepted) {
+  auto b = encoded({.version = 0x25});
+  EXPECT_FALSE(decode_header(b.data(), {}, 0).ok());
+  EXPECT_TRUE(decode_header(b.data(), {.majors = 1 << 2}, 0).ok());
+  auto v10 = encoded({.version = 0x10});
+  EXPECT_TRUE(decode_header(v10.data(), {}, 0).ok());
+  EXPECT_FALSE(decode_header(v10.data(), {.majors = 1 << 2}, 0).ok());
+  auto v03 = encoded({.version = 0x03});
+  EXPECT_FALSE(decode_header(v03.data(), {}, 0).ok());
+}
+
+TEST(HeaderTest, MagicPrefix) {
+  std::vector<uint8_t> s = {'S', 'B', 'M'}, bad = {'S', 'X'};
+  EXPECT_FALSE(magic_prefix_mismatch(s));
+  EXPECT_FALSE(magic_prefix_mismatch({}));
+  EXPECT_TRUE(magic_prefix_mismatch(bad));
+}
+
+TEST(ErrorTest, NamesRoundTrip) {
+  for (uint32_t c = 0; c <= 11; ++c) {
+    auto code = static_cast<ErrorCode>(c);
+    EXPECT_EQ(error_code_from_name(error_code_name(code)), code);
+  }
+  EXPECT_EQ(error_code_name(static_cast<ErrorCode>(99)), "UNKNOWN");
+  EXPECT_EQ(error_field_from_name("trailer"), ErrorField::kTrailer);
+  EXPECT_EQ(error_field_from_name("bogus"), std::nullopt);
+  EXPECT_FALSE(frame_error(absl::InternalError("x")).has_value());
+}
+
+TEST(ErrorTest, RemoteGoaway) {
+  absl::Status st = make_remote_goaway_error(10, 77, "bye");
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  auto e = frame_error(st);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_TRUE(e->remote);
+  EXPECT_EQ(e->code, ErrorCode::kShutdown);
+  EXPECT_EQ(e->offset, 77u);
+  EXPECT_EQ(make_remote_goaway_error(0, 0, "").code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(make_remote_goaway_error(1234, 0, "").code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(static_cast<uint32_t>(frame_error(make_remote_goaway_error(1234, 0, ""))->code), 1234u);
+}
+
+}  // namespace
+}  // namespace coring::sbmp

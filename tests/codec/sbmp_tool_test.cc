@@ -43,6 +43,19 @@ std::string temp_path(const std::string& name) {
   return absl::StrCat(::testing::TempDir(), "/sbmp_tool_test.", getpid(), ".", name);
 }
 
+// A temp_path() that is removed when the test ends, however it ends.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& name) : path_(temp_path(name)) {}
+  ~TempFile() { std::filesystem::remove(path_); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // Runs `args` (a shell command line after the tool's path).
 ToolRun run(const std::string& args) {
   std::string err_path = temp_path("stderr.txt");
@@ -120,7 +133,8 @@ TEST_F(SbmpToolTest, JsonOutputMatchesEveryVector) {
 TEST_F(SbmpToolTest, HexInputFromStdinGivesTheSameResult) {
   auto cases = testing::load_vector_cases();
   ASSERT_GE(cases.size(), testing::kMinVectorCases);
-  std::string hex_path = temp_path("input.hex");
+  TempFile hex_path_file("input.hex");
+  const std::string& hex_path = hex_path_file.path();
   for (const auto& c : cases) {
     // Hex with line breaks and spaces, which the tool ignores.
     std::string hex = testing::to_hex(testing::as_bytes(c.bin));
@@ -157,7 +171,8 @@ TEST_F(SbmpToolTest, TextFormatHasOneLinePerFrameAndTheSameExitCodes) {
 }
 
 TEST_F(SbmpToolTest, MakeThenParseRoundTrips) {
-  std::string bin = temp_path("made.bin");
+  TempFile bin_file("made.bin");
+  const std::string& bin = bin_file.path();
   ToolRun made = run(absl::StrCat(
       "make --type=0x0100 --payload='hello, world' --request_id=18446744073709551615 "
       "--trace=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 --state_version=7 "
@@ -235,7 +250,8 @@ TEST_F(SbmpToolTest, BadArgumentsExitOneWithOneLine) {
     EXPECT_EQ(r.errors.size(), 1u) << absl::StrJoin(r.errors, "\n");
     EXPECT_TRUE(r.lines.empty());
   }
-  std::string bad_hex = temp_path("bad.hex");
+  TempFile bad_hex_file("bad.hex");
+  const std::string& bad_hex = bad_hex_file.path();
   std::ofstream(bad_hex) << "53 42 4d 5g";
   ToolRun r = run(absl::StrCat("parse --hex '", bad_hex, "'"));
   EXPECT_EQ(r.exit_code, 1);

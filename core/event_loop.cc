@@ -1,0 +1,533 @@
+#include "coring/core/event_loop.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "coring/core/buffer_ring.h"
+#include "coring/core/errno_status.h"
+#include "coring/core/fixed_files.h"
+#include "coring/pool/buffer_arena.h"
+#include "coring/pool/slab_pool.h"
+
+namespace coring {
+
+namespace {
+
+// IORING_REGISTER_SEND_MSG_RING (Linux 6.13): a MSG_RING without a source
+// ring, for threads that run no loop. Not in liburing 2.3's headers.
+constexpr unsigned kRegisterSendMsgRing = 31;
+constexpr unsigned kReapBatch = 64;
+constexpr unsigned kRemoteBatch = 4096;
+
+// A posted function, allocated from the posting thread's frame allocator.
+template <class Fn>
+struct FnNode final : PostNode {
+  explicit FnNode(Fn&& f) : fn(std::move(f)) { run = &FnNode::invoke; }
+  static void invoke(PostNode* self) noexcept {
+    auto* node = static_cast<FnNode*>(self);
+    std::move(node->fn)();
+    node->~FnNode();
+    frame_deallocate(node, sizeof(FnNode));
+  }
+  Fn fn;
+};
+
+}  // namespace
+
+std::string LoopStats::to_string() const {
+  return absl::StrFormat(
+      "iterations=%u sqes_submitted=%u submit_calls=%u cqes=%u sq_full=%u cq_overflows=%u "
+      "cq_dropped=%u enobufs=%u ops_in_flight=%u msg_ring_sent=%u msg_ring_received=%u "
+      "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u",
+      iterations, sqes_submitted, submit_calls, cqes, sq_full, cq_overflows, cq_dropped, enobufs,
+      ops_in_flight, msg_ring_sent, msg_ring_received, foreign_wakes, eventfd_wakes, posts_run,
+      stale_cqes);
+}
+
+// Makes this loop current on the thread and installs its frame allocator.
+class EventLoop::Scope {
+ public:
+  explicit Scope(EventLoop* loop)
+      : previous_(detail::t_current_loop), frames_(loop->options_.slab_pool) {
+    detail::t_current_loop = loop;
+  }
+  ~Scope() { detail::t_current_loop = previous_; }
+
+ private:
+  EventLoop* previous_;
+  FrameAllocatorScope frames_;
+};
+
+EventLoop::EventLoop(LoopOptions options)
+    : options_(std::move(options)), owner_(std::this_thread::get_id()) {}
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::create(LoopOptions options) {
+  std::unique_ptr<EventLoop> loop(new EventLoop(std::move(options)));
+  if (absl::Status s = loop->init(); !s.ok()) return s;
+  return loop;
+}
+
+absl::Status EventLoop::init() {
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::create(options_.ring);
+  if (!ring.ok()) return ring.status();
+  ring_ = std::move(*ring);
+  mailbox_->msg_ring_ok = ring_->supports(IORING_OP_MSG_RING);
+  mailbox_->ring_fd = ::fcntl(ring_->fd(), F_DUPFD_CLOEXEC, 0);
+  if (mailbox_->ring_fd < 0) return errno_to_status(errno, "dup(ring fd)");
+  eventfd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (eventfd_ < 0) return errno_to_status(errno, "eventfd");
+  mailbox_->eventfd = eventfd_;
+
+  if (options_.fixed_files > 0) {
+    absl::StatusOr<std::unique_ptr<FixedFiles>> files =
+        FixedFiles::create(*ring_, options_.fixed_files);
+    if (!files.ok()) return files.status();
+    fixed_files_ = std::move(*files);
+  }
+  if (options_.arena != nullptr && options_.register_buffers) {
+    if (absl::Status s = options_.arena->check_memlock(); !s.ok()) return s;
+    absl::Span<const iovec> regions = options_.arena->regions();
+    const int ret = io_uring_register_buffers(ring_->raw(), regions.data(),
+                                              static_cast<unsigned>(regions.size()));
+    if (ret < 0) return errno_to_status(-ret, "io_uring_register_buffers");
+    buffers_registered_ = true;
+  }
+  ready_.reserve(64);
+  running_.reserve(64);
+  deferred_cqes_.reserve(ring_->cq_entries());
+  arm_eventfd_read();
+  return absl::OkStatus();
+}
+
+EventLoop::~EventLoop() {
+  if (ring_ != nullptr) shutdown();
+}
+
+EventLoop::Mailbox::~Mailbox() {
+  if (ring_fd >= 0) ::close(ring_fd);
+  if (eventfd >= 0) ::close(eventfd);
+}
+
+void EventLoop::shutdown() noexcept {
+  Scope scope(this);
+  // Let posted work and ready coroutines run once more (they may finish).
+  for (int round = 0; round < 4; ++round) run_once(false);
+  // Still-suspended detached tasks are destroyed; their awaiters orphan
+  // their operations (and cancel those that borrowed frame memory).
+  for (std::coroutine_handle<>& h : detached_) {
+    if (h) std::exchange(h, {}).destroy();
+  }
+  detached_.clear();
+  detached_free_.clear();
+  ready_.clear();
+  shutting_down_ = true;  // the eventfd read is not re-armed from here on
+  // Cancel the rest (multishot ops of destroyed streams, the eventfd read)
+  // and wait for every final CQE: the kernel must be done with our memory
+  // before it goes away.
+  for (int attempt = 0; attempt < 200 && (ops_.in_use() > 0 || eventfd_armed_); ++attempt) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    sqe->user_data = kIgnoreUserData;
+    __kernel_timespec ts{.tv_sec = 0, .tv_nsec = 10'000'000};
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(ring_->raw(), &cqe, 1, &ts, nullptr);
+    reap();
+  }
+  if (ops_.in_use() > 0) {
+    std::fprintf(stderr, "coring: event loop closed with %zu operations still in flight\n",
+                 ops_.in_use());
+  }
+  // Posted nodes that arrived too late still get to run (and free themselves).
+  while (PostNode* node = mailbox_->queue.pop()) node->run(node);
+  fixed_files_.reset();
+}
+
+void EventLoop::run() {
+  Scope scope(this);
+  while (!mailbox_->stop_requested.load(std::memory_order_acquire)) run_once(true);
+  mailbox_->stop_requested.store(false, std::memory_order_release);
+}
+
+void EventLoop::stop() {
+  if (is_owner_thread()) {
+    mailbox_->stop_requested.store(true, std::memory_order_release);
+    return;
+  }
+  std::shared_ptr<Mailbox> mailbox = mailbox_;  // the loop may be gone once the flag is seen
+  mailbox->stop_requested.store(true, std::memory_order_release);
+  if (!mailbox->wake_pending.exchange(true, std::memory_order_acq_rel)) wake(*mailbox);
+}
+
+void EventLoop::run_once(bool block) {
+  Scope scope(this);
+  ++iterations_;
+  run_ready();
+  drain_remote();
+  if (options_.slab_pool != nullptr) options_.slab_pool->drain();
+  const bool idle = ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() &&
+                    mailbox_->queue.empty() &&
+                    !mailbox_->stop_requested.load(std::memory_order_relaxed) &&
+                    !(until_ != nullptr && *until_);
+  const int ret = (block && idle) ? ring_->submit_and_wait(1) : ring_->submit();
+  if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME) {
+    std::fprintf(stderr, "coring: io_uring_enter failed: %s\n",
+                 errno_to_status(-ret).ToString().c_str());
+  }
+  reap();
+}
+
+void EventLoop::run_ready() {
+  running_.swap(ready_);
+  for (std::coroutine_handle<> h : running_) h.resume();
+  running_.clear();
+  PostNode* node = std::exchange(local_head_, nullptr);
+  local_tail_ = nullptr;
+  while (node != nullptr) {
+    PostNode* next = node->next.load(std::memory_order_relaxed);
+    ++posts_run_;
+    node->run(node);
+    node = next;
+  }
+}
+
+void EventLoop::drain_remote() {
+  for (unsigned i = 0; i < kRemoteBatch; ++i) {
+    PostNode* node = mailbox_->queue.pop();
+    if (node == nullptr) break;
+    ++posts_run_;
+    node->run(node);
+  }
+}
+
+void EventLoop::reap() {
+  if (!deferred_cqes_.empty()) {
+    // Dispatch may reap aside again; work on a snapshot.
+    std::vector<Cqe> pending;
+    pending.swap(deferred_cqes_);
+    for (const Cqe& c : pending) dispatch(c);
+    pending.clear();
+    if (deferred_cqes_.empty()) deferred_cqes_.swap(pending);  // keep the capacity
+  }
+  io_uring* raw = ring_->raw();
+  Cqe batch[kReapBatch];
+  io_uring_cqe* cqes[kReapBatch];
+  const unsigned max_rounds = ring_->cq_entries() / kReapBatch * 4 + 4;
+  for (unsigned round = 0; round < max_rounds; ++round) {
+    // peek_batch flushes an overflow backlog into the CQ when it sees one.
+    const unsigned n = io_uring_peek_batch_cqe(raw, cqes, kReapBatch);
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) {
+      batch[i] = Cqe{cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+    }
+    // Advance before dispatching: a resumed coroutine may reap again.
+    io_uring_cq_advance(raw, n);
+    cqes_ += n;
+    for (unsigned i = 0; i < n; ++i) dispatch(batch[i]);
+    // A short batch emptied the CQ; a backlog would have raised the flag.
+    if (n < kReapBatch && !ring_->check_cq_overflow()) break;
+  }
+}
+
+void EventLoop::reap_aside() noexcept {
+  io_uring* raw = ring_->raw();
+  ring_->check_cq_overflow();
+  io_uring_cqe* cqe = nullptr;
+  if (io_uring_peek_cqe(raw, &cqe) != 0) {
+    ring_->submit();  // get the kernel to flush what it holds
+  }
+  unsigned head;
+  unsigned n = 0;
+  io_uring_for_each_cqe(raw, head, cqe) {
+    deferred_cqes_.push_back(Cqe{cqe->user_data, cqe->res, cqe->flags});
+    ++n;
+  }
+  io_uring_cq_advance(raw, n);
+  cqes_ += n;
+}
+
+void EventLoop::dispatch(const Cqe& cqe) noexcept {
+  const uint64_t ud = cqe.user_data;
+  if (ud & kInternalBit) {
+    if (ud == kWakeUserData) {
+      ++msg_ring_received_;
+      on_wake();
+    } else if (ud == kEventfdUserData) {
+      eventfd_armed_ = false;
+      if (cqe.res > 0) {
+        ++eventfd_wakes_;
+        on_wake();
+      }
+      if (cqe.res != -ECANCELED && !shutting_down_) arm_eventfd_read();
+    }
+    return;
+  }
+  const bool companion = (ud & kCompanionBit) != 0;
+  OpSlot* slot = ops_.lookup(ud & ~kCompanionBit);
+  if (slot == nullptr) {
+    ++stale_cqes_;
+    return;
+  }
+  const uint32_t index = OpTable::index_of(ud);
+  if (companion) {
+    if (cqe.res == -ETIME) slot->timed_out = true;
+    if (--slot->pending == 0 && slot->main_done) {
+      deliver(*slot, index, OpResult{slot->main_res, slot->main_flags, slot->timed_out}, true);
+    }
+    return;
+  }
+  OpResult result{cqe.res, cqe.flags, false};
+  if (result.more()) {
+    deliver(*slot, index, result, false);
+    return;
+  }
+  if (--slot->pending > 0) {
+    // Linked: the result goes out with the timeout's verdict.
+    slot->main_done = true;
+    slot->main_res = cqe.res;
+    slot->main_flags = cqe.flags;
+    return;
+  }
+  result.timed_out = slot->timed_out;
+  deliver(*slot, index, result, true);
+}
+
+void EventLoop::deliver(OpSlot& slot, uint32_t index, const OpResult& result, bool final) noexcept {
+  OpTarget* target = slot.target;
+  if (target == nullptr) {
+    if (slot.reclaim != nullptr) slot.reclaim(*this, slot, result);
+    if (final) ops_.release(index);
+    return;
+  }
+  if (final) ops_.release(index);
+  target->on_complete(result);
+}
+
+io_uring_sqe* EventLoop::get_sqe() noexcept {
+  for (;;) {
+    if (io_uring_sqe* sqe = ring_->get_sqe(); sqe != nullptr) return sqe;
+    // The kernel took nothing (a CQ backlog): make room in the CQ and retry.
+    reap_aside();
+  }
+}
+
+void EventLoop::reserve_sqes(unsigned n) noexcept {
+  while (!ring_->reserve(n)) reap_aside();
+}
+
+void EventLoop::cancel_op(uint64_t user_data) {
+  if (!is_owner_thread()) {
+    post([this, user_data] { cancel_op(user_data); });
+    return;
+  }
+  if (ops_.lookup(user_data) == nullptr) return;  // already complete
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_cancel64(sqe, user_data, 0);
+  sqe->user_data = kIgnoreUserData;
+}
+
+void EventLoop::abandon_op(uint32_t index, bool borrowed_memory) noexcept {
+  OpSlot& slot = ops_[index];
+  slot.target = nullptr;
+  const uint64_t ud = ops_.user_data(index);
+  if (!borrowed_memory) {
+    cancel_op(ud);
+    return;
+  }
+  // The op may still sit in the SQ, where a cancel would not find it.
+  ring_->submit();
+  if (ops_.lookup(ud) == nullptr) return;
+  io_uring_sync_cancel_reg reg;
+  std::memset(&reg, 0, sizeof(reg));
+  reg.addr = ud;
+  reg.fd = -1;
+  reg.timeout.tv_sec = -1;
+  reg.timeout.tv_nsec = -1;
+  const int ret = io_uring_register_sync_cancel(ring_->raw(), &reg);
+  // 0: cancelled; ENOENT: already completed (its CQE is on the way). Either
+  // way the kernel is done with the op's memory.
+  if (ret == 0 || ret == -ENOENT) return;
+  // No synchronous cancel: cancel asynchronously and wait for the final CQE,
+  // setting every other completion aside for the next reap.
+  cancel_op(ud);
+  while (ops_.lookup(ud) != nullptr) {
+    ring_->submit_and_wait(1);
+    reap_aside();
+    for (size_t i = 0; i < deferred_cqes_.size();) {
+      if ((deferred_cqes_[i].user_data & ~kCompanionBit) == ud) {
+        const Cqe c = deferred_cqes_[i];
+        deferred_cqes_.erase(deferred_cqes_.begin() + static_cast<ptrdiff_t>(i));
+        dispatch(c);
+      } else {
+        ++i;
+      }
+    }
+  }
+}
+
+void EventLoop::post(absl::AnyInvocable<void() &&> fn) {
+  using Node = FnNode<absl::AnyInvocable<void() &&>>;
+  void* memory = frame_allocate(sizeof(Node));
+  post_node(new (memory) Node(std::move(fn)));
+}
+
+void EventLoop::post_node(PostNode* node) noexcept {
+  if (is_owner_thread()) {
+    node->next.store(nullptr, std::memory_order_relaxed);
+    if (local_tail_ != nullptr) {
+      local_tail_->next.store(node, std::memory_order_relaxed);
+    } else {
+      local_head_ = node;
+    }
+    local_tail_ = node;
+    return;
+  }
+  // Once pushed, the node may run and the loop finish and be destroyed
+  // before this thread continues: from here on only the mailbox is touched.
+  std::shared_ptr<Mailbox> mailbox = mailbox_;
+  mailbox->queue.push(node);
+  // Only the first poster after the loop took its last wake-up sends one.
+  if (!mailbox->wake_pending.exchange(true, std::memory_order_acq_rel)) wake(*mailbox);
+}
+
+void EventLoop::schedule(std::coroutine_handle<> h) { ready_.push_back(h); }
+
+void EventLoop::wake(Mailbox& mailbox) noexcept {
+  EventLoop* from = detail::t_current_loop;
+  if (from != nullptr && from->mailbox_.get() != &mailbox && from->mailbox_->msg_ring_ok &&
+      mailbox.msg_ring_ok) {
+    // From the poster's own ring. Its CQE comes back to the poster: success
+    // needs nothing; failure means the target ring is gone (nobody to wake).
+    const uint32_t index = from->ops_.acquire(nullptr);
+    OpSlot& slot = from->ops_[index];
+    slot.reclaim = [](EventLoop&, const OpSlot&, const OpResult& result) {
+      if (result.res < 0) {
+        std::fprintf(stderr, "coring: MSG_RING wake-up failed: %s\n",
+                     errno_to_status(-result.res).ToString().c_str());
+      }
+    };
+    slot.pending = 1;
+    io_uring_sqe* sqe = from->get_sqe();
+    io_uring_prep_msg_ring(sqe, mailbox.ring_fd, 0, kWakeUserData, 0);
+    sqe->user_data = from->ops_.user_data(index);
+    ++from->msg_ring_sent_;
+    return;
+  }
+  if (mailbox.msg_ring_ok && mailbox.sync_msg_ring_ok.load(std::memory_order_relaxed)) {
+    io_uring_sqe sqe;
+    std::memset(&sqe, 0, sizeof(sqe));
+    io_uring_prep_msg_ring(&sqe, mailbox.ring_fd, 0, kWakeUserData, 0);
+    const int ret = io_uring_register(static_cast<unsigned>(-1), kRegisterSendMsgRing, &sqe, 1);
+    if (ret >= 0) {
+      mailbox.foreign_wakes.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    if (ret == -EINVAL || ret == -EOPNOTSUPP) {
+      mailbox.sync_msg_ring_ok.store(false, std::memory_order_relaxed);
+    }
+  }
+  wake_by_eventfd(mailbox);
+}
+
+void EventLoop::wake_by_eventfd(Mailbox& mailbox) noexcept {
+  const uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = ::write(mailbox.eventfd, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+}
+
+void EventLoop::arm_eventfd_read() noexcept {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_read(sqe, eventfd_, &eventfd_value_, sizeof(eventfd_value_), 0);
+  sqe->user_data = kEventfdUserData;
+  eventfd_armed_ = true;
+}
+
+void EventLoop::on_wake() noexcept {
+  // Cleared before the queue is drained (next iteration): a poster that
+  // pushes after this exchange sends a fresh wake-up.
+  mailbox_->wake_pending.exchange(false, std::memory_order_acq_rel);
+}
+
+void EventLoop::spawn_task(Task<> task) {
+  if (!is_owner_thread()) {
+    post([this, t = std::move(task)]() mutable { spawn_task(std::move(t)); });
+    return;
+  }
+  uint32_t index;
+  if (!detached_free_.empty()) {
+    index = detached_free_.back();
+    detached_free_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(detached_.size());
+    detached_.emplace_back();
+    detached_free_.reserve(detached_.capacity());
+  }
+  detached_[index] =
+      detail::make_detached(std::move(task), [this, index](std::exception_ptr e) noexcept {
+        detached_[index] = {};
+        detached_free_.push_back(index);
+        if (!e) return;
+        if (options_.on_task_error) {
+          options_.on_task_error(e);
+          return;
+        }
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          std::fprintf(stderr, "coring: a spawned task failed: %s\n", ex.what());
+        } catch (...) {
+          std::fprintf(stderr, "coring: a spawned task failed with a non-std exception\n");
+        }
+      });
+  schedule(detached_[index]);
+}
+
+LoopStats EventLoop::stats() const {
+  const RingCounters& rc = ring_->counters();
+  LoopStats s;
+  s.iterations = iterations_;
+  s.sqes_submitted = rc.sqes_submitted;
+  s.submit_calls = rc.submit_calls;
+  s.cqes = cqes_;
+  s.sq_full = rc.sq_full;
+  s.cq_overflows = rc.cq_overflows;
+  s.cq_dropped = rc.cq_dropped;
+  s.enobufs = enobufs_;
+  s.ops_in_flight = ops_.in_use();
+  s.msg_ring_sent = msg_ring_sent_;
+  s.msg_ring_received = msg_ring_received_;
+  s.foreign_wakes = mailbox_->foreign_wakes.load(std::memory_order_relaxed);
+  s.eventfd_wakes = eventfd_wakes_;
+  s.posts_run = posts_run_;
+  s.stale_cqes = stale_cqes_;
+  return s;
+}
+
+void EventLoop::register_buffer_ring(uint16_t group, BufferRing* ring) {
+  if (buffer_rings_.size() <= group) buffer_rings_.resize(size_t{group} + 1, nullptr);
+  buffer_rings_[group] = ring;
+}
+
+void EventLoop::unregister_buffer_ring(uint16_t group) noexcept {
+  if (group < buffer_rings_.size()) buffer_rings_[group] = nullptr;
+}
+
+BufferRing* EventLoop::buffer_ring(uint16_t group) noexcept {
+  return group < buffer_rings_.size() ? buffer_rings_[group] : nullptr;
+}
+
+uint16_t EventLoop::allocate_buffer_group() noexcept {
+  for (size_t g = 0; g < buffer_rings_.size(); ++g) {
+    if (buffer_rings_[g] == nullptr) return static_cast<uint16_t>(g);
+  }
+  return static_cast<uint16_t>(buffer_rings_.size());
+}
+
+}  // namespace coring

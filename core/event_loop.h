@@ -1,0 +1,266 @@
+// EventLoop: one io_uring ring driven by one thread, running coroutines.
+//
+//   absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::create({});
+//   int v = (*loop)->block_on(compute());     // runs the loop until the task is done
+//   spawn(**loop, serve());                   // detached; see spawn.h
+//   (*loop)->run();                           // until stop()
+//
+// Each iteration runs the coroutines made ready since the last one, runs the
+// work other threads posted, drains the slab pool's remote-free queue, submits
+// every SQE queued during the iteration with one io_uring_enter (which also
+// waits when there is nothing else to do), then reaps CQEs in batches and
+// resumes their coroutines. SQ full: submit and retry. CQ overflow: counted
+// and flushed, never dropped.
+//
+// Threads: a loop is created on, and only ever run by, the thread that owns
+// it (SINGLE_ISSUER rings refuse anyone else). Other threads talk to it only
+// through post(), stop() and switch_to(), which wake it with IORING_OP_MSG_RING
+// (sent from the poster's own ring, or synchronously through
+// IORING_REGISTER_SEND_MSG_RING from a thread with no loop), or an eventfd
+// where the kernel has neither. Wake-ups are merged while one is pending and
+// never lost. A loop must be alive when post()/stop()/switch_to() is called
+// on it; once the message is queued the caller touches only a shared mailbox,
+// so the loop may finish and be destroyed while the poster is still returning.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "coring/core/frame_allocator.h"
+#include "coring/core/loop_stats.h"
+#include "coring/core/operation.h"
+#include "coring/core/post_queue.h"
+#include "coring/core/ring.h"
+#include "coring/core/task.h"
+
+namespace coring {
+
+namespace pool {
+class SlabPool;
+class BufferArena;
+}  // namespace pool
+
+class FixedFiles;
+class BufferRing;
+class EventLoop;
+
+namespace detail {
+// The loop running on this thread; owned by that loop (set while it runs).
+inline thread_local EventLoop* t_current_loop = nullptr;
+}  // namespace detail
+
+struct LoopOptions {
+  RingOptions ring;
+  // Sparse registered file table; clamped to RLIMIT_NOFILE. 0: no table.
+  uint32_t fixed_files = 1024;
+  // Installed as this thread's frame allocator while the loop runs, and
+  // drained every iteration. Not owned; may be null.
+  pool::SlabPool* slab_pool = nullptr;
+  // Registered with the ring (io_uring_register_buffers) after check_memlock
+  // when register_buffers is set. Not owned; may be null.
+  pool::BufferArena* arena = nullptr;
+  bool register_buffers = true;
+  // Reports an exception that escaped a spawn()ed task. Default: stderr.
+  std::function<void(std::exception_ptr)> on_task_error;
+};
+
+class EventLoop {
+ public:
+  // Creates the ring on the calling thread, which becomes the loop's owner.
+  static absl::StatusOr<std::unique_ptr<EventLoop>> create(LoopOptions options = {});
+  // Destroys still-suspended spawned tasks, cancels what is in flight and
+  // waits for every final CQE, then closes the ring. Owner thread.
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // The loop running on this thread (inside run()/run_once()/block_on()), or nullptr.
+  static EventLoop* current() noexcept { return detail::t_current_loop; }
+
+  // Runs until stop(). Owner thread.
+  void run();
+  // One iteration; blocks in the kernel for a completion when `block` and
+  // there is nothing ready. Owner thread.
+  void run_once(bool block = true);
+  // Runs the loop until `task` finishes; returns its result (or rethrows).
+  template <class T>
+  T block_on(Task<T> task);
+  // Makes run() return after the current iteration. Any thread.
+  void stop();
+  bool stop_requested() const noexcept {
+    return mailbox_->stop_requested.load(std::memory_order_acquire);
+  }
+
+  // Runs `fn` on this loop's thread. Any thread; FIFO per posting thread.
+  void post(absl::AnyInvocable<void() &&> fn);
+  // Enqueues an intrusive node (switch_to() uses this). Any thread.
+  void post_node(PostNode* node) noexcept;
+  // Resumes `h` in the next iteration. Owner thread only.
+  void schedule(std::coroutine_handle<> h);
+
+  // Starts a detached task (see spawn.h). Any thread.
+  void spawn_task(Task<> task);
+
+  Ring& ring() noexcept { return *ring_; }
+  OpTable& ops() noexcept { return ops_; }
+  FixedFiles* fixed_files() noexcept { return fixed_files_.get(); }
+  pool::SlabPool* slab_pool() const noexcept { return options_.slab_pool; }
+  pool::BufferArena* arena() const noexcept { return options_.arena; }
+  bool buffers_registered() const noexcept { return buffers_registered_; }
+  bool is_owner_thread() const noexcept { return std::this_thread::get_id() == owner_; }
+  LoopStats stats() const;
+  void count_enobufs() noexcept { ++enobufs_; }
+
+  // ---- For awaitables (owner thread) ----
+  // A free SQE; submits to make room when the SQ is full and, if the kernel
+  // still takes nothing, reaps CQEs aside to unblock it. Never nullptr.
+  io_uring_sqe* get_sqe() noexcept;
+  // Makes room for `n` SQEs taken back to back (an op and its linked timeout).
+  void reserve_sqes(unsigned n) noexcept;
+  // Asks the kernel to cancel the operation `user_data` names. Any thread; on
+  // the owner thread the request is queued at once (never dropped: a full SQ
+  // is submitted to make room), from elsewhere it is posted.
+  void cancel_op(uint64_t user_data);
+  // The awaiting coroutine of slot `index` is being destroyed while the op is
+  // in flight: orphans the slot and makes sure the kernel no longer touches
+  // memory the op borrowed (buffers in the dying frame) before returning.
+  void abandon_op(uint32_t index, bool borrowed_memory) noexcept;
+
+  // Buffer rings register themselves so orphaned recv CQEs can return their buffers.
+  void register_buffer_ring(uint16_t group, BufferRing* ring);
+  void unregister_buffer_ring(uint16_t group) noexcept;
+  BufferRing* buffer_ring(uint16_t group) noexcept;
+  // A buffer group id not in use on this loop.
+  uint16_t allocate_buffer_group() noexcept;
+
+ private:
+  struct Cqe {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+  };
+  class Scope;
+  class WakeOp;
+
+  explicit EventLoop(LoopOptions options);
+  absl::Status init();
+  void run_ready();
+  void drain_remote();
+  void reap();
+  void dispatch(const Cqe& cqe) noexcept;
+  void deliver(OpSlot& slot, uint32_t index, const OpResult& result, bool final) noexcept;
+  void reap_aside() noexcept;
+  void arm_eventfd_read() noexcept;
+  void on_wake() noexcept;
+  void shutdown() noexcept;
+
+  LoopOptions options_;
+  std::thread::id owner_;
+  std::unique_ptr<Ring> ring_;
+  OpTable ops_;
+  std::unique_ptr<FixedFiles> fixed_files_;
+  bool buffers_registered_ = false;
+  std::vector<BufferRing*> buffer_rings_;
+
+  // Ready work of this thread.
+  std::vector<std::coroutine_handle<>> ready_;
+  std::vector<std::coroutine_handle<>> running_;
+  PostNode* local_head_ = nullptr;
+  PostNode* local_tail_ = nullptr;
+  // CQEs reaped while the SQ was stuck (reap_aside), dispatched next.
+  std::vector<Cqe> deferred_cqes_;
+
+  // Cross-thread.
+  // Everything another thread touches, shared so that a poster still inside
+  // post()/stop() never touches a loop that finished and was destroyed
+  // meanwhile (the message it posted may be what let the loop finish).
+  struct Mailbox {
+    PostQueue queue;
+    alignas(64) std::atomic<bool> wake_pending{false};
+    std::atomic<bool> stop_requested{false};
+    std::atomic<bool> sync_msg_ring_ok{true};
+    std::atomic<uint64_t> foreign_wakes{0};
+    int ring_fd = -1;  // a dup: keeps the ring file valid for MSG_RING
+    int eventfd = -1;
+    bool msg_ring_ok = false;
+    ~Mailbox();
+  };
+  // Wakes the loop owning `mailbox` (called after a push, without the loop).
+  static void wake(Mailbox& mailbox) noexcept;
+  static void wake_by_eventfd(Mailbox& mailbox) noexcept;
+
+  std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
+  int eventfd_ = -1;            // == mailbox_->eventfd
+  uint64_t eventfd_value_ = 0;  // the eventfd read's buffer; lives as long as the loop
+  bool eventfd_armed_ = false;
+  bool shutting_down_ = false;
+
+  // block_on(): the loop must not block once this turns true.
+  bool* until_ = nullptr;
+
+  // Detached tasks still running, for shutdown.
+  std::vector<std::coroutine_handle<>> detached_;
+  std::vector<uint32_t> detached_free_;
+
+  uint64_t iterations_ = 0;
+  uint64_t cqes_ = 0;
+  uint64_t enobufs_ = 0;
+  uint64_t msg_ring_sent_ = 0;
+  uint64_t msg_ring_received_ = 0;
+  uint64_t eventfd_wakes_ = 0;
+  uint64_t posts_run_ = 0;
+  uint64_t stale_cqes_ = 0;
+};
+
+namespace detail {
+template <class T>
+struct BlockOnState {
+  std::optional<T> value;
+};
+template <>
+struct BlockOnState<void> {};
+
+template <class T>
+Task<> block_on_body(Task<T> task, BlockOnState<T>& state, bool& done) {
+  struct Done {
+    bool& done;
+    ~Done() { done = true; }
+  } guard{done};
+  if constexpr (std::is_void_v<T>) {
+    co_await std::move(task);
+  } else {
+    state.value.emplace(co_await std::move(task));
+  }
+}
+}  // namespace detail
+
+template <class T>
+T EventLoop::block_on(Task<T> task) {
+  detail::BlockOnState<T> state;
+  bool done = false;
+  std::exception_ptr error;
+  Task<> body = detail::block_on_body(std::move(task), state, done);
+  std::coroutine_handle<> h = detail::make_detached(
+      std::move(body), [&error](std::exception_ptr e) noexcept { error = std::move(e); });
+  schedule(h);
+  bool* outer = std::exchange(until_, &done);
+  while (!done) run_once(true);
+  until_ = outer;
+  if (error) std::rethrow_exception(error);
+  if constexpr (!std::is_void_v<T>) return std::move(*state.value);
+}
+
+}  // namespace coring

@@ -1,0 +1,138 @@
+#include "coring/core/runtime.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cerrno>
+#include <ctime>
+#include <future>
+
+#include "absl/strings/str_format.h"
+
+namespace coring {
+
+Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
+  if (options_.threads == 0) {
+    options_.threads = std::max<size_t>(1, std::thread::hardware_concurrency());
+  }
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGINT);
+  sigaddset(&signals_, SIGTERM);
+  // Blocked before any thread starts, so all inherit it and the signals
+  // stay pending until run_until_signal() takes them.
+  pthread_sigmask(SIG_BLOCK, &signals_, &previous_mask_);
+}
+
+Runtime::~Runtime() {
+  stop();
+  join();
+  pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
+}
+
+void Runtime::worker_main(size_t index, Worker* worker, std::promise<absl::Status>* ready) {
+  if (options_.pin) {
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(index % cpus, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  }
+  auto fail = [&](absl::Status s) {
+    ready->set_value(
+        absl::Status(s.code(), absl::StrFormat("runtime thread %u: %s", index, s.message())));
+  };
+  worker->slab = std::make_unique<pool::SlabPool>(options_.slab);
+  if (!worker->slab->status().ok()) return fail(worker->slab->status());
+  if (options_.buffers) {
+    absl::StatusOr<pool::BufferArena> arena = pool::BufferArena::create(options_.arena);
+    if (!arena.ok()) return fail(arena.status());
+    worker->arena = std::make_unique<pool::BufferArena>(std::move(*arena));
+  }
+  LoopOptions loop_options;
+  loop_options.ring = options_.ring;
+  loop_options.fixed_files = options_.fixed_files;
+  loop_options.slab_pool = worker->slab.get();
+  loop_options.arena = worker->arena.get();
+  loop_options.register_buffers = options_.buffers;
+  absl::StatusOr<std::unique_ptr<EventLoop>> loop = EventLoop::create(std::move(loop_options));
+  if (!loop.ok()) return fail(loop.status());
+  worker->loop = std::move(*loop);
+  {
+    std::lock_guard<std::mutex> lock(worker->mu);
+    worker->live = worker->loop.get();
+  }
+  ready->set_value(absl::OkStatus());
+  if (!stop_requested_.load(std::memory_order_acquire)) worker->loop->run();
+  {
+    std::lock_guard<std::mutex> lock(worker->mu);
+    worker->live = nullptr;
+  }
+  // Drain and close on this thread (the ring's owner), pool last.
+  worker->loop.reset();
+  worker->arena.reset();
+}
+
+absl::Status Runtime::start() {
+  if (started_) return start_status_;
+  started_ = true;
+  std::vector<std::promise<absl::Status>> ready(options_.threads);
+  for (size_t i = 0; i < options_.threads; ++i) {
+    auto worker = std::make_unique<Worker>();
+    Worker* w = worker.get();
+    workers_.push_back(std::move(worker));
+    w->thread = std::thread([this, i, w, p = &ready[i]] { worker_main(i, w, p); });
+  }
+  for (auto& p : ready) {
+    absl::Status s = p.get_future().get();
+    if (!s.ok() && start_status_.ok()) start_status_ = s;
+  }
+  if (!start_status_.ok()) {
+    stop();
+    join();
+  }
+  return start_status_;
+}
+
+void Runtime::stop() {
+  stop_requested_.store(true, std::memory_order_release);
+  for (auto& w : workers_) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    if (w->live != nullptr) w->live->stop();
+  }
+}
+
+void Runtime::join() {
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+int Runtime::run() {
+  if (!start().ok()) return 1;
+  join();
+  return 0;
+}
+
+int Runtime::run_until_signal() {
+  if (!start().ok()) return 1;
+  const timespec tick{0, 50'000'000};
+  while (!stop_requested_.load(std::memory_order_acquire)) {
+    const int sig = sigtimedwait(&signals_, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) break;
+  }
+  stop();
+  join();
+  return 0;
+}
+
+void Runtime::spawn_on_each(std::function<Task<>(EventLoop&)> make) {
+  const auto* stored = &makers_.emplace_back(std::move(make));
+  for (auto& w : workers_) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    EventLoop* loop = w->live;
+    if (loop == nullptr) continue;
+    loop->post([loop, stored] { loop->spawn_task((*stored)(*loop)); });
+  }
+}
+
+}  // namespace coring

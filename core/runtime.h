@@ -1,0 +1,96 @@
+// Runtime: N threads, each owning one EventLoop, one pool::SlabPool (its
+// coroutine frames) and one pool::BufferArena (registered buffers).
+//
+//   coring::Runtime rt({.threads = 4, .pin = true});
+//   if (absl::Status s = rt.start(); !s.ok()) return 1;
+//   rt.spawn_on_each([](EventLoop& loop) -> Task<> { co_await serve(loop); });
+//   return rt.run_until_signal();         // SIGINT/SIGTERM: stop, drain, join, 0
+//
+// start() creates every loop on its own thread and reports the first error
+// (ring set-up, memlock, ...). run() blocks until stop(); run_until_signal()
+// until SIGINT or SIGTERM (which the Runtime blocks in the constructing
+// thread, so every thread it starts inherits the mask and the signal is taken
+// synchronously). Stopping lets each loop finish its iteration, destroys its
+// remaining tasks (cancelling their operations) and joins the threads.
+#pragma once
+
+#include <signal.h>
+
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "coring/core/event_loop.h"
+#include "coring/core/ring.h"
+#include "coring/core/task.h"
+#include "coring/pool/buffer_arena.h"
+#include "coring/pool/slab_pool.h"
+
+namespace coring {
+
+struct RuntimeOptions {
+  size_t threads = 0;  // 0: one per CPU
+  bool pin = false;    // pin thread i to CPU i (mod the CPU count)
+  RingOptions ring = {};
+  uint32_t fixed_files = 1024;
+  pool::SlabPoolOptions slab = {};
+  bool buffers = true;  // create and register a BufferArena per thread
+  pool::BufferArenaOptions arena = {};
+};
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions options = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Starts the threads (once); the first set-up error, if any.
+  absl::Status start();
+  // start() if needed, then blocks until stop(); 0, or 1 if start failed.
+  int run();
+  // As run(), but SIGINT or SIGTERM also stops it; returns 0.
+  int run_until_signal();
+  // Any thread (also from inside a loop).
+  void stop();
+
+  size_t size() const noexcept { return workers_.size(); }
+  EventLoop& loop(size_t i) noexcept { return *workers_[i]->loop; }
+  pool::BufferArena* arena(size_t i) noexcept { return workers_[i]->arena.get(); }
+
+  // Runs make(loop) as a detached task on every loop. `make` is kept alive
+  // as long as the Runtime, so a capturing lambda coroutine may use its
+  // captures across suspensions.
+  void spawn_on_each(std::function<Task<>(EventLoop&)> make);
+
+ private:
+  struct Worker {
+    std::thread thread;
+    std::unique_ptr<EventLoop> loop;
+    std::unique_ptr<pool::SlabPool> slab;
+    std::unique_ptr<pool::BufferArena> arena;
+    std::mutex mu;  // guards `live` against stop() from other threads
+    EventLoop* live = nullptr;
+  };
+  void worker_main(size_t index, Worker* worker, std::promise<absl::Status>* ready);
+  void join();
+  int wait();
+
+  RuntimeOptions options_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::deque<std::function<Task<>(EventLoop&)>> makers_;
+  sigset_t signals_{};
+  sigset_t previous_mask_{};
+  std::atomic<bool> stop_requested_{false};
+  bool started_ = false;
+  absl::Status start_status_;
+};
+
+}  // namespace coring

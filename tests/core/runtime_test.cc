@@ -1,0 +1,119 @@
+// Tests of core/runtime.*: start/stop, work on every thread, signals.
+#include "coring/core/runtime.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "coring/core/nop.h"
+#include "coring/core/timer.h"
+
+namespace coring {
+namespace {
+
+using namespace std::chrono_literals;
+
+RuntimeOptions small(size_t threads) {
+  RuntimeOptions o;
+  o.threads = threads;
+  o.ring.sq_entries = 64;
+  o.fixed_files = 64;
+  o.slab.capacity_bytes = 4 << 20;
+  o.slab.huge_pages = pool::HugePagePolicy::kNever;
+  o.arena.classes = {{4096, 16}};
+  o.arena.carve_bytes = 256 << 10;
+  o.arena.huge_pages = pool::HugePagePolicy::kNever;
+  return o;
+}
+
+TEST(RuntimeTest, StartsRunsOnEveryThreadAndStops) {
+  Runtime rt(small(3));
+  ASSERT_TRUE(rt.start().ok());
+  ASSERT_EQ(rt.size(), 3u);
+  std::atomic<int> ran{0};
+  std::mutex mu;
+  std::set<std::thread::id> threads;
+  rt.spawn_on_each([&](EventLoop& loop) -> Task<> {
+    absl::Status s = co_await nop();
+    EXPECT_TRUE(s.ok());
+    EXPECT_EQ(EventLoop::current(), &loop);
+    EXPECT_TRUE(loop.buffers_registered());
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      threads.insert(std::this_thread::get_id());
+    }
+    if (ran.fetch_add(1) + 1 == 3) {
+      // The last one stops everything.
+    }
+  });
+  for (int i = 0; i < 2000 && ran.load() < 3; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(threads.size(), 3u);
+  rt.stop();
+  EXPECT_EQ(rt.run(), 0);  // returns once the stopped threads are joined
+}
+
+TEST(RuntimeTest, StopFromInsideALoopEndsRun) {
+  Runtime rt(small(2));
+  ASSERT_TRUE(rt.start().ok());
+  rt.spawn_on_each([&rt](EventLoop&) -> Task<> {
+    co_await sleep_for(10ms);
+    rt.stop();
+  });
+  EXPECT_EQ(rt.run(), 0);
+}
+
+TEST(RuntimeTest, SuspendedTasksAreDestroyedAtStop) {
+  Runtime rt(small(1));
+  ASSERT_TRUE(rt.start().ok());
+  std::atomic<bool> finished{false};
+  std::atomic<bool> started{false};
+  rt.spawn_on_each([&](EventLoop&) -> Task<> {
+    started = true;
+    co_await sleep_for(1h);
+    finished = true;
+  });
+  for (int i = 0; i < 2000 && !started; ++i) std::this_thread::sleep_for(1ms);
+  rt.stop();
+  EXPECT_EQ(rt.run(), 0);
+  EXPECT_FALSE(finished.load());
+}
+
+TEST(RuntimeTest, RunUntilSignalStopsOnSigterm) {
+  Runtime rt(small(2));
+  ASSERT_TRUE(rt.start().ok());
+  rt.spawn_on_each([](EventLoop&) -> Task<> {
+    co_await sleep_for(20ms);
+    ::kill(::getpid(), SIGTERM);  // process-directed; blocked in every runtime thread
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(rt.run_until_signal(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  sigset_t pending;
+  sigpending(&pending);
+  // A second SIGTERM may still be pending from the other thread: take it.
+  if (sigismember(&pending, SIGTERM)) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    int sig;
+    sigwait(&set, &sig);
+  }
+}
+
+TEST(RuntimeTest, BadOptionsAreAnError) {
+  RuntimeOptions o = small(1);
+  o.ring.sq_entries = 0;
+  Runtime rt(o);
+  absl::Status s = rt.start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("runtime thread 0"), std::string::npos);
+  EXPECT_EQ(rt.run(), 1);
+}
+
+}  // namespace
+}  // namespace coring

@@ -1,5 +1,7 @@
 #include "coring/codec/crc16.h"
 
+#include <algorithm>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,13 +25,59 @@ TEST(Crc16Test, ContinuesAcrossPieces) {
   EXPECT_EQ(crc16_ccitt_false(bytes.subspan(4), crc16_ccitt_false(bytes.subspan(0, 4))), 0x29B1);
 }
 
-TEST(Crc16Test, HeaderFormMatchesGenericOnRandomData) {
+uint64_t be64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+TEST(Crc16Test, HeaderFormsMatchGenericOnRandomData) {
   std::mt19937 rng(7);
-  for (int i = 0; i < 2000; ++i) {
-    uint8_t bytes[14];
+  for (int i = 0; i < 20000; ++i) {
+    uint8_t bytes[16];
     for (uint8_t& b : bytes) b = static_cast<uint8_t>(rng());
-    ASSERT_EQ(crc16_header(bytes), crc16_ccitt_false(absl::MakeConstSpan(bytes, 14)));
+    // Sparse inputs too: single bits exercise each column of the linear map.
+    if (i % 4 == 1) {
+      std::fill(std::begin(bytes), std::end(bytes), 0);
+      bytes[rng() % 16] = static_cast<uint8_t>(1u << (rng() % 8));
+    }
+    const uint16_t expected = crc16_ccitt_false(absl::MakeConstSpan(bytes, 14));
+    const uint64_t hi = be64(bytes), lo = be64(bytes + 8);
+    ASSERT_EQ(crc16_header(bytes), expected) << i;
+    ASSERT_EQ(crc16_header(hi, lo), expected) << i;
+    // Bytes 14..15 (the hcrc slot) are ignored.
+    ASSERT_EQ(crc16_header_table(hi, lo), expected) << i;
+    if (crc16_clmul_available()) {
+      ASSERT_EQ(crc16_header_clmul(hi, lo), expected) << i;
+    }
   }
+}
+
+TEST(Crc16Test, HeaderFormsOnExtremes) {
+  for (uint64_t hi : {uint64_t{0}, ~uint64_t{0}, uint64_t{1}, uint64_t{1} << 63}) {
+    for (uint64_t lo : {uint64_t{0}, ~uint64_t{0}, uint64_t{1} << 16, uint64_t{1} << 63}) {
+      uint8_t bytes[16];
+      for (int i = 0; i < 8; ++i) {
+        bytes[i] = static_cast<uint8_t>(hi >> (56 - 8 * i));
+        bytes[8 + i] = static_cast<uint8_t>(lo >> (56 - 8 * i));
+      }
+      const uint16_t expected = crc16_ccitt_false(absl::MakeConstSpan(bytes, 14));
+      EXPECT_EQ(crc16_header_table(hi, lo), expected);
+      if (crc16_clmul_available()) {
+        EXPECT_EQ(crc16_header_clmul(hi, lo), expected);
+      }
+    }
+  }
+}
+
+TEST(Crc16Test, ClmulAvailableOnX86) {
+#if defined(__x86_64__)
+  // Every x86-64 CPU this runs on has PCLMULQDQ; without it the fast path
+  // above would go untested.
+  EXPECT_EQ(crc16_clmul_available(), __builtin_cpu_supports("pclmul") != 0);
+#else
+  EXPECT_FALSE(crc16_clmul_available());
+#endif
 }
 
 TEST(Crc16Test, SpecExampleHeader) {
@@ -38,6 +86,14 @@ TEST(Crc16Test, SpecExampleHeader) {
       "53424d501300000300000002"
       "0000");
   uint16_t crc = crc16_header(h.data());
+  EXPECT_EQ(crc, crc16_ccitt_false(absl::MakeConstSpan(h.data(), 14)));
+  uint64_t hi = be64(h.data());
+  uint64_t lo = (uint64_t{h[8]} << 56) | (uint64_t{h[9]} << 48) | (uint64_t{h[10]} << 40) |
+                (uint64_t{h[11]} << 32) | (uint64_t{h[12]} << 24) | (uint64_t{h[13]} << 16);
+  EXPECT_EQ(crc16_header_table(hi, lo), crc);
+  if (crc16_clmul_available()) {
+    EXPECT_EQ(crc16_header_clmul(hi, lo), crc);
+  }
   std::string bin =
       testing::read_file(std::string(CORING_SBMP_VECTORS_DIR) + "/spec_example_ping.bin");
   ASSERT_GE(bin.size(), 16u);

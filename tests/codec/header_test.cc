@@ -1,7 +1,10 @@
 #include "coring/codec/header.h"
 
+#include <algorithm>
+#include <random>
 #include <vector>
 
+#include "coring/codec/crc16.h"
 #include "coring/codec/error.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
@@ -36,6 +39,36 @@ TEST(HeaderTest, RoundTrip) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, h);
   EXPECT_EQ(back->payload_size(), 0u);
+}
+
+TEST(HeaderTest, RandomHeadersRoundTripWithSpecChecksum) {
+  std::mt19937 rng(11);
+  for (int i = 0; i < 5000; ++i) {
+    Header h{.version = static_cast<uint8_t>(0x10 | (rng() & 0x0F)),
+             .flags = static_cast<uint8_t>(rng() & kFlagChk),
+             .type = static_cast<uint16_t>(rng()),
+             .length = static_cast<uint32_t>(rng() % (kDefaultMaxFrame + 1))};
+    if (h.chk() && h.length < kTrailerSize) h.length = kTrailerSize;
+    const uint32_t room = h.length - (h.chk() ? kTrailerSize : 0);
+    h.ext_len = static_cast<uint16_t>(rng() % (std::min<uint32_t>(room, 0xFFFF) + 1));
+    auto bytes = encoded(h);
+    ASSERT_EQ((bytes[14] << 8) | bytes[15], crc16_ccitt_false(absl::MakeConstSpan(bytes).first(14)))
+        << i;
+    auto back = decode_header(bytes.data(), {}, 0);
+    ASSERT_TRUE(back.ok()) << back.status();
+    ASSERT_EQ(*back, h);
+  }
+}
+
+TEST(HeaderTest, EverySingleBitFlipIsRejected) {
+  auto bytes = encoded({.flags = kFlagChk, .type = 0x1234, .length = 5000, .ext_len = 12});
+  for (size_t bit = 0; bit < kHeaderSize * 8; ++bit) {
+    auto b = bytes;
+    b[bit / 8] ^= static_cast<uint8_t>(0x80 >> (bit % 8));
+    EXPECT_EQ(field_of(decode_header(b.data(), {}, 0)),
+              bit < 32 ? ErrorField::kMagic : ErrorField::kHcrc)
+        << "bit " << bit;
+  }
 }
 
 TEST(HeaderTest, ValidationOrderAndErrors) {

@@ -1,0 +1,91 @@
+#include "coring/net/listener.h"
+
+#include <algorithm>
+
+#include "coring/core/fixed_files.h"
+#include "coring/core/timer.h"
+
+namespace coring::net {
+
+absl::StatusOr<std::unique_ptr<Listener>> Listener::bind(NetContext& ctx,
+                                                         const SocketAddress& address,
+                                                         ListenerOptions options) {
+  absl::StatusOr<UniqueFd> fd = listen_socket(address, options.listen);
+  if (!fd.ok()) return fd.status();
+  const int raw = fd->get();
+  return std::unique_ptr<Listener>(new Listener(ctx, raw, std::move(*fd), options));
+}
+
+std::unique_ptr<Listener> Listener::share(NetContext& ctx, int listen_fd, ListenerOptions options) {
+  return std::unique_ptr<Listener>(new Listener(ctx, listen_fd, UniqueFd(), options));
+}
+
+Listener::Listener(NetContext& ctx, int fd, UniqueFd owned, ListenerOptions options)
+    : ctx_(ctx), fd_(fd), owned_(std::move(owned)), options_(options) {
+  if (ctx_.fixed_files()) accepts_.emplace(FileRef(fd_));
+}
+
+// The accept stream goes first (it cancels its op; connections it still
+// carries are closed), then the socket.
+Listener::~Listener() { accepts_.reset(); }
+
+bool Listener::table_has_room() noexcept {
+  FixedFiles* files = ctx_.loop().fixed_files();
+  if (files == nullptr) return true;
+  return ctx_.live_streams() + options_.reserved_slots < files->size();
+}
+
+Task<absl::StatusOr<Stream>> Listener::accept() {
+  std::chrono::milliseconds backoff = options_.min_backoff;
+  uint32_t transient_in_a_row = 0;
+  for (;;) {
+    absl::Status error;
+    if (accepts_) {
+      if (!accepts_->armed() && accepts_->queued() == 0 && !table_has_room()) {
+        error = absl::ResourceExhaustedError("accept: fixed-file table in use by our streams");
+      } else {
+        absl::StatusOr<uint32_t> slot = co_await accepts_->next();
+        if (slot.ok()) {
+          ++accepted_;
+          Stream stream = Stream::adopt(ctx_, FileRef::fixed_index(*slot));
+          if (!table_has_room() && accepts_->queued() == 0) {
+            // Disarm before the kernel accepts into a full table (it would
+            // accept and drop the connection); re-armed once there is room.
+            accepts_.reset();
+            accepts_.emplace(FileRef(fd_));
+          }
+          co_return stream;
+        }
+        error = slot.status();
+      }
+    } else {
+      absl::StatusOr<int> fd = co_await coring::accept(FileRef(fd_));
+      if (fd.ok()) {
+        ++accepted_;
+        co_return Stream::adopt(ctx_, FileRef(*fd));
+      }
+      error = fd.status();
+    }
+    if (absl::IsCancelled(error)) co_return error;
+    if (absl::IsResourceExhausted(error)) {
+      ++backoffs_;
+      transient_in_a_row = 0;
+      absl::Status slept = co_await sleep_for(backoff);
+      if (!slept.ok()) co_return slept;  // cancelled
+      backoff = std::min(backoff * 2, options_.max_backoff);
+      continue;
+    }
+    if (absl::IsAborted(error) || absl::IsUnavailable(error)) {
+      ++transient_;
+      if (++transient_in_a_row > 16) {  // never spin on a misbehaving socket
+        absl::Status slept = co_await sleep_for(options_.min_backoff);
+        if (!slept.ok()) co_return slept;
+        transient_in_a_row = 0;
+      }
+      continue;
+    }
+    co_return error;
+  }
+}
+
+}  // namespace coring::net

@@ -1,0 +1,293 @@
+#include "coring/net/server.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/strings/str_format.h"
+#include "coring/core/spawn.h"
+#include "coring/core/timer.h"
+#include "coring/net/stream_state.h"
+
+namespace coring::net {
+
+struct Server::Shared {
+  ServerOptions options;
+  Handler handler;
+  Reject reject;
+  Server* server = nullptr;
+  std::atomic<size_t> connections{0};
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> rejected{0};
+  std::atomic<uint64_t> idle_closed{0};
+  std::atomic<uint64_t> aborted_at_shutdown{0};
+  std::atomic<bool> shutting_down{false};
+  std::mutex mu;
+  std::vector<std::pair<EventLoop*, std::weak_ptr<struct LoopServer>>> loops;
+};
+
+// One loop's share of the server. Held by the loop's tasks (accept loop,
+// handlers), so the NetContext lives until the last connection is gone.
+struct LoopServer {
+  LoopServer(std::shared_ptr<Server::Shared> s, EventLoop& l) : shared(std::move(s)), loop(l) {}
+  ~LoopServer() {
+    listener.reset();  // before the context its accepted streams use
+    net.reset();
+  }
+
+  std::shared_ptr<Server::Shared> shared;
+  EventLoop& loop;
+  std::unique_ptr<NetContext> net;
+  std::unique_ptr<Listener> listener;
+  std::stop_source stop;  // requested when shutdown begins
+  size_t handlers = 0;
+  bool draining = false;
+};
+
+namespace {
+
+struct HandlerCount {
+  LoopServer& ls;
+  explicit HandlerCount(LoopServer& l) : ls(l) { ++ls.handlers; }
+  ~HandlerCount() {
+    --ls.handlers;
+    ls.shared->connections.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
+Task<> run_connection(std::shared_ptr<LoopServer> ls, Stream stream, bool reject) {
+  HandlerCount count(*ls);
+  if (reject) {
+    co_await ls->shared->reject(std::move(stream));
+  } else {
+    co_await ls->shared->handler(std::move(stream));
+  }
+}
+
+Task<> accept_loop(std::shared_ptr<LoopServer> ls) {
+  Server::Shared& shared = *ls->shared;
+  const size_t limit = shared.options.max_connections;
+  for (;;) {
+    absl::StatusOr<Stream> s = co_await ls->listener->accept();
+    if (!s.ok()) {
+      if (absl::IsCancelled(s.status())) co_return;
+      std::fprintf(stderr, "coring: server stops accepting on this thread: %s\n",
+                   s.status().ToString().c_str());
+      (void)co_await sleep_for(std::chrono::hours(24 * 365));  // until shutdown cancels it
+      co_return;
+    }
+    const size_t n = shared.connections.fetch_add(1, std::memory_order_relaxed) + 1;
+    const bool reject = ls->draining || (limit > 0 && n > limit);
+    (reject ? shared.rejected : shared.accepted).fetch_add(1, std::memory_order_relaxed);
+    spawn(ls->loop, run_connection(ls, std::move(*s), reject));
+  }
+}
+
+Task<> idle_sweeper(std::shared_ptr<LoopServer> ls) {
+  const auto idle = ls->shared->options.idle_timeout;
+  const auto tick = std::clamp<std::chrono::milliseconds>(idle / 4, std::chrono::milliseconds(5),
+                                                          std::chrono::milliseconds(1000));
+  const uint32_t needed =
+      static_cast<uint32_t>((idle + tick - std::chrono::milliseconds(1)) / tick);
+  for (;;) {
+    if (!(co_await sleep_for(tick)).ok()) co_return;  // cancelled: shutdown
+    ls->net->for_each_stream([&](detail::StreamState& s) {
+      if (!s.owned()) return;  // lingering: has its own deadline
+      if (s.take_activity()) {
+        s.idle_ticks = 0;
+        return;
+      }
+      ++s.idle_ticks;
+      if (s.idle_ticks == needed) {
+        ls->shared->idle_closed.fetch_add(1, std::memory_order_relaxed);
+        s.interrupt_read(absl::DeadlineExceededError("idle timeout"));
+      } else if (s.idle_ticks >= 2 * needed) {
+        s.abort(absl::DeadlineExceededError("idle timeout: connection did not close"));
+      }
+    });
+  }
+}
+
+Task<> drain(std::shared_ptr<LoopServer> ls) {
+  ls->draining = true;
+  ls->net->for_each_stream([](detail::StreamState& s) {
+    if (s.owned()) s.interrupt_read(absl::UnavailableError("server shutting down"));
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + ls->shared->options.shutdown_deadline;
+  bool killed = false;
+  while (ls->handlers > 0 || ls->net->live_streams() > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!killed && now >= deadline) {
+      killed = true;
+      ls->net->for_each_stream([&](detail::StreamState& s) {
+        ls->shared->aborted_at_shutdown.fetch_add(1, std::memory_order_relaxed);
+        s.kill(absl::DeadlineExceededError("server shutdown deadline passed"));
+      });
+    }
+    if (killed && now >= deadline + std::chrono::seconds(1)) {
+      std::fprintf(stderr, "coring: %zu connection handlers did not finish after shutdown\n",
+                   ls->handlers);
+      break;
+    }
+    (void)co_await sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+Task<> run_loop(std::shared_ptr<Server::Shared> shared, EventLoop* loop, int fd) {
+  auto ls = std::make_shared<LoopServer>(shared, *loop);
+  absl::StatusOr<std::unique_ptr<NetContext>> net = NetContext::create(*loop, shared->options.net);
+  if (!net.ok()) {
+    std::fprintf(stderr, "coring: server thread not serving: %s\n",
+                 net.status().ToString().c_str());
+  } else {
+    ls->net = std::move(*net);
+    ls->listener = Listener::share(*ls->net, fd, shared->options.listener);
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      shared->loops.emplace_back(loop, ls);
+    }
+    if (shared->shutting_down.load()) ls->stop.request_stop();
+    if (shared->options.idle_timeout.count() > 0) {
+      Task<> sweeper = idle_sweeper(ls);
+      sweeper.set_stop_token(ls->stop.get_token());
+      spawn(*loop, std::move(sweeper));
+    }
+    Task<> accepting = accept_loop(ls);
+    accepting.set_stop_token(ls->stop.get_token());
+    co_await std::move(accepting);
+    co_await drain(ls);
+  }
+  Server* server = shared->server;
+  ls.reset();
+  server->loop_finished();
+}
+
+}  // namespace
+
+std::string ServerStats::to_string() const {
+  return absl::StrFormat("accepted=%u rejected=%u active=%u idle_closed=%u aborted_at_shutdown=%u",
+                         accepted, rejected, active, idle_closed, aborted_at_shutdown);
+}
+
+Server::Server(Runtime& runtime, ServerOptions options)
+    : runtime_(&runtime), options_(std::move(options)) {}
+
+Server::Server(std::vector<EventLoop*> loops, ServerOptions options)
+    : loops_(std::move(loops)), options_(std::move(options)) {}
+
+Server::~Server() {
+  if (started_ && !finished()) {
+    std::fprintf(stderr, "coring: Server destroyed before its shutdown finished\n");
+  }
+}
+
+absl::Status Server::serve(Handler handler) {
+  return start(std::move(handler), [](Stream s) -> Task<> { co_await s.close(); });
+}
+
+absl::Status Server::start(Handler handler, Reject reject) {
+  if (started_) return absl::FailedPreconditionError("Server: serve() was called already");
+  if (runtime_ != nullptr) {
+    if (absl::Status s = runtime_->start(); !s.ok()) return s;
+    loops_.clear();
+    for (size_t i = 0; i < runtime_->size(); ++i) loops_.push_back(&runtime_->loop(i));
+  }
+  if (loops_.empty()) return absl::InvalidArgumentError("Server: no event loops");
+
+  absl::StatusOr<SocketAddress> address = absl::InvalidArgumentError("unset");
+  if (!options_.unix_path.empty()) {
+    address = SocketAddress::unix_path(options_.unix_path);
+  } else {
+    const bool v6 = options_.host.find(':') != std::string::npos && options_.host[0] != '[';
+    address = SocketAddress::parse(
+        absl::StrFormat(v6 ? "[%s]:%u" : "%s:%u", options_.host, options_.port));
+  }
+  if (!address.ok()) return address.status();
+  const bool shared_socket = address->family() == SocketAddress::Family::kUnix;
+  ListenOptions listen = options_.listener.listen;
+  listen.reuse_port = !shared_socket;
+  for (size_t i = 0; i < (shared_socket ? 1 : loops_.size()); ++i) {
+    absl::StatusOr<UniqueFd> fd = listen_socket(*address, listen);
+    if (!fd.ok()) {
+      sockets_.clear();
+      return fd.status();
+    }
+    if (i == 0) {
+      absl::StatusOr<SocketAddress> bound = SocketAddress::local_of(fd->get());
+      if (!bound.ok()) return bound.status();
+      if (!shared_socket) address->set_port(bound->port());
+    }
+    sockets_.push_back(std::move(*fd));
+  }
+  address_ = *address;
+
+  shared_ = std::make_shared<Shared>();
+  shared_->options = options_;
+  shared_->handler = std::move(handler);
+  shared_->reject = std::move(reject);
+  shared_->server = this;
+  started_ = true;
+  for (size_t i = 0; i < loops_.size(); ++i) {
+    const int fd = sockets_[shared_socket ? 0 : i].get();
+    spawn(*loops_[i], run_loop(shared_, loops_[i], fd));
+  }
+  return absl::OkStatus();
+}
+
+void Server::loop_finished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  loops_done_.fetch_add(1);
+  cv_.notify_all();
+}
+
+void Server::begin_shutdown() {
+  if (!started_ || shared_->shutting_down.exchange(true)) return;
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  for (auto& [loop, weak] : shared_->loops) {
+    loop->post([w = weak] {
+      if (auto ls = w.lock()) ls->stop.request_stop();
+    });
+  }
+}
+
+void Server::shutdown() {
+  if (!started_) return;
+  begin_shutdown();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, options_.shutdown_deadline + std::chrono::seconds(3),
+               [this] { return finished(); });
+}
+
+int Server::run_until_signal() {
+  if (runtime_ == nullptr) return 1;
+  if (!runtime_->start().ok()) return 1;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const timespec tick{0, 50'000'000};
+  for (;;) {
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) break;
+    if (started_ && finished()) break;
+  }
+  shutdown();
+  runtime_->stop();
+  return 0;
+}
+
+ServerStats Server::stats() const {
+  ServerStats s;
+  if (!shared_) return s;
+  s.accepted = shared_->accepted.load();
+  s.rejected = shared_->rejected.load();
+  s.active = shared_->connections.load();
+  s.idle_closed = shared_->idle_closed.load();
+  s.aborted_at_shutdown = shared_->aborted_at_shutdown.load();
+  return s;
+}
+
+}  // namespace coring::net

@@ -1,0 +1,194 @@
+// Stream: one connected byte stream (TCP or Unix) on an event loop, usually
+// a slot of the ring's fixed-file table. Reads come from the loop's shared
+// provided-buffer ring through multishot recv; writes go through a bounded,
+// ordered send queue with one sendmsg in flight (see stream_state.h).
+//
+//   Task<> echo(Stream s) {
+//     for (;;) {
+//       absl::StatusOr<RecvBuffer> buf = co_await s.read();
+//       if (!buf.ok() || buf->empty()) break;            // error or EOF
+//       if (!(co_await s.write(buf->span())).ok()) break; // ordered, short writes completed
+//     }                                                   // buffer back to the ring here
+//     co_await s.close();                                 // queued bytes first, then close
+//   }
+//   absl::StatusOr<Stream> c = co_await Stream::connect(net, address, {.timeout = 2s});
+//
+// * read(): the next chunk received, as a RecvBuffer that goes back to the
+//   ring when released; empty at EOF. An interrupt (idle timeout, server
+//   shutdown: interrupt_read()) is returned as its status once data already
+//   received has been delivered.
+// * write(bytes) / write(parts): ordered; completes once the bytes are
+//   copied into the send queue (up to NetOptions::copy_threshold) or, for
+//   larger writes, once they are handed to the kernel (the caller's memory is
+//   sent without a copy). Waits while the queue is over
+//   NetOptions::max_queued_bytes (backpressure). Several writers may write at
+//   once; their bytes never interleave.
+// * flush(): waits until every byte queued before it was sent.
+// * shutdown_write(): flush, then shutdown(SHUT_WR) (half-close).
+// * close(): flush (bounded by NetOptions::linger), then close the file.
+//   Destroying a Stream without close() still sends what is queued (lingering
+//   in the background, bounded by NetOptions::linger) and then closes.
+// TCP_NODELAY is on by default (inherited from the listener for accepted
+// streams, set on the socket for connected ones).
+//
+// A Stream belongs to the loop (and NetContext) it was made on; use it only
+// on that thread, and destroy it before the context.
+#pragma once
+
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <stop_token>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "coring/core/buffer_ring.h"
+#include "coring/core/operation.h"
+#include "coring/core/task.h"
+#include "coring/net/listen_socket.h"
+#include "coring/net/net_context.h"
+#include "coring/net/socket_address.h"
+#include "coring/net/stream_state.h"
+
+namespace coring::net {
+
+struct ConnectOptions {
+  std::chrono::nanoseconds timeout = std::chrono::seconds(5);
+  SocketOptions socket = {};
+};
+
+class Stream {
+ public:
+  Stream() = default;
+  Stream(Stream&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  Stream& operator=(Stream&& other) noexcept {
+    if (this != &other) {
+      reset();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream() { reset(); }
+
+  // Takes ownership of a connected socket: a fixed-file slot
+  // (FileRef::fixed_index) or a plain fd.
+  static Stream adopt(NetContext& ctx, FileRef file);
+  // Connects to `address`; DeadlineExceeded after options.timeout.
+  static Task<absl::StatusOr<Stream>> connect(NetContext& ctx, SocketAddress address,
+                                              ConnectOptions options = {});
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+  FileRef file() const noexcept { return state_->file(); }
+  NetContext& context() const noexcept { return state_->context(); }
+
+  class ReadAwaiter;
+  class WriteAwaiter;
+
+  ReadAwaiter read() noexcept;
+  WriteAwaiter write(absl::Span<const uint8_t> bytes) noexcept;
+  // The parts leave in order, as one write; `parts` must stay valid until done.
+  WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
+  // As write(parts), always copying (returns without waiting for the send).
+  WriteAwaiter write_copy(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
+  WriteAwaiter flush() noexcept;
+
+  Task<absl::Status> shutdown_write();
+  Task<absl::Status> close();
+
+  // Wakes the reader with `why` (idle timeout, shutdown); see read().
+  void interrupt_read(absl::Status why) noexcept { state_->interrupt_read(std::move(why)); }
+  // Tears the connection down at once: writers and the reader fail with `why`.
+  void abort(absl::Status why) noexcept { state_->abort(std::move(why)); }
+  size_t queued_bytes() const noexcept { return state_->queued_bytes(); }
+  detail::StreamState* state() const noexcept { return state_; }
+
+ private:
+  explicit Stream(detail::StreamState* state) noexcept : state_(state) {}
+  void reset() noexcept {
+    if (state_ != nullptr) std::exchange(state_, nullptr)->release();
+  }
+
+  detail::StreamState* state_ = nullptr;
+};
+
+class Stream::ReadAwaiter {
+ public:
+  explicit ReadAwaiter(detail::StreamState* s) noexcept : state_(s), next_(s->channel()) {}
+  ReadAwaiter(const ReadAwaiter&) = delete;
+
+  bool await_ready() const noexcept { return state_->read_ready(); }
+  template <class Promise>
+  bool await_suspend(std::coroutine_handle<Promise> h) {
+    suspended_ = true;
+    state_->set_reading(true);
+    const bool suspend = next_.await_suspend(h);
+    if (!suspend) state_->set_reading(false);
+    return suspend;
+  }
+  absl::StatusOr<RecvBuffer> await_resume() noexcept {
+    return state_->finish_read(next_, suspended_);
+  }
+
+ private:
+  detail::StreamState* state_;
+  detail::RecvChannel::Next next_;
+  bool suspended_ = false;
+};
+
+class Stream::WriteAwaiter {
+ public:
+  WriteAwaiter(detail::StreamState* s, absl::Span<const absl::Span<const uint8_t>> parts,
+               detail::Writer::Kind kind) noexcept
+      : state_(s) {
+    writer_.parts = parts;
+    writer_.kind = kind;
+  }
+  WriteAwaiter(detail::StreamState* s, absl::Span<const uint8_t> bytes) noexcept
+      : state_(s), single_(bytes) {
+    writer_.parts = absl::MakeConstSpan(&single_, 1);
+  }
+  WriteAwaiter(const WriteAwaiter&) = delete;
+  ~WriteAwaiter() {
+    using Phase = detail::Writer::Phase;
+    if (writer_.phase == Phase::kWaitingRoom || writer_.phase == Phase::kQueued) {
+      state_->forget_writer(writer_);
+    }
+  }
+
+  bool await_ready() noexcept { return state_->begin_write(writer_); }
+  void await_suspend(std::coroutine_handle<> h) noexcept { writer_.handle = h; }
+  absl::Status await_resume() noexcept { return std::move(writer_.status); }
+
+ private:
+  detail::StreamState* state_;
+  absl::Span<const uint8_t> single_;
+  detail::Writer writer_;
+};
+
+inline Stream::ReadAwaiter Stream::read() noexcept { return ReadAwaiter(state_); }
+inline Stream::WriteAwaiter Stream::write(absl::Span<const uint8_t> bytes) noexcept {
+  return WriteAwaiter(state_, bytes);
+}
+inline Stream::WriteAwaiter Stream::write(
+    absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
+  return WriteAwaiter(state_, parts, detail::Writer::Kind::kAuto);
+}
+inline Stream::WriteAwaiter Stream::write_copy(
+    absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
+  return WriteAwaiter(state_, parts, detail::Writer::Kind::kCopy);
+}
+inline Stream::WriteAwaiter Stream::flush() noexcept {
+  return WriteAwaiter(state_, {}, detail::Writer::Kind::kBarrier);
+}
+
+// True for the status read paths return when the peer closed its side.
+bool is_end_of_stream(const absl::Status& status);
+absl::Status end_of_stream_error();
+
+}  // namespace coring::net

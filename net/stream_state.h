@@ -1,0 +1,191 @@
+// StreamState: the heap-resident state of one connection behind a Stream
+// handle — its file, receive channel, send queue and writers. Internal to
+// net/; Stream (stream.h) is the public face. It is a separate object so that
+// Stream stays a cheap movable handle while the kernel holds pointers into
+// the state (the msghdr and iovecs of the send in flight), and so that a
+// stream destroyed with bytes still queued can finish sending them on its own
+// (it "lingers", bounded by NetOptions::linger) and then close itself.
+//
+// Sending: one sendmsg in flight per connection, so bytes leave in order.
+// Writes queue segments: small writes are copied into chunks from the loop's
+// slab pool (and return at once); large ones are borrowed from the writer,
+// who waits until they are sent. Each completion advances through the
+// segments by the byte count (a short write is simply continued) and the
+// next sendmsg gathers everything queued meanwhile (up to kMaxIov parts), so
+// writes made while a send is in flight are coalesced. Writers that find the
+// queue over NetOptions::max_queued_bytes wait in FIFO order.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "coring/core/operation.h"
+#include "coring/net/callback_timer.h"
+#include "coring/net/net_context.h"
+#include "coring/net/recv_channel.h"
+
+namespace coring::net::detail {
+
+// One write waiting in, or passing through, a stream's send queue. Lives in
+// the awaiting coroutine's frame (inside the write awaiter).
+struct Writer {
+  enum class Kind : uint8_t { kAuto, kCopy, kBarrier };
+  enum class Phase : uint8_t { kNew, kWaitingRoom, kQueued, kDone };
+
+  absl::Span<const absl::Span<const uint8_t>> parts;
+  size_t bytes = 0;
+  std::coroutine_handle<> handle;
+  absl::Status status;
+  Writer* next = nullptr;
+  uint32_t segments_left = 0;
+  Kind kind = Kind::kAuto;
+  Phase phase = Phase::kNew;
+};
+
+class StreamState final : private OpTarget {
+ public:
+  static constexpr size_t kMaxIov = 64;
+  static constexpr size_t kChunkSize = 16 * 1024 - 64;
+
+  StreamState(NetContext& ctx, FileRef file);
+  StreamState(const StreamState&) = delete;
+  StreamState& operator=(const StreamState&) = delete;
+
+  NetContext& context() noexcept { return *ctx_; }
+  FileRef file() const noexcept { return file_; }
+  bool file_closed() const noexcept { return file_closed_; }
+  bool owned() const noexcept { return owned_; }
+
+  // The Stream handle is gone: linger if bytes are queued, else close now.
+  // `this` may be deleted before it returns.
+  void release() noexcept;
+
+  // ---- Reading ----
+  RecvChannel* channel() noexcept { return channel_ ? &*channel_ : nullptr; }
+  bool read_ready() const noexcept { return interrupted_ || !channel_ || channel_->queued() > 0; }
+  void set_reading(bool reading) noexcept { reading_ = reading; }
+  // The result of a read that waited (`suspended`) or found an item ready.
+  absl::StatusOr<RecvBuffer> finish_read(RecvChannel::Next& next, bool suspended) noexcept;
+  // Wakes a reader waiting for data (or the next one) with `why`. Data that
+  // already arrived is still delivered first.
+  void interrupt_read(absl::Status why) noexcept;
+  bool interrupt_pending() const noexcept { return interrupted_; }
+  // True when the last read returned an interrupt_read() status.
+  bool last_read_interrupted() const noexcept { return last_read_interrupted_; }
+  // Idle bookkeeping for sweeps: true if data arrived since the last call.
+  bool take_activity() noexcept { return std::exchange(rx_seen_, false); }
+
+  // ---- Writing ----
+  // Starts a write; true when it finished without waiting (w.status says how).
+  bool begin_write(Writer& w) noexcept;
+  // A write awaiter is destroyed while its writer is still linked.
+  void forget_writer(Writer& w) noexcept;
+  // Fails every queued and waiting writer with `why`, stops sending (the
+  // kernel lets go of the queued memory before this returns), drops the
+  // queue and wakes a waiting reader with `why`. Idempotent.
+  void abort(absl::Status why) noexcept;
+  // abort(), then, for a released stream, close and delete it.
+  void kill(absl::Status why) noexcept;
+  // Later writes fail with FailedPrecondition (after shutdown(SHUT_WR)).
+  void close_for_writing() noexcept { write_closed_ = true; }
+  size_t queued_bytes() const noexcept { return queued_bytes_; }
+  const absl::Status& write_error() const noexcept { return write_error_; }
+
+  // ---- Closing ----
+  // Arms (or re-arms) a deadline after which the stream is aborted.
+  void arm_deadline(std::chrono::nanoseconds after) noexcept;
+  void cancel_deadline() noexcept { deadline_.cancel(); }
+  // Stops receiving (returns held buffers, cancels the recv).
+  void stop_receiving() noexcept { channel_.reset(); }
+  // Marks the file closed; the caller closes it (close.h) itself.
+  void mark_closed() noexcept;
+
+  // Intrusive list of the context's streams.
+  StreamState* list_next = nullptr;
+  StreamState* list_prev = nullptr;
+  // Free for the owner of the context's streams (Server: idle sweeps).
+  uint32_t idle_ticks = 0;
+  void* user = nullptr;
+
+ private:
+  struct Chunk {
+    size_t capacity;
+    size_t used;
+    size_t unsent;
+    uint8_t* data() noexcept { return reinterpret_cast<uint8_t*>(this + 1); }
+  };
+  struct Segment {
+    const uint8_t* data;
+    size_t size;
+    Chunk* chunk;    // copied bytes: the chunk holding them
+    Writer* writer;  // borrowed bytes or barrier: whose
+  };
+
+  ~StreamState();
+  bool fits(size_t bytes) const noexcept;
+  void admit(Writer& w) noexcept;
+  void copy_in(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
+  void complete(Writer& w, absl::Status status) noexcept;
+  void start_send() noexcept;
+  void on_complete(const OpResult& r) noexcept override;
+  void advance(size_t n) noexcept;
+  void pump_waiters() noexcept;
+  void free_chunk(Chunk* c) noexcept;
+  void drop_queue(const absl::Status& why) noexcept;
+  bool queue_empty() const noexcept { return seg_head_ == segments_.size(); }
+  // Released and nothing left to send: close the file and delete this.
+  void finish_if_done() noexcept;
+  void close_file_now() noexcept;
+  static void on_deadline(void* self, bool fired) noexcept;
+
+  NetContext* ctx_;
+  FileRef file_;
+  std::optional<RecvChannel> channel_;
+  absl::Status interrupt_status_;
+  bool interrupted_ = false;
+  bool reading_ = false;
+  bool rx_seen_ = false;
+  bool last_read_interrupted_ = false;
+
+  std::vector<Segment> segments_;
+  size_t seg_head_ = 0;
+  Chunk* fill_ = nullptr;
+  size_t queued_bytes_ = 0;
+  Writer* wait_head_ = nullptr;
+  Writer* wait_tail_ = nullptr;
+  absl::Status write_error_;
+  bool write_closed_ = false;
+
+  bool sending_ = false;
+  uint32_t send_index_ = 0;
+  msghdr msg_{};
+  iovec iov_[kMaxIov];
+
+  CallbackTimer deadline_;
+  bool owned_ = true;
+  bool file_closed_ = false;
+};
+
+}  // namespace coring::net::detail
+
+namespace coring::net {
+
+template <class Fn>
+void NetContext::for_each_stream(Fn&& fn) {
+  for (detail::StreamState* s = head_; s != nullptr;) {
+    detail::StreamState* next = s->list_next;  // fn may finish (delete) a lingering stream
+    fn(*s);
+    s = next;
+  }
+}
+
+}  // namespace coring::net

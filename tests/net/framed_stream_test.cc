@@ -1,0 +1,242 @@
+// Tests of net/framed_stream.h with a test-only length-prefix codec
+// (length_prefix_codec.h): echo of frames 0 B..1 MiB, frames split into
+// single bytes, keep-alives answered by the transport, protocol errors
+// answered with the codec's goodbye, graceful close, peer reset mid-frame.
+#include "coring/net/framed_stream.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <vector>
+
+#include "coring/core/timer.h"
+#include "coring/core/when_all.h"
+#include "coring/net/listener.h"
+#include "length_prefix_codec.h"
+#include "net_test_support.h"
+
+namespace coring::net {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LengthPrefixCodec;
+using testing::lp_frame;
+using testing::pattern;
+using testing::TestLoop;
+using Framed = FramedStream<LengthPrefixCodec>;
+
+// Echoes frames until reading stops; records why.
+Task<> frame_echo(Framed conn, absl::Status* why) {
+  for (;;) {
+    auto f = co_await conn.read_frame();
+    if (!f.ok()) {
+      *why = f.status();
+      co_return;
+    }
+    if (!(co_await conn.write_frame(*f)).ok()) co_return;
+  }
+}
+
+Task<> accept_framed(Listener& l, int count, std::vector<absl::Status>* whys) {
+  whys->resize(count);
+  for (int i = 0; i < count; ++i) {
+    auto s = co_await l.accept();
+    if (!s.ok()) co_return;
+    spawn(l.context().loop(), frame_echo(Framed(std::move(*s), LengthPrefixCodec()), &(*whys)[i]));
+  }
+}
+
+struct Fixture {
+  Fixture() {
+    auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+    EXPECT_TRUE(l.ok()) << l.status();
+    listener = std::move(*l);
+    addr = *listener->local_address();
+  }
+  ~Fixture() {
+    t.drain();
+    listener.reset();
+  }
+  std::vector<absl::Status> whys;  // written by handlers: outlives the loop
+  TestLoop t;
+  std::unique_ptr<Listener> listener;
+  SocketAddress addr = SocketAddress::ipv4_loopback(0);
+};
+
+Task<absl::Status> send_and_check(NetContext& net, SocketAddress addr, std::vector<size_t> sizes) {
+  auto c = co_await Stream::connect(net, addr);
+  if (!c.ok()) co_return c.status();
+  Framed conn(std::move(*c), LengthPrefixCodec());
+  std::vector<std::vector<uint8_t>> msgs;
+  for (size_t i = 0; i < sizes.size(); ++i) msgs.push_back(pattern(sizes[i], uint32_t(i + 7)));
+  auto writer = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
+    for (const auto& msg : m) {
+      if (auto s = co_await c.write_frame({absl::MakeConstSpan(msg)}); !s.ok()) co_return s;
+    }
+    co_return absl::OkStatus();
+  };
+  auto reader = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
+    for (const auto& msg : m) {
+      auto f = co_await c.read_frame();
+      if (!f.ok()) co_return f.status();
+      if (!std::equal(msg.begin(), msg.end(), f->payload.begin(), f->payload.end())) {
+        co_return absl::DataLossError("echoed frame differs");
+      }
+    }
+    co_return absl::OkStatus();
+  };
+  auto [w, r] = co_await when_all(writer(conn, msgs), reader(conn, msgs));
+  if (!w.ok()) co_return w;
+  if (!r.ok()) co_return r;
+  co_await conn.close();
+  co_return absl::OkStatus();
+}
+
+TEST(FramedStreamTest, EchoesFramesOfEverySize) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
+  std::vector<size_t> sizes = {0, 1, 2, 100, 4095, 8192, 8193, 65536, 100000, 1 << 20, 3, 0};
+  absl::Status s = f.t.run(send_and_check(*f.t.net, f.addr, sizes));
+  EXPECT_TRUE(s.ok()) << s;
+  for (int i = 0; i < 20 && f.whys[0].ok(); ++i) f.t.loop->run_once(false);
+  // The client's close() said goodbye (OK) -> the server saw it.
+  EXPECT_TRUE(absl::IsAborted(f.whys[0])) << f.whys[0];
+}
+
+TEST(FramedStreamTest, FramesSentOneByteAtATime) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
+  absl::Status s = f.t.run([](NetContext& net, SocketAddress addr) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, addr);
+    if (!c.ok()) co_return c.status();
+    std::vector<uint8_t> bytes;
+    const std::vector<size_t> sizes = {5, 0, 300};
+    for (size_t n : sizes) {
+      auto fr = lp_frame(pattern(n, uint32_t(n)));
+      bytes.insert(bytes.end(), fr.begin(), fr.end());
+    }
+    for (uint8_t b : bytes) {
+      if (auto st = co_await c->write(absl::MakeConstSpan(&b, 1)); !st.ok()) co_return st;
+      if (auto st = co_await c->flush(); !st.ok()) co_return st;  // one byte per send
+    }
+    std::vector<uint8_t> got;
+    if (auto st = co_await testing::read_exactly(*c, bytes.size(), got); !st.ok()) co_return st;
+    if (got != bytes) co_return absl::DataLossError("echo differs");
+    co_return co_await c->close();
+  }(*f.t.net, f.addr));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST(FramedStreamTest, PingIsAnsweredByTheTransport) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
+  absl::Status s = f.t.run([](NetContext& net, SocketAddress addr) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, addr);
+    if (!c.ok()) co_return c.status();
+    std::array<uint8_t, 4> ping;
+    testing::put_be32(ping.data(), testing::kPing);
+    if (auto st = co_await c->write(absl::MakeConstSpan(ping)); !st.ok()) co_return st;
+    std::vector<uint8_t> got;
+    if (auto st = co_await testing::read_exactly(*c, 4, got); !st.ok()) co_return st;
+    if (testing::get_be32(got.data()) != testing::kPong) co_return absl::DataLossError("no PONG");
+    co_return co_await c->close();
+  }(*f.t.net, f.addr));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+// Reads raw bytes until EOF.
+Task<absl::StatusOr<std::vector<uint8_t>>> read_to_eof(Stream& s) {
+  std::vector<uint8_t> all;
+  for (;;) {
+    auto b = co_await s.read();
+    if (!b.ok()) co_return b.status();
+    if (b->empty()) co_return all;
+    all.insert(all.end(), b->data(), b->data() + b->size());
+  }
+}
+
+TEST(FramedStreamTest, ProtocolErrorSendsGoodbyeAndCloses) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 2, &f.whys));
+  absl::Status s = f.t.run([](NetContext& net, SocketAddress addr) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, addr);
+    if (!c.ok()) co_return c.status();
+    // A good frame, then a bad one: the good one is echoed, then GOODBYE.
+    std::vector<uint8_t> bytes = lp_frame(pattern(10));
+    std::array<uint8_t, 4> bad;
+    testing::put_be32(bad.data(), testing::kBad);
+    bytes.insert(bytes.end(), bad.begin(), bad.end());
+    if (auto st = co_await c->write(absl::MakeConstSpan(bytes)); !st.ok()) co_return st;
+    auto all = co_await read_to_eof(*c);
+    if (!all.ok()) co_return all.status();
+    std::vector<uint8_t> want = lp_frame(pattern(10));
+    std::array<uint8_t, 8> bye;
+    testing::put_be32(bye.data(), testing::kGoodbye);
+    testing::put_be32(bye.data() + 4, uint32_t(absl::StatusCode::kInvalidArgument));
+    want.insert(want.end(), bye.begin(), bye.end());
+    if (*all != want) co_return absl::DataLossError("expected echo + GOODBYE(InvalidArgument)");
+    co_await c->close();
+    // A second connection on the same listener still works.
+    std::vector<size_t> sizes = {1, 2, 3};
+    co_return co_await send_and_check(net, addr, std::move(sizes));
+  }(*f.t.net, f.addr));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(absl::IsInvalidArgument(f.whys[0])) << f.whys[0];
+}
+
+TEST(FramedStreamTest, PeerResetMidFrame) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 2, &f.whys));
+  // A plain socket, so that SO_LINGER 0 can turn close() into a reset.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::connect(fd, f.addr.data(), f.addr.size()), 0);
+  std::vector<uint8_t> part = lp_frame(pattern(1000));
+  part.resize(300);  // header says 1000, 296 payload bytes follow
+  ASSERT_EQ(::send(fd, part.data(), part.size(), 0), ssize_t(part.size()));
+  for (int i = 0; i < 20; ++i) f.t.loop->run_once(false);
+  linger lg{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  ::close(fd);
+  absl::Status s = f.t.run(send_and_check(*f.t.net, f.addr, {10, 20000}));
+  EXPECT_TRUE(s.ok()) << s;
+  for (int i = 0; i < 50 && f.whys[0].ok(); ++i) f.t.loop->run_once(false);
+  EXPECT_TRUE(absl::IsUnavailable(f.whys[0])) << f.whys[0];  // ECONNRESET
+}
+
+TEST(FramedStreamTest, GracefulCloseSendsQueuedFramesThenGoodbye) {
+  Fixture f;
+  absl::Status s = f.t.run([](Fixture& f) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*f.t.net, f.addr);
+    if (!c.ok()) co_return c.status();
+    auto accepted = co_await f.listener->accept();
+    if (!accepted.ok()) co_return accepted.status();
+    Framed server(std::move(*accepted), LengthPrefixCodec());
+    std::vector<uint8_t> payload = pattern(50000);
+    for (int i = 0; i < 3; ++i) {
+      if (auto st = co_await server.write_frame({absl::MakeConstSpan(payload)}); !st.ok()) {
+        co_return st;
+      }
+    }
+    // The client reads everything, then closes; close() waits for that.
+    auto client = [](Stream& s) -> Task<absl::StatusOr<std::vector<uint8_t>>> {
+      auto all = co_await read_to_eof(s);
+      co_await s.close();
+      co_return all;
+    };
+    auto [closed, all] = co_await when_all(server.close(absl::UnavailableError("bye")), client(*c));
+    if (!closed.ok()) co_return closed;
+    if (!all.ok()) co_return all.status();
+    if (all->size() != 3 * (4 + payload.size()) + 8) co_return absl::DataLossError("size");
+    const uint8_t* tail = all->data() + all->size() - 8;
+    if (testing::get_be32(tail) != testing::kGoodbye ||
+        testing::get_be32(tail + 4) != uint32_t(absl::StatusCode::kUnavailable)) {
+      co_return absl::DataLossError("no GOODBYE(Unavailable) at the end");
+    }
+    co_return absl::OkStatus();
+  }(f));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+}  // namespace
+}  // namespace coring::net

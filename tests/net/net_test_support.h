@@ -1,0 +1,99 @@
+// Shared helpers of the net/ tests: a loop with a NetContext, byte patterns,
+// and a Stream echo handler.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coring/core/event_loop.h"
+#include "coring/core/spawn.h"
+#include "coring/core/task.h"
+#include "coring/net/listener.h"
+#include "coring/net/net_context.h"
+#include "coring/net/stream.h"
+
+namespace coring::net::testing {
+
+struct TestLoop {
+  explicit TestLoop(LoopOptions loop_options = {}, NetOptions net_options = {}) {
+    auto l = EventLoop::create(std::move(loop_options));
+    EXPECT_TRUE(l.ok()) << l.status();
+    loop = std::move(*l);
+    auto n = NetContext::create(*loop, net_options);
+    EXPECT_TRUE(n.ok()) << n.status();
+    net = std::move(*n);
+  }
+  ~TestLoop() {
+    drain();
+    net.reset();
+    loop.reset();
+  }
+  // Runs the loop until every stream of `net` is gone (bounded: 5 s), so
+  // that handlers finish before what they use is destroyed.
+  void drain() {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (net->live_streams() > 0 && std::chrono::steady_clock::now() < until) {
+      loop->run_once(false);
+      if (net->live_streams() > 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    EXPECT_EQ(net->live_streams(), 0u) << "streams still open at the end of the test";
+  }
+  template <class T>
+  T run(Task<T> task) {
+    return loop->block_on(std::move(task));
+  }
+
+  std::unique_ptr<EventLoop> loop;
+  std::unique_ptr<NetContext> net;
+};
+
+inline std::vector<uint8_t> pattern(size_t n, uint32_t seed = 1) {
+  std::vector<uint8_t> v(n);
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x = x * 1664525u + 1013904223u;
+    v[i] = static_cast<uint8_t>(x >> 24);
+  }
+  return v;
+}
+
+// Echoes bytes until EOF, then closes.
+inline Task<> echo_handler(Stream s) {
+  for (;;) {
+    absl::StatusOr<RecvBuffer> buf = co_await s.read();
+    if (!buf.ok() || buf->empty()) break;
+    if (!(co_await s.write(buf->span())).ok()) break;
+  }
+  co_await s.close();
+}
+
+// Accepts `count` connections (or until cancelled) and echoes each.
+inline Task<> echo_acceptor(Listener& listener, int count) {
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<Stream> s = co_await listener.accept();
+    if (!s.ok()) co_return;
+    spawn(listener.context().loop(), echo_handler(std::move(*s)));
+  }
+}
+
+// Reads exactly `n` bytes into `out` (appending).
+inline Task<absl::Status> read_exactly(Stream& s, size_t n, std::vector<uint8_t>& out) {
+  while (n > 0) {
+    absl::StatusOr<RecvBuffer> buf = co_await s.read();
+    if (!buf.ok()) co_return buf.status();
+    if (buf->empty()) co_return absl::DataLossError("EOF before all bytes arrived");
+    const size_t take = std::min(n, buf->size());
+    out.insert(out.end(), buf->data(), buf->data() + buf->size());
+    n -= take;
+    if (take < buf->size()) co_return absl::DataLossError("more bytes than expected");
+  }
+  co_return absl::OkStatus();
+}
+
+}  // namespace coring::net::testing

@@ -1,0 +1,317 @@
+// Tests of net/server.*: framed echo over 1, 100 and 1,000 connections, tiny
+// socket buffers, a peer that never reads, idle timeout, connection limit,
+// graceful shutdown with frames in flight, Unix sockets and a multi-thread
+// Runtime.
+#include "coring/net/server.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <vector>
+
+#include "coring/core/runtime.h"
+#include "coring/core/timer.h"
+#include "coring/core/when_all.h"
+#include "length_prefix_codec.h"
+#include "net_test_support.h"
+
+namespace coring::net {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LengthPrefixCodec;
+using testing::pattern;
+using testing::TestLoop;
+using Framed = FramedStream<LengthPrefixCodec>;
+
+Task<> echo(Framed conn) {
+  for (;;) {
+    auto f = co_await conn.read_frame();
+    if (!f.ok()) co_return;
+    if (!(co_await conn.write_frame(*f)).ok()) co_return;
+  }
+}
+
+// A server on the test's loop; shut down (and drained) at the end.
+struct ServerOnLoop {
+  explicit ServerOnLoop(ServerOptions options, LoopOptions loop_options = {})
+      : t(std::move(loop_options)), server(std::vector<EventLoop*>{t.loop.get()}, options) {}
+  ~ServerOnLoop() { stop(); }
+  void stop() {
+    server.begin_shutdown();
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!server.finished() && std::chrono::steady_clock::now() < until) t.loop->run_once(false);
+    EXPECT_TRUE(server.finished());
+  }
+  SocketAddress address() const {
+    SocketAddress a = server.address();
+    if (a.family() == SocketAddress::Family::kUnix) return a;
+    return SocketAddress::ipv4_loopback(a.port());
+  }
+  TestLoop t;
+  Server server;
+};
+
+Task<absl::Status> client_echo(NetContext& net, SocketAddress addr, std::vector<size_t> sizes,
+                               ConnectOptions options = {}) {
+  auto c = co_await Stream::connect(net, addr, options);
+  if (!c.ok()) co_return c.status();
+  Framed conn(std::move(*c), LengthPrefixCodec());
+  std::vector<std::vector<uint8_t>> msgs;
+  for (size_t i = 0; i < sizes.size(); ++i) msgs.push_back(pattern(sizes[i], uint32_t(i)));
+  auto writer = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
+    for (const auto& msg : m) {
+      if (auto s = co_await c.write_frame({absl::MakeConstSpan(msg)}); !s.ok()) co_return s;
+    }
+    co_return absl::OkStatus();
+  };
+  auto reader = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
+    for (const auto& msg : m) {
+      auto f = co_await c.read_frame();
+      if (!f.ok()) co_return f.status();
+      if (!std::equal(msg.begin(), msg.end(), f->payload.begin(), f->payload.end())) {
+        co_return absl::DataLossError("echo differs");
+      }
+    }
+    co_return absl::OkStatus();
+  };
+  auto [w, r] = co_await when_all(writer(conn, msgs), reader(conn, msgs));
+  co_await conn.close();
+  if (!w.ok()) co_return w;
+  co_return r;
+}
+
+Task<int> many_clients(NetContext& net, SocketAddress addr, int n, std::vector<size_t> sizes) {
+  std::vector<Task<absl::Status>> tasks;
+  for (int i = 0; i < n; ++i) tasks.push_back(client_echo(net, addr, sizes));
+  std::vector<absl::Status> results = co_await when_all(std::move(tasks));
+  int ok = 0;
+  for (const auto& r : results) {
+    if (r.ok()) {
+      ++ok;
+    } else {
+      ADD_FAILURE() << r;
+    }
+  }
+  co_return ok;
+}
+
+class ServerConnections : public ::testing::TestWithParam<int> {};
+
+TEST_P(ServerConnections, EchoOnEveryConnection) {
+  LoopOptions lo;
+  lo.fixed_files = 4096;
+  ServerOnLoop s({.host = "127.0.0.1"}, std::move(lo));
+  ASSERT_TRUE(s.server.serve<LengthPrefixCodec>(echo).ok());
+  const int n = GetParam();
+  const std::vector<size_t> sizes =
+      n >= 1000 ? std::vector<size_t>{0, 100, 3000} : std::vector<size_t>{0, 1, 100, 20000, 70000};
+  EXPECT_EQ(s.t.run(many_clients(*s.t.net, s.address(), n, sizes)), n);
+  EXPECT_EQ(s.server.stats().accepted, uint64_t(n));
+}
+
+INSTANTIATE_TEST_SUITE_P(Counts, ServerConnections, ::testing::Values(1, 100, 1000));
+
+TEST(ServerTest, TinySocketBuffersForceShortWritesAndPartialReads) {
+  ServerOptions o{.host = "127.0.0.1"};
+  o.listener.listen.socket.send_buffer = 4096;
+  o.listener.listen.socket.receive_buffer = 4096;
+  ServerOnLoop s(o);
+  ASSERT_TRUE(s.server.serve<LengthPrefixCodec>(echo).ok());
+  ConnectOptions co;
+  co.socket.send_buffer = 4096;
+  co.socket.receive_buffer = 4096;
+  std::vector<size_t> sizes = {1 << 20, 5, 300000, 0, 1 << 20};
+  absl::Status r = s.t.run(client_echo(*s.t.net, s.address(), sizes, co));
+  EXPECT_TRUE(r.ok()) << r;
+}
+
+TEST(ServerTest, UnixSocket) {
+  const std::string path = absl::StrFormat("/tmp/coring-net-test-%d.sock", getpid());
+  ServerOnLoop s({.unix_path = path});
+  ASSERT_TRUE(s.server.serve<LengthPrefixCodec>(echo).ok());
+  std::vector<size_t> sizes = {1, 50000};
+  absl::Status r = s.t.run(client_echo(*s.t.net, s.address(), sizes));
+  EXPECT_TRUE(r.ok()) << r;
+  s.stop();
+  ::unlink(path.c_str());
+}
+
+// Reads raw bytes until EOF or `limit`.
+Task<absl::StatusOr<std::vector<uint8_t>>> read_to_eof(Stream& s) {
+  std::vector<uint8_t> all;
+  for (;;) {
+    auto b = co_await s.read();
+    if (!b.ok()) co_return b.status();
+    if (b->empty()) co_return all;
+    all.insert(all.end(), b->data(), b->data() + b->size());
+  }
+}
+
+bool ends_with_goodbye(const std::vector<uint8_t>& bytes, absl::StatusCode code) {
+  if (bytes.size() < 8) return false;
+  const uint8_t* t = bytes.data() + bytes.size() - 8;
+  return testing::get_be32(t) == testing::kGoodbye && testing::get_be32(t + 4) == uint32_t(code);
+}
+
+TEST(ServerTest, IdleConnectionGetsGoodbyeAndIsClosed) {
+  ServerOnLoop s({.host = "127.0.0.1", .idle_timeout = 100ms});
+  ASSERT_TRUE(s.server.serve<LengthPrefixCodec>(echo).ok());
+  const auto start = std::chrono::steady_clock::now();
+  auto r =
+      s.t.run([](NetContext& net, SocketAddress a) -> Task<absl::StatusOr<std::vector<uint8_t>>> {
+        auto c = co_await Stream::connect(net, a);
+        if (!c.ok()) co_return c.status();
+        auto all = co_await read_to_eof(*c);  // sends nothing
+        co_await c->close();
+        co_return all;
+      }(*s.t.net, s.address()));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(ends_with_goodbye(*r, absl::StatusCode::kDeadlineExceeded));
+  EXPECT_GE(took, 100ms);
+  EXPECT_LT(took, 3s);
+  EXPECT_EQ(s.server.stats().idle_closed, 1u);
+}
+
+TEST(ServerTest, ConnectionLimitRejectsWithGoodbye) {
+  ServerOnLoop s({.host = "127.0.0.1", .max_connections = 2});
+  ASSERT_TRUE(s.server.serve<LengthPrefixCodec>(echo).ok());
+  absl::Status r = s.t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
+    auto c1 = co_await Stream::connect(net, a);
+    auto c2 = co_await Stream::connect(net, a);
+    if (!c1.ok() || !c2.ok()) co_return absl::UnavailableError("connect");
+    Framed f1(std::move(*c1), LengthPrefixCodec());
+    Framed f2(std::move(*c2), LengthPrefixCodec());
+    std::vector<uint8_t> p = pattern(10);
+    // Both are accepted and served.
+    if (auto st = co_await f1.write_frame(testing::LpFrame{absl::MakeConstSpan(p)}); !st.ok()) {
+      co_return st;
+    }
+    if (auto e = co_await f1.read_frame(); !e.ok()) co_return e.status();
+    if (auto st = co_await f2.write_frame(testing::LpFrame{absl::MakeConstSpan(p)}); !st.ok()) {
+      co_return st;
+    }
+    if (auto e = co_await f2.read_frame(); !e.ok()) co_return e.status();
+    auto c3 = co_await Stream::connect(net, a);
+    if (!c3.ok()) co_return c3.status();
+    auto all = co_await read_to_eof(*c3);
+    if (!all.ok()) co_return all.status();
+    if (!ends_with_goodbye(*all, absl::StatusCode::kResourceExhausted)) {
+      co_return absl::DataLossError("third connection: no GOODBYE(ResourceExhausted)");
+    }
+    co_await c3->close();
+    // The first two still work.
+    if (auto st = co_await f1.write_frame(testing::LpFrame{absl::MakeConstSpan(p)}); !st.ok()) {
+      co_return st;
+    }
+    auto e = co_await f1.read_frame();
+    if (!e.ok()) co_return e.status();
+    co_await f1.close();
+    co_await f2.close();
+    co_return absl::OkStatus();
+  }(*s.t.net, s.address()));
+  EXPECT_TRUE(r.ok()) << r;
+  EXPECT_EQ(s.server.stats().rejected, 1u);
+}
+
+TEST(ServerTest, PeerThatNeverReadsKeepsServerMemoryBounded) {
+  std::atomic<size_t> max_queued{0};
+  std::atomic<int> frames{0};
+  ServerOptions o{.host = "127.0.0.1"};
+  o.net.max_queued_bytes = 64 * 1024;
+  o.listener.listen.socket.send_buffer = 8192;
+  ServerOnLoop s(o);
+  ASSERT_TRUE(s.server
+                  .serve<LengthPrefixCodec>([&](Framed conn) -> Task<> {
+                    for (;;) {
+                      auto f = co_await conn.read_frame();
+                      if (!f.ok()) co_return;
+                      ++frames;
+                      if (!(co_await conn.write_frame(*f)).ok()) co_return;
+                      max_queued = std::max<size_t>(max_queued, conn.stream().queued_bytes());
+                    }
+                  })
+                  .ok());
+  // A plain client that only writes (non-blocking) and never reads.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  SocketAddress a = s.address();
+  ::connect(fd, a.data(), a.size());
+  const std::vector<uint8_t> frame = testing::lp_frame(pattern(1000));
+  size_t sent = 0;
+  for (int round = 0; round < 400; ++round) {
+    for (int i = 0; i < 16; ++i) {
+      ssize_t n = ::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+      if (n > 0) sent += size_t(n);
+      if (n < ssize_t(frame.size())) break;  // full (a partial frame is fine: bytes keep flowing)
+    }
+    s.t.loop->run_once(false);
+  }
+  // Echoes are stuck: the server stopped reading once its queue was full.
+  EXPECT_GT(frames.load(), 10);
+  EXPECT_LT(size_t(frames.load()) * frame.size(), sent + 1);
+  EXPECT_LE(max_queued.load(), o.net.max_queued_bytes + frame.size());
+  ::close(fd);  // the handler's write fails or its read sees EOF; it ends
+}
+
+TEST(ServerTest, GracefulShutdownAnswersFramesInFlight) {
+  ServerOnLoop s({.host = "127.0.0.1"});
+  ASSERT_TRUE(s.server
+                  .serve<LengthPrefixCodec>([](Framed conn) -> Task<> {
+                    for (;;) {
+                      auto f = co_await conn.read_frame();
+                      if (!f.ok()) co_return;
+                      (void)co_await sleep_for(20ms);  // slow handler: frames pile up
+                      if (!(co_await conn.write_frame(*f)).ok()) co_return;
+                    }
+                  })
+                  .ok());
+  auto r = s.t.run([](NetContext& net, SocketAddress a,
+                      Server& server) -> Task<absl::StatusOr<std::vector<uint8_t>>> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    std::vector<uint8_t> all;
+    for (int i = 0; i < 8; ++i) {
+      auto fr = testing::lp_frame(pattern(100, uint32_t(i)));
+      all.insert(all.end(), fr.begin(), fr.end());
+    }
+    if (auto st = co_await c->write(absl::MakeConstSpan(all)); !st.ok()) co_return st;
+    (void)co_await sleep_for(10ms);  // the frames reached the server
+    server.begin_shutdown();
+    auto got = co_await read_to_eof(*c);
+    co_await c->close();
+    if (!got.ok()) co_return got.status();
+    if (got->size() != all.size() + 8 || !std::equal(all.begin(), all.end(), got->begin())) {
+      co_return absl::DataLossError("frames in flight were not all answered");
+    }
+    co_return got;
+  }(*s.t.net, s.address(), s.server));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(ends_with_goodbye(*r, absl::StatusCode::kUnavailable));
+  s.stop();
+  EXPECT_EQ(s.server.stats().aborted_at_shutdown, 0u);
+}
+
+TEST(ServerTest, RuntimeWithTwoThreads) {
+  Runtime rt({.threads = 2});
+  Server server(rt, {.host = "127.0.0.1"});
+  ASSERT_TRUE(server.serve<LengthPrefixCodec>(echo).ok());
+  {
+    TestLoop client;
+    SocketAddress a = SocketAddress::ipv4_loopback(server.address().port());
+    EXPECT_EQ(client.run(many_clients(*client.net, a, 50, {10, 5000})), 50);
+  }
+  server.shutdown();
+  EXPECT_TRUE(server.finished());
+  rt.stop();
+}
+
+}  // namespace
+}  // namespace coring::net

@@ -77,7 +77,7 @@ absl::Status EventLoop::init() {
   absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::create(options_.ring);
   if (!ring.ok()) return ring.status();
   ring_ = std::move(*ring);
-  mailbox_->msg_ring_ok = ring_->supports(IORING_OP_MSG_RING);
+  mailbox_->msg_ring_ok = !options_.force_eventfd_wakeup && ring_->supports(IORING_OP_MSG_RING);
   mailbox_->ring_fd = ::fcntl(ring_->fd(), F_DUPFD_CLOEXEC, 0);
   if (mailbox_->ring_fd < 0) return errno_to_status(errno, "dup(ring fd)");
   eventfd_ = ::eventfd(0, EFD_CLOEXEC);
@@ -150,7 +150,7 @@ void EventLoop::shutdown() noexcept {
 
 void EventLoop::run() {
   Scope scope(this);
-  while (!mailbox_->stop_requested.load(std::memory_order_acquire)) run_once(true);
+  while (!mailbox_->stop_requested.load(std::memory_order_acquire)) iterate(true);
   mailbox_->stop_requested.store(false, std::memory_order_release);
 }
 
@@ -166,14 +166,25 @@ void EventLoop::stop() {
 
 void EventLoop::run_once(bool block) {
   Scope scope(this);
+  iterate(block);
+}
+
+void EventLoop::run_until(bool& done) {
+  Scope scope(this);
+  bool* outer = std::exchange(until_, &done);
+  while (!done) iterate(true);
+  until_ = outer;
+}
+
+void EventLoop::iterate(bool block) {
   ++iterations_;
-  run_ready();
-  drain_remote();
+  if (!ready_.empty() || local_head_ != nullptr) run_ready();
+  Mailbox& mailbox = *mailbox_;
+  if (!mailbox.queue.empty()) drain_remote();
   if (options_.slab_pool != nullptr) options_.slab_pool->drain();
-  const bool idle = ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() &&
-                    mailbox_->queue.empty() &&
-                    !mailbox_->stop_requested.load(std::memory_order_relaxed) &&
-                    !(until_ != nullptr && *until_);
+  const bool idle =
+      ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() && mailbox.queue.empty() &&
+      !mailbox.stop_requested.load(std::memory_order_relaxed) && !(until_ != nullptr && *until_);
   const int ret = (block && idle) ? ring_->submit_and_wait(1) : ring_->submit();
   if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME) {
     std::fprintf(stderr, "coring: io_uring_enter failed: %s\n",
@@ -215,22 +226,43 @@ void EventLoop::reap() {
     if (deferred_cqes_.empty()) deferred_cqes_.swap(pending);  // keep the capacity
   }
   io_uring* raw = ring_->raw();
+  const unsigned mask = raw->cq.ring_mask;
+  // The CQ read inline (what io_uring_peek_batch_cqe does, without the
+  // call): this runs every iteration. One CQE, the common case of a
+  // request/response loop, skips the batch.
+  unsigned head = *raw->cq.khead;
+  unsigned ready = io_uring_smp_load_acquire(raw->cq.ktail) - head;
+  if (ready == 1) {
+    const io_uring_cqe& c = raw->cq.cqes[head & mask];
+    const Cqe one{c.user_data, c.res, c.flags};
+    io_uring_cq_advance(raw, 1);
+    ++cqes_;
+    dispatch(one);
+    if (!ring_->cq_needs_check()) return;
+    head = *raw->cq.khead;
+    ready = io_uring_smp_load_acquire(raw->cq.ktail) - head;
+  }
   Cqe batch[kReapBatch];
-  io_uring_cqe* cqes[kReapBatch];
   const unsigned max_rounds = ring_->cq_entries() / kReapBatch * 4 + 4;
   for (unsigned round = 0; round < max_rounds; ++round) {
-    // peek_batch flushes an overflow backlog into the CQ when it sees one.
-    const unsigned n = io_uring_peek_batch_cqe(raw, cqes, kReapBatch);
-    if (n == 0) break;
+    if (round > 0) {
+      head = *raw->cq.khead;
+      ready = io_uring_smp_load_acquire(raw->cq.ktail) - head;
+    }
+    const unsigned n = ready < kReapBatch ? ready : kReapBatch;
     for (unsigned i = 0; i < n; ++i) {
-      batch[i] = Cqe{cqes[i]->user_data, cqes[i]->res, cqes[i]->flags};
+      const io_uring_cqe& c = raw->cq.cqes[(head + i) & mask];
+      batch[i] = Cqe{c.user_data, c.res, c.flags};
     }
     // Advance before dispatching: a resumed coroutine may reap again.
-    io_uring_cq_advance(raw, n);
+    if (n > 0) io_uring_cq_advance(raw, n);
     cqes_ += n;
     for (unsigned i = 0; i < n; ++i) dispatch(batch[i]);
-    // A short batch emptied the CQ; a backlog would have raised the flag.
-    if (n < kReapBatch && !ring_->check_cq_overflow()) break;
+    if (n == kReapBatch) continue;
+    // A short batch emptied the CQ, unless the kernel holds a backlog
+    // (overflow): then enter to have it flushed and keep reaping.
+    if (!ring_->cq_needs_check() || !ring_->check_cq_overflow()) break;
+    ring_->submit();
   }
 }
 
@@ -294,6 +326,11 @@ void EventLoop::dispatch(const Cqe& cqe) noexcept {
     return;
   }
   result.timed_out = slot->timed_out;
+  if (OpTarget* target = slot->target; target != nullptr) [[likely]] {
+    ops_.release(index, *slot);
+    target->on_complete(result);
+    return;
+  }
   deliver(*slot, index, result, true);
 }
 
@@ -304,11 +341,11 @@ void EventLoop::deliver(OpSlot& slot, uint32_t index, const OpResult& result, bo
     if (final) ops_.release(index);
     return;
   }
-  if (final) ops_.release(index);
+  if (final) ops_.release(index, slot);
   target->on_complete(result);
 }
 
-io_uring_sqe* EventLoop::get_sqe() noexcept {
+io_uring_sqe* EventLoop::get_sqe_slow() noexcept {
   for (;;) {
     if (io_uring_sqe* sqe = ring_->get_sqe(); sqe != nullptr) return sqe;
     // The kernel took nothing (a CQ backlog): make room in the CQ and retry.

@@ -73,6 +73,10 @@ struct LoopOptions {
   // when register_buffers is set. Not owned; may be null.
   pool::BufferArena* arena = nullptr;
   bool register_buffers = true;
+  // Wake this loop through its eventfd, as on kernels whose probe lacks
+  // IORING_OP_MSG_RING, even where MSG_RING works (tests of the fallback;
+  // debugging). Such a loop also sends no MSG_RING from its own ring.
+  bool force_eventfd_wakeup = false;
   // Reports an exception that escaped a spawn()ed task. Default: stderr.
   std::function<void(std::exception_ptr)> on_task_error;
 };
@@ -127,7 +131,10 @@ class EventLoop {
   // ---- For awaitables (owner thread) ----
   // A free SQE; submits to make room when the SQ is full and, if the kernel
   // still takes nothing, reaps CQEs aside to unblock it. Never nullptr.
-  io_uring_sqe* get_sqe() noexcept;
+  io_uring_sqe* get_sqe() noexcept {
+    if (io_uring_sqe* sqe = ring_->get_sqe(); sqe != nullptr) return sqe;
+    return get_sqe_slow();
+  }
   // Makes room for `n` SQEs taken back to back (an op and its linked timeout).
   void reserve_sqes(unsigned n) noexcept;
   // Asks the kernel to cancel the operation `user_data` names. Any thread; on
@@ -157,6 +164,11 @@ class EventLoop {
 
   explicit EventLoop(LoopOptions options);
   absl::Status init();
+  // One iteration; the caller has made this loop current (Scope).
+  void iterate(bool block);
+  // block_on()'s loop: iterates until `done`, with one Scope for all of it.
+  void run_until(bool& done);
+  io_uring_sqe* get_sqe_slow() noexcept;
   void run_ready();
   void drain_remote();
   void reap();
@@ -256,9 +268,7 @@ T EventLoop::block_on(Task<T> task) {
   std::coroutine_handle<> h = detail::make_detached(
       std::move(body), [&error](std::exception_ptr e) noexcept { error = std::move(e); });
   schedule(h);
-  bool* outer = std::exchange(until_, &done);
-  while (!done) run_once(true);
-  until_ = outer;
+  run_until(done);
   if (error) std::rethrow_exception(error);
   if constexpr (!std::is_void_v<T>) return std::move(*state.value);
 }

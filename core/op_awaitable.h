@@ -41,17 +41,27 @@ namespace coring {
 
 // The status of a CQE result: OK for res >= 0, DeadlineExceeded when the
 // linked timeout fired, else the errno's status.
-inline absl::Status status_of(const OpResult& r, std::string_view what) {
-  if (r.res >= 0) return absl::OkStatus();
+namespace detail {
+// The failure half of status_of(), kept out of line so the success path inlines.
+[[gnu::noinline, gnu::cold]] inline absl::Status failed_status_of(const OpResult& r,
+                                                                  std::string_view what) {
   if (r.timed_out && r.res == -ECANCELED) {
     return absl::DeadlineExceededError(std::string(what) + ": deadline exceeded (linked timeout)");
   }
   return errno_to_status(-r.res, what);
 }
+}  // namespace detail
+
+inline absl::Status status_of(const OpResult& r, std::string_view what) {
+  if (r.res >= 0) [[likely]]
+    return absl::OkStatus();
+  return detail::failed_status_of(r, what);
+}
 
 inline absl::StatusOr<size_t> size_of(const OpResult& r, std::string_view what) {
-  if (r.res >= 0) return static_cast<size_t>(r.res);
-  return status_of(r, what);
+  if (r.res >= 0) [[likely]]
+    return static_cast<size_t>(r.res);
+  return detail::failed_status_of(r, what);
 }
 
 namespace detail {
@@ -92,7 +102,7 @@ class OpAwaitableBase : protected OpTarget {
     if (linked) loop_->reserve_sqes(2);  // both SQEs in the same submission
     io_uring_sqe* sqe = loop_->get_sqe();
     prepare(sqe, slot);
-    user_data_ = ops.user_data(index_);
+    user_data_ = (static_cast<uint64_t>(slot.generation) << 32) | index_;
     sqe->user_data = user_data_;
     slot.pending = 1;
     if (linked) {
@@ -124,13 +134,15 @@ class OpAwaitableBase : protected OpTarget {
     void operator()() const noexcept { self->loop_->cancel_op(self->user_data_); }
   };
 
-  EventLoop* loop_ = nullptr;
+  // loop_, user_data_ and index_ are set by start() before anything reads
+  // them; not zeroing them saves stores on every operation.
+  EventLoop* loop_;
   std::coroutine_handle<> handle_;
   std::optional<std::chrono::nanoseconds> timeout_;
   std::optional<std::stop_callback<StopRequest>> stop_callback_;
   OpResult result_;
-  uint64_t user_data_ = 0;
-  uint32_t index_ = 0;
+  uint64_t user_data_;
+  uint32_t index_;
   bool in_flight_ = false;
   // The op points into memory its caller owns (a buffer in the frame):
   // abandonment must cancel synchronously.
@@ -153,11 +165,17 @@ class OpAwaitable : public detail::OpAwaitableBase {
 
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
-    std::stop_token token;
-    if constexpr (requires { h.promise().stop_token(); }) token = h.promise().stop_token();
-    return start(h, token, [this](io_uring_sqe* sqe, OpSlot& slot) {
+    auto prepare = [this](io_uring_sqe* sqe, OpSlot& slot) {
       static_cast<Derived*>(this)->prepare(sqe, slot);
-    });
+    };
+    if constexpr (requires { h.promise().stop_token_ref(); }) {
+      return start(h, h.promise().stop_token_ref(), prepare);
+    } else if constexpr (requires { h.promise().stop_token(); }) {
+      const std::stop_token token = h.promise().stop_token();
+      return start(h, token, prepare);
+    } else {
+      return start(h, std::stop_token{}, prepare);
+    }
   }
 
   auto await_resume() { return static_cast<Derived*>(this)->result(result_); }

@@ -18,6 +18,7 @@
 #include <liburing.h>
 #include <linux/time_types.h>
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -97,15 +98,51 @@ class OpTable {
   // A free slot for an operation delivering to `target`; grows the table by
   // one chunk when none is free (the only allocation, and only until the
   // high-water mark).
-  uint32_t acquire(OpTarget* target);
-  void release(uint32_t index) noexcept;
+  // Inline: acquire/release/lookup run once per operation.
+  uint32_t acquire(OpTarget* target) {
+    if (free_head_ == kNone) grow();
+    const uint32_t index = free_head_;
+    OpSlot& slot = (*this)[index];
+    free_head_ = slot.next_free;
+    assert(!slot.in_use);
+    slot.in_use = true;
+    slot.target = target;
+    slot.reclaim = nullptr;
+    slot.context = 0;
+    slot.pending = 0;
+    slot.linked = false;
+    slot.timed_out = false;
+    slot.main_done = false;
+    ++in_use_;
+    return index;
+  }
+  void release(uint32_t index) noexcept { release(index, (*this)[index]); }
+  // The same, for a caller that holds the slot already.
+  void release(uint32_t index, OpSlot& slot) noexcept {
+    assert(&slot == &(*this)[index]);
+    assert(slot.in_use);
+    slot.in_use = false;
+    slot.target = nullptr;
+    // A new generation: a stale user_data naming this slot no longer matches.
+    slot.generation = (slot.generation + 1) & kGenerationMask;
+    slot.next_free = free_head_;
+    free_head_ = index;
+    --in_use_;
+  }
 
   OpSlot& operator[](uint32_t index) noexcept { return chunks_[index / kChunk][index % kChunk]; }
   uint64_t user_data(uint32_t index) noexcept {
     return (static_cast<uint64_t>((*this)[index].generation) << 32) | index;
   }
   // The slot `user_data` names, or nullptr if it has been reused since.
-  OpSlot* lookup(uint64_t user_data) noexcept;
+  OpSlot* lookup(uint64_t user_data) noexcept {
+    const uint32_t index = index_of(user_data);
+    if (index / kChunk >= chunks_.size()) return nullptr;
+    OpSlot& slot = (*this)[index];
+    const uint32_t generation = static_cast<uint32_t>(user_data >> 32) & kGenerationMask;
+    if (!slot.in_use || slot.generation != generation) return nullptr;
+    return &slot;
+  }
   static uint32_t index_of(uint64_t user_data) noexcept {
     return static_cast<uint32_t>(user_data & 0xffffffffu);
   }
@@ -117,6 +154,9 @@ class OpTable {
   static constexpr uint32_t kChunk = 256;
   static constexpr uint32_t kGenerationMask = (1u << 30) - 1;
   static constexpr uint32_t kNone = 0xffffffffu;
+
+  // Adds one chunk of free slots (the table's only allocation).
+  void grow();
 
   std::vector<std::unique_ptr<OpSlot[]>> chunks_;
   uint32_t free_head_ = kNone;

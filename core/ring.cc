@@ -124,14 +124,7 @@ std::string Ring::describe() const {
                          ring_fd_registered_ ? ", ring fd registered" : "");
 }
 
-void Ring::account(int submitted) noexcept {
-  ++counters_.submit_calls;
-  if (submitted > 0) counters_.sqes_submitted += static_cast<uint64_t>(submitted);
-}
-
-io_uring_sqe* Ring::get_sqe() noexcept {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe != nullptr) return sqe;
+io_uring_sqe* Ring::get_sqe_when_full() noexcept {
   ++counters_.sq_full;
   // SQ full: hand what is queued to the kernel, which frees the slots.
   submit();
@@ -155,18 +148,6 @@ int Ring::submit() noexcept {
   } while (ret == -EINTR);
   account(ret);
   return ret;
-}
-
-int Ring::submit_and_wait(unsigned wait_nr) noexcept {
-  int ret = io_uring_submit_and_wait(&ring_, wait_nr);
-  // A signal interrupting the wait is not an error: the caller loops anyway.
-  if (ret == -EINTR) ret = 0;
-  account(ret);
-  return ret;
-}
-
-bool Ring::overflow_pending() const noexcept {
-  return (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0;
 }
 
 bool Ring::check_cq_overflow() noexcept {

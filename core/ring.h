@@ -21,6 +21,7 @@
 #include <liburing.h>
 
 #include <bitset>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -77,7 +78,10 @@ class Ring {
 
   // A free SQE. When the SQ is full, submits what is queued and tries again;
   // nullptr only if the kernel refuses to take SQEs (the caller reaps and retries).
-  io_uring_sqe* get_sqe() noexcept;
+  io_uring_sqe* get_sqe() noexcept {
+    if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_); sqe != nullptr) return sqe;
+    return get_sqe_when_full();
+  }
   // True when `n` SQEs can be taken without a submit in between (linked
   // pairs); submits first if needed.
   bool reserve(unsigned n) noexcept;
@@ -87,19 +91,36 @@ class Ring {
   // are posted). Returns the number submitted or a negative errno.
   int submit() noexcept;
   // Submits and blocks until at least `wait_nr` CQEs are ready.
-  int submit_and_wait(unsigned wait_nr) noexcept;
+  int submit_and_wait(unsigned wait_nr) noexcept {
+    int ret = io_uring_submit_and_wait(&ring_, wait_nr);
+    // A signal interrupting the wait is not an error: the caller loops anyway.
+    if (ret == -EINTR) ret = 0;
+    account(ret);
+    return ret;
+  }
 
   // True when the kernel holds completions that did not fit in the CQ; they
   // are flushed by the next submit()/submit_and_wait(). Counted.
   bool check_cq_overflow() noexcept;
+  // Cheap test, once per reap: true when check_cq_overflow() has something
+  // to count or report (the overflow flag is up, or the kernel dropped CQEs).
+  bool cq_needs_check() const noexcept {
+    return overflow_pending() || IO_URING_READ_ONCE(*ring_.cq.koverflow) != last_koverflow_;
+  }
 
   const RingCounters& counters() const noexcept { return counters_; }
 
  private:
   static constexpr int kMaxOps = 128;
   Ring() = default;
-  void account(int submitted) noexcept;
-  bool overflow_pending() const noexcept;
+  void account(int submitted) noexcept {
+    ++counters_.submit_calls;
+    if (submitted > 0) counters_.sqes_submitted += static_cast<uint64_t>(submitted);
+  }
+  io_uring_sqe* get_sqe_when_full() noexcept;
+  bool overflow_pending() const noexcept {
+    return (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_CQ_OVERFLOW) != 0;
+  }
 
   io_uring ring_{};
   RingMode mode_ = RingMode::kPlain;

@@ -1,9 +1,15 @@
 #include "coring/core/runtime.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <future>
 
@@ -21,11 +27,14 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   // Blocked before any thread starts, so all inherit it and the signals
   // stay pending until run_until_signal() takes them.
   pthread_sigmask(SIG_BLOCK, &signals_, &previous_mask_);
+  // Without it (fd limit) run_until_signal() still works, with a slow stop().
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 }
 
 Runtime::~Runtime() {
   stop();
   join();
+  if (stop_fd_ >= 0) ::close(stop_fd_);
   pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
 }
 
@@ -95,6 +104,13 @@ absl::Status Runtime::start() {
 
 void Runtime::stop() {
   stop_requested_.store(true, std::memory_order_release);
+  if (stop_fd_ >= 0) {
+    const uint64_t one = 1;
+    ssize_t n;
+    do {
+      n = ::write(stop_fd_, &one, sizeof(one));
+    } while (n < 0 && errno == EINTR);
+  }
   for (auto& w : workers_) {
     std::lock_guard<std::mutex> lock(w->mu);
     if (w->live != nullptr) w->live->stop();
@@ -115,13 +131,44 @@ int Runtime::run() {
 
 int Runtime::run_until_signal() {
   if (!start().ok()) return 1;
-  const timespec tick{0, 50'000'000};
+  // Blocked here too, in case this is not the constructing thread: the
+  // signals must reach the signalfd, not a default handler.
+  sigset_t caller_mask;
+  pthread_sigmask(SIG_BLOCK, &signals_, &caller_mask);
+  const int signal_fd = ::signalfd(-1, &signals_, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd < 0) {
+    std::fprintf(stderr, "coring: signalfd failed (%s); waiting with sigtimedwait\n",
+                 std::strerror(errno));
+  }
+  pollfd fds[2] = {{signal_fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   while (!stop_requested_.load(std::memory_order_acquire)) {
-    const int sig = sigtimedwait(&signals_, nullptr, &tick);
-    if (sig == SIGINT || sig == SIGTERM) break;
+    if (signal_fd < 0 || stop_fd_ < 0) {
+      // Degraded (out of descriptors): the old polling wait.
+      const timespec tick{0, 50'000'000};
+      const int sig = sigtimedwait(&signals_, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) break;
+      continue;
+    }
+    // Sleeps until a signal or stop(); nothing else wakes it.
+    if (::poll(fds, 2, -1) < 0) continue;  // EINTR
+    if ((fds[0].revents & POLLIN) != 0) {
+      signalfd_siginfo info;
+      const ssize_t n = ::read(signal_fd, &info, sizeof(info));
+      if (n == sizeof(info) && (info.ssi_signo == SIGINT || info.ssi_signo == SIGTERM)) break;
+    }
+    // fds[1]: stop() ran; the loop condition sees its flag.
   }
   stop();
   join();
+  if (signal_fd >= 0) {
+    // Further SIGINT/SIGTERM already pending asked for the same shutdown:
+    // take them, so restoring the caller's mask does not deliver them.
+    signalfd_siginfo info;
+    while (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+    }
+    ::close(signal_fd);
+  }
+  pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
   return 0;
 }
 

@@ -8,10 +8,13 @@
 //
 // start() creates every loop on its own thread and reports the first error
 // (ring set-up, memlock, ...). run() blocks until stop(); run_until_signal()
-// until SIGINT or SIGTERM (which the Runtime blocks in the constructing
-// thread, so every thread it starts inherits the mask and the signal is taken
-// synchronously). Stopping lets each loop finish its iteration, destroys its
-// remaining tasks (cancelling their operations) and joins the threads.
+// until SIGINT or SIGTERM or stop(). The Runtime blocks both signals in the
+// constructing thread, so every thread it starts inherits the mask, and
+// run_until_signal() takes them from a signalfd: the calling thread sleeps in
+// poll() on that signalfd and on an eventfd that stop() writes, so it reacts
+// at once and wakes for nothing else. Stopping lets each loop finish its
+// iteration, destroys its remaining tasks (cancelling their operations) and
+// joins the threads.
 #pragma once
 
 #include <signal.h>
@@ -89,6 +92,8 @@ class Runtime {
   sigset_t signals_{};
   sigset_t previous_mask_{};
   std::atomic<bool> stop_requested_{false};
+  // Written by stop(), so that run_until_signal() wakes without polling.
+  int stop_fd_ = -1;
   bool started_ = false;
   absl::Status start_status_;
 };

@@ -136,6 +136,9 @@ class TaskPromiseBase : public FrameAllocated {
   void unhandled_exception() noexcept { exception_ = std::current_exception(); }
 
   std::stop_token stop_token() const noexcept { return stop_token_; }
+  // The same token without a copy (a copy of a live token is an atomic
+  // increment and decrement); for awaitables that only look at it.
+  const std::stop_token& stop_token_ref() const noexcept { return stop_token_; }
   // An explicitly set token is kept when the task is awaited.
   void set_stop_token(std::stop_token token) noexcept {
     stop_token_ = std::move(token);

@@ -113,6 +113,8 @@ void* SlabPool::allocate_slow(uint32_t c) noexcept {
   // Blocks other threads gave back may refill this class or free a page:
   // reuse them before growing.
   drain();
+  // drain() puts blocks into their bins: this class may have some now.
+  if (bins_[c].count > 0) return try_allocate(size_class_bytes(c));
   last_map_error_ = absl::OkStatus();
   if (!refill(c)) return nullptr;  // allocation_error() says why
   return try_allocate(size_class_bytes(c));
@@ -313,8 +315,9 @@ void SlabPool::drain() noexcept {
   RemoteFreeQueue::Node* node = shared_->remote.take_all();
   while (node != nullptr) {
     RemoteFreeQueue::Node* next = node->next;
-    return_to_page(node);
-    ++frees_;
+    // Into the class's bin like a local free (the next allocations take
+    // them back without touching a bitmap); a full bin flushes half.
+    free_local(chunk_of(node), node);
     ++cross_thread_frees_;
     node = next;
   }

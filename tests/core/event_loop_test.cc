@@ -122,22 +122,6 @@ TEST(EventLoopTest, StopTokenCancelsASleep) {
   EXPECT_EQ(loop->stats().ops_in_flight, 0u);
 }
 
-TEST(EventLoopTest, PostFromAnotherThreadWakesABlockedLoop) {
-  auto loop = make_loop();
-  std::atomic<int> ran{0};
-  std::thread poster([&] {
-    std::this_thread::sleep_for(20ms);  // the loop is blocked in the kernel by now
-    for (int i = 0; i < 100; ++i) loop->post([&ran] { ran.fetch_add(1); });
-    loop->stop();
-  });
-  loop->run();  // returns only through the posted stop
-  poster.join();
-  loop->run_once(false);  // whatever raced with stop
-  EXPECT_EQ(ran.load(), 100);
-  const LoopStats s = loop->stats();
-  EXPECT_GE(s.msg_ring_received + s.eventfd_wakes, 1u) << s.to_string();
-}
-
 TEST(EventLoopTest, PostOnTheOwnerThreadRunsNextIteration) {
   auto loop = make_loop();
   int ran = 0;
@@ -154,6 +138,30 @@ TEST(EventLoopTest, StopBeforeRunReturnsImmediately) {
   SUCCEED();
 }
 
+// The cross-thread tests run twice: with MSG_RING wake-ups (what this kernel
+// offers) and with the eventfd fallback forced (LoopOptions::force_eventfd_wakeup),
+// the path kernels without IORING_OP_MSG_RING take.
+enum class Wakeup { kMsgRing, kEventfd };
+
+LoopOptions wakeup_options(Wakeup mode) {
+  LoopOptions o;
+  o.force_eventfd_wakeup = mode == Wakeup::kEventfd;
+  return o;
+}
+
+// The wake-ups a loop received went the way `mode` says.
+void expect_woken_by(Wakeup mode, const LoopStats& s) {
+  if (mode == Wakeup::kEventfd) {
+    EXPECT_GE(s.eventfd_wakes, 1u) << s.to_string();
+    EXPECT_EQ(s.msg_ring_received, 0u) << s.to_string();
+    EXPECT_EQ(s.foreign_wakes, 0u) << s.to_string();
+  } else {
+    // (stop() from a thread without a loop may still use the eventfd on
+    // kernels before 6.13, so eventfd_wakes is not checked here.)
+    EXPECT_GE(s.msg_ring_received, 1u) << s.to_string();
+  }
+}
+
 // Two loops on two threads; `fn` runs on loop B's thread with both.
 // The loop must outlive every call into it from other threads, stop()
 // included: B is destroyed only once the stopping thread is done with it.
@@ -162,24 +170,58 @@ struct TwoLoops {
   std::thread thread;
   std::promise<EventLoop*> ready;
   std::promise<void> stopped;
+  LoopStats b_stats;  // B's counters, taken on B's thread once run() returned
 
-  TwoLoops() {
+  explicit TwoLoops(LoopOptions options = {}) {
     std::future<EventLoop*> f = ready.get_future();
-    thread = std::thread([this] {
-      b = make_loop();
+    thread = std::thread([this, options = std::move(options)]() mutable {
+      b = make_loop(std::move(options));
       ready.set_value(b.get());
       b->run();
+      b_stats = b->stats();
       stopped.get_future().wait();
       b.reset();
     });
     f.wait();
   }
-  ~TwoLoops() {
+  // Stops and joins B; b_stats is valid afterwards.
+  void finish() {
+    if (!thread.joinable()) return;
     b->stop();
     stopped.set_value();
     thread.join();
   }
+  ~TwoLoops() { finish(); }
 };
+
+class CrossThreadTest : public ::testing::TestWithParam<Wakeup> {};
+
+INSTANTIATE_TEST_SUITE_P(Wakeups, CrossThreadTest,
+                         ::testing::Values(Wakeup::kMsgRing, Wakeup::kEventfd),
+                         [](const ::testing::TestParamInfo<Wakeup>& info) {
+                           return info.param == Wakeup::kMsgRing ? "MsgRing" : "Eventfd";
+                         });
+
+TEST_P(CrossThreadTest, PostFromAnotherThreadWakesABlockedLoop) {
+  auto loop = make_loop(wakeup_options(GetParam()));
+  std::atomic<int> ran{0};
+  std::thread poster([&] {
+    std::this_thread::sleep_for(20ms);  // the loop is blocked in the kernel by now
+    for (int i = 0; i < 100; ++i) loop->post([&ran] { ran.fetch_add(1); });
+    loop->stop();
+  });
+  loop->run();  // returns only through the posted stop
+  poster.join();
+  loop->run_once(false);  // whatever raced with stop
+  EXPECT_EQ(ran.load(), 100);
+  const LoopStats s = loop->stats();
+  if (GetParam() == Wakeup::kEventfd) {
+    expect_woken_by(Wakeup::kEventfd, s);
+  } else {
+    // A thread without a loop wakes with SEND_MSG_RING (6.13+) or the eventfd.
+    EXPECT_GE(s.msg_ring_received + s.eventfd_wakes, 1u) << s.to_string();
+  }
+}
 
 Task<> post_many(EventLoop& target, int n, std::atomic<int>* received, int* in_order) {
   int next_expected = 0;
@@ -196,19 +238,29 @@ Task<> post_many(EventLoop& target, int n, std::atomic<int>* received, int* in_o
   while (received->load(std::memory_order_acquire) < n) co_await sleep_for(1ms);
 }
 
-TEST(EventLoopTest, MillionPostsBetweenTwoLoopsNoneLost) {
-  TwoLoops two;
-  auto a = make_loop();
-  constexpr int kMessages = 1'000'000;
+TEST_P(CrossThreadTest, ManyPostsBetweenTwoLoopsNoneLost) {
+  TwoLoops two(wakeup_options(GetParam()));
+  auto a = make_loop(wakeup_options(GetParam()));
+  // A million through MSG_RING; the eventfd path costs a write() per merged
+  // wake-up, so 100,000 keep it (and its TSan run) fast.
+  const int messages = GetParam() == Wakeup::kMsgRing ? 1'000'000 : 100'000;
   std::atomic<int> received{0};
   int in_order = 0;
-  a->block_on(post_many(*two.b, kMessages, &received, &in_order));
-  EXPECT_EQ(received.load(), kMessages);
-  EXPECT_EQ(in_order, kMessages);  // FIFO from one sender
+  a->block_on(post_many(*two.b, messages, &received, &in_order));
+  EXPECT_EQ(received.load(), messages);
+  EXPECT_EQ(in_order, messages);  // FIFO from one sender
+  two.finish();
   const LoopStats s = a->stats();
-  EXPECT_GE(s.msg_ring_sent, 1u) << s.to_string();
-  // Wake-ups are merged: far fewer than one per message.
-  EXPECT_LT(s.msg_ring_sent, static_cast<uint64_t>(kMessages));
+  if (GetParam() == Wakeup::kMsgRing) {
+    EXPECT_GE(s.msg_ring_sent, 1u) << s.to_string();
+    // Wake-ups are merged: far fewer than one per message.
+    EXPECT_LT(s.msg_ring_sent, static_cast<uint64_t>(messages));
+  } else {
+    EXPECT_EQ(s.msg_ring_sent, 0u) << s.to_string();
+    // Merged here too: far fewer eventfd wake-ups than messages.
+    EXPECT_LT(two.b_stats.eventfd_wakes, static_cast<uint64_t>(messages));
+  }
+  expect_woken_by(GetParam(), two.b_stats);
 }
 
 Task<bool> hop(EventLoop& a, EventLoop& b, int rounds) {
@@ -221,14 +273,17 @@ Task<bool> hop(EventLoop& a, EventLoop& b, int rounds) {
   co_return true;
 }
 
-TEST(EventLoopTest, SwitchToMovesBetweenThreads) {
-  TwoLoops two;
-  auto a = make_loop();
+TEST_P(CrossThreadTest, SwitchToMovesBetweenThreads) {
+  TwoLoops two(wakeup_options(GetParam()));
+  auto a = make_loop(wakeup_options(GetParam()));
   EXPECT_TRUE(a->block_on(hop(*a, *two.b, 1000)));
+  two.finish();
+  expect_woken_by(GetParam(), two.b_stats);
+  expect_woken_by(GetParam(), a->stats());
 }
 
-TEST(EventLoopTest, ForeignThreadsCanSpawn) {
-  TwoLoops two;
+TEST_P(CrossThreadTest, ForeignThreadsCanSpawn) {
+  TwoLoops two(wakeup_options(GetParam()));
   std::atomic<bool> done{false};
   spawn(*two.b, [](std::atomic<bool>* d) -> Task<> {
     co_await nop();

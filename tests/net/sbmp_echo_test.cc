@@ -1,0 +1,235 @@
+// SBMP echo over FramedStream<sbmp::Codec> in a net::Server, driven by raw
+// loopback sockets that send hand-made bytes: frames from 0 B to 1 MiB,
+// extensions echoed byte for byte, pipelined frames, 1-byte writes, many
+// connections, PING/PONG, HELLO/HELLO_ACK with CRC32C, idle timeout and the
+// connection limit.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <vector>
+
+#include "sbmp_test_support.h"
+
+namespace coring::net::sbmp_testing {
+namespace {
+
+constexpr uint16_t kType = 0x0100;
+
+TEST(SbmpEchoTest, FramesFromEmptyToOneMiBComeBackExactly) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.connected());
+  const std::vector<size_t> sizes = {0, 1, 100, 16 * 1024 - 1, 16 * 1024, 64 * 1024 + 1, 1 << 20};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE(sizes[i]);
+    const std::vector<uint8_t> payload = pattern(sizes[i], uint32_t(i));
+    const std::vector<uint8_t> ext = request_id_ext(i);
+    const uint16_t type = static_cast<uint16_t>(kType + i);
+    c.expect_echo(encode(type, payload, ext), type, ext, payload);
+    // A CHK frame is verified and accepted without negotiation.
+    c.expect_echo(encode(type, payload, ext, /*chk=*/true), type, ext, payload);
+  }
+}
+
+TEST(SbmpEchoTest, ExtensionsOfEveryKindAreEchoedInOrder) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  sbmp::ExtensionBuilder b;
+  const std::vector<uint8_t> a = {0xAA, 0xBB}, unknown = bytes_of("reserved kind");
+  ASSERT_TRUE(b.add(0x80, a).ok());
+  b.set_request_id(0x0102030405060708ull);
+  sbmp::TraceContext tc;
+  for (size_t i = 0; i < tc.trace_id.size(); ++i) tc.trace_id[i] = uint8_t(i + 1);
+  for (size_t i = 0; i < tc.parent_id.size(); ++i) tc.parent_id[i] = uint8_t(0xF0 + i);
+  tc.trace_flags = 1;
+  b.set_trace_context(tc);
+  ASSERT_TRUE(b.add(0x05, unknown).ok());  // reserved: skipped by receivers, kept by echoes
+  ASSERT_TRUE(b.add(0x80, {}).ok());       // application kinds may repeat
+  ASSERT_TRUE(b.add(0xFF, a).ok());
+  b.set_state_version(99);
+  b.set_timeout_us(5000);
+  const std::vector<uint8_t> ext(b.bytes().begin(), b.bytes().end());
+  const std::vector<uint8_t> payload = bytes_of("with every kind of extension");
+  ASSERT_TRUE(c.send(encode(0xBEEF, payload, ext)));
+  absl::StatusOr<OwnedFrame> f = c.read_frame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->type(), 0xBEEF);
+  EXPECT_EQ(f->ext, ext);
+  EXPECT_EQ(f->payload, payload);
+  const sbmp::Extensions got = f->extensions();
+  EXPECT_EQ(got.request_id(), 0x0102030405060708ull);
+  EXPECT_EQ(got.trace_context(), tc);
+  EXPECT_EQ(got.state_version(), 99u);
+  EXPECT_EQ(got.timeout_us(), 5000u);
+  std::vector<uint8_t> kinds;
+  for (const sbmp::Extension& e : got) kinds.push_back(e.kind);
+  EXPECT_EQ(kinds, (std::vector<uint8_t>{0x80, 0x01, 0x02, 0x05, 0x80, 0xFF, 0x03, 0x04}));
+}
+
+TEST(SbmpEchoTest, PipelinedFramesInOneWriteAreEchoedInOrder) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  constexpr int kFrames = 300;
+  std::vector<uint8_t> wire;
+  for (int i = 0; i < kFrames; ++i) {
+    const auto f = encode(kType, pattern(size_t(i * 7 % 1500), uint32_t(i)), request_id_ext(i),
+                          /*chk=*/i % 3 == 0);
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(c.send(wire));
+  for (int i = 0; i < kFrames; ++i) {
+    absl::StatusOr<OwnedFrame> f = c.read_frame();
+    ASSERT_TRUE(f.ok()) << "frame " << i << ": " << f.status();
+    EXPECT_EQ(f->extensions().request_id(), uint64_t(i));
+    EXPECT_EQ(f->payload, pattern(size_t(i * 7 % 1500), uint32_t(i)));
+  }
+}
+
+TEST(SbmpEchoTest, FramesWrittenOneByteAtATime) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  const std::vector<uint8_t> p1 = pattern(300, 1), p2 = pattern(0, 2), e1 = request_id_ext(1);
+  const std::vector<uint8_t> wire = concat({encode(kType, p1, e1, true), encode(kType + 1, p2)});
+  ASSERT_TRUE(c.send_bytewise(wire));
+  absl::StatusOr<OwnedFrame> f1 = c.read_frame();
+  ASSERT_TRUE(f1.ok()) << f1.status();
+  EXPECT_EQ(f1->payload, p1);
+  EXPECT_EQ(f1->ext, e1);
+  absl::StatusOr<OwnedFrame> f2 = c.read_frame();
+  ASSERT_TRUE(f2.ok()) << f2.status();
+  EXPECT_EQ(f2->type(), kType + 1);
+  EXPECT_TRUE(f2->payload.empty());
+}
+
+TEST(SbmpEchoTest, ManyConnectionsAtOnce) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 100; ++i) clients.push_back(std::make_unique<RawClient>(s.port()));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(clients[i]->send(encode(kType, pattern(200, i), request_id_ext(i))));
+  }
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<OwnedFrame> f = clients[i]->read_frame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->payload, pattern(200, i));
+    EXPECT_EQ(f->extensions().request_id(), uint64_t(i));
+  }
+  EXPECT_EQ(s.server.stats().accepted, 100u);
+}
+
+TEST(SbmpEchoTest, PingIsAnsweredWithPongCarryingPayloadAndRequestId) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  const std::vector<uint8_t> hi = bytes_of("are you there?"), id = request_id_ext(77);
+  ASSERT_TRUE(c.send(encode(sbmp::kTypePing, hi, id)));
+  absl::StatusOr<OwnedFrame> pong = c.read_frame();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(pong->type(), sbmp::kTypePong);
+  EXPECT_EQ(pong->payload, hi);
+  EXPECT_EQ(pong->ext, id);  // the REQUEST_ID and nothing else
+
+  // Without extensions (and empty); then application frames still echo.
+  ASSERT_TRUE(c.send(encode(sbmp::kTypePing, {})));
+  pong = c.read_frame();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(pong->type(), sbmp::kTypePong);
+  EXPECT_TRUE(pong->ext.empty());
+  EXPECT_TRUE(pong->payload.empty());
+  c.expect_echo(encode(kType, hi), kType, {}, hi);
+
+  // A PING between two frames: both echoes and the PONG come back.
+  ASSERT_TRUE(c.send(
+      concat({encode(kType, hi), encode(sbmp::kTypePing, bytes_of("x"), id), encode(kType, id)})));
+  int echoes = 0, pongs = 0;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<OwnedFrame> f = c.read_frame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    (f->type() == sbmp::kTypePong ? pongs : echoes)++;
+  }
+  EXPECT_EQ(echoes, 2);
+  EXPECT_EQ(pongs, 1);
+}
+
+TEST(SbmpEchoTest, HelloNegotiatesCrc32cAndServerFramesThenCarryChk) {
+  SbmpEchoServer s({}, {.max_frame = 1 << 20});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.send(encode(sbmp::kTypeHello, hello_payload(0x10, 0x1F, sbmp::kFeatureCrc32c))));
+  absl::StatusOr<OwnedFrame> ack = c.read_frame();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  ASSERT_EQ(ack->type(), sbmp::kTypeHelloAck);
+  absl::StatusOr<sbmp::HelloAck> a = sbmp::parse_hello_ack(ack->view());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->version, sbmp::kVersion13);
+  EXPECT_EQ(a->features, sbmp::kFeatureCrc32c);
+  EXPECT_EQ(a->max_frame, 1u << 20);
+
+  // Echoes now carry a CRC-32C trailer (the client's decoder checks it),
+  // whether or not the request had one; PONGs too.
+  const std::vector<uint8_t> payload = pattern(5000, 9), ext = request_id_ext(5);
+  for (bool chk : {false, true}) {
+    ASSERT_TRUE(c.send(encode(kType, payload, ext, chk)));
+    absl::StatusOr<OwnedFrame> f = c.read_frame();
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_TRUE(f->header.chk());
+    EXPECT_EQ(f->payload, payload);
+    EXPECT_EQ(f->ext, ext);
+  }
+  ASSERT_TRUE(c.send(encode(sbmp::kTypePing, bytes_of("p"))));
+  absl::StatusOr<OwnedFrame> pong = c.read_frame();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(pong->type(), sbmp::kTypePong);
+  EXPECT_TRUE(pong->header.chk());
+}
+
+TEST(SbmpEchoTest, HelloWithoutFeaturesKeepsFramesPlain) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.send(encode(sbmp::kTypeHello, hello_payload(0x13, 0x13, 0))));
+  absl::StatusOr<OwnedFrame> ack = c.read_frame();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  absl::StatusOr<sbmp::HelloAck> a = sbmp::parse_hello_ack(ack->view());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->features, 0u);
+  ASSERT_TRUE(c.send(encode(kType, bytes_of("plain"))));
+  absl::StatusOr<OwnedFrame> f = c.read_frame();
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_FALSE(f->header.chk());
+}
+
+TEST(SbmpEchoTest, IdlePeerGetsGoawayIdleTimeoutWhileABusyOneStays) {
+  SbmpEchoServer s({.idle_timeout = 200ms});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient idle(s.port()), busy(s.port());
+  const auto start = std::chrono::steady_clock::now();
+  // The busy peer sends every 50 ms for 700 ms: never idle.
+  while (std::chrono::steady_clock::now() - start < 700ms) {
+    busy.expect_echo(encode(kType, bytes_of("tick")), kType, {}, bytes_of("tick"));
+    std::this_thread::sleep_for(50ms);
+  }
+  idle.expect_goaway_and_close(sbmp::ErrorCode::kIdleTimeout);
+  busy.expect_echo(encode(kType, bytes_of("still here")), kType, {}, bytes_of("still here"));
+  EXPECT_EQ(s.server.stats().idle_closed, 1u);
+}
+
+TEST(SbmpEchoTest, ConnectionOverTheLimitGetsGoawayOverloaded) {
+  SbmpEchoServer s({.max_connections = 2});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient a(s.port()), b(s.port());
+  a.expect_echo(encode(kType, bytes_of("a")), kType, {}, bytes_of("a"));
+  b.expect_echo(encode(kType, bytes_of("b")), kType, {}, bytes_of("b"));
+  RawClient over(s.port());
+  over.expect_goaway_and_close(sbmp::ErrorCode::kOverloaded);
+  a.expect_echo(encode(kType, bytes_of("a2")), kType, {}, bytes_of("a2"));
+  EXPECT_EQ(s.server.stats().rejected, 1u);
+}
+
+}  // namespace
+}  // namespace coring::net::sbmp_testing

@@ -12,11 +12,20 @@
 // One armed op accepts every connection until the kernel ends it; the stream
 // re-arms on the next next(). Slots queued or accepted after the stream is
 // destroyed are closed (close_direct), never leaked.
+//
+// disarm() cancels the armed op without losing anything: connections the
+// kernel accepted before the cancel took effect are queued and returned by
+// next() as usual, and the cancel's own completion is not reported. The
+// stream re-arms when next() finds nothing queued (a listener pauses this way
+// while its fixed-file table is full).
 // accept() is the single-shot form returning a normal fd.
 #pragma once
 
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "coring/core/fixed_files.h"
@@ -49,10 +58,25 @@ class AcceptStream : private detail::MultishotStream {
   // The fixed-file slot of the next accepted connection.
   Next next() noexcept { return Next(this); }
 
+  // Stops accepting until the next next() that finds nothing queued; see
+  // above. No-op when not armed. Owner thread.
+  void disarm() noexcept {
+    if (!armed_ || disarming_) return;
+    disarming_ = true;
+    loop_->cancel_op(user_data_);
+  }
+  // A disarm() is waiting for the kernel to end the op.
+  bool disarming() const noexcept { return disarming_; }
+
   using MultishotStream::armed;
   using MultishotStream::queued;
 
  private:
+  bool absorb_final(const OpResult& r) noexcept override {
+    // The final CQE of a disarmed op: its cancel (or the op ended anyway).
+    return std::exchange(disarming_, false) && r.res == -ECANCELED;
+  }
+
   void prepare(io_uring_sqe* sqe) noexcept override {
     // No SOCK_CLOEXEC: a direct descriptor has no fd to mark (the kernel says EINVAL).
     io_uring_prep_multishot_accept_direct(sqe, listener_.fd, nullptr, nullptr, 0);
@@ -69,6 +93,7 @@ class AcceptStream : private detail::MultishotStream {
   }
 
   FileRef listener_;
+  bool disarming_ = false;
 };
 
 inline AcceptStream accept_multishot_direct(FileRef listener) noexcept {

@@ -130,6 +130,7 @@ class MultishotStream : protected OpTarget {
   // The reader wants to stop waiting.
   void request_stop() noexcept {
     if (armed_) {
+      stopping_ = true;
       loop_->cancel_op(user_data_);
     } else if (waiter_ && loop_ != nullptr && loop_->is_owner_thread()) {
       push(Item{-ECANCELED, 0});
@@ -141,7 +142,15 @@ class MultishotStream : protected OpTarget {
     on_cqe(r);
     if (!r.more()) {
       armed_ = false;
-      if (absorb_final(r)) {
+      const bool absorbed = absorb_final(r);
+      if (std::exchange(stopping_, false)) {
+        // The reader asked to stop: whatever ended the op, it gets Cancelled.
+        if (absorbed) {
+          push(Item{-ECANCELED, 0});
+          if (waiter_) std::exchange(waiter_, {}).resume();
+          return;
+        }
+      } else if (absorbed) {
         if (waiter_) arm_or_wait();
         return;
       }
@@ -174,6 +183,9 @@ class MultishotStream : protected OpTarget {
   uint64_t user_data_ = 0;
   uint32_t index_ = 0;
   bool armed_ = false;
+  // The reader's stop token cancelled the armed op: its final CQE goes to
+  // the reader even if the derived class would otherwise absorb it.
+  bool stopping_ = false;
   std::vector<Item> queue_;
   size_t head_ = 0;
   size_t count_ = 0;

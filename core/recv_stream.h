@@ -13,10 +13,19 @@
 // buffer held by the application) is swallowed, counted in LoopStats::enobufs,
 // and the stream re-arms once buffers come back. Destroying the stream
 // cancels the op and returns every buffer it still carries.
+//
+// interrupt(why) wakes the reader (idle timeout, shutdown) without losing
+// data: the armed op is cancelled (bytes not yet received stay in the
+// socket), chunks that already arrived are still returned first, then one
+// next() returns `why` (Next::interrupted() tells it apart). The read after
+// that re-arms and reads on.
 #pragma once
 
 #include <cerrno>
+#include <climits>
+#include <utility>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "coring/core/buffer_ring.h"
 #include "coring/core/errno_status.h"
@@ -32,7 +41,7 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
     ring_.cancel_wait(this);
     while (queued() > 0) {
       Item item = pop();
-      if (item.flags & IORING_CQE_F_BUFFER) {
+      if (item.res >= 0 && (item.flags & IORING_CQE_F_BUFFER)) {
         ring_.give_back(static_cast<uint16_t>(item.flags >> IORING_CQE_BUFFER_SHIFT));
       }
     }
@@ -41,22 +50,77 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
   class Next : public NextAwaiter {
    public:
     Next(RecvStream* stream) noexcept : NextAwaiter(stream), stream_(stream) {}
+    bool await_ready() const noexcept {
+      return stream_->queued() > 0 || stream_->interrupt_pending_;
+    }
     absl::StatusOr<RecvBuffer> await_resume() noexcept {
+      const bool empty = stream_->queued() == 0;
       Item item = NextAwaiter::await_resume();
+      if (item.res == kInterrupted || (empty && stream_->interrupt_pending_)) {
+        interrupted_ = true;
+        stream_->interrupt_pending_ = false;
+        return std::exchange(stream_->interrupt_status_, absl::OkStatus());
+      }
       return stream_->to_buffer(item);
     }
+    // True when this read returned the interrupt() status.
+    bool interrupted() const noexcept { return interrupted_; }
 
    private:
     RecvStream* stream_;
+    bool interrupted_ = false;
   };
 
   // The next chunk received (empty at EOF).
   Next next() noexcept { return Next(this); }
 
+  // Wakes the reader with `why` (Cancelled when OK) once the chunks already
+  // received are read; see the top of this file. Owner thread. A second
+  // interrupt before the first is delivered replaces its status.
+  void interrupt(absl::Status why) noexcept {
+    if (why.ok()) why = absl::CancelledError("recv interrupted");
+    interrupt_status_ = std::move(why);
+    interrupt_pending_ = true;
+    if (armed_) {
+      if (!cancel_outstanding_) {
+        cancel_outstanding_ = true;
+        loop_->cancel_op(user_data_);
+      }
+    } else if (waiter_ && loop_ != nullptr) {
+      // Waiting for buffers to come back: nothing to cancel.
+      ring_.cancel_wait(this);
+      push(Item{kInterrupted, 0});
+      loop_->schedule(std::exchange(waiter_, {}));
+    }
+  }
+  bool interrupt_pending() const noexcept { return interrupt_pending_; }
+
   using MultishotStream::armed;
   using MultishotStream::queued;
 
  private:
+  static constexpr int32_t kInterrupted = INT32_MIN;
+
+  void on_complete(const OpResult& r) noexcept override {
+    if (cancel_outstanding_ && !r.more()) {
+      cancel_outstanding_ = false;
+      // The end of the op interrupt() cancelled (or ENOBUFS got there first).
+      if (!stopping_ && (r.res == -ECANCELED || r.res == -ENOBUFS)) {
+        if (r.res == -ENOBUFS) loop_->count_enobufs();
+        armed_ = false;
+        if (!waiter_) return;  // the next next() returns the interrupt or re-arms
+        if (interrupt_pending_) {
+          push(Item{kInterrupted, 0});
+          std::exchange(waiter_, {}).resume();
+        } else {
+          arm_or_wait();  // the interrupt was taken already: read on
+        }
+        return;
+      }
+    }
+    MultishotStream::on_complete(r);
+  }
+
   void prepare(io_uring_sqe* sqe) noexcept override {
     io_uring_prep_recv_multishot(sqe, file_.fd, nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -99,6 +163,9 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
 
   FileRef file_;
   BufferRing& ring_;
+  absl::Status interrupt_status_;
+  bool interrupt_pending_ = false;
+  bool cancel_outstanding_ = false;  // interrupt()'s cancel of the armed op
 };
 
 inline RecvStream recv_multishot(FileRef file, BufferRing& ring) noexcept {

@@ -158,6 +158,9 @@ int Runtime::run_until_signal() {
     }
     // fds[1]: stop() ran; the loop condition sees its flag.
   }
+  // A signal (not stop()) ended the wait: let the hooks drain their work
+  // while the loops still run.
+  if (!stop_requested_.load(std::memory_order_acquire)) run_shutdown_hooks();
   stop();
   join();
   if (signal_fd >= 0) {
@@ -170,6 +173,33 @@ int Runtime::run_until_signal() {
   }
   pthread_sigmask(SIG_SETMASK, &caller_mask, nullptr);
   return 0;
+}
+
+uint64_t Runtime::add_shutdown_hook(absl::AnyInvocable<void()> hook) {
+  std::lock_guard<std::mutex> lock(hooks_mu_);
+  const uint64_t id = next_hook_id_++;
+  hooks_.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void Runtime::remove_shutdown_hook(uint64_t id) {
+  std::lock_guard<std::mutex> lock(hooks_mu_);
+  for (auto it = hooks_.begin(); it != hooks_.end(); ++it) {
+    if (it->first == id) {
+      hooks_.erase(it);
+      return;
+    }
+  }
+}
+
+void Runtime::run_shutdown_hooks() {
+  // Taken out first: a hook may add or remove hooks (or destroy their owner).
+  std::vector<std::pair<uint64_t, absl::AnyInvocable<void()>>> hooks;
+  {
+    std::lock_guard<std::mutex> lock(hooks_mu_);
+    hooks.swap(hooks_);
+  }
+  for (auto& [id, hook] : hooks) hook();
 }
 
 void Runtime::spawn_on_each(std::function<Task<>(EventLoop&)> make) {

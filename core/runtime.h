@@ -4,7 +4,13 @@
 //   coring::Runtime rt({.threads = 4, .pin = true});
 //   if (absl::Status s = rt.start(); !s.ok()) return 1;
 //   rt.spawn_on_each([](EventLoop& loop) -> Task<> { co_await serve(loop); });
-//   return rt.run_until_signal();         // SIGINT/SIGTERM: stop, drain, join, 0
+//   return rt.run_until_signal();         // SIGINT/SIGTERM: hooks, stop, drain, join, 0
+//
+// Shutdown hooks (add_shutdown_hook) run on the thread in run_until_signal()
+// once the signal arrives, before the loops are stopped, in the order they
+// were added; a hook may block, e.g. net::Server registers one that drains
+// its connections (GOAWAY(SHUTDOWN) to every SBMP peer) while the loops still
+// run. They do not run when stop() ends run_until_signal() instead.
 //
 // start() creates every loop on its own thread and reports the first error
 // (ring set-up, memlock, ...). run() blocks until stop(); run_until_signal()
@@ -21,14 +27,17 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "coring/core/event_loop.h"
 #include "coring/core/ring.h"
@@ -64,6 +73,12 @@ class Runtime {
   // Any thread (also from inside a loop).
   void stop();
 
+  // Adds a hook for run_until_signal() (see above); the id removes it. Any
+  // thread. The hook must stay callable until removed or run.
+  uint64_t add_shutdown_hook(absl::AnyInvocable<void()> hook);
+  // Removes a hook that has not run yet (no-op otherwise). Any thread.
+  void remove_shutdown_hook(uint64_t id);
+
   size_t size() const noexcept { return workers_.size(); }
   EventLoop& loop(size_t i) noexcept { return *workers_[i]->loop; }
   pool::BufferArena* arena(size_t i) noexcept { return workers_[i]->arena.get(); }
@@ -86,7 +101,12 @@ class Runtime {
   void join();
   int wait();
 
+  void run_shutdown_hooks();
+
   RuntimeOptions options_;
+  std::mutex hooks_mu_;
+  std::vector<std::pair<uint64_t, absl::AnyInvocable<void()>>> hooks_;
+  uint64_t next_hook_id_ = 1;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::deque<std::function<Task<>(EventLoop&)>> makers_;
   sigset_t signals_{};

@@ -41,19 +41,18 @@ Task<absl::StatusOr<Stream>> Listener::accept() {
   for (;;) {
     absl::Status error;
     if (accepts_) {
-      if (!accepts_->armed() && accepts_->queued() == 0 && !table_has_room()) {
+      if (accepts_->queued() == 0 && !table_has_room()) {
+        accepts_->disarm();  // no-op unless armed
         error = absl::ResourceExhaustedError("accept: fixed-file table in use by our streams");
       } else {
         absl::StatusOr<uint32_t> slot = co_await accepts_->next();
         if (slot.ok()) {
           ++accepted_;
           Stream stream = Stream::adopt(ctx_, FileRef::fixed_index(*slot));
-          if (!table_has_room() && accepts_->queued() == 0) {
-            // Disarm before the kernel accepts into a full table (it would
-            // accept and drop the connection); re-armed once there is room.
-            accepts_.reset();
-            accepts_.emplace(FileRef(fd_));
-          }
+          // Disarm before the kernel accepts into a full table (it would
+          // accept and drop the connection); connections accepted meanwhile
+          // stay queued, and the stream re-arms once there is room.
+          if (!table_has_room() && accepts_->queued() == 0) accepts_->disarm();
           co_return stream;
         }
         error = slot.status();

@@ -21,9 +21,9 @@
 // that connections wait in the kernel's backlog instead of being accepted and
 // dropped. Limitation: an armed multishot accept-direct takes every
 // connection the kernel has, so a burst that overfills the table loses the
-// one that finds it full (the kernel accepts it, has no slot, and closes it)
-// and the few accepted while the op is being disarmed (closed by the accept
-// stream). Keep `reserved_slots` above the expected burst. Transient errors
+// one that finds it full (the kernel accepts it, has no slot, and closes it);
+// the few accepted while the op is being disarmed are kept and served. Keep
+// `reserved_slots` above the expected burst. Transient errors
 // (ECONNABORTED, EINTR, EAGAIN) are retried.
 #pragma once
 

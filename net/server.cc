@@ -178,6 +178,7 @@ Server::Server(std::vector<EventLoop*> loops, ServerOptions options)
     : loops_(std::move(loops)), options_(std::move(options)) {}
 
 Server::~Server() {
+  if (shutdown_hook_ != 0) runtime_->remove_shutdown_hook(shutdown_hook_);
   if (started_ && !finished()) {
     std::fprintf(stderr, "coring: Server destroyed before its shutdown finished\n");
   }
@@ -229,6 +230,10 @@ absl::Status Server::start(Handler handler, Reject reject) {
   shared_->reject = std::move(reject);
   shared_->server = this;
   started_ = true;
+  if (runtime_ != nullptr) {
+    // Runtime::run_until_signal() drains the server before it stops the loops.
+    shutdown_hook_ = runtime_->add_shutdown_hook([this] { shutdown(); });
+  }
   for (size_t i = 0; i < loops_.size(); ++i) {
     const int fd = sockets_[shared_socket ? 0 : i].get();
     spawn(*loops_[i], run_loop(shared_, loops_[i], fd));
@@ -274,6 +279,7 @@ int Server::run_until_signal() {
     if (sig == SIGINT || sig == SIGTERM) break;
     if (started_ && finished()) break;
   }
+  if (shutdown_hook_ != 0) runtime_->remove_shutdown_hook(std::exchange(shutdown_hook_, 0));
   shutdown();
   runtime_->stop();
   return 0;

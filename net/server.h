@@ -6,6 +6,8 @@
 //   absl::Status s = server.serve<coring::sbmp::Codec>(handler);  // Task<>(FramedStream<Codec>)
 //   if (!s.ok()) { ... }                      // bind errors, bad options
 //   return server.run_until_signal();          // SIGINT/SIGTERM: graceful shutdown, then 0
+//   // or, the same through the Runtime (the server registers a shutdown hook):
+//   return rt.run_until_signal();
 //
 // serve(handler) does the same for raw byte streams (Task<>(Stream)).
 //
@@ -122,6 +124,7 @@ class Server {
   absl::Status start(Handler handler, Reject reject);
 
   Runtime* runtime_ = nullptr;
+  uint64_t shutdown_hook_ = 0;  // in runtime_: shutdown() on SIGINT/SIGTERM
   std::vector<EventLoop*> loops_;
   ServerOptions options_;
   std::optional<SocketAddress> address_;

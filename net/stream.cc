@@ -19,78 +19,12 @@
 
 namespace coring::net {
 
-// ---------------------------------------------------------------- NetContext
+namespace {
+// From linux/io_uring.h (6.2+); liburing 2.3's copy predates them.
+constexpr unsigned kSendZcReportUsage = 1U << 3;    // IORING_SEND_ZC_REPORT_USAGE
+constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COPIED
 
-std::string NetStats::to_string() const {
-  return absl::StrFormat(
-      "streams_opened=%u streams_closed=%u bytes_received=%u bytes_sent=%u sends=%u "
-      "copied_writes=%u borrowed_writes=%u writer_waits=%u aborts=%u lingered=%u",
-      streams_opened, streams_closed, bytes_received, bytes_sent, sends, copied_writes,
-      borrowed_writes, writer_waits, aborts, lingered);
-}
-
-absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
-                                                               NetOptions options) {
-  if (options.max_queued_bytes == 0) {
-    return absl::InvalidArgumentError("NetOptions: max_queued_bytes must be > 0");
-  }
-  std::unique_ptr<NetContext> ctx(new NetContext(loop, options));
-  absl::StatusOr<std::unique_ptr<BufferRing>> ring = absl::UnavailableError("no arena");
-  if (loop.arena() != nullptr) {
-    ring = BufferRing::create(loop, *loop.arena(), options.recv_buffers, options.recv_buffer_size);
-  }
-  if (!ring.ok()) {
-    // The loop has no arena, or no room in it: use one of our own (provided
-    // buffers need not be registered).
-    absl::StatusOr<pool::BufferArena> arena = pool::BufferArena::create(
-        {.name = "coring.net_recv.v1",
-         .classes = {{4096, 1}},
-         .carve_bytes = size_t{options.recv_buffers} * options.recv_buffer_size});
-    if (!arena.ok()) return arena.status();
-    ctx->own_arena_.emplace(std::move(*arena));
-    ring =
-        BufferRing::create(loop, *ctx->own_arena_, options.recv_buffers, options.recv_buffer_size);
-    if (!ring.ok()) return ring.status();
-  }
-  ctx->ring_ = std::move(*ring);
-  return ctx;
-}
-
-NetContext::~NetContext() {
-  // Lingering streams are cut short; streams still owned by a handle are a
-  // bug of the caller (they would dangle): report them.
-  size_t owned = 0;
-  for (detail::StreamState* s = head_; s != nullptr;) {
-    detail::StreamState* next = s->list_next;
-    if (s->owned()) ++owned;
-    s->kill(absl::CancelledError("net context destroyed"));  // deletes it unless owned
-    s = next;
-  }
-  if (owned > 0) {
-    std::fprintf(stderr, "coring: NetContext destroyed with %zu streams still open\n", owned);
-  }
-}
-
-void NetContext::link(detail::StreamState* s) noexcept {
-  s->list_next = head_;
-  s->list_prev = nullptr;
-  if (head_ != nullptr) head_->list_prev = s;
-  head_ = s;
-  ++live_;
-  ++stats_.streams_opened;
-}
-
-void NetContext::unlink(detail::StreamState* s) noexcept {
-  if (s->list_prev != nullptr) {
-    s->list_prev->list_next = s->list_next;
-  } else {
-    head_ = s->list_next;
-  }
-  if (s->list_next != nullptr) s->list_next->list_prev = s->list_prev;
-  s->list_next = s->list_prev = nullptr;
-  --live_;
-  ++stats_.streams_closed;
-}
+}  // namespace
 
 // --------------------------------------------------------------- StreamState
 
@@ -98,12 +32,14 @@ namespace detail {
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
     : ctx_(&ctx), file_(file), deadline_(&StreamState::on_deadline, this) {
+  for (ZcSend& z : zc_) z.stream = this;
   channel_.emplace(file, ctx.buffers());
   ctx.link(this);
 }
 
 StreamState::~StreamState() {
   assert(!sending_);
+  assert(zc_busy_ == 0);
   drop_queue(absl::CancelledError("stream destroyed"));
   ctx_->unlink(this);
 }
@@ -121,7 +57,7 @@ void StreamState::release() noexcept {
 }
 
 void StreamState::finish_if_done() noexcept {
-  if (owned_ || sending_) return;
+  if (owned_ || sending_ || zc_busy_ > 0) return;
   if (!queue_empty() && write_error_.ok()) return;
   close_file_now();
   delete this;
@@ -148,11 +84,10 @@ void StreamState::mark_closed() noexcept {
 
 // ---- Reading ----
 
-absl::StatusOr<RecvBuffer> StreamState::finish_read(RecvChannel::Next& next,
-                                                    bool suspended) noexcept {
+absl::StatusOr<RecvBuffer> StreamState::finish_read(RecvStream::Next& next) noexcept {
   reading_ = false;
   last_read_interrupted_ = false;
-  if (!channel_) {
+  if (!channel_ || interrupted_) {
     if (interrupted_) {
       interrupted_ = false;
       last_read_interrupted_ = true;
@@ -161,37 +96,28 @@ absl::StatusOr<RecvBuffer> StreamState::finish_read(RecvChannel::Next& next,
     if (!write_error_.ok()) return write_error_;
     return absl::FailedPreconditionError("read: the stream is closed");
   }
-  if (!suspended && channel_->queued() == 0) {
-    // Ready because of an interrupt, with no data waiting.
-    interrupted_ = false;
+  absl::StatusOr<RecvBuffer> buf = next.await_resume();
+  if (next.interrupted()) {
     last_read_interrupted_ = true;
-    channel_->clear_interrupt();
-    return std::exchange(interrupt_status_, absl::OkStatus());
+    return buf;
   }
-  const RecvChannel::Item item = next.await_resume();
-  if (item.res == RecvChannel::kInterrupted) {
-    channel_->clear_interrupt();
-    if (interrupted_) {
-      interrupted_ = false;
-      last_read_interrupted_ = true;
-      return std::exchange(interrupt_status_, absl::OkStatus());
-    }
-    return absl::CancelledError("read interrupted");
+  if (!buf.ok()) {
+    if (absl::IsCancelled(buf.status())) return absl::CancelledError("read cancelled");
+    return buf;
   }
-  if (item.res == -ECANCELED) return absl::CancelledError("read cancelled");
-  absl::StatusOr<RecvBuffer> buf = channel_->to_buffer(item);
-  if (buf.ok()) {
-    rx_seen_ = true;
-    ctx_->stats().bytes_received += buf->size();
-  }
+  rx_seen_ = true;
+  ctx_->stats().bytes_received += buf->size();
   return buf;
 }
 
 void StreamState::interrupt_read(absl::Status why) noexcept {
   if (why.ok()) why = absl::CancelledError("read interrupted");
+  if (channel_) {
+    channel_->interrupt(std::move(why));
+    return;
+  }
   interrupt_status_ = std::move(why);
   interrupted_ = true;
-  if (channel_ && reading_) channel_->interrupt();
 }
 
 // ---- Writing ----
@@ -237,7 +163,7 @@ void StreamState::admit(Writer& w) noexcept {
       complete(w, absl::OkStatus());
       return;
     }
-    segments_.push_back(Segment{nullptr, 0, nullptr, &w});
+    segments_.push_back(Segment{nullptr, 0, nullptr, &w, -1});
     w.segments_left = 1;
     w.phase = Writer::Phase::kQueued;
     return;
@@ -251,7 +177,8 @@ void StreamState::admit(Writer& w) noexcept {
     uint32_t n = 0;
     for (absl::Span<const uint8_t> p : w.parts) {
       if (p.empty()) continue;
-      segments_.push_back(Segment{p.data(), p.size(), nullptr, &w});
+      segments_.push_back(
+          Segment{p.data(), p.size(), nullptr, &w, registered_index(p.data(), p.size())});
       ++n;
     }
     queued_bytes_ += w.bytes;
@@ -260,37 +187,70 @@ void StreamState::admit(Writer& w) noexcept {
       return;
     }
     w.segments_left = n;
+    w.holds = 0;
     w.phase = Writer::Phase::kQueued;
   }
   start_send();
+}
+
+int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept {
+  pool::BufferArena* arena = ctx_->send_arena();
+  if (arena == nullptr) return -1;
+  const absl::Span<const iovec> regions = arena->regions();
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const auto* base = static_cast<const uint8_t*>(regions[i].iov_base);
+    if (p >= base && p + n <= base + regions[i].iov_len) return static_cast<int32_t>(i);
+  }
+  return -1;
+}
+
+StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
+  void* memory = frame_allocate(sizeof(SendBuf));
+  auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease()};
+  if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
+    // Prefer a buffer that holds many small writes; else any that fits.
+    absl::StatusOr<pool::BufferLease> lease = arena->acquire(std::max(kChunkSize, bytes));
+    if (!lease.ok() && bytes < kChunkSize) lease = arena->acquire(bytes);
+    if (lease.ok()) {
+      b->lease = std::move(*lease);
+      b->data = b->lease.data();
+      b->capacity = b->lease.size();
+      b->buf_index = static_cast<int32_t>(b->lease.buf_index());
+      return b;
+    }
+    ++ctx_->stats().send_buffer_fallbacks;
+  }
+  b->capacity = std::max(kChunkSize, bytes);
+  b->data = static_cast<uint8_t*>(frame_allocate(b->capacity));
+  return b;
 }
 
 void StreamState::copy_in(absl::Span<const absl::Span<const uint8_t>> parts,
                           size_t bytes) noexcept {
   if (bytes == 0) return;
   if (fill_ == nullptr || fill_->capacity - fill_->used < bytes) {
-    const size_t capacity = std::max(kChunkSize, bytes);
-    void* memory = frame_allocate(sizeof(Chunk) + capacity);
-    fill_ = new (memory) Chunk{capacity, 0, 0};
+    // The previous fill buffer is freed once its bytes are sent (advance,
+    // release_zc); it has bytes unsent or held, or it would be gone.
+    fill_ = new_send_buf(bytes);
   }
-  uint8_t* dst = fill_->data() + fill_->used;
+  uint8_t* dst = fill_->data + fill_->used;
   for (absl::Span<const uint8_t> p : parts) {
     if (!p.empty()) std::memcpy(dst, p.data(), p.size());
     dst += p.size();
   }
-  const uint8_t* start = fill_->data() + fill_->used;
+  const uint8_t* start = fill_->data + fill_->used;
   fill_->used += bytes;
   fill_->unsent += bytes;
   queued_bytes_ += bytes;
   // Extend the last segment when it is the copied run just before ours.
   if (!queue_empty()) {
     Segment& last = segments_.back();
-    if (last.chunk == fill_ && last.data + last.size == start) {
+    if (last.buf == fill_ && last.data + last.size == start) {
       last.size += bytes;
       return;
     }
   }
-  segments_.push_back(Segment{start, bytes, fill_, nullptr});
+  segments_.push_back(Segment{start, bytes, fill_, nullptr, fill_->buf_index});
 }
 
 void StreamState::complete(Writer& w, absl::Status status) noexcept {
@@ -305,30 +265,133 @@ void StreamState::start_send() noexcept {
   if (sending_ || !write_error_.ok() || file_closed_) return;
   // Barriers at the head are reached: nothing before them is unsent.
   advance(0);
+  if (queue_empty()) return;
+  Segment& head = segments_[seg_head_];
+  const size_t zc_threshold = ctx_->options().zero_copy_threshold;
+  ZcSend* zc = nullptr;
+  if (ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy) {
+    for (ZcSend& z : zc_) {
+      if (!z.busy) {
+        zc = &z;
+        break;
+      }
+    }
+  }
+  const bool more = queued_bytes_ > head.size;
+  if (zc != nullptr && head.size >= zc_threshold) {
+    submit_zero_copy(head, *zc, more);
+    return;
+  }
+  EventLoop& loop = ctx_->loop();
+  OpTable& ops = loop.ops();
+  if (head.buf_index >= 0 && !more) {
+    // One registered buffer holds all that is queued (coalesced copies).
+    send_index_ = ops.acquire(this);
+    ops[send_index_].pending = 1;
+    io_uring_sqe* sqe = loop.get_sqe();
+    io_uring_prep_write_fixed(sqe, file_.fd, head.data, static_cast<unsigned>(head.size), 0,
+                              static_cast<int>(head.buf_index));
+    file_.apply(sqe);
+    sqe->user_data = ops.user_data(send_index_);
+    sending_ = true;
+    ++ctx_->stats().fixed_sends;
+    return;
+  }
   size_t n = 0;
+  bool stopped_before_zc = false;
   for (size_t i = seg_head_; i < segments_.size() && n < kMaxIov; ++i) {
     const Segment& s = segments_[i];
     if (s.size == 0) continue;
+    if (n > 0 && zc != nullptr && s.size >= zc_threshold) {
+      stopped_before_zc = true;  // it goes next, zero copy
+      break;
+    }
     iov_[n].iov_base = const_cast<uint8_t*>(s.data);
     iov_[n].iov_len = s.size;
     ++n;
   }
-  if (n == 0) return;
   msg_ = msghdr{};
   msg_.msg_iov = iov_;
   msg_.msg_iovlen = n;
-  EventLoop& loop = ctx_->loop();
-  OpTable& ops = loop.ops();
   send_index_ = ops.acquire(this);
   ops[send_index_].pending = 1;
   io_uring_sqe* sqe = loop.get_sqe();
-  io_uring_prep_sendmsg(sqe, file_.fd, &msg_, MSG_NOSIGNAL);
+  io_uring_prep_sendmsg(sqe, file_.fd, &msg_, MSG_NOSIGNAL | (stopped_before_zc ? MSG_MORE : 0));
   file_.apply(sqe);
   sqe->user_data = ops.user_data(send_index_);
   sending_ = true;
+  ++ctx_->stats().sendmsg_sends;
 }
 
-void StreamState::on_complete(const OpResult& r) noexcept {
+void StreamState::submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept {
+  EventLoop& loop = ctx_->loop();
+  OpTable& ops = loop.ops();
+  z.stream = this;
+  z.busy = true;
+  z.writer = s.writer;
+  z.buf = s.buf;
+  if (z.writer != nullptr) ++z.writer->holds;
+  if (z.buf != nullptr) ++z.buf->holds;
+  ++zc_busy_;
+  z.index = ops.acquire(&z);
+  ops[z.index].pending = 1;
+  io_uring_sqe* sqe = loop.get_sqe();
+  const int flags = MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+  if (s.buf_index >= 0) {
+    io_uring_prep_send_zc_fixed(sqe, file_.fd, s.data, s.size, flags, kSendZcReportUsage,
+                                static_cast<unsigned>(s.buf_index));
+    ++ctx_->stats().fixed_sends;
+  } else {
+    io_uring_prep_send_zc(sqe, file_.fd, s.data, s.size, flags, kSendZcReportUsage);
+  }
+  file_.apply(sqe);
+  sqe->user_data = ops.user_data(z.index);
+  send_index_ = z.index;
+  zc_in_flight_ = &z;
+  sending_ = true;
+  ++ctx_->stats().zc_sends;
+}
+
+void StreamState::on_complete(const OpResult& r) noexcept { on_send_result(r); }
+
+void StreamState::on_zc_complete(ZcSend& z, const OpResult& r) noexcept {
+  if ((r.flags & IORING_CQE_F_NOTIF) == 0) {
+    // The send's result; the notification follows when F_MORE is set.
+    zc_in_flight_ = nullptr;
+    if (!r.more()) release_zc(z);
+    if (r.res == -EINVAL || r.res == -EOPNOTSUPP) {
+      // The kernel refuses these flags (no usage reports, no zero copy on
+      // this socket): send without it from now on; nothing was sent.
+      ctx_->disable_zero_copy();
+      sending_ = false;
+      start_send();
+      finish_if_done();
+      return;
+    }
+    on_send_result(r);
+    return;
+  }
+  if (static_cast<uint32_t>(r.res) & kNotifUsageZcCopied) ++ctx_->stats().zc_copied;
+  release_zc(z);
+  finish_if_done();
+}
+
+void StreamState::release_zc(ZcSend& z) noexcept {
+  z.busy = false;
+  --zc_busy_;
+  if (Writer* w = std::exchange(z.writer, nullptr); w != nullptr) unhold_writer(*w);
+  if (SendBuf* b = std::exchange(z.buf, nullptr); b != nullptr) {
+    if (--b->holds == 0 && b->unsent == 0) free_buf(b);
+  }
+}
+
+void StreamState::unhold_writer(Writer& w) noexcept {
+  if (--w.holds == 0 && w.segments_left == 0 && w.phase == Writer::Phase::kQueued) {
+    complete(w, absl::OkStatus());
+  }
+}
+
+void StreamState::on_send_result(const OpResult& r) noexcept {
   sending_ = false;
   if (r.res < 0) {
     abort(errno_to_status(-r.res, "send"));
@@ -352,10 +415,10 @@ void StreamState::advance(size_t n) noexcept {
     s.size -= take;
     n -= take;
     queued_bytes_ -= take;
-    if (s.chunk != nullptr) s.chunk->unsent -= take;
+    if (s.buf != nullptr) s.buf->unsent -= take;
     if (s.size > 0) break;
-    if (s.chunk != nullptr && s.chunk->unsent == 0) free_chunk(s.chunk);
-    if (s.writer != nullptr && --s.writer->segments_left == 0) {
+    if (s.buf != nullptr && s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);
+    if (s.writer != nullptr && --s.writer->segments_left == 0 && s.writer->holds == 0) {
       complete(*s.writer, absl::OkStatus());
     }
     ++seg_head_;
@@ -376,27 +439,27 @@ void StreamState::pump_waiters() noexcept {
   }
 }
 
-void StreamState::free_chunk(Chunk* c) noexcept {
-  if (c == fill_) fill_ = nullptr;
-  const size_t size = sizeof(Chunk) + c->capacity;
-  c->~Chunk();
-  frame_deallocate(c, size);
+void StreamState::free_buf(SendBuf* b) noexcept {
+  if (b == fill_) fill_ = nullptr;
+  if (b->buf_index < 0) frame_deallocate(b->data, b->capacity);
+  b->~SendBuf();  // gives a lease back to the arena
+  frame_deallocate(b, sizeof(SendBuf));
 }
 
 void StreamState::drop_queue(const absl::Status& why) noexcept {
   assert(!sending_);
   for (size_t i = seg_head_; i < segments_.size(); ++i) {
     Segment& s = segments_[i];
-    if (s.chunk != nullptr) {
-      s.chunk->unsent -= s.size;
-      if (s.chunk->unsent == 0) free_chunk(s.chunk);
+    if (s.buf != nullptr) {
+      s.buf->unsent -= s.size;
+      if (s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);
     }
     if (s.writer != nullptr && s.writer->phase == Writer::Phase::kQueued) complete(*s.writer, why);
   }
   segments_.clear();
   seg_head_ = 0;
   queued_bytes_ = 0;
-  if (fill_ != nullptr) free_chunk(fill_);  // empty, or every byte was dropped above
+  fill_ = nullptr;  // freed above, or held by a zero-copy send
   while (wait_head_ != nullptr) {
     Writer* w = wait_head_;
     wait_head_ = w->next;
@@ -414,6 +477,17 @@ void StreamState::abort(absl::Status why) noexcept {
     // The kernel must let go of the iovecs and queued memory first.
     ctx_->loop().abandon_op(send_index_, /*borrowed_memory=*/true);
     sending_ = false;
+    zc_in_flight_ = nullptr;
+  }
+  // Zero-copy sends still awaiting their notification: the notification
+  // goes nowhere, and what they held is let go now. (The kernel may still
+  // hold pages of it for a retransmission of a connection being torn down;
+  // registered buffers stay mapped, user memory stays pinned.)
+  for (ZcSend& z : zc_) {
+    if (!z.busy) continue;
+    OpSlot& slot = ctx_->loop().ops()[z.index];
+    if (slot.in_use && slot.target == &z) slot.target = nullptr;
+    release_zc(z);
   }
   if (first && (!queue_empty() || wait_head_ != nullptr)) ++ctx_->stats().aborts;
   drop_queue(why);

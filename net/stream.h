@@ -1,7 +1,9 @@
 // Stream: one connected byte stream (TCP or Unix) on an event loop, usually
 // a slot of the ring's fixed-file table. Reads come from the loop's shared
 // provided-buffer ring through multishot recv; writes go through a bounded,
-// ordered send queue with one sendmsg in flight (see stream_state.h).
+// ordered send queue with one send in flight: WRITE_FIXED from a registered
+// buffer for coalesced small writes, SEND_ZC for large ones, sendmsg to
+// gather mixed ones (see stream_state.h).
 //
 //   Task<> echo(Stream s) {
 //     for (;;) {
@@ -20,9 +22,10 @@
 // * write(bytes) / write(parts): ordered; completes once the bytes are
 //   copied into the send queue (up to NetOptions::copy_threshold) or, for
 //   larger writes, once they are handed to the kernel (the caller's memory is
-//   sent without a copy). Waits while the queue is over
-//   NetOptions::max_queued_bytes (backpressure). Several writers may write at
-//   once; their bytes never interleave.
+//   sent without a copy) - for a zero-copy send (NetOptions::
+//   zero_copy_threshold) once the kernel's notification says it let go. Waits while the queue is
+//   over NetOptions::max_queued_bytes (backpressure). Several writers may write at once; their
+//   bytes never interleave.
 // * flush(): waits until every byte queued before it was sent.
 // * shutdown_write(): flush, then shutdown(SHUT_WR) (half-close).
 // * close(): flush (bounded by NetOptions::linger), then close the file.
@@ -122,23 +125,19 @@ class Stream::ReadAwaiter {
   explicit ReadAwaiter(detail::StreamState* s) noexcept : state_(s), next_(s->channel()) {}
   ReadAwaiter(const ReadAwaiter&) = delete;
 
-  bool await_ready() const noexcept { return state_->read_ready(); }
+  bool await_ready() const noexcept { return state_->read_ready(next_); }
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
-    suspended_ = true;
     state_->set_reading(true);
     const bool suspend = next_.await_suspend(h);
     if (!suspend) state_->set_reading(false);
     return suspend;
   }
-  absl::StatusOr<RecvBuffer> await_resume() noexcept {
-    return state_->finish_read(next_, suspended_);
-  }
+  absl::StatusOr<RecvBuffer> await_resume() noexcept { return state_->finish_read(next_); }
 
  private:
   detail::StreamState* state_;
-  detail::RecvChannel::Next next_;
-  bool suspended_ = false;
+  RecvStream::Next next_;
 };
 
 class Stream::WriteAwaiter {

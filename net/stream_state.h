@@ -6,14 +6,26 @@
 // stream destroyed with bytes still queued can finish sending them on its own
 // (it "lingers", bounded by NetOptions::linger) and then close itself.
 //
-// Sending: one sendmsg in flight per connection, so bytes leave in order.
-// Writes queue segments: small writes are copied into chunks from the loop's
-// slab pool (and return at once); large ones are borrowed from the writer,
-// who waits until they are sent. Each completion advances through the
-// segments by the byte count (a short write is simply continued) and the
-// next sendmsg gathers everything queued meanwhile (up to kMaxIov parts), so
-// writes made while a send is in flight are coalesced. Writers that find the
-// queue over NetOptions::max_queued_bytes wait in FIFO order.
+// Sending: one send in flight per connection, so bytes leave in order.
+// Writes queue segments: small writes are copied into send buffers (leased
+// from the loop's registered BufferArena, else slab-pool chunks) and return
+// at once; large ones are borrowed from the writer, who waits until they are
+// sent. Each completion advances through the segments by the byte count (a
+// short write is simply continued) and the next send takes everything queued
+// meanwhile, so writes made while a send is in flight are coalesced. Which
+// op (start_send()):
+//  * the head segment is at least NetOptions::zero_copy_threshold bytes:
+//    SEND_ZC, with IORING_RECVSEND_FIXED_BUF when it lies in a registered
+//    region (a copied run, or a borrowed payload still in its provided
+//    receive buffer); MSG_MORE when more is queued. Its memory (buffer or
+//    writer) is held until the notification CQE (ZcSend), while later sends
+//    go on;
+//  * the head is the only thing queued and lies in a registered region:
+//    WRITE_FIXED (the coalesced copied bytes from one registered buffer);
+//  * otherwise one vectored sendmsg of the segments up to kMaxIov, stopping
+//    before a segment that goes zero copy (then with MSG_MORE).
+// Writers that find the queue over NetOptions::max_queued_bytes wait in FIFO
+// order.
 #pragma once
 
 #include <sys/socket.h>
@@ -29,9 +41,10 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "coring/core/operation.h"
+#include "coring/core/recv_stream.h"
 #include "coring/net/callback_timer.h"
 #include "coring/net/net_context.h"
-#include "coring/net/recv_channel.h"
+#include "coring/pool/buffer_lease.h"
 
 namespace coring::net::detail {
 
@@ -47,6 +60,7 @@ struct Writer {
   absl::Status status;
   Writer* next = nullptr;
   uint32_t segments_left = 0;
+  uint32_t holds = 0;  // zero-copy sends of its bytes awaiting their notification
   Kind kind = Kind::kAuto;
   Phase phase = Phase::kNew;
 };
@@ -55,6 +69,8 @@ class StreamState final : private OpTarget {
  public:
   static constexpr size_t kMaxIov = 64;
   static constexpr size_t kChunkSize = 16 * 1024 - 64;
+  // Zero-copy sends awaiting their notification, per connection.
+  static constexpr size_t kMaxZeroCopy = 4;
 
   StreamState(NetContext& ctx, FileRef file);
   StreamState(const StreamState&) = delete;
@@ -70,15 +86,19 @@ class StreamState final : private OpTarget {
   void release() noexcept;
 
   // ---- Reading ----
-  RecvChannel* channel() noexcept { return channel_ ? &*channel_ : nullptr; }
-  bool read_ready() const noexcept { return interrupted_ || !channel_ || channel_->queued() > 0; }
+  RecvStream* channel() noexcept { return channel_ ? &*channel_ : nullptr; }
+  bool read_ready(const RecvStream::Next& next) const noexcept {
+    return interrupted_ || !channel_ || next.await_ready();
+  }
   void set_reading(bool reading) noexcept { reading_ = reading; }
-  // The result of a read that waited (`suspended`) or found an item ready.
-  absl::StatusOr<RecvBuffer> finish_read(RecvChannel::Next& next, bool suspended) noexcept;
+  // The result of a read (`next` was awaited, or found ready).
+  absl::StatusOr<RecvBuffer> finish_read(RecvStream::Next& next) noexcept;
   // Wakes a reader waiting for data (or the next one) with `why`. Data that
-  // already arrived is still delivered first.
+  // already arrived is still delivered first (RecvStream::interrupt).
   void interrupt_read(absl::Status why) noexcept;
-  bool interrupt_pending() const noexcept { return interrupted_; }
+  bool interrupt_pending() const noexcept {
+    return interrupted_ || (channel_ && channel_->interrupt_pending());
+  }
   // True when the last read returned an interrupt_read() status.
   bool last_read_interrupted() const noexcept { return last_read_interrupted_; }
   // Idle bookkeeping for sweeps: true if data arrived since the last call.
@@ -117,29 +137,52 @@ class StreamState final : private OpTarget {
   void* user = nullptr;
 
  private:
-  struct Chunk {
+  // Copied bytes: a registered buffer (lease) or a slab-pool chunk.
+  struct SendBuf {
+    uint8_t* data;
     size_t capacity;
     size_t used;
     size_t unsent;
-    uint8_t* data() noexcept { return reinterpret_cast<uint8_t*>(this + 1); }
+    uint32_t holds;     // zero-copy sends awaiting their notification
+    int32_t buf_index;  // registered-buffer index, -1 for a slab chunk
+    pool::BufferLease lease;
   };
   struct Segment {
     const uint8_t* data;
     size_t size;
-    Chunk* chunk;    // copied bytes: the chunk holding them
-    Writer* writer;  // borrowed bytes or barrier: whose
+    SendBuf* buf;       // copied bytes: the buffer holding them
+    Writer* writer;     // borrowed bytes or barrier: whose
+    int32_t buf_index;  // registered-buffer index of the bytes, or -1
+  };
+  // One SEND_ZC: the op's target from submission to its notification CQE,
+  // holding the buffer or writer it sends from.
+  struct ZcSend final : OpTarget {
+    StreamState* stream = nullptr;
+    Writer* writer = nullptr;
+    SendBuf* buf = nullptr;
+    uint32_t index = 0;
+    bool busy = false;
+    void on_complete(const OpResult& r) noexcept override { stream->on_zc_complete(*this, r); }
   };
 
   ~StreamState();
   bool fits(size_t bytes) const noexcept;
   void admit(Writer& w) noexcept;
   void copy_in(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
+  SendBuf* new_send_buf(size_t bytes) noexcept;
+  int32_t registered_index(const uint8_t* p, size_t n) const noexcept;
   void complete(Writer& w, absl::Status status) noexcept;
   void start_send() noexcept;
+  void submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept;
   void on_complete(const OpResult& r) noexcept override;
+  void on_zc_complete(ZcSend& z, const OpResult& r) noexcept;
+  // A send's result: advance, wake writers, send on (may delete `this`).
+  void on_send_result(const OpResult& r) noexcept;
+  void release_zc(ZcSend& z) noexcept;
   void advance(size_t n) noexcept;
   void pump_waiters() noexcept;
-  void free_chunk(Chunk* c) noexcept;
+  void unhold_writer(Writer& w) noexcept;
+  void free_buf(SendBuf* b) noexcept;
   void drop_queue(const absl::Status& why) noexcept;
   bool queue_empty() const noexcept { return seg_head_ == segments_.size(); }
   // Released and nothing left to send: close the file and delete this.
@@ -149,7 +192,7 @@ class StreamState final : private OpTarget {
 
   NetContext* ctx_;
   FileRef file_;
-  std::optional<RecvChannel> channel_;
+  std::optional<RecvStream> channel_;
   absl::Status interrupt_status_;
   bool interrupted_ = false;
   bool reading_ = false;
@@ -158,7 +201,7 @@ class StreamState final : private OpTarget {
 
   std::vector<Segment> segments_;
   size_t seg_head_ = 0;
-  Chunk* fill_ = nullptr;
+  SendBuf* fill_ = nullptr;
   size_t queued_bytes_ = 0;
   Writer* wait_head_ = nullptr;
   Writer* wait_tail_ = nullptr;
@@ -167,8 +210,11 @@ class StreamState final : private OpTarget {
 
   bool sending_ = false;
   uint32_t send_index_ = 0;
+  ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
+  uint32_t zc_busy_ = 0;
   msghdr msg_{};
   iovec iov_[kMaxIov];
+  ZcSend zc_[kMaxZeroCopy];
 
   CallbackTimer deadline_;
   bool owned_ = true;

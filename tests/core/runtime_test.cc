@@ -8,6 +8,7 @@
 #include <chrono>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "coring/core/nop.h"
 #include "coring/core/timer.h"
@@ -116,6 +117,61 @@ void expect_signal_stops_runtime(int signo) {
 TEST(RuntimeTest, RunUntilSignalStopsOnSigterm) { expect_signal_stops_runtime(SIGTERM); }
 
 TEST(RuntimeTest, RunUntilSignalStopsOnSigint) { expect_signal_stops_runtime(SIGINT); }
+
+// Shutdown hooks run on a signal, in order, while the loops still run;
+// a removed hook does not run, and stop() runs none.
+TEST(RuntimeTest, ShutdownHooksRunOnSignalBeforeTheLoopsStop) {
+  Runtime rt(small(2));
+  ASSERT_TRUE(rt.start().ok());
+  EventLoop* const first = &rt.loop(0);  // read here, not on the loops' threads
+  std::vector<int> order;
+  std::atomic<bool> loop_ran_in_hook{false};
+  rt.add_shutdown_hook([&order] { order.push_back(1); });
+  const uint64_t removed = rt.add_shutdown_hook([&order] { order.push_back(99); });
+  rt.add_shutdown_hook([&] {
+    order.push_back(2);
+    // The loops still run: work posted now is done.
+    std::atomic<bool> done{false};
+    first->post([&done] { done = true; });
+    for (int i = 0; i < 5000 && !done; ++i) std::this_thread::sleep_for(1ms);
+    loop_ran_in_hook = done.load();
+  });
+  rt.remove_shutdown_hook(removed);
+  rt.spawn_on_each([first](EventLoop& loop) -> Task<> {
+    if (&loop == first) {
+      co_await sleep_for(20ms);
+      ::kill(::getpid(), SIGTERM);
+    }
+  });
+  EXPECT_EQ(rt.run_until_signal(), 0);
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_EQ(order[0], 1);
+  EXPECT_EQ(order[1], 2);
+  EXPECT_TRUE(loop_ran_in_hook.load());
+  sigset_t pending;
+  sigpending(&pending);
+  if (sigismember(&pending, SIGTERM)) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    int sig;
+    sigwait(&set, &sig);
+  }
+}
+
+TEST(RuntimeTest, ShutdownHooksDoNotRunOnStop) {
+  Runtime rt(small(1));
+  ASSERT_TRUE(rt.start().ok());
+  bool ran = false;
+  rt.add_shutdown_hook([&ran] { ran = true; });
+  std::thread stopper([&rt] {
+    std::this_thread::sleep_for(20ms);
+    rt.stop();
+  });
+  EXPECT_EQ(rt.run_until_signal(), 0);
+  stopper.join();
+  EXPECT_FALSE(ran);
+}
 
 TEST(RuntimeTest, StopEndsRunUntilSignal) {
   // stop() from another thread wakes run_until_signal() (through its eventfd).

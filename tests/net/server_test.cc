@@ -12,6 +12,8 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <thread>
 #include <vector>
 
 #include "coring/core/runtime.h"
@@ -311,6 +313,51 @@ TEST(ServerTest, RuntimeWithTwoThreads) {
   server.shutdown();
   EXPECT_TRUE(server.finished());
   rt.stop();
+}
+
+// DESIGN.md's `return rt.run_until_signal();`: the server's shutdown hook
+// drains it (the peer gets the goodbye for Unavailable, SBMP's
+// GOAWAY(SHUTDOWN)) before the loops stop, and run_until_signal() returns 0.
+TEST(ServerTest, RuntimeRunUntilSignalDrainsTheServer) {
+  Runtime rt({.threads = 2});
+  Server server(rt, {.host = "127.0.0.1"});
+  ASSERT_TRUE(server.serve<LengthPrefixCodec>(echo).ok());
+  const SocketAddress a = SocketAddress::ipv4_loopback(server.address().port());
+  std::vector<uint8_t> received;
+  bool echoed = false;
+  // Started after the Runtime, so SIGTERM is blocked here too: only the
+  // Runtime's signalfd takes it.
+  std::thread client([&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (::connect(fd, a.data(), a.size()) == 0) {
+      const std::vector<uint8_t> frame = testing::lp_frame(pattern(100));
+      (void)::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL);
+      uint8_t buf[4096];
+      while (received.size() < frame.size()) {
+        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        received.insert(received.end(), buf, buf + n);
+      }
+      echoed = received == frame;
+      ::kill(::getpid(), SIGTERM);
+      for (;;) {  // the goodbye, then EOF
+        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        received.insert(received.end(), buf, buf + n);
+      }
+    }
+    ::close(fd);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(rt.run_until_signal(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  client.join();
+  EXPECT_TRUE(echoed);
+  EXPECT_TRUE(ends_with_goodbye(received, absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(server.finished());
+  EXPECT_EQ(server.stats().aborted_at_shutdown, 0u);
 }
 
 }  // namespace

@@ -1,0 +1,130 @@
+// NetContext (net_context.h): creation, the registered-send set-up, the
+// list of live streams and the counters' text form.
+#include "coring/net/net_context.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+
+#include "absl/strings/str_format.h"
+#include "coring/net/stream_state.h"
+
+namespace coring::net {
+
+namespace {
+// WRITE_FIXED on a socket is a write(2): no MSG_NOSIGNAL, so a peer that
+// reset makes the kernel raise SIGPIPE at the submitting thread. Streams
+// need EPIPE instead, so a loop that sends from registered buffers keeps
+// SIGPIPE blocked on its thread while a NetContext lives there; pending ones
+// are taken before the mask is restored. (Counted: contexts may nest.)
+thread_local int t_sigpipe_blocks = 0;
+thread_local sigset_t t_sigpipe_saved_mask;
+
+void block_sigpipe() {
+  if (t_sigpipe_blocks++ > 0) return;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &t_sigpipe_saved_mask);
+}
+
+void unblock_sigpipe() {
+  if (--t_sigpipe_blocks > 0) return;
+  if (sigismember(&t_sigpipe_saved_mask, SIGPIPE) == 1) return;  // was blocked before us
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  const timespec zero{0, 0};
+  while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {
+  }
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+}  // namespace
+
+// ---------------------------------------------------------------- NetContext
+
+std::string NetStats::to_string() const {
+  return absl::StrFormat(
+      "streams_opened=%u streams_closed=%u bytes_received=%u bytes_sent=%u sends=%u "
+      "sendmsg_sends=%u fixed_sends=%u zc_sends=%u zc_copied=%u send_buffer_fallbacks=%u "
+      "copied_writes=%u borrowed_writes=%u writer_waits=%u aborts=%u lingered=%u",
+      streams_opened, streams_closed, bytes_received, bytes_sent, sends, sendmsg_sends, fixed_sends,
+      zc_sends, zc_copied, send_buffer_fallbacks, copied_writes, borrowed_writes, writer_waits,
+      aborts, lingered);
+}
+
+absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
+                                                               NetOptions options) {
+  if (options.max_queued_bytes == 0) {
+    return absl::InvalidArgumentError("NetOptions: max_queued_bytes must be > 0");
+  }
+  std::unique_ptr<NetContext> ctx(new NetContext(loop, options));
+  absl::StatusOr<std::unique_ptr<BufferRing>> ring = absl::UnavailableError("no arena");
+  if (loop.arena() != nullptr) {
+    ring = BufferRing::create(loop, *loop.arena(), options.recv_buffers, options.recv_buffer_size);
+  }
+  if (!ring.ok()) {
+    // The loop has no arena, or no room in it: use one of our own (provided
+    // buffers need not be registered).
+    absl::StatusOr<pool::BufferArena> arena = pool::BufferArena::create(
+        {.name = "coring.net_recv.v1",
+         .classes = {{4096, 1}},
+         .carve_bytes = size_t{options.recv_buffers} * options.recv_buffer_size});
+    if (!arena.ok()) return arena.status();
+    ctx->own_arena_.emplace(std::move(*arena));
+    ring =
+        BufferRing::create(loop, *ctx->own_arena_, options.recv_buffers, options.recv_buffer_size);
+    if (!ring.ok()) return ring.status();
+  }
+  ctx->ring_ = std::move(*ring);
+  ctx->zero_copy_ =
+      options.zero_copy_threshold != SIZE_MAX && loop.ring().supports(IORING_OP_SEND_ZC);
+  if (options.registered_send_buffers && loop.arena() != nullptr && loop.buffers_registered()) {
+    ctx->send_arena_ = loop.arena();
+    block_sigpipe();
+    ctx->blocked_sigpipe_ = true;
+  }
+  return ctx;
+}
+
+NetContext::~NetContext() {
+  // Lingering streams are cut short; streams still owned by a handle are a
+  // bug of the caller (they would dangle): report them.
+  size_t owned = 0;
+  for (detail::StreamState* s = head_; s != nullptr;) {
+    detail::StreamState* next = s->list_next;
+    if (s->owned()) ++owned;
+    s->kill(absl::CancelledError("net context destroyed"));  // deletes it unless owned
+    s = next;
+  }
+  if (owned > 0) {
+    std::fprintf(stderr, "coring: NetContext destroyed with %zu streams still open\n", owned);
+  }
+  if (blocked_sigpipe_) unblock_sigpipe();
+}
+
+void NetContext::link(detail::StreamState* s) noexcept {
+  s->list_next = head_;
+  s->list_prev = nullptr;
+  if (head_ != nullptr) head_->list_prev = s;
+  head_ = s;
+  ++live_;
+  ++stats_.streams_opened;
+}
+
+void NetContext::unlink(detail::StreamState* s) noexcept {
+  if (s->list_prev != nullptr) {
+    s->list_prev->list_next = s->list_next;
+  } else {
+    head_ = s->list_next;
+  }
+  if (s->list_next != nullptr) s->list_next->list_prev = s->list_prev;
+  s->list_next = s->list_prev = nullptr;
+  --live_;
+  ++stats_.streams_closed;
+}
+
+}  // namespace coring::net

@@ -144,6 +144,17 @@ TEST(ServerTest, UnixSocket) {
   ::unlink(path.c_str());
 }
 
+TEST(ServerTest, Ipv6Loopback) {
+  ServerOnLoop s({.host = "::1"});
+  ASSERT_TRUE(s.server.serve<LengthPrefixCodec>(echo).ok());
+  ASSERT_EQ(s.server.address().family(), SocketAddress::Family::kIpv6);
+  std::vector<size_t> sizes = {0, 1, 50000};
+  absl::Status r = s.t.run(
+      client_echo(*s.t.net, SocketAddress::ipv6_loopback(s.server.address().port()), sizes));
+  EXPECT_TRUE(r.ok()) << r;
+  EXPECT_EQ(s.server.stats().accepted, 1u);
+}
+
 // Reads raw bytes until EOF or `limit`.
 Task<absl::StatusOr<std::vector<uint8_t>>> read_to_eof(Stream& s) {
   std::vector<uint8_t> all;

@@ -26,6 +26,7 @@
 #include "length_prefix_codec.h"
 #include "net_test_support.h"
 #include "sbmp_test_support.h"
+#include "server_on_loop.h"
 
 namespace coring::net {
 namespace {
@@ -36,28 +37,8 @@ using testing::pattern;
 using testing::TestLoop;
 using Framed = FramedStream<LengthPrefixCodec>;
 
-Task<> echo(Framed conn) {
-  for (;;) {
-    auto f = co_await conn.read_frame();
-    if (!f.ok()) co_return;
-    if (!(co_await conn.write_frame(*f)).ok()) co_return;
-  }
-}
-
-// A server on the test's loop; shut down (and drained) at the end.
-struct ServerOnLoop {
-  ServerOnLoop() : server(std::vector<EventLoop*>{t.loop.get()}, {.host = "127.0.0.1"}) {}
-  ~ServerOnLoop() {
-    server.begin_shutdown();
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (!server.finished() && std::chrono::steady_clock::now() < until) t.loop->run_once(false);
-    EXPECT_TRUE(server.finished());
-  }
-  SocketAddress address() const { return SocketAddress::ipv4_loopback(server.address().port()); }
-
-  TestLoop t;
-  Server server;
-};
+using testing::echo;
+using testing::ServerOnLoop;
 
 // Writes every message, reads each echo back, closes.
 Task<absl::Status> echo_round(const Client& client, std::vector<size_t> sizes, uint32_t seed) {

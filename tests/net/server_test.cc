@@ -21,6 +21,7 @@
 #include "coring/core/when_all.h"
 #include "length_prefix_codec.h"
 #include "net_test_support.h"
+#include "server_on_loop.h"
 
 namespace coring::net {
 namespace {
@@ -31,33 +32,8 @@ using testing::pattern;
 using testing::TestLoop;
 using Framed = FramedStream<LengthPrefixCodec>;
 
-Task<> echo(Framed conn) {
-  for (;;) {
-    auto f = co_await conn.read_frame();
-    if (!f.ok()) co_return;
-    if (!(co_await conn.write_frame(*f)).ok()) co_return;
-  }
-}
-
-// A server on the test's loop; shut down (and drained) at the end.
-struct ServerOnLoop {
-  explicit ServerOnLoop(ServerOptions options, LoopOptions loop_options = {})
-      : t(std::move(loop_options)), server(std::vector<EventLoop*>{t.loop.get()}, options) {}
-  ~ServerOnLoop() { stop(); }
-  void stop() {
-    server.begin_shutdown();
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (!server.finished() && std::chrono::steady_clock::now() < until) t.loop->run_once(false);
-    EXPECT_TRUE(server.finished());
-  }
-  SocketAddress address() const {
-    SocketAddress a = server.address();
-    if (a.family() == SocketAddress::Family::kUnix) return a;
-    return SocketAddress::ipv4_loopback(a.port());
-  }
-  TestLoop t;
-  Server server;
-};
+using testing::echo;
+using testing::ServerOnLoop;
 
 Task<absl::Status> client_echo(NetContext& net, SocketAddress addr, std::vector<size_t> sizes,
                                ConnectOptions options = {}) {

@@ -28,10 +28,23 @@
 //   FramedOptions::close_timeout passes; then the socket is closed.
 // * A FramedStream destroyed without close() still sends what was queued
 //   (see Stream), without a goodbye.
+//
+// Allocation: read_frame() and write_frame() return awaiters, not Tasks, so a
+// message costs no coroutine frame. read_frame() completes without
+// suspending when a frame can be decoded from bytes already received; when it
+// must wait it runs a per-connection reader coroutine, made once on first use
+// and reused for every later read. write_frame() encodes into its awaiter
+// (which lives in the caller's frame) and queues the bytes directly on the
+// Stream; only when codec output (PONGs) must go first does it fall back to a
+// coroutine. Await the result at once (`co_await conn.read_frame()`); one
+// read_frame() at a time per connection, as before.
 #pragma once
 
 #include <chrono>
+#include <coroutine>
+#include <exception>
 #include <optional>
+#include <stop_token>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -56,13 +69,20 @@ class FramedStream {
   using Codec = C;
   using Frame = typename C::Frame;
 
+  class ReadFrameAwaiter;
+  class WriteFrameAwaiter;
+
   FramedStream(Stream stream, C codec, FramedOptions options = {})
       : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {}
   FramedStream(FramedStream&&) noexcept = default;
   FramedStream& operator=(FramedStream&&) noexcept = default;
 
-  Task<absl::StatusOr<Frame>> read_frame();
-  Task<absl::Status> write_frame(const Frame& frame);
+  // co_await: absl::StatusOr<Frame>.
+  ReadFrameAwaiter read_frame() noexcept { return ReadFrameAwaiter(this); }
+  // co_await: absl::Status. `frame` must stay valid until the co_await ends.
+  WriteFrameAwaiter write_frame(const Frame& frame) noexcept {
+    return WriteFrameAwaiter(this, frame);
+  }
   // Sends what the codec has queued (handshake, keep-alive answers).
   Task<absl::Status> flush_output();
   Task<absl::Status> close(absl::Status why = absl::OkStatus());
@@ -75,6 +95,81 @@ class FramedStream {
   const FramedOptions& options() const noexcept { return options_; }
 
  private:
+  // ---- The per-connection reader coroutine (read_frame()'s waiting path) ----
+  struct ReaderPromise;
+  using ReaderHandle = std::coroutine_handle<ReaderPromise>;
+  struct ReaderCoroutine {
+    using promise_type = ReaderPromise;
+    ReaderHandle handle;
+  };
+  struct ReaderPromise : coring::detail::FrameAllocated {
+    FramedStream* self = nullptr;
+    std::coroutine_handle<> caller;
+    std::stop_token token;  // the caller's, for the reads it waits on
+    std::optional<absl::StatusOr<Frame>> result;
+    std::exception_ptr error;
+
+    ReaderCoroutine get_return_object() noexcept {
+      return ReaderCoroutine{ReaderHandle::from_promise(*this)};
+    }
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    // Only reached when the body threw: hand the error to the caller.
+    auto final_suspend() const noexcept { return HandBack{}; }
+    void return_void() const noexcept {}
+    void unhandled_exception() noexcept { error = std::current_exception(); }
+    std::stop_token stop_token() const noexcept { return token; }
+  };
+  // The reader gives control back to the read_frame() caller.
+  struct HandBack {
+    bool await_ready() const noexcept { return false; }
+    std::coroutine_handle<> await_suspend(ReaderHandle h) const noexcept {
+      return coring::detail::transfer(h, std::exchange(h.promise().caller, {}));
+    }
+    void await_resume() const noexcept {}
+  };
+  struct PromiseOf {
+    ReaderPromise* promise = nullptr;
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(ReaderHandle h) noexcept {
+      promise = &h.promise();
+      return false;
+    }
+    ReaderPromise& await_resume() const noexcept { return *promise; }
+  };
+  // Owns the reader's frame; moves with the FramedStream (the reader finds
+  // the stream through ReaderPromise::self, set on every request).
+  class ReaderSlot {
+   public:
+    ReaderSlot() = default;
+    ReaderSlot(ReaderSlot&& other) noexcept : h_(std::exchange(other.h_, {})) {}
+    ReaderSlot& operator=(ReaderSlot&& other) noexcept {
+      if (this != &other) {
+        reset();
+        h_ = std::exchange(other.h_, {});
+      }
+      return *this;
+    }
+    ~ReaderSlot() { reset(); }
+    ReaderHandle get() {
+      if (!h_) h_ = run_reader().handle;
+      return h_;
+    }
+    ReaderHandle peek() const noexcept { return h_; }
+    void reset() noexcept {
+      if (h_) std::exchange(h_, {}).destroy();
+    }
+
+   private:
+    ReaderHandle h_;
+  };
+  static ReaderCoroutine run_reader();
+
+  // read_frame() without waiting: true with `out` set when it is done.
+  bool try_read_now(std::optional<absl::StatusOr<Frame>>& out);
+  absl::StatusOr<Frame> take_reader_result();
+  // write_frame() when codec output must be sent first.
+  Task<absl::Status> flush_then_write(const typename C::Encoded& encoded);
+
   bool has_output() const { return codec_.pending_output().size() > output_in_flight_; }
   // Ends reading with `why` and closes: gracefully (codec goodbye) unless
   // the connection is broken.
@@ -86,64 +181,203 @@ class FramedStream {
   RecvBuffer current_;
   absl::Span<const uint8_t> input_;
   absl::Status terminal_;
+  std::optional<absl::Status> decode_error_;  // found by try_read_now(), for the reader
   size_t output_in_flight_ = 0;
   bool closed_ = false;
+  ReaderSlot reader_;  // last: destroyed first, while what it uses is alive
 };
 
 template <FrameCodec C>
-Task<absl::StatusOr<typename C::Frame>> FramedStream<C>::read_frame() {
-  if (!terminal_.ok()) co_return terminal_;
-  if (closed_ || !stream_.valid()) co_return absl::FailedPreconditionError("read_frame: closed");
+class FramedStream<C>::ReadFrameAwaiter {
+ public:
+  explicit ReadFrameAwaiter(FramedStream* self) noexcept : self_(self) {}
+  ReadFrameAwaiter(const ReadFrameAwaiter&) = delete;
+  ReadFrameAwaiter& operator=(const ReadFrameAwaiter&) = delete;
+  ~ReadFrameAwaiter() {
+    // The awaiting coroutine was destroyed while the reader waited for it:
+    // the reader goes too (as a Task's frame would), and is made anew later.
+    if (waiting_) self_->reader_.reset();
+  }
+
+  bool await_ready() { return self_->try_read_now(result_); }
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+    ReaderHandle reader = self_->reader_.get();
+    ReaderPromise& p = reader.promise();
+    p.self = self_;
+    p.caller = h;
+    if constexpr (coring::detail::HasStopToken<Promise>) {
+      p.token = h.promise().stop_token();
+    } else {
+      p.token = {};
+    }
+    waiting_ = true;
+    return coring::detail::transfer(h, reader);
+  }
+  absl::StatusOr<Frame> await_resume() {
+    if (!waiting_) return std::move(*result_);
+    waiting_ = false;
+    return self_->take_reader_result();
+  }
+
+ private:
+  FramedStream* self_;
+  std::optional<absl::StatusOr<Frame>> result_;
+  bool waiting_ = false;
+};
+
+template <FrameCodec C>
+class FramedStream<C>::WriteFrameAwaiter {
+ public:
+  WriteFrameAwaiter(FramedStream* self, const Frame& frame) noexcept
+      : self_(self), frame_(&frame) {}
+  WriteFrameAwaiter(const WriteFrameAwaiter&) = delete;
+  WriteFrameAwaiter& operator=(const WriteFrameAwaiter&) = delete;
+
+  bool await_ready() {
+    FramedStream& s = *self_;
+    if (s.closed_ || !s.stream_.valid()) {
+      status_ =
+          s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed") : s.terminal_;
+      return true;
+    }
+    if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) {
+      status_ = std::move(st);
+      return true;
+    }
+    if (s.has_output()) {
+      slow_.emplace(s.flush_then_write(encoded_));
+      return false;
+    }
+    const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
+    write_.emplace(s.stream_.state(), parts, detail::Writer::Kind::kAuto);
+    return write_->await_ready();
+  }
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+    if (slow_) return typename Task<absl::Status>::Awaiter(slow_->handle()).await_suspend(h);
+    write_->await_suspend(h);
+    return std::noop_coroutine();
+  }
+  absl::Status await_resume() {
+    if (status_) return std::move(*status_);
+    if (slow_) return slow_->handle().promise().take_result();
+    return write_->await_resume();
+  }
+
+ private:
+  FramedStream* self_;
+  const Frame* frame_;
+  std::optional<absl::Status> status_;  // finished before any write
+  typename C::Encoded encoded_;         // lives until the write is done
+  std::optional<Task<absl::Status>> slow_;
+  std::optional<Stream::WriteAwaiter> write_;  // destroyed before encoded_
+};
+
+template <FrameCodec C>
+bool FramedStream<C>::try_read_now(std::optional<absl::StatusOr<Frame>>& out) {
+  if (!terminal_.ok()) {
+    out.emplace(terminal_);
+    return true;
+  }
+  if (closed_ || !stream_.valid()) {
+    out.emplace(absl::FailedPreconditionError("read_frame: closed"));
+    return true;
+  }
+  while (!input_.empty()) {
+    absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
+    if (!decoded.ok()) {
+      decode_error_.emplace(std::move(decoded).status());  // the reader ends the connection
+      return false;
+    }
+    if (decoded->has_value()) {
+      out.emplace(std::move(**decoded));
+      return true;
+    }
+  }
+  return false;
+}
+
+template <FrameCodec C>
+absl::StatusOr<typename C::Frame> FramedStream<C>::take_reader_result() {
+  ReaderHandle reader = reader_.peek();
+  ReaderPromise& p = reader.promise();
+  if (reader.done()) {
+    std::exception_ptr error = std::move(p.error);
+    reader_.reset();
+    std::rethrow_exception(error);
+  }
+  absl::StatusOr<Frame> result = std::move(*p.result);
+  p.result.reset();
+  return result;
+}
+
+// The reader: one request per resumption by ReadFrameAwaiter, then back to
+// the caller. The loop never ends; the frame is destroyed by ReaderSlot.
+template <FrameCodec C>
+typename FramedStream<C>::ReaderCoroutine FramedStream<C>::run_reader() {
+  ReaderPromise& p = co_await PromiseOf{};
   for (;;) {
-    if (!input_.empty()) {
-      absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
-      if (!decoded.ok()) {
+    FramedStream& s = *p.self;
+    for (;;) {
+      if (s.decode_error_) {
         // A protocol error (the codec queued its goodbye) or the peer's goodbye.
-        co_await end(decoded.status(), /*graceful=*/true);
-        co_return terminal_;
+        absl::Status why = std::move(*s.decode_error_);
+        s.decode_error_.reset();
+        co_await s.end(std::move(why), /*graceful=*/true);
+        p.result.emplace(s.terminal_);
+        break;
       }
-      if (decoded->has_value()) co_return std::move(**decoded);
-      continue;
-    }
-    if (has_output()) {
-      if (absl::Status s = co_await flush_output(); !s.ok()) {
-        co_await end(s, /*graceful=*/false);
-        co_return terminal_;
+      if (!s.input_.empty()) {
+        absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
+        if (!decoded.ok()) {
+          s.decode_error_.emplace(std::move(decoded).status());
+          continue;
+        }
+        if (decoded->has_value()) {
+          p.result.emplace(std::move(**decoded));
+          break;
+        }
+        continue;
       }
-    }
-    current_.reset();
-    absl::StatusOr<RecvBuffer> buf = co_await stream_.read();
-    if (!buf.ok()) {
-      if (stream_.state()->last_read_interrupted()) {
-        // Idle timeout or shutdown: say goodbye with the interrupt's reason.
-        co_await end(buf.status(), /*graceful=*/true);
-      } else if (absl::IsCancelled(buf.status())) {
-        co_return buf.status();  // the caller's stop token; the stream stays usable
-      } else {
-        co_await end(buf.status(), /*graceful=*/false);
+      if (s.has_output()) {
+        if (absl::Status st = co_await s.flush_output(); !st.ok()) {
+          co_await s.end(std::move(st), /*graceful=*/false);
+          p.result.emplace(s.terminal_);
+          break;
+        }
       }
-      co_return terminal_;
+      s.current_.reset();
+      absl::StatusOr<RecvBuffer> buf = co_await s.stream_.read();
+      if (!buf.ok()) {
+        if (s.stream_.state()->last_read_interrupted()) {
+          // Idle timeout or shutdown: say goodbye with the interrupt's reason.
+          co_await s.end(buf.status(), /*graceful=*/true);
+        } else if (absl::IsCancelled(buf.status())) {
+          p.result.emplace(buf.status());  // the caller's stop token; the stream stays usable
+          break;
+        } else {
+          co_await s.end(buf.status(), /*graceful=*/false);
+        }
+        p.result.emplace(s.terminal_);
+        break;
+      }
+      if (buf->empty()) {
+        co_await s.end(end_of_stream_error(), /*graceful=*/false);
+        p.result.emplace(s.terminal_);
+        break;
+      }
+      s.current_ = std::move(*buf);
+      s.input_ = s.current_.span();
     }
-    if (buf->empty()) {
-      co_await end(end_of_stream_error(), /*graceful=*/false);
-      co_return terminal_;
-    }
-    current_ = std::move(*buf);
-    input_ = current_.span();
+    p.token = {};
+    co_await HandBack{};
   }
 }
 
 template <FrameCodec C>
-Task<absl::Status> FramedStream<C>::write_frame(const Frame& frame) {
-  if (closed_ || !stream_.valid()) {
-    if (terminal_.ok()) co_return absl::FailedPreconditionError("write_frame: closed");
-    co_return terminal_;
-  }
-  typename C::Encoded encoded;  // lives until the write is done
-  if (absl::Status s = codec_.encode(frame, encoded); !s.ok()) co_return s;
-  if (has_output()) {
-    if (absl::Status s = co_await flush_output(); !s.ok()) co_return s;
-  }
+Task<absl::Status> FramedStream<C>::flush_then_write(const typename C::Encoded& encoded) {
+  if (absl::Status s = co_await flush_output(); !s.ok()) co_return s;
   absl::Span<const absl::Span<const uint8_t>> parts = encoded.parts();
   co_return co_await stream_.write(parts);
 }

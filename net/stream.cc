@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "coring/core/close.h"
@@ -41,6 +42,7 @@ StreamState::~StreamState() {
   assert(!sending_);
   assert(zc_busy_ == 0);
   drop_queue(absl::CancelledError("stream destroyed"));
+  if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
   ctx_->unlink(this);
 }
 
@@ -205,7 +207,8 @@ int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept
 }
 
 StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
-  void* memory = frame_allocate(sizeof(SendBuf));
+  void* memory =
+      spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
   auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease()};
   if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
     // Prefer a buffer that holds many small writes; else any that fits.
@@ -443,7 +446,11 @@ void StreamState::free_buf(SendBuf* b) noexcept {
   if (b == fill_) fill_ = nullptr;
   if (b->buf_index < 0) frame_deallocate(b->data, b->capacity);
   b->~SendBuf();  // gives a lease back to the arena
-  frame_deallocate(b, sizeof(SendBuf));
+  if (spare_ == nullptr) {
+    spare_ = b;  // the next copied write's header: no allocation per write
+  } else {
+    frame_deallocate(b, sizeof(SendBuf));
+  }
 }
 
 void StreamState::drop_queue(const absl::Status& why) noexcept {

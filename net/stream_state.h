@@ -202,6 +202,10 @@ class StreamState final : private OpTarget {
   std::vector<Segment> segments_;
   size_t seg_head_ = 0;
   SendBuf* fill_ = nullptr;
+  // One freed SendBuf's memory (not constructed), kept for the next copied
+  // write: a connection writing one small message at a time allocates no
+  // header per write. Its data (an arena lease or a slab chunk) is not kept.
+  void* spare_ = nullptr;
   size_t queued_bytes_ = 0;
   Writer* wait_head_ = nullptr;
   Writer* wait_tail_ = nullptr;

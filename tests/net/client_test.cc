@@ -23,10 +23,10 @@
 #include "coring/net/listener.h"
 #include "coring/net/server.h"
 #include "coring/net/unique_fd.h"
+#include "echo_fixtures.h"
 #include "length_prefix_codec.h"
 #include "net_test_support.h"
 #include "sbmp_test_support.h"
-#include "server_on_loop.h"
 
 namespace coring::net {
 namespace {

@@ -15,6 +15,7 @@
 #include "coring/net/listener.h"
 #include "coring/pool/buffer_arena.h"
 #include "coring/pool/slab_pool.h"
+#include "echo_fixtures.h"
 #include "length_prefix_codec.h"
 #include "net_test_support.h"
 
@@ -66,40 +67,13 @@ struct Fixture {
   SocketAddress addr = SocketAddress::ipv4_loopback(0);
 };
 
-Task<absl::Status> send_and_check(NetContext& net, SocketAddress addr, std::vector<size_t> sizes) {
-  auto c = co_await Stream::connect(net, addr);
-  if (!c.ok()) co_return c.status();
-  Framed conn(std::move(*c), LengthPrefixCodec());
-  std::vector<std::vector<uint8_t>> msgs;
-  for (size_t i = 0; i < sizes.size(); ++i) msgs.push_back(pattern(sizes[i], uint32_t(i + 7)));
-  auto writer = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
-    for (const auto& msg : m) {
-      if (auto s = co_await c.write_frame({absl::MakeConstSpan(msg)}); !s.ok()) co_return s;
-    }
-    co_return absl::OkStatus();
-  };
-  auto reader = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
-    for (const auto& msg : m) {
-      auto f = co_await c.read_frame();
-      if (!f.ok()) co_return f.status();
-      if (!std::equal(msg.begin(), msg.end(), f->payload.begin(), f->payload.end())) {
-        co_return absl::DataLossError("echoed frame differs");
-      }
-    }
-    co_return absl::OkStatus();
-  };
-  auto [w, r] = co_await when_all(writer(conn, msgs), reader(conn, msgs));
-  if (!w.ok()) co_return w;
-  if (!r.ok()) co_return r;
-  co_await conn.close();
-  co_return absl::OkStatus();
-}
+using testing::client_echo;
 
 TEST(FramedStreamTest, EchoesFramesOfEverySize) {
   Fixture f;
   spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
   std::vector<size_t> sizes = {0, 1, 2, 100, 4095, 8192, 8193, 65536, 100000, 1 << 20, 3, 0};
-  absl::Status s = f.t.run(send_and_check(*f.t.net, f.addr, sizes));
+  absl::Status s = f.t.run(client_echo(*f.t.net, f.addr, sizes));
   EXPECT_TRUE(s.ok()) << s;
   for (int i = 0; i < 20 && f.whys[0].ok(); ++i) f.t.loop->run_once(false);
   // The client's close() said goodbye (OK) -> the server saw it.
@@ -231,7 +205,7 @@ TEST(FramedStreamTest, ProtocolErrorSendsGoodbyeAndCloses) {
     co_await c->close();
     // A second connection on the same listener still works.
     std::vector<size_t> sizes = {1, 2, 3};
-    co_return co_await send_and_check(net, addr, std::move(sizes));
+    co_return co_await client_echo(net, addr, std::move(sizes));
   }(*f.t.net, f.addr));
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_TRUE(absl::IsInvalidArgument(f.whys[0])) << f.whys[0];
@@ -251,7 +225,7 @@ TEST(FramedStreamTest, PeerResetMidFrame) {
   linger lg{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   ::close(fd);
-  absl::Status s = f.t.run(send_and_check(*f.t.net, f.addr, {10, 20000}));
+  absl::Status s = f.t.run(client_echo(*f.t.net, f.addr, {10, 20000}));
   EXPECT_TRUE(s.ok()) << s;
   for (int i = 0; i < 50 && f.whys[0].ok(); ++i) f.t.loop->run_once(false);
   EXPECT_TRUE(absl::IsUnavailable(f.whys[0])) << f.whys[0];  // ECONNRESET

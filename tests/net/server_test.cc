@@ -19,9 +19,9 @@
 #include "coring/core/runtime.h"
 #include "coring/core/timer.h"
 #include "coring/core/when_all.h"
+#include "echo_fixtures.h"
 #include "length_prefix_codec.h"
 #include "net_test_support.h"
-#include "server_on_loop.h"
 
 namespace coring::net {
 namespace {
@@ -35,34 +35,7 @@ using Framed = FramedStream<LengthPrefixCodec>;
 using testing::echo;
 using testing::ServerOnLoop;
 
-Task<absl::Status> client_echo(NetContext& net, SocketAddress addr, std::vector<size_t> sizes,
-                               ConnectOptions options = {}) {
-  auto c = co_await Stream::connect(net, addr, options);
-  if (!c.ok()) co_return c.status();
-  Framed conn(std::move(*c), LengthPrefixCodec());
-  std::vector<std::vector<uint8_t>> msgs;
-  for (size_t i = 0; i < sizes.size(); ++i) msgs.push_back(pattern(sizes[i], uint32_t(i)));
-  auto writer = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
-    for (const auto& msg : m) {
-      if (auto s = co_await c.write_frame({absl::MakeConstSpan(msg)}); !s.ok()) co_return s;
-    }
-    co_return absl::OkStatus();
-  };
-  auto reader = [](Framed& c, const std::vector<std::vector<uint8_t>>& m) -> Task<absl::Status> {
-    for (const auto& msg : m) {
-      auto f = co_await c.read_frame();
-      if (!f.ok()) co_return f.status();
-      if (!std::equal(msg.begin(), msg.end(), f->payload.begin(), f->payload.end())) {
-        co_return absl::DataLossError("echo differs");
-      }
-    }
-    co_return absl::OkStatus();
-  };
-  auto [w, r] = co_await when_all(writer(conn, msgs), reader(conn, msgs));
-  co_await conn.close();
-  if (!w.ok()) co_return w;
-  co_return r;
-}
+using testing::client_echo;
 
 Task<int> many_clients(NetContext& net, SocketAddress addr, int n, std::vector<size_t> sizes) {
   std::vector<Task<absl::Status>> tasks;

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
+#include "coring/core/errno_status.h"
 
 namespace coring::net {
 namespace {
@@ -122,7 +123,7 @@ absl::StatusOr<SocketAddress> SocketAddress::local_of(int fd) {
   SocketAddress address;
   address.size_ = sizeof(address.storage_);
   if (getsockname(fd, address.data(), &address.size_) != 0) {
-    return absl::InternalError(absl::StrFormat("getsockname: %s", std::strerror(errno)));
+    return errno_to_status(errno, "getsockname");
   }
   switch (address.storage_.ss_family) {
     case AF_INET:

@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "coring/core/frame_allocator.h"
 #include "coring/pool/buffer_lease.h"
 
 namespace coring {
@@ -55,18 +56,28 @@ class RecvBuffer {
   RecvBuffer() = default;
   RecvBuffer(RecvBuffer&& other) noexcept
       : ring_(std::exchange(other.ring_, nullptr)),
-        data_(other.data_),
-        size_(other.size_),
-        id_(other.id_) {}
+        data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
+        id_(other.id_),
+        owned_(std::exchange(other.owned_, false)) {}
   RecvBuffer& operator=(RecvBuffer&& other) noexcept {
     if (this != &other) {
       reset();
       ring_ = std::exchange(other.ring_, nullptr);
-      data_ = other.data_;
-      size_ = other.size_;
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
       id_ = other.id_;
+      owned_ = std::exchange(other.owned_, false);
     }
     return *this;
+  }
+  // Bytes moved out of the ring into memory from frame_allocate(size) (a
+  // stream at its share gives its buffers back; recv_stream.h); freed with
+  // the handle.
+  static RecvBuffer adopt_copy(uint8_t* data, size_t size) noexcept {
+    RecvBuffer b(nullptr, data, size, 0);
+    b.owned_ = true;
+    return b;
   }
   RecvBuffer(const RecvBuffer&) = delete;
   RecvBuffer& operator=(const RecvBuffer&) = delete;
@@ -92,6 +103,7 @@ class RecvBuffer {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   uint16_t id_ = 0;
+  bool owned_ = false;  // data_ is a copy from frame_allocate(), not a ring buffer
 };
 
 class BufferRing {
@@ -142,6 +154,7 @@ class BufferRing {
 
 inline void RecvBuffer::reset() noexcept {
   if (ring_ != nullptr) std::exchange(ring_, nullptr)->give_back(id_);
+  if (std::exchange(owned_, false)) frame_deallocate(data_, size_);
   data_ = nullptr;
   size_ = 0;
 }

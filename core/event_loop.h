@@ -64,8 +64,11 @@ inline thread_local EventLoop* t_current_loop = nullptr;
 
 struct LoopOptions {
   RingOptions ring;
-  // Sparse registered file table; clamped to RLIMIT_NOFILE. 0: no table.
-  uint32_t fixed_files = 1024;
+  // Sparse registered file table; clamped to RLIMIT_NOFILE (so by default
+  // RLIMIT_NOFILE sizes it, up to 64 Ki slots: 8 bytes of kernel memory
+  // each). 0: no table. It is a speed-up, not a limit: net's Listener takes
+  // plain fds once the table is full.
+  uint32_t fixed_files = 65536;
   // Installed as this thread's frame allocator while the loop runs, and
   // drained every iteration. Not owned; may be null.
   pool::SlabPool* slab_pool = nullptr;
@@ -127,6 +130,11 @@ class EventLoop {
   bool is_owner_thread() const noexcept { return std::this_thread::get_id() == owner_; }
   LoopStats stats() const;
   void count_enobufs() noexcept { ++enobufs_; }
+  void count_recv_pause() noexcept { ++recv_pauses_; }
+  void count_recv_spill(size_t bytes) noexcept {
+    ++recv_spills_;
+    recv_spilled_bytes_ += bytes;
+  }
 
   // ---- For awaitables (owner thread) ----
   // A free SQE; submits to make room when the SQ is full and, if the kernel
@@ -230,6 +238,9 @@ class EventLoop {
   uint64_t iterations_ = 0;
   uint64_t cqes_ = 0;
   uint64_t enobufs_ = 0;
+  uint64_t recv_pauses_ = 0;
+  uint64_t recv_spills_ = 0;
+  uint64_t recv_spilled_bytes_ = 0;
   uint64_t msg_ring_sent_ = 0;
   uint64_t msg_ring_received_ = 0;
   uint64_t eventfd_wakes_ = 0;

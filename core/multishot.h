@@ -40,6 +40,7 @@ class MultishotStream : protected OpTarget {
   struct Item {
     int32_t res;
     uint32_t flags;
+    uint8_t* copy = nullptr;  // recv: the bytes, moved out of their ring buffer
   };
 
   // Awaits the next result.

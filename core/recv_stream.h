@@ -14,15 +14,31 @@
 // and the stream re-arms once buffers come back. Destroying the stream
 // cancels the op and returns every buffer it still carries.
 //
+// Fair share: the ring is shared by every stream of the loop, so a stream
+// may hold its buffers only while its reader reads. A stream starts in
+// single-shot mode - one recv, one buffer, armed only while its reader waits,
+// as a readiness-based server reads - and switches to multishot once
+// kPromoteAfter chunks in a row found the reader already waiting. A
+// multishot stream whose unread chunks reach its share (set_share(); 2 while
+// the ring is under a quarter free) cancels the op, goes back to single-shot
+// mode, and moves what it has queued out of the ring into memory of its own
+// (a copy, from the frame allocator). No multishot op is armed on a ring
+// under a quarter free. A reader that stops reading (stuck writing to a peer
+// that never reads) therefore holds no ring buffer, its peer is pushed back
+// by TCP flow control alone, and every other stream keeps receiving.
+// LoopStats::recv_pauses and recv_spills count this.
+//
 // interrupt(why) wakes the reader (idle timeout, shutdown) without losing
-// data: the armed op is cancelled (bytes not yet received stay in the
-// socket), chunks that already arrived are still returned first, then one
+// data: the armed op is cancelled, chunks that already arrived are returned
+// first, then what the socket already holds (non-blocking recvs until
+// EAGAIN: frames a peer sent before a shutdown are still answered), then one
 // next() returns `why` (Next::interrupted() tells it apart). The read after
 // that re-arms and reads on.
 #pragma once
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -41,7 +57,9 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
     ring_.cancel_wait(this);
     while (queued() > 0) {
       Item item = pop();
-      if (item.res >= 0 && (item.flags & IORING_CQE_F_BUFFER)) {
+      if (item.copy != nullptr) {
+        frame_deallocate(item.copy, static_cast<size_t>(item.res));
+      } else if (item.res >= 0 && (item.flags & IORING_CQE_F_BUFFER)) {
         ring_.give_back(static_cast<uint16_t>(item.flags >> IORING_CQE_BUFFER_SHIFT));
       }
     }
@@ -51,14 +69,15 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
    public:
     Next(RecvStream* stream) noexcept : NextAwaiter(stream), stream_(stream) {}
     bool await_ready() const noexcept {
-      return stream_->queued() > 0 || stream_->interrupt_pending_;
+      return stream_->queued() > 0 || (stream_->interrupt_pending_ && stream_->drained_);
     }
     absl::StatusOr<RecvBuffer> await_resume() noexcept {
       const bool empty = stream_->queued() == 0;
       Item item = NextAwaiter::await_resume();
-      if (item.res == kInterrupted || (empty && stream_->interrupt_pending_)) {
+      if (item.res == kInterrupted || (empty && stream_->interrupt_pending_ && stream_->drained_)) {
         interrupted_ = true;
         stream_->interrupt_pending_ = false;
+        stream_->drained_ = false;
         return std::exchange(stream_->interrupt_status_, absl::OkStatus());
       }
       return stream_->to_buffer(item);
@@ -95,6 +114,15 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
   }
   bool interrupt_pending() const noexcept { return interrupt_pending_; }
 
+  // Chunks this stream may queue unread before it pauses (at least 1); see
+  // the top of this file.
+  void set_share(uint32_t max_queued) noexcept { max_queued_ = max_queued > 0 ? max_queued : 1; }
+  uint32_t share() const noexcept { return max_queued_; }
+  // Arms multishot from the start instead of after kPromoteAfter chunks (a
+  // reader known to keep up); the share still applies.
+  void start_multishot() noexcept { single_ = false; }
+  bool multishot() const noexcept { return !single_; }
+
   using MultishotStream::armed;
   using MultishotStream::queued;
 
@@ -102,33 +130,104 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
   static constexpr int32_t kInterrupted = INT32_MIN;
 
   void on_complete(const OpResult& r) noexcept override {
+    if (interrupt_pending_ && r.res == -EAGAIN && !r.more()) {
+      // The drain recv found the socket empty: now the interrupt.
+      cancel_outstanding_ = false;
+      armed_ = false;
+      drained_ = true;
+      if (waiter_) {
+        push(Item{kInterrupted, 0});
+        std::exchange(waiter_, {}).resume();
+      }
+      return;
+    }
     if (cancel_outstanding_ && !r.more()) {
       cancel_outstanding_ = false;
       // The end of the op interrupt() cancelled (or ENOBUFS got there first).
       if (!stopping_ && (r.res == -ECANCELED || r.res == -ENOBUFS)) {
         if (r.res == -ENOBUFS) loop_->count_enobufs();
         armed_ = false;
-        if (!waiter_) return;  // the next next() returns the interrupt or re-arms
-        if (interrupt_pending_) {
-          push(Item{kInterrupted, 0});
-          std::exchange(waiter_, {}).resume();
-        } else {
-          arm_or_wait();  // the interrupt was taken already: read on
-        }
+        if (!waiter_) return;  // the next next() drains and interrupts, or re-arms
+        // Interrupted: drain what the socket already holds (the recv is
+        // then non-blocking), then the interrupt; else read on.
+        arm_or_wait();
         return;
+      }
+    }
+    if (r.has_buffer()) {
+      if (!waiter_) {
+        streak_ = 0;
+        if (r.more() && !cancel_outstanding_ && !stopping_ && over_share()) {
+          // Pause: this chunk is queued as usual below; the op's end
+          // (ECANCELED) is taken above, and the reader re-arms - single-shot -
+          // once it has read the queue.
+          single_ = true;
+          cancel_outstanding_ = true;
+          loop_->count_recv_pause();
+          loop_->cancel_op(user_data_);
+        }
+        if (single_) {
+          // Paused (or a chunk the kernel posted before the pause took
+          // effect): the reader is busy, so what is queued moves out of the
+          // ring - it belongs to the streams whose readers read.
+          MultishotStream::on_complete(r);
+          spill_queued();
+          return;
+        }
+      } else if (single_ && ++streak_ >= kPromoteAfter) {
+        single_ = false;  // the reader keeps up: the next arm is multishot
       }
     }
     MultishotStream::on_complete(r);
   }
 
+  // Copies every queued chunk still in a ring buffer into memory of its own
+  // and gives the buffer back. Only for a stream whose reader is not waiting
+  // (no resumption can happen here).
+  void spill_queued() noexcept {
+    for (size_t i = 0; i < count_; ++i) {
+      Item& item = queue_[(head_ + i) % queue_.size()];
+      if (item.res <= 0 || !(item.flags & IORING_CQE_F_BUFFER) || item.copy != nullptr) continue;
+      const auto id = static_cast<uint16_t>(item.flags >> IORING_CQE_BUFFER_SHIFT);
+      RecvBuffer held = ring_.take(id, static_cast<size_t>(item.res));
+      item.copy = static_cast<uint8_t*>(frame_allocate(held.size()));
+      std::memcpy(item.copy, held.data(), held.size());
+      item.flags &= ~static_cast<uint32_t>(IORING_CQE_F_BUFFER);
+      loop_->count_recv_spill(held.size());
+    }  // each `held` goes back to the ring here
+  }
+
+  // With the chunk `r` carries queued too, is this stream at its share?
+  bool over_share() const noexcept {
+    const size_t after = queued() + 1;
+    return after >= max_queued_ || (after >= 2 && ring_low());
+  }
+  bool ring_low() const noexcept { return ring_.available() < ring_.count() / 4; }
+
   void prepare(io_uring_sqe* sqe) noexcept override {
-    io_uring_prep_recv_multishot(sqe, file_.fd, nullptr, 0, 0);
+    if (interrupt_pending_) {
+      // Drain: bytes the peer sent before the interrupt are still read (and
+      // answered); EAGAIN once the socket is empty ends it.
+      io_uring_prep_recv(sqe, file_.fd, nullptr, 0, MSG_DONTWAIT);
+    } else if (single_ || ring_low()) {
+      io_uring_prep_recv(sqe, file_.fd, nullptr, 0, 0);  // one chunk; no F_MORE
+    } else {
+      io_uring_prep_recv_multishot(sqe, file_.fd, nullptr, 0, 0);
+    }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = ring_.group();
     file_.apply(sqe);
   }
   bool ready_to_arm() noexcept override {
     if (ring_.available() > 0) return true;
+    if (interrupt_pending_ && waiter_) {
+      // Nothing to drain into: the interrupt now (resumed from the loop; we
+      // may be inside the reader's await_suspend).
+      drained_ = true;
+      push(Item{kInterrupted, 0});
+      loop_->schedule(std::exchange(waiter_, {}));
+      return false;
+    }
     ring_.wait_for_buffers(this);
     return false;
   }
@@ -146,6 +245,8 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
 
   absl::StatusOr<RecvBuffer> to_buffer(const Item& item) noexcept {
     if (item.res < 0) return errno_to_status(-item.res, "recv_multishot");
+    if (item.copy != nullptr)
+      return RecvBuffer::adopt_copy(item.copy, static_cast<size_t>(item.res));
     if (!(item.flags & IORING_CQE_F_BUFFER)) return RecvBuffer();  // EOF (res == 0)
     RecvBuffer buf = ring_.take(static_cast<uint16_t>(item.flags >> IORING_CQE_BUFFER_SHIFT),
                                 static_cast<size_t>(item.res));
@@ -165,7 +266,12 @@ class RecvStream : private detail::MultishotStream, private BufferWaiter {
   BufferRing& ring_;
   absl::Status interrupt_status_;
   bool interrupt_pending_ = false;
-  bool cancel_outstanding_ = false;  // interrupt()'s cancel of the armed op
+  bool cancel_outstanding_ = false;  // interrupt()'s or a pause's cancel of the armed op
+  bool drained_ = false;             // interrupted, and the socket was read dry since
+  static constexpr uint32_t kPromoteAfter = 32;
+  uint32_t max_queued_ = 8;
+  uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting
+  bool single_ = true;
 };
 
 inline RecvStream recv_multishot(FileRef file, BufferRing& ring) noexcept {

@@ -37,6 +37,13 @@ struct NetOptions {
   // The loop's shared receive ring: count (a power of two) x size.
   uint32_t recv_buffers = 512;
   uint32_t recv_buffer_size = 16 * 1024;
+  // Receive-side backpressure, per connection: received chunks (buffers of
+  // the shared ring) a connection may hold unread before the loop stops
+  // taking its bytes (1 while the ring is under a quarter free). The peer is
+  // then pushed back by TCP flow control alone until the application reads,
+  // so a peer that sends without reading cannot starve the others of the
+  // ring (core/recv_stream.h).
+  uint32_t recv_share = 8;
   // Per connection: bytes queued for sending (copied, or borrowed from a
   // waiting writer) beyond which writers wait. Bounds what a peer that never
   // reads can make the server hold.

@@ -35,6 +35,7 @@ StreamState::StreamState(NetContext& ctx, FileRef file)
     : ctx_(&ctx), file_(file), deadline_(&StreamState::on_deadline, this) {
   for (ZcSend& z : zc_) z.stream = this;
   channel_.emplace(file, ctx.buffers());
+  channel_->set_share(ctx.options().recv_share);
   ctx.link(this);
 }
 

@@ -83,12 +83,14 @@ TEST(BufferRingTest, MultishotRecvSurvivesExhaustionAndRecovers) {
   {
     RecvStream stream = recv_multishot(a.fd, **ring);
     spawn(*loop, read_stream(&stream, &got, /*hold=*/4));
-    // 4 buffers of 1 KiB, 6 KiB sent: the reader holds all four, the ring
-    // runs dry and the recv ends with ENOBUFS.
+    // 4 buffers of 1 KiB, 6 KiB sent: the reader holds all four and the
+    // ring runs dry (a multishot recv ends with ENOBUFS; a single-shot one,
+    // as a new stream uses, is not armed until buffers come back).
     const std::string first = pattern(6 * 1024);
     ASSERT_EQ(::write(b.fd, first.data(), first.size()), static_cast<ssize_t>(first.size()));
     ASSERT_TRUE(run_until(
-        *loop, [&] { return loop->stats().enobufs >= 1; }, 200));
+        *loop, [&] { return got.data.size() == 4 * 1024u && (*ring)->available() == 0; }, 200));
+    for (int i = 0; i < 5; ++i) loop->run_once(false);
     EXPECT_EQ(got.data.size(), 4 * 1024u);
     EXPECT_EQ((*ring)->outstanding(), 4u);
     EXPECT_FALSE(stream.armed());
@@ -123,6 +125,7 @@ TEST(BufferRingTest, DestroyedStreamReturnsItsBuffers) {
   std::string first;
   {
     RecvStream stream = recv_multishot(a.fd, **ring);
+    stream.start_multishot();
     spawn(*loop, read_one(&stream, &first));
     ASSERT_EQ(::write(b.fd, "one", 3), 3);
     ASSERT_TRUE(run_until(
@@ -143,6 +146,90 @@ TEST(BufferRingTest, DestroyedStreamReturnsItsBuffers) {
   ASSERT_EQ(::write(b.fd, "late", 4), 4);
   for (int i = 0; i < 5; ++i) loop->run_once(false);
   EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+}
+
+// Writes as much of `data` as the socket takes now (non-blocking).
+size_t write_some(int fd, const std::string& data) {
+  const ssize_t n = ::send(fd, data.data(), data.size(), MSG_DONTWAIT);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+// Reads `n` chunks, answering each (ping-pong), so the reader always waits.
+Task<> ping_pong(RecvStream* stream, int fd, int n, std::string* out) {
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<RecvBuffer> buf = co_await stream->next();
+    if (!buf.ok() || buf->empty()) {
+      *out += buf.ok() ? std::string("<eof>") : buf.status().ToString();
+      co_return;
+    }
+    out->append(reinterpret_cast<const char*>(buf->data()), buf->size());
+    if (::write(fd, "k", 1) != 1) co_return;
+  }
+}
+
+TEST(BufferRingTest, StreamThatIsNotReadGivesTheRingBack) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 16, 1024);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [greedy_in, greedy_out] = testing::socket_pair();
+  auto [victim_in, victim_out] = testing::socket_pair();
+  RecvStream greedy = recv_multishot(greedy_in.fd, **ring);
+  greedy.set_share(3);
+  RecvStream victim = recv_multishot(victim_in.fd, **ring);
+  // Ping-pong first: the reader keeps up, so the stream goes multishot.
+  std::string first;
+  spawn(*loop, ping_pong(&greedy, greedy_in.fd, 40, &first));
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(::write(greedy_out.fd, "p", 1), 1);
+    bool acked = false;
+    char ack;
+    ASSERT_TRUE(run_until(
+        *loop, [&] { return acked = acked || ::recv(greedy_out.fd, &ack, 1, MSG_DONTWAIT) == 1; },
+        100))
+        << first;
+  }
+  ASSERT_EQ(first, std::string(40, 'p'));
+  ASSERT_TRUE(greedy.multishot());
+  ASSERT_TRUE(greedy.armed());  // and now nobody reads it
+  // The greedy peer sends far more than the whole ring; its reader is stuck.
+  const std::string flood = pattern(256 * 1024);
+  size_t flooded = write_some(greedy_out.fd, flood);
+  ASSERT_GT(flooded, 16 * 1024u);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return loop->stats().recv_pauses >= 1 && !greedy.armed(); }, 200));
+  for (int i = 0; i < 20; ++i) loop->run_once(false);
+  // It paused at its share and gave every buffer back (its chunks are
+  // copies now); the ring is whole.
+  EXPECT_GE(greedy.queued(), 3u);
+  EXPECT_EQ((*ring)->available(), 16u);
+  EXPECT_GE(loop->stats().recv_spills, greedy.queued());
+  // Another stream on the same ring still receives everything.
+  Received got;
+  spawn(*loop, read_stream(&victim, &got, 0));
+  const std::string message = pattern(12 * 1024);
+  ASSERT_EQ(::write(victim_out.fd, message.data(), message.size()),
+            static_cast<ssize_t>(message.size()));
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return got.data.size() == message.size(); }, 200));
+  EXPECT_EQ(got.data, message);
+  // Once its reader reads again, the paused stream reads on (single-shot,
+  // one buffer at a time) and every byte arrives in order, none lost.
+  Received rest;
+  spawn(*loop, read_stream(&greedy, &rest, 0));
+  ASSERT_TRUE(run_until(
+      *loop,
+      [&] {
+        flooded += write_some(greedy_out.fd, flood.substr(flooded));
+        return flooded == flood.size() && rest.data.size() == flood.size();
+      },
+      5000));
+  EXPECT_EQ(rest.data, flood);
+  ::shutdown(victim_out.fd, SHUT_WR);
+  ::shutdown(greedy_out.fd, SHUT_WR);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return got.eof && rest.eof; }, 200));
   EXPECT_EQ((*ring)->outstanding(), 0u);
 }
 

@@ -112,6 +112,7 @@ TEST(RecvInterruptTest, DataAlreadyReceivedComesFirst) {
   Reads got;
   {
     RecvStream stream = recv_multishot(a.fd, **ring);
+    stream.start_multishot();  // a single-shot recv would not take "two" unread
     // Arm by one read, then let data queue up with nobody reading.
     spawn(*loop, [](RecvStream* s, Reads* out) -> Task<> {
       absl::StatusOr<RecvBuffer> buf = co_await s->next();

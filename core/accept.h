@@ -28,11 +28,44 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "coring/core/errno_status.h"
 #include "coring/core/fixed_files.h"
 #include "coring/core/multishot.h"
 #include "coring/core/op_awaitable.h"
 
 namespace coring {
+
+// Errors accept(2) passes on from the new connection, which its man page
+// says to treat like EAGAIN (retry): the listener is fine.
+inline bool accept_error_is_transient(int err) noexcept {
+  switch (err) {
+    case ENETDOWN:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM:
+    case ECONNABORTED:
+    case EINTR:
+    case EAGAIN:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The status of a failed accept: Unavailable for the transient errors above.
+inline absl::Status accept_error(const OpResult& r, const char* what) {
+  if (accept_error_is_transient(-r.res)) {
+    return absl::UnavailableError(
+        absl::StrCat(what, ": ", errno_to_status(-r.res).message(), " (transient)"));
+  }
+  return fixed_slot_error(r, what);
+}
 
 class AcceptStream : private detail::MultishotStream {
  public:
@@ -51,7 +84,7 @@ class AcceptStream : private detail::MultishotStream {
     absl::StatusOr<uint32_t> await_resume() noexcept {
       Item item = NextAwaiter::await_resume();
       if (item.res >= 0) return static_cast<uint32_t>(item.res);
-      return fixed_slot_error(OpResult{item.res, item.flags, false}, "accept");
+      return accept_error(OpResult{item.res, item.flags, false}, "accept");
     }
   };
 
@@ -114,7 +147,7 @@ class Accept : public OpAwaitable<Accept> {
   }
   absl::StatusOr<int> result(const OpResult& r) const {
     if (r.res >= 0) return r.res;
-    return status_of(r, "accept");
+    return accept_error(r, "accept");
   }
 
  private:

@@ -51,7 +51,7 @@ struct RuntimeOptions {
   size_t threads = 0;  // 0: one per CPU
   bool pin = false;    // pin thread i to CPU i (mod the CPU count)
   RingOptions ring = {};
-  uint32_t fixed_files = 1024;
+  uint32_t fixed_files = 65536;  // per loop; see LoopOptions::fixed_files
   pool::SlabPoolOptions slab = {};
   bool buffers = true;  // create and register a BufferArena per thread
   pool::BufferArenaOptions arena = {};

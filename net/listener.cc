@@ -1,5 +1,7 @@
 #include "coring/net/listener.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 
 #include "coring/core/fixed_files.h"
@@ -23,6 +25,7 @@ std::unique_ptr<Listener> Listener::share(NetContext& ctx, int listen_fd, Listen
 Listener::Listener(NetContext& ctx, int fd, UniqueFd owned, ListenerOptions options)
     : ctx_(ctx), fd_(fd), owned_(std::move(owned)), options_(options) {
   if (ctx_.fixed_files()) accepts_.emplace(FileRef(fd_));
+  spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
 }
 
 // The accept stream goes first (it cancels its op; connections it still
@@ -38,32 +41,45 @@ bool Listener::table_has_room() noexcept {
 Task<absl::StatusOr<Stream>> Listener::accept() {
   std::chrono::milliseconds backoff = options_.min_backoff;
   uint32_t transient_in_a_row = 0;
+  over_capacity_ = false;
+  if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   for (;;) {
     absl::Status error;
-    if (accepts_) {
-      if (accepts_->queued() == 0 && !table_has_room()) {
-        accepts_->disarm();  // no-op unless armed
-        error = absl::ResourceExhaustedError("accept: fixed-file table in use by our streams");
-      } else {
-        absl::StatusOr<uint32_t> slot = co_await accepts_->next();
-        if (slot.ok()) {
-          ++accepted_;
-          Stream stream = Stream::adopt(ctx_, FileRef::fixed_index(*slot));
-          // Disarm before the kernel accepts into a full table (it would
-          // accept and drop the connection); connections accepted meanwhile
-          // stay queued, and the stream re-arms once there is room.
-          if (!table_has_room() && accepts_->queued() == 0) accepts_->disarm();
-          co_return stream;
-        }
-        error = slot.status();
+    const bool direct = accepts_ && (accepts_->queued() > 0 || table_has_room());
+    if (direct) {
+      absl::StatusOr<uint32_t> slot = co_await accepts_->next();
+      if (slot.ok()) {
+        ++accepted_;
+        Stream stream = Stream::adopt(ctx_, FileRef::fixed_index(*slot));
+        // Disarm before the kernel accepts into a full table (it would
+        // accept and drop the connection); connections accepted meanwhile
+        // stay queued, and plain accepts take over until there is room.
+        if (!table_has_room() && accepts_->queued() == 0) accepts_->disarm();
+        co_return stream;
       }
+      error = slot.status();
     } else {
+      if (accepts_) accepts_->disarm();  // no-op unless armed
       absl::StatusOr<int> fd = co_await coring::accept(FileRef(fd_));
       if (fd.ok()) {
         ++accepted_;
+        if (accepts_) ++plain_;
         co_return Stream::adopt(ctx_, FileRef(*fd));
       }
       error = fd.status();
+      if (absl::IsResourceExhausted(error) && spare_fd_) {
+        // Out of fds: give the spare up for this connection, so its peer is
+        // told instead of waiting in the backlog.
+        spare_fd_.reset();
+        absl::StatusOr<int> spare = co_await coring::accept(FileRef(fd_));
+        if (spare.ok()) {
+          ++accepted_;
+          ++spare_;
+          over_capacity_ = true;
+          co_return Stream::adopt(ctx_, FileRef(*spare));
+        }
+        error = spare.status();
+      }
     }
     if (absl::IsCancelled(error)) co_return error;
     if (absl::IsResourceExhausted(error)) {
@@ -72,6 +88,7 @@ Task<absl::StatusOr<Stream>> Listener::accept() {
       absl::Status slept = co_await sleep_for(backoff);
       if (!slept.ok()) co_return slept;  // cancelled
       backoff = std::min(backoff * 2, options_.max_backoff);
+      if (!spare_fd_) spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
       continue;
     }
     if (absl::IsAborted(error) || absl::IsUnavailable(error)) {

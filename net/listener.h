@@ -13,18 +13,18 @@
 // puts connections directly into the table (re-armed when the kernel ends
 // it); without one, single-shot accepts give plain fds.
 //
-// Running out of descriptors or table slots (EMFILE, ENFILE, ENOMEM, table
-// full) is not an error for accept(): it backs off with a timer (min_backoff
-// doubling to max_backoff) and tries again, so existing connections keep
-// being served and the loop never spins. Before re-arming it also waits until
-// the loop's table has a free slot by its own count (NetContext streams), so
-// that connections wait in the kernel's backlog instead of being accepted and
-// dropped. Limitation: an armed multishot accept-direct takes every
-// connection the kernel has, so a burst that overfills the table loses the
-// one that finds it full (the kernel accepts it, has no slot, and closes it);
-// the few accepted while the op is being disarmed are kept and served. Keep
-// `reserved_slots` above the expected burst. Transient errors
-// (ECONNABORTED, EINTR, EAGAIN) are retried.
+// Capacity: the fixed-file table is a speed-up, not a limit. Once the
+// loop's streams fill it (by its own count, keeping `reserved_slots` free),
+// the multishot accept is disarmed - before the kernel would accept into a
+// full table and drop the connection - and connections are accepted as plain
+// fds until slots are free again. Running out of fds (EMFILE, ENFILE) is not
+// silence either: the listener keeps one spare fd open, gives it up to
+// accept the waiting connection, and returns it with over_capacity() true,
+// so the caller can tell the peer (Server: codec goodbye for
+// ResourceExhausted, SBMP GOAWAY(OVERLOADED)) and close; then it reopens the
+// spare. If even that fails it backs off with a timer (min_backoff doubling
+// to max_backoff), so the loop never spins. Errors accept(2) says to retry
+// (ECONNABORTED, EPROTO, EPERM, ENETDOWN, ...: Unavailable) are retried.
 #pragma once
 
 #include <chrono>
@@ -72,8 +72,14 @@ class Listener {
   absl::StatusOr<SocketAddress> local_address() const { return SocketAddress::local_of(fd_); }
   NetContext& context() noexcept { return ctx_; }
 
+  // The connection accept() just returned took the spare fd: the process is
+  // out of descriptors. Tell the peer and close it promptly.
+  bool over_capacity() const noexcept { return over_capacity_; }
+
   uint64_t accepted() const noexcept { return accepted_; }
-  uint64_t backoffs() const noexcept { return backoffs_; }  // waits for resources
+  uint64_t plain_accepts() const noexcept { return plain_; }  // table full: plain fds
+  uint64_t spare_accepts() const noexcept { return spare_; }  // out of fds: spare given up
+  uint64_t backoffs() const noexcept { return backoffs_; }    // waits for resources
   uint64_t transient_errors() const noexcept { return transient_; }
 
  private:
@@ -85,7 +91,11 @@ class Listener {
   UniqueFd owned_;
   ListenerOptions options_;
   std::optional<AcceptStream> accepts_;  // with a fixed-file table
+  UniqueFd spare_fd_;                    // given up to accept when out of fds
+  bool over_capacity_ = false;
   uint64_t accepted_ = 0;
+  uint64_t plain_ = 0;
+  uint64_t spare_ = 0;
   uint64_t backoffs_ = 0;
   uint64_t transient_ = 0;
 };

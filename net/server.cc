@@ -68,17 +68,25 @@ Task<> run_connection(std::shared_ptr<LoopServer> ls, Stream stream, bool reject
 Task<> accept_loop(std::shared_ptr<LoopServer> ls) {
   Server::Shared& shared = *ls->shared;
   const size_t limit = shared.options.max_connections;
+  uint64_t errors_in_a_row = 0;
   for (;;) {
     absl::StatusOr<Stream> s = co_await ls->listener->accept();
     if (!s.ok()) {
       if (absl::IsCancelled(s.status())) co_return;
-      std::fprintf(stderr, "coring: server stops accepting on this thread: %s\n",
-                   s.status().ToString().c_str());
-      (void)co_await sleep_for(std::chrono::hours(24 * 365));  // until shutdown cancels it
-      co_return;
+      // Not transient by accept(2)'s list, yet a listener must not stop for
+      // good: report (1st, 2nd, 4th, ... in a row) and try again after a pause.
+      ++errors_in_a_row;
+      if ((errors_in_a_row & (errors_in_a_row - 1)) == 0) {
+        std::fprintf(stderr, "coring: accept failed (%llu in a row), retrying in 1 s: %s\n",
+                     static_cast<unsigned long long>(errors_in_a_row),
+                     s.status().ToString().c_str());
+      }
+      if (!(co_await sleep_for(std::chrono::seconds(1))).ok()) co_return;  // shutdown
+      continue;
     }
+    errors_in_a_row = 0;
     const size_t n = shared.connections.fetch_add(1, std::memory_order_relaxed) + 1;
-    const bool reject = ls->draining || (limit > 0 && n > limit);
+    const bool reject = ls->draining || (limit > 0 && n > limit) || ls->listener->over_capacity();
     (reject ? shared.rejected : shared.accepted).fetch_add(1, std::memory_order_relaxed);
     spawn(ls->loop, run_connection(ls, std::move(*s), reject));
   }

@@ -81,6 +81,10 @@ class Codec {
   // used up. An error when reading must stop: a protocol violation (GOAWAY
   // queued; kDataLoss with a FrameError) or the peer's GOAWAY.
   absl::StatusOr<std::optional<Frame>> decode(absl::Span<const uint8_t>& input);
+  // Part of a frame has arrived and the rest has not (for frame deadlines).
+  bool mid_frame() const { return decoder_.mid_frame(); }
+  // Memory held for reassembling a split frame (for memory budgets).
+  size_t buffered_bytes() const { return decoder_.buffer_bytes(); }
 
   // Encodes an application frame (type >= 0x0100) with the negotiated
   // version and CHK. Fails with nothing to send when the frame exceeds the

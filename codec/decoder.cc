@@ -75,6 +75,10 @@ absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& in
   if (!error_.ok()) return error_;
 
   if (buffered_ == 0) {
+    // The last split frame (a view into buffer_) is gone now: a buffer grown
+    // for a large one is given back instead of being kept for the
+    // connection's life.
+    if (buffer_.capacity() > kKeptBuffer) std::vector<uint8_t>().swap(buffer_);
     // Fast path: the frame starts at the front of `input`.
     if (input.size() >= kHeaderSize) {
       absl::StatusOr<Header> h = decode_header(input.data(), limits_, offset_);

@@ -1,5 +1,6 @@
 #include "coring/codec/decoder.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,38 @@ TEST(DecoderTest, ContiguousFrameIsAViewIntoTheInput) {
   EXPECT_FALSE(none->has_value());
   EXPECT_FALSE(d.mid_frame());
   EXPECT_EQ(d.offset(), stream.size());
+}
+
+TEST(DecoderTest, BufferGrownForALargeSplitFrameIsReleasedAfterIt) {
+  auto big = make(0x100, std::string(1 << 20, 'b'));
+  auto small = make(0x100, std::string(100, 's'));
+  Decoder d;
+  size_t peak = 0;
+  for (size_t at = 0; at < big.size(); at += 16 * 1024) {  // as 16 KiB reads
+    absl::Span<const uint8_t> chunk =
+        absl::MakeConstSpan(big).subspan(at, std::min<size_t>(16 * 1024, big.size() - at));
+    auto r = d.next(chunk);
+    ASSERT_TRUE(r.ok()) << r.status();
+    peak = std::max(peak, d.buffer_bytes());
+    if (r->has_value()) {
+      EXPECT_EQ((*r)->payload.size(), 1u << 20);
+    }
+  }
+  EXPECT_GE(peak, 1u << 20);
+  EXPECT_LT(peak, 3u << 20);  // grown with the bytes received, doubling
+  // The next frame (whole in its input) comes after the big one was handed out.
+  absl::Span<const uint8_t> in(small);
+  auto r = d.next(in);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_LE(d.buffer_bytes(), Decoder::kKeptBuffer);
+  // A small split frame keeps its (small) buffer for the next one.
+  absl::Span<const uint8_t> half = absl::MakeConstSpan(small).subspan(0, 50);
+  absl::Span<const uint8_t> other = absl::MakeConstSpan(small).subspan(50);
+  ASSERT_TRUE(d.next(half).ok());
+  auto again = d.next(other);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_GT(d.buffer_bytes(), 0u);
+  EXPECT_LE(d.buffer_bytes(), Decoder::kKeptBuffer);
 }
 
 TEST(DecoderTest, SplitFrameIsReassembledOnlyWhenSplit) {

@@ -69,13 +69,8 @@ void StreamState::close_file_now() noexcept {
   if (file_closed_) return;
   file_closed_ = true;
   channel_.reset();
-  EventLoop& loop = ctx_->loop();
-  io_uring_sqe* sqe = loop.get_sqe();
-  if (file_.fixed) {
-    io_uring_prep_close_direct(sqe, static_cast<unsigned>(file_.fd));
-  } else {
-    io_uring_prep_close(sqe, file_.fd);
-  }
+  io_uring_sqe* sqe = ctx_->loop().get_sqe();
+  prep_close(sqe, file_);
   sqe->user_data = kIgnoreUserData;
 }
 
@@ -562,6 +557,7 @@ Task<absl::StatusOr<Stream>> Stream::connect(NetContext& ctx, SocketAddress addr
   absl::Status s =
       co_await coring::connect(file, address.data(), address.size()).timeout(options.timeout);
   if (!s.ok()) {
+    // Also when the stop token cancelled the connect: a close always runs.
     if (file.fixed) (void)co_await coring::close(file);
     co_return absl::Status(s.code(),
                            absl::StrFormat("connect %s: %s", address.to_string(), s.message()));
@@ -587,7 +583,12 @@ Task<absl::Status> Stream::close() {
   absl::Status flushed = co_await flush();
   s->cancel_deadline();
   s->close_for_writing();
+  // Closed meanwhile (a second close(), or the deadline): closing the slot
+  // again could close another connection's file that reuses it.
+  if (s->file_closed()) co_return flushed;
   s->mark_closed();
+  // Runs under a stopped token too (close.h): a handler told to stop still
+  // lets go of its socket and fixed-file slot.
   absl::Status closed = co_await coring::close(s->file());
   if (!flushed.ok()) co_return flushed;
   co_return closed;

@@ -1,0 +1,143 @@
+// Tests of how a net::Stream ends (net/stream.*, net/stream_state.h): a close
+// made under a stopped stop token still closes the socket and frees its
+// fixed-file slot.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <stop_token>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "coring/core/spawn.h"
+#include "coring/core/timer.h"
+#include "coring/net/stream.h"
+#include "coring/net/unique_fd.h"
+#include "net_test_support.h"
+
+namespace coring::net {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::TestLoop;
+
+// A plain (blocking, non-io_uring) listening socket on loopback: the peer of
+// the streams under test, so that what it sees is what the kernel did.
+struct PlainListener {
+  explicit PlainListener(int backlog = 16, int receive_buffer = 0) {
+    fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (receive_buffer > 0) {  // inherited by accepted sockets
+      ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    EXPECT_EQ(::listen(fd.get(), backlog), 0);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    address = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
+  }
+  // A connection the kernel completed already (connect() returned).
+  UniqueFd accept() { return UniqueFd(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC)); }
+
+  UniqueFd fd;
+  SocketAddress address = SocketAddress::ipv4_loopback(0);
+};
+
+// True when `fd`'s peer closed (recv returns 0) within `timeout`.
+bool sees_eof(int fd, std::chrono::milliseconds timeout = 1000ms) {
+  timeval tv{0, static_cast<suseconds_t>(timeout.count() * 1000)};
+  tv.tv_sec = tv.tv_usec / 1'000'000;
+  tv.tv_usec %= 1'000'000;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char c;
+  return ::recv(fd, &c, 1, 0) == 0;
+}
+
+std::stop_token stopped_token() {
+  static std::stop_source* source = [] {
+    auto* s = new std::stop_source;
+    s->request_stop();
+    return s;
+  }();
+  return source->get_token();
+}
+
+// ------------------------------------------------- closing under a stop
+
+// A handler whose stop token is already stopped (a server shutting down)
+// closes its stream: the close must still be submitted, or the socket and
+// its fixed-file slot leak. More closes than the table has slots: a leaked
+// slot makes a later connect fail with ResourceExhausted.
+TEST(StreamLifecycleTest, CloseUnderAStoppedTokenClosesTheSocketAndFreesItsSlot) {
+  LoopOptions lo;
+  lo.fixed_files = 8;
+  TestLoop t(std::move(lo));
+  ASSERT_TRUE(t.net->fixed_files());
+  PlainListener peer;
+  absl::Status s = t.run([](NetContext& net, PlainListener& peer) -> Task<absl::Status> {
+    for (int i = 0; i < 12; ++i) {
+      absl::StatusOr<Stream> c = co_await Stream::connect(net, peer.address);
+      if (!c.ok())
+        co_return absl::Status(c.status().code(),
+                               absl::StrCat("connect #", i, ": ", c.status().message()));
+      UniqueFd p = peer.accept();
+      Task<absl::Status> closing = c->close();
+      closing.set_stop_token(stopped_token());
+      absl::Status closed = co_await std::move(closing);
+      if (!sees_eof(p.get())) {
+        co_return absl::InternalError(
+            absl::StrCat("close #", i, " under a stopped token (", closed.ToString(),
+                         "): the peer saw no EOF, the socket was not closed"));
+      }
+    }
+    co_return absl::OkStatus();
+  }(*t.net, peer));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+// A connect cancelled by its stop token frees the fixed-file slot it took:
+// the close of its failure path runs although the token is stopped.
+TEST(StreamLifecycleTest, ConnectCancelledByItsStopTokenFreesItsSlot) {
+  LoopOptions lo;
+  lo.fixed_files = 4;
+  TestLoop t(std::move(lo));
+  ASSERT_TRUE(t.net->fixed_files());
+  // Backlog 0 with one connection waiting: the kernel drops further SYNs,
+  // so a connect there waits until it is cancelled.
+  PlainListener full(/*backlog=*/0);
+  UniqueFd filler(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(filler.get(), full.address.data(), full.address.size()), 0);
+  PlainListener open;
+  absl::Status s =
+      t.run([](NetContext& net, PlainListener& full, PlainListener& open) -> Task<absl::Status> {
+        for (int i = 0; i < 8; ++i) {
+          std::stop_source stop;
+          Task<absl::StatusOr<Stream>> connecting = Stream::connect(net, full.address);
+          connecting.set_stop_token(stop.get_token());
+          spawn(net.loop(), [](std::stop_source& s) -> Task<> {
+            (void)co_await sleep_for(20ms);
+            s.request_stop();
+          }(stop));
+          absl::StatusOr<Stream> c = co_await std::move(connecting);
+          if (c.ok()) co_return absl::InternalError("connect to a full backlog succeeded");
+          if (!absl::IsCancelled(c.status())) {
+            co_return absl::InternalError(
+                absl::StrCat("cancelled connect #", i, ": ", c.status().ToString()));
+          }
+        }
+        absl::StatusOr<Stream> c = co_await Stream::connect(net, open.address);
+        if (!c.ok()) co_return c.status();
+        co_return co_await c->close();
+      }(*t.net, full, open));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+}  // namespace
+}  // namespace coring::net

@@ -48,7 +48,7 @@ StreamState::~StreamState() {
 
 void StreamState::release() noexcept {
   owned_ = false;
-  channel_.reset();
+  drop_channel(absl::CancelledError("read: the stream was destroyed"));
   if (wait_head_ != nullptr) abort(absl::CancelledError("stream destroyed with writers waiting"));
   if (!queue_empty() && write_error_.ok() && !file_closed_) {
     ++ctx_->stats().lingered;
@@ -59,7 +59,8 @@ void StreamState::release() noexcept {
 }
 
 void StreamState::finish_if_done() noexcept {
-  if (owned_ || sending_ || zc_busy_ > 0) return;
+  // A reader still waiting was woken by release(); it finishes us.
+  if (owned_ || sending_ || zc_busy_ > 0 || reading_) return;
   if (!queue_empty() && write_error_.ok()) return;
   close_file_now();
   delete this;
@@ -67,8 +68,7 @@ void StreamState::finish_if_done() noexcept {
 
 void StreamState::close_file_now() noexcept {
   if (file_closed_) return;
-  file_closed_ = true;
-  channel_.reset();
+  mark_closed();
   io_uring_sqe* sqe = ctx_->loop().get_sqe();
   prep_close(sqe, file_);
   sqe->user_data = kIgnoreUserData;
@@ -76,15 +76,48 @@ void StreamState::close_file_now() noexcept {
 
 void StreamState::mark_closed() noexcept {
   file_closed_ = true;
-  channel_.reset();
+  drop_channel(absl::FailedPreconditionError("read: the stream is closed"));
+}
+
+void StreamState::stop_receiving() noexcept {
+  drop_channel(absl::FailedPreconditionError("read: the stream stopped receiving"));
+}
+
+void StreamState::drop_channel(absl::Status why) noexcept {
+  if (!channel_ || channel_doomed_) return;
+  if (!reading_) {
+    channel_.reset();
+    return;
+  }
+  // A reader waits in the channel (its Next points into it): wake it, and
+  // destroy the channel once it has let go (finish_read, reader_gone).
+  channel_doomed_ = true;
+  doom_status_ = why;
+  channel_->interrupt(std::move(why));
 }
 
 // ---- Reading ----
 
-absl::StatusOr<RecvBuffer> StreamState::finish_read(RecvStream::Next& next) noexcept {
-  reading_ = false;
+absl::StatusOr<RecvBuffer> StreamState::finish_read(std::optional<RecvStream::Next>& next,
+                                                    bool waited) noexcept {
   last_read_interrupted_ = false;
-  if (!channel_ || interrupted_) {
+  if (waited) {
+    reading_ = false;
+    // Let go of the channel before anything may destroy it.
+    absl::StatusOr<RecvBuffer> buf = next->await_resume();
+    const bool interrupted = next->interrupted();
+    next.reset();
+    if (channel_doomed_) {
+      // Receiving ended while this read waited; what it got goes back.
+      channel_doomed_ = false;
+      channel_.reset();
+      absl::Status why = std::exchange(doom_status_, absl::OkStatus());
+      if (!owned_) finish_if_done();  // the reader was the last user: may delete this
+      return why;
+    }
+    return deliver(std::move(buf), interrupted);
+  }
+  if (!channel_ || channel_doomed_ || interrupted_) {
     if (interrupted_) {
       interrupted_ = false;
       last_read_interrupted_ = true;
@@ -93,8 +126,13 @@ absl::StatusOr<RecvBuffer> StreamState::finish_read(RecvStream::Next& next) noex
     if (!write_error_.ok()) return write_error_;
     return absl::FailedPreconditionError("read: the stream is closed");
   }
-  absl::StatusOr<RecvBuffer> buf = next.await_resume();
-  if (next.interrupted()) {
+  absl::StatusOr<RecvBuffer> buf = next->await_resume();
+  return deliver(std::move(buf), next->interrupted());
+}
+
+absl::StatusOr<RecvBuffer> StreamState::deliver(absl::StatusOr<RecvBuffer> buf,
+                                                bool interrupted) noexcept {
+  if (interrupted) {
     last_read_interrupted_ = true;
     return buf;
   }
@@ -105,6 +143,15 @@ absl::StatusOr<RecvBuffer> StreamState::finish_read(RecvStream::Next& next) noex
   rx_seen_ = true;
   ctx_->stats().bytes_received += buf->size();
   return buf;
+}
+
+void StreamState::reader_gone() noexcept {
+  reading_ = false;
+  if (channel_doomed_) {
+    channel_doomed_ = false;
+    channel_.reset();
+  }
+  if (!owned_) finish_if_done();
 }
 
 void StreamState::interrupt_read(absl::Status why) noexcept {
@@ -493,7 +540,7 @@ void StreamState::abort(absl::Status why) noexcept {
   }
   if (first && (!queue_empty() || wait_head_ != nullptr)) ++ctx_->stats().aborts;
   drop_queue(why);
-  if (channel_) interrupt_read(why);
+  if (channel_ && !channel_doomed_) interrupt_read(why);
 }
 
 void StreamState::kill(absl::Status why) noexcept {

@@ -32,7 +32,7 @@ constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COP
 namespace detail {
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
-    : ctx_(&ctx), file_(file), deadline_(&StreamState::on_deadline, this) {
+    : ctx_(&ctx), loop_(&ctx.loop()), file_(file), deadline_(&StreamState::on_deadline, this) {
   for (ZcSend& z : zc_) z.stream = this;
   channel_.emplace(file, ctx.buffers());
   ctx.link(this);
@@ -43,7 +43,7 @@ StreamState::~StreamState() {
   assert(zc_busy_ == 0);
   drop_queue(absl::CancelledError("stream destroyed"));
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
-  ctx_->unlink(this);
+  if (ctx_ != nullptr) ctx_->unlink(this);
 }
 
 void StreamState::release() noexcept {
@@ -60,16 +60,30 @@ void StreamState::release() noexcept {
 
 void StreamState::finish_if_done() noexcept {
   // A reader still waiting was woken by release(); it finishes us.
-  if (owned_ || sending_ || zc_busy_ > 0 || reading_) return;
-  if (!queue_empty() && write_error_.ok()) return;
+  if (owned_ || sending_ || reading_) return;
+  if (!queue_empty() && write_error_.ok()) return;  // lingering: sending on
   close_file_now();
+  if (zc_busy_ > 0) {
+    // Zero-copy sends awaiting their notification still hold their memory
+    // (the socket may still send from it): this lives on until the last
+    // notification, but it is no stream of the context any more.
+    leave_context();
+    return;
+  }
   delete this;
+}
+
+void StreamState::leave_context() noexcept {
+  if (ctx_ == nullptr) return;
+  cancel_deadline();
+  ctx_->unlink(this);
+  ctx_ = nullptr;
 }
 
 void StreamState::close_file_now() noexcept {
   if (file_closed_) return;
   mark_closed();
-  io_uring_sqe* sqe = ctx_->loop().get_sqe();
+  io_uring_sqe* sqe = loop_->get_sqe();
   prep_close(sqe, file_);
   sqe->user_data = kIgnoreUserData;
 }
@@ -303,7 +317,7 @@ void StreamState::complete(Writer& w, absl::Status status) noexcept {
   w.phase = Writer::Phase::kDone;
   w.segments_left = 0;
   // Resumed from the loop, never from here: the writer may destroy us.
-  if (w.handle) ctx_->loop().schedule(std::exchange(w.handle, {}));
+  if (w.handle) loop_->schedule(std::exchange(w.handle, {}));
 }
 
 void StreamState::start_send() noexcept {
@@ -327,7 +341,7 @@ void StreamState::start_send() noexcept {
     submit_zero_copy(head, *zc, more);
     return;
   }
-  EventLoop& loop = ctx_->loop();
+  EventLoop& loop = *loop_;
   OpTable& ops = loop.ops();
   if (head.buf_index >= 0 && !more) {
     // One registered buffer holds all that is queued (coalesced copies).
@@ -369,7 +383,7 @@ void StreamState::start_send() noexcept {
 }
 
 void StreamState::submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept {
-  EventLoop& loop = ctx_->loop();
+  EventLoop& loop = *loop_;
   OpTable& ops = loop.ops();
   z.stream = this;
   z.busy = true;
@@ -401,6 +415,15 @@ void StreamState::on_complete(const OpResult& r) noexcept { on_send_result(r); }
 
 void StreamState::on_zc_complete(ZcSend& z, const OpResult& r) noexcept {
   if ((r.flags & IORING_CQE_F_NOTIF) == 0) {
+    if (zc_in_flight_ != &z) {
+      // The result of a send abort() cancelled: nothing to advance. What it
+      // sends from stays held until the notification (F_MORE), if any.
+      if (!r.more()) {
+        release_zc(z);
+        finish_if_done();
+      }
+      return;
+    }
     // The send's result; the notification follows when F_MORE is set.
     zc_in_flight_ = nullptr;
     if (!r.more()) release_zc(z);
@@ -416,7 +439,9 @@ void StreamState::on_zc_complete(ZcSend& z, const OpResult& r) noexcept {
     on_send_result(r);
     return;
   }
-  if (static_cast<uint32_t>(r.res) & kNotifUsageZcCopied) ++ctx_->stats().zc_copied;
+  if (ctx_ != nullptr && (static_cast<uint32_t>(r.res) & kNotifUsageZcCopied)) {
+    ++ctx_->stats().zc_copied;
+  }
   release_zc(z);
   finish_if_done();
 }
@@ -432,7 +457,7 @@ void StreamState::release_zc(ZcSend& z) noexcept {
 
 void StreamState::unhold_writer(Writer& w) noexcept {
   if (--w.holds == 0 && w.segments_left == 0 && w.phase == Writer::Phase::kQueued) {
-    complete(w, absl::OkStatus());
+    complete(w, write_error_);  // OK unless the stream was aborted meanwhile
   }
 }
 
@@ -503,7 +528,15 @@ void StreamState::drop_queue(const absl::Status& why) noexcept {
       s.buf->unsent -= s.size;
       if (s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);
     }
-    if (s.writer != nullptr && s.writer->phase == Writer::Phase::kQueued) complete(*s.writer, why);
+    if (s.writer != nullptr && s.writer->phase == Writer::Phase::kQueued) {
+      if (s.writer->holds > 0) {
+        // A zero-copy send still reads its memory: the write completes
+        // (with write_error_) at the notification, not before.
+        s.writer->segments_left = 0;
+      } else {
+        complete(*s.writer, why);
+      }
+    }
   }
   segments_.clear();
   seg_head_ = 0;
@@ -523,22 +556,27 @@ void StreamState::abort(absl::Status why) noexcept {
   const bool first = write_error_.ok();
   if (first) write_error_ = why;
   if (sending_) {
-    // The kernel must let go of the iovecs and queued memory first.
-    ctx_->loop().abandon_op(send_index_, /*borrowed_memory=*/true);
+    if (zc_in_flight_ != nullptr) {
+      // A zero-copy send holds what it sends from itself (below): ask the
+      // kernel to stop it, asynchronously; its CQEs still come to its ZcSend.
+      loop_->cancel_op(loop_->ops().user_data(zc_in_flight_->index));
+      zc_in_flight_ = nullptr;
+    } else {
+      // sendmsg / WRITE_FIXED: the kernel must let go of the iovecs and the
+      // queued memory before the queue is dropped.
+      loop_->abandon_op(send_index_, /*borrowed_memory=*/true);
+    }
     sending_ = false;
-    zc_in_flight_ = nullptr;
   }
-  // Zero-copy sends still awaiting their notification: the notification
-  // goes nowhere, and what they held is let go now. (The kernel may still
-  // hold pages of it for a retransmission of a connection being torn down;
-  // registered buffers stay mapped, user memory stays pinned.)
-  for (ZcSend& z : zc_) {
-    if (!z.busy) continue;
-    OpSlot& slot = ctx_->loop().ops()[z.index];
-    if (slot.in_use && slot.target == &z) slot.target = nullptr;
-    release_zc(z);
+  // Zero-copy sends awaiting their notification keep their send buffer or
+  // their writer (whose write completes only then): bytes of theirs may
+  // still sit in the socket, sent (or sent again) from that memory until the
+  // notification says the kernel let go. Given back now, the next lease
+  // (maybe another connection's bytes) would go out on this connection.
+  // release_zc() lets go at the notification; this stays alive until then.
+  if (first && ctx_ != nullptr && (!queue_empty() || wait_head_ != nullptr)) {
+    ++ctx_->stats().aborts;
   }
-  if (first && (!queue_empty() || wait_head_ != nullptr)) ++ctx_->stats().aborts;
   drop_queue(why);
   if (channel_ && !channel_doomed_) interrupt_read(why);
 }
@@ -562,12 +600,21 @@ void StreamState::forget_writer(Writer& w) noexcept {
     return;
   }
   // Its bytes are in the queue and its memory is about to go: the stream
-  // cannot send them any more.
+  // cannot send them any more. Zero-copy sends of its bytes must not reach
+  // it once it is gone. (What such a send left in the socket is sent from
+  // memory the writer no longer owns: a writer must not be destroyed while
+  // its write waits; see Stream::write.)
+  for (ZcSend& z : zc_) {
+    if (z.busy && z.writer == &w) {
+      z.writer = nullptr;
+      --w.holds;
+    }
+  }
   abort(absl::CancelledError("write abandoned while in flight"));
 }
 
 void StreamState::arm_deadline(std::chrono::nanoseconds after) noexcept {
-  deadline_.arm(ctx_->loop(), after);
+  deadline_.arm(*loop_, after);
 }
 
 void StreamState::on_deadline(void* self, bool fired) noexcept {

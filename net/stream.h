@@ -27,7 +27,10 @@
 //   sent without a copy) - for a zero-copy send (NetOptions::
 //   zero_copy_threshold) once the kernel's notification says it let go. Waits while the queue is
 //   over NetOptions::max_queued_bytes (backpressure). Several writers may write at once; their
-//   bytes never interleave.
+//   bytes never interleave. abort() fails writes at once, except one whose
+//   bytes a zero-copy send still reads: it fails when the notification comes.
+//   Do not destroy a coroutine while its write waits: a zero-copy send may
+//   still read the bytes from its frame.
 // * flush(): waits until every byte queued before it was sent.
 // * shutdown_write(): flush, then shutdown(SHUT_WR) (half-close).
 // * close(): flush (bounded by NetOptions::linger), then close the file.

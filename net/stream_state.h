@@ -121,9 +121,12 @@ class StreamState final : private OpTarget {
   bool begin_write(Writer& w) noexcept;
   // A write awaiter is destroyed while its writer is still linked.
   void forget_writer(Writer& w) noexcept;
-  // Fails every queued and waiting writer with `why`, stops sending (the
-  // kernel lets go of the queued memory before this returns), drops the
-  // queue and wakes a waiting reader with `why`. Idempotent.
+  // Fails every queued and waiting writer with `why`, stops sending, drops
+  // the queue and wakes a waiting reader with `why`. Idempotent. Memory the
+  // kernel may still read is kept: a sendmsg/WRITE_FIXED in flight is
+  // cancelled before this returns; a zero-copy send keeps its send buffer,
+  // or its writer waiting (failed at the notification, not before), until
+  // its notification CQE, and the state lives until the last one.
   void abort(absl::Status why) noexcept;
   // abort(), then, for a released stream, close and delete it.
   void kill(absl::Status why) noexcept;
@@ -201,15 +204,20 @@ class StreamState final : private OpTarget {
   bool queue_empty() const noexcept { return seg_head_ == segments_.size(); }
   // The result of a read that reached the channel.
   absl::StatusOr<RecvBuffer> deliver(absl::StatusOr<RecvBuffer> buf, bool interrupted) noexcept;
-  // Released and nothing left to send: close the file and delete this.
+  // Released and nothing left to send: close the file and delete this, or,
+  // while zero-copy notifications are due, leave the context and wait.
   void finish_if_done() noexcept;
+  // Out of the context's list, for good: the file is closed, only zero-copy
+  // notifications are due. Touches nothing of the context after this.
+  void leave_context() noexcept;
   void close_file_now() noexcept;
   // Ends receiving: destroys the channel, or, while a reader waits on it,
   // wakes the reader with `why` and leaves the rest to finish_read().
   void drop_channel(absl::Status why) noexcept;
   static void on_deadline(void* self, bool fired) noexcept;
 
-  NetContext* ctx_;
+  NetContext* ctx_;  // nullptr once it left the context (leave_context)
+  EventLoop* loop_;
   FileRef file_;
   std::optional<RecvStream> channel_;
   // The channel goes when the waiting reader lets go of it; the reader

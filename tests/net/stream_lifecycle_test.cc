@@ -1,7 +1,9 @@
 // Tests of how a net::Stream ends (net/stream.*, net/stream_state.h): a close
 // made under a stopped stop token still closes the socket and frees its
 // fixed-file slot; a reader waiting in read() is woken when another task
-// closes, aborts or destroys the stream.
+// closes, aborts or destroys the stream; abort() keeps the memory of
+// zero-copy sends (send buffers, a writer's bytes) until the kernel's
+// notification says it let go.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -25,16 +27,15 @@ namespace coring::net {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::pattern;
+using testing::RegisteredLoop;
 using testing::TestLoop;
 
 // A plain (blocking, non-io_uring) listening socket on loopback: the peer of
 // the streams under test, so that what it sees is what the kernel did.
 struct PlainListener {
-  explicit PlainListener(int backlog = 16, int receive_buffer = 0) {
+  explicit PlainListener(int backlog = 16) {
     fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (receive_buffer > 0) {  // inherited by accepted sockets
-      ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
-    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -59,6 +60,17 @@ bool sees_eof(int fd, std::chrono::milliseconds timeout = 1000ms) {
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   char c;
   return ::recv(fd, &c, 1, 0) == 0;
+}
+
+// Reads what is there without waiting; the byte count (0 when nothing).
+size_t drain_now(int fd) {
+  std::vector<uint8_t> buf(1 << 16);
+  size_t total = 0;
+  for (;;) {
+    const ssize_t r = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (r <= 0) return total;
+    total += static_cast<size_t>(r);
+  }
 }
 
 std::stop_token stopped_token() {
@@ -242,6 +254,115 @@ TEST(StreamLifecycleTest, ReaderDestroyedWhileWaitingThenClose) {
     reader = Task<>();  // destroyed while waiting
     if (absl::Status st = co_await c->close(); !st.ok()) co_return st;
     if (!sees_eof(p.get())) co_return absl::InternalError("the peer saw no EOF");
+    co_return absl::OkStatus();
+  }(*t.net, peer));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+// ------------------------------------------------- abort and zero copy
+
+// Zero-copy sends to a peer that does not read: once its receive window is
+// full, their bytes sit in our socket, still read from our memory. (A tiny
+// peer receive buffer is avoided on purpose: on loopback it slows TCP to
+// zero-window probes, and the notifications would take seconds.)
+NetOptions zero_copy_options() {
+  NetOptions o;
+  o.zero_copy_threshold = 4096;
+  return o;
+}
+
+// Copied writes in registered send buffers, sent with SEND_ZC: abort()
+// must not give the buffers back to the arena before the notification (the
+// next lease would overwrite bytes still queued in the socket); once the
+// peer reads, the notifications come and every buffer goes back. The
+// stream destroyed meanwhile stays alive until then (ASan).
+TEST(StreamLifecycleTest, AbortKeepsZeroCopySendBuffersUntilTheNotification) {
+  RegisteredLoop t(zero_copy_options());
+  if (!t.net->zero_copy()) GTEST_SKIP() << "no IORING_OP_SEND_ZC";
+  PlainListener peer;
+  pool::BufferArena& arena = *t.arena;
+  absl::Status s = t.run([](NetContext& net, PlainListener& peer,
+                            pool::BufferArena& arena) -> Task<absl::Status> {
+    // The receive ring may hold leases of the same arena: count from here.
+    const uint64_t base = arena.stats().in_use;
+    auto leased = [&arena, base] { return arena.stats().in_use - base; };
+    absl::StatusOr<Stream> c = co_await Stream::connect(net, peer.address);
+    if (!c.ok()) co_return c.status();
+    UniqueFd p = peer.accept();
+    const std::vector<uint8_t> chunk = pattern(6000, 5);
+    absl::Status last;
+    // Copied (each at least zero_copy_threshold): returns at once until the
+    // queue is over max_queued_bytes; then it waits.
+    auto writer = [](Stream& s, const std::vector<uint8_t>& chunk, absl::Status& last) -> Task<> {
+      const absl::Span<const uint8_t> parts[1] = {absl::MakeConstSpan(chunk)};
+      for (int i = 0; i < 200 && last.ok(); ++i) last = co_await s.write_copy(parts);
+    };
+    spawn(net.loop(), writer(*c, chunk, last));
+    (void)co_await sleep_for(100ms);
+    if (net.stats().zc_sends == 0) co_return absl::InternalError("no zero-copy send was made");
+    if (leased() == 0) co_return absl::InternalError("no send buffer leased");
+    c->abort(absl::AbortedError("aborted by the test"));
+    (void)co_await sleep_for(20ms);
+    if (last.ok()) co_return absl::InternalError("the waiting writer was not failed by abort()");
+    if (leased() == 0) {
+      co_return absl::InternalError(
+          "abort() gave zero-copy send buffers back before their notification");
+    }
+    *c = Stream();  // released: the state waits for the notifications
+    (void)co_await sleep_for(20ms);
+    if (leased() == 0) {
+      co_return absl::InternalError(
+          "destroying the aborted stream gave its zero-copy send buffers back early");
+    }
+    // The peer reads: the bytes are acknowledged, the notifications come.
+    for (int i = 0; i < 400 && leased() > 0; ++i) {
+      drain_now(p.get());
+      (void)co_await sleep_for(5ms);
+    }
+    if (leased() != 0) {
+      co_return absl::InternalError(
+          absl::StrCat(leased(), " send buffers still leased after the notifications"));
+    }
+    co_return absl::OkStatus();
+  }(*t.net, peer, arena));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+// A large write is sent from the writer's own memory (SEND_ZC): after
+// abort() the write completes (with an error) only once the notification
+// says the kernel let go of that memory, because the writer frees it then.
+TEST(StreamLifecycleTest, AbortCompletesAZeroCopyWriteOnlyAfterTheNotification) {
+  RegisteredLoop t(zero_copy_options());
+  if (!t.net->zero_copy()) GTEST_SKIP() << "no IORING_OP_SEND_ZC";
+  PlainListener peer;
+  absl::Status s = t.run([](NetContext& net, PlainListener& peer) -> Task<absl::Status> {
+    absl::StatusOr<Stream> c = co_await Stream::connect(net, peer.address);
+    if (!c.ok()) co_return c.status();
+    UniqueFd p = peer.accept();
+    ReadOutcome w;
+    auto writer = [](Stream& s, ReadOutcome& out) -> Task<> {
+      const std::vector<uint8_t> big = pattern(1 << 20, 9);  // in this frame
+      out.status = co_await s.write(absl::MakeConstSpan(big));
+      out.done = true;
+    };
+    spawn(net.loop(), writer(*c, w));
+    (void)co_await sleep_for(100ms);
+    if (net.stats().zc_sends == 0) co_return absl::InternalError("no zero-copy send was made");
+    if (w.done) co_return absl::InternalError("the write finished with the peer not reading");
+    c->abort(absl::AbortedError("aborted by the test"));
+    (void)co_await sleep_for(20ms);
+    if (w.done) {
+      co_return absl::InternalError(absl::StrCat(
+          "abort() completed a zero-copy write before the notification (", w.status.ToString(),
+          "): its memory is freed while the socket still sends from it"));
+    }
+    for (int i = 0; i < 400 && !w.done; ++i) {
+      drain_now(p.get());
+      (void)co_await sleep_for(5ms);
+    }
+    if (!w.done) co_return absl::DeadlineExceededError("the write never completed");
+    if (w.status.ok()) co_return absl::InternalError("the aborted write returned OK");
+    (void)co_await c->close();
     co_return absl::OkStatus();
   }(*t.net, peer));
   EXPECT_TRUE(s.ok()) << s;

@@ -1,7 +1,7 @@
 // Tests of how a net::Stream ends (net/stream.*, net/stream_state.h): a close
-// made under a stopped stop token still closes the socket and frees its
-// fixed-file slot; a reader waiting in read() is woken when another task
-// closes, aborts or destroys the stream; abort() keeps the memory of
+// made under a stopped stop token (Stream, FramedStream, a cancelled
+// connect) still closes the socket and frees its fixed-file slot; a reader waiting in read() is
+// woken when another task closes, aborts or destroys the stream; abort() keeps the memory of
 // zero-copy sends (send buffers, a writer's bytes) until the kernel's
 // notification says it let go.
 #include <gtest/gtest.h>
@@ -19,14 +19,17 @@
 #include "absl/strings/str_cat.h"
 #include "coring/core/spawn.h"
 #include "coring/core/timer.h"
+#include "coring/net/framed_stream.h"
 #include "coring/net/stream.h"
 #include "coring/net/unique_fd.h"
+#include "length_prefix_codec.h"
 #include "net_test_support.h"
 
 namespace coring::net {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::LengthPrefixCodec;
 using testing::pattern;
 using testing::RegisteredLoop;
 using testing::TestLoop;
@@ -109,6 +112,33 @@ TEST(StreamLifecycleTest, CloseUnderAStoppedTokenClosesTheSocketAndFreesItsSlot)
             absl::StrCat("close #", i, " under a stopped token (", closed.ToString(),
                          "): the peer saw no EOF, the socket was not closed"));
       }
+    }
+    co_return absl::OkStatus();
+  }(*t.net, peer));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+// FramedStream::close() under a stopped token: the goodbye is queued, the
+// half-close (an ordinary op) is cancelled, and the socket is still closed.
+TEST(StreamLifecycleTest, FramedCloseUnderAStoppedTokenClosesTheSocket) {
+  TestLoop t;
+  PlainListener peer;
+  absl::Status s = t.run([](NetContext& net, PlainListener& peer) -> Task<absl::Status> {
+    absl::StatusOr<Stream> c = co_await Stream::connect(net, peer.address);
+    if (!c.ok()) co_return c.status();
+    UniqueFd p = peer.accept();
+    FramedStream<LengthPrefixCodec> framed(std::move(*c), LengthPrefixCodec());
+    Task<absl::Status> closing = framed.close();
+    closing.set_stop_token(stopped_token());
+    (void)co_await std::move(closing);
+    // The goodbye (8 bytes), then EOF.
+    uint8_t goodbye[8];
+    if (::recv(p.get(), goodbye, sizeof(goodbye), MSG_WAITALL) != sizeof(goodbye)) {
+      co_return absl::InternalError("no goodbye");
+    }
+    if (!sees_eof(p.get())) {
+      co_return absl::InternalError(
+          "FramedStream::close() under a stopped token: the peer saw no EOF");
     }
     co_return absl::OkStatus();
   }(*t.net, peer));

@@ -84,6 +84,11 @@ void StreamState::close_file_now() noexcept {
 void StreamState::mark_closed() noexcept {
   file_closed_ = true;
   drop_channel(absl::FailedPreconditionError("read: the stream is closed"));
+  // Bytes still queued (written after close()'s flush) can never be sent
+  // now: their writers fail instead of waiting forever.
+  if (!queue_empty() || wait_head_ != nullptr) {
+    abort(absl::FailedPreconditionError("write: the stream was closed before it was sent"));
+  }
 }
 
 void StreamState::stop_receiving() noexcept {
@@ -604,6 +609,7 @@ void StreamState::forget_writer(Writer& w) noexcept {
     }
   }
   abort(absl::CancelledError("write abandoned while in flight"));
+  if (!owned_) finish_if_done();  // may delete this
 }
 
 void StreamState::arm_deadline(std::chrono::nanoseconds after) noexcept {

@@ -119,7 +119,8 @@ class StreamState final : private OpTarget {
   // ---- Writing ----
   // Starts a write; true when it finished without waiting (w.status says how).
   bool begin_write(Writer& w) noexcept;
-  // A write awaiter is destroyed while its writer is still linked.
+  // A write awaiter is destroyed while its writer is still linked. `this`
+  // may be deleted before it returns (a released stream).
   void forget_writer(Writer& w) noexcept;
   // Fails every queued and waiting writer with `why`, stops sending, drops
   // the queue and wakes a waiting reader with `why`. Idempotent. Memory the
@@ -142,8 +143,8 @@ class StreamState final : private OpTarget {
   // Stops receiving (returns held buffers, cancels the recv); a waiting
   // reader gets FailedPrecondition.
   void stop_receiving() noexcept;
-  // Marks the file closed (a waiting reader gets FailedPrecondition); the
-  // caller closes it (close.h) itself.
+  // Marks the file closed: a waiting reader and the writers of bytes still
+  // queued get FailedPrecondition. The caller closes it (close.h) itself.
   void mark_closed() noexcept;
 
   // Intrusive list of the context's streams.

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <stop_token>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -284,6 +285,56 @@ TEST(StreamLifecycleTest, ReaderDestroyedWhileWaitingThenClose) {
     reader = Task<>();  // destroyed while waiting
     if (absl::Status st = co_await c->close(); !st.ok()) co_return st;
     if (!sees_eof(p.get())) co_return absl::InternalError("the peer saw no EOF");
+    co_return absl::OkStatus();
+  }(*t.net, peer));
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+// ------------------------------------------------- writers while the stream closes
+
+// close() flushes, then closes the file. A write admitted in between (its
+// writer resumed by the same completion that ended the flush, just before
+// close() itself) can never be sent once the file is closed: it must fail,
+// not wait forever (and keep the stream alive forever once released).
+TEST(StreamLifecycleTest, AWriteLeftQueuedByCloseFailsInsteadOfHanging) {
+  TestLoop t;
+  PlainListener peer;
+  absl::Status s = t.run([](NetContext& net, PlainListener& peer) -> Task<absl::Status> {
+    absl::StatusOr<Stream> c = co_await Stream::connect(net, peer.address);
+    if (!c.ok()) co_return c.status();
+    UniqueFd p = peer.accept();
+    std::thread drainer([fd = p.get()] {
+      std::vector<uint8_t> buf(1 << 16);
+      while (::recv(fd, buf.data(), buf.size(), 0) > 0) {
+      }
+    });
+    ReadOutcome second;
+    auto writer = [](Stream& s, ReadOutcome& out) -> Task<> {
+      const std::vector<uint8_t> first = pattern(64 * 1024, 1);
+      (void)co_await s.write(absl::MakeConstSpan(first));  // borrowed: done once sent
+      // Resumed before close() (scheduled first): queued after its flush.
+      const std::vector<uint8_t> big = pattern(8 << 20, 2);
+      out.status = co_await s.write(absl::MakeConstSpan(big));
+      out.done = true;
+    };
+    Task<> w = writer(*c, second);
+    w.handle().resume();  // runs until its first write waits
+    absl::Status closed = co_await c->close();
+    bool finished = co_await reader_finished(second);
+    *c = Stream();
+    if (!finished) {
+      // Unblock the test: the file is closed, nothing will wake the writer.
+      w = Task<>();
+    }
+    ::shutdown(p.get(), SHUT_RDWR);
+    drainer.join();
+    if (!closed.ok()) co_return closed;
+    if (!finished) {
+      co_return absl::DeadlineExceededError(
+          "a write queued when close() closed the file never completed");
+    }
+    if (second.status.ok()) co_return absl::InternalError("the unsent write returned OK");
+    if (net.live_streams() != 0) co_return absl::InternalError("the closed stream is still alive");
     co_return absl::OkStatus();
   }(*t.net, peer));
   EXPECT_TRUE(s.ok()) << s;

@@ -26,6 +26,16 @@
 //    before a segment that goes zero copy (then with MSG_MORE).
 // Writers that find the queue over NetOptions::max_queued_bytes wait in FIFO
 // order.
+//
+// Ending: the Stream handle owns the state until release(). The file is
+// closed once, in mark_closed() (by Stream::close(), or close_file_now()
+// when a released stream is done): a reader waiting then is woken, writes
+// still queued fail. abort() fails writers and the reader at once, but what
+// a zero-copy send reads from (its send buffer, or its writer, still
+// waiting) is kept until the send's notification. A released stream lingers
+// while bytes are queued (bounded by NetOptions::linger), then closes its
+// file; if notifications are still due it leaves the context's list and the
+// last notification deletes it.
 #pragma once
 
 #include <sys/socket.h>

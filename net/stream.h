@@ -18,14 +18,19 @@
 // * read(): the next chunk received, as a RecvBuffer that goes back to the
 //   ring when released; empty at EOF. An interrupt (idle timeout, server
 //   shutdown: interrupt_read()) is returned as its status once data already
-//   received has been delivered.
+//   received has been delivered. A read waiting when another task ends the
+//   stream returns at once: FailedPrecondition after close(), Cancelled when
+//   the Stream is destroyed, the reason after abort().
 // * write(bytes) / write(parts): ordered; completes once the bytes are
 //   copied into the send queue (up to NetOptions::copy_threshold) or, for
 //   larger writes, once they are handed to the kernel (the caller's memory is
 //   sent without a copy) - for a zero-copy send (NetOptions::
 //   zero_copy_threshold) once the kernel's notification says it let go. Waits while the queue is
 //   over NetOptions::max_queued_bytes (backpressure). Several writers may write at once; their
-//   bytes never interleave.
+//   bytes never interleave. abort() fails writes at once, except one whose
+//   bytes a zero-copy send still reads: it fails when the notification comes.
+//   Do not destroy a coroutine while its write waits: a zero-copy send may
+//   still read the bytes from its frame.
 // * flush(): waits until every byte queued before it was sent.
 // * shutdown_write(): flush, then shutdown(SHUT_WR) (half-close).
 // * close(): flush (bounded by NetOptions::linger), then close the file.
@@ -42,6 +47,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stop_token>
 #include <utility>
 
@@ -122,22 +128,35 @@ class Stream {
 
 class Stream::ReadAwaiter {
  public:
-  explicit ReadAwaiter(detail::StreamState* s) noexcept : state_(s), next_(s->channel()) {}
+  explicit ReadAwaiter(detail::StreamState* s) noexcept : state_(s) {
+    if (RecvStream* channel = s->channel()) next_.emplace(channel);
+  }
   ReadAwaiter(const ReadAwaiter&) = delete;
+  // The awaiting coroutine destroyed while suspended here: its Next lets go
+  // of the channel first, then the stream learns the reader is gone.
+  ~ReadAwaiter() {
+    if (waiting_) {
+      next_.reset();
+      state_->reader_gone();
+    }
+  }
 
   bool await_ready() const noexcept { return state_->read_ready(next_); }
   template <class Promise>
   bool await_suspend(std::coroutine_handle<Promise> h) {
     state_->set_reading(true);
-    const bool suspend = next_.await_suspend(h);
-    if (!suspend) state_->set_reading(false);
-    return suspend;
+    waiting_ = next_->await_suspend(h);
+    if (!waiting_) state_->set_reading(false);
+    return waiting_;
   }
-  absl::StatusOr<RecvBuffer> await_resume() noexcept { return state_->finish_read(next_); }
+  absl::StatusOr<RecvBuffer> await_resume() noexcept {
+    return state_->finish_read(next_, std::exchange(waiting_, false));
+  }
 
  private:
   detail::StreamState* state_;
-  RecvStream::Next next_;
+  std::optional<RecvStream::Next> next_;
+  bool waiting_ = false;  // suspended on the channel, Next not resumed yet
 };
 
 class Stream::WriteAwaiter {

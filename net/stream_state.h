@@ -26,6 +26,16 @@
 //    before a segment that goes zero copy (then with MSG_MORE).
 // Writers that find the queue over NetOptions::max_queued_bytes wait in FIFO
 // order.
+//
+// Ending: the Stream handle owns the state until release(). The file is
+// closed once, in mark_closed() (by Stream::close(), or close_file_now()
+// when a released stream is done): a reader waiting then is woken, writes
+// still queued fail. abort() fails writers and the reader at once, but what
+// a zero-copy send reads from (its send buffer, or its writer, still
+// waiting) is kept until the send's notification. A released stream lingers
+// while bytes are queued (bounded by NetOptions::linger), then closes its
+// file; if notifications are still due it leaves the context's list and the
+// last notification deletes it.
 #pragma once
 
 #include <sys/socket.h>
@@ -86,13 +96,25 @@ class StreamState final : private OpTarget {
   void release() noexcept;
 
   // ---- Reading ----
+  // A read waits in its RecvStream::Next on the receive channel. The channel
+  // is never destroyed under a waiting reader: whoever ends receiving
+  // (close, release) interrupts the reader and the channel goes once the
+  // reader has let go of it (finish_read, reader_gone).
   RecvStream* channel() noexcept { return channel_ ? &*channel_ : nullptr; }
-  bool read_ready(const RecvStream::Next& next) const noexcept {
-    return interrupted_ || !channel_ || next.await_ready();
+  bool read_ready(const std::optional<RecvStream::Next>& next) const noexcept {
+    return interrupted_ || !channel_ || channel_doomed_ || !next || next->await_ready();
   }
+  // A reader suspended in `next` on the channel (until finish_read).
   void set_reading(bool reading) noexcept { reading_ = reading; }
-  // The result of a read (`next` was awaited, or found ready).
-  absl::StatusOr<RecvBuffer> finish_read(RecvStream::Next& next) noexcept;
+  // The result of a read: `next` was awaited (`waited`: it suspended on the
+  // channel) or found ready. Resets `next` when it waited. For a released
+  // stream whose reader was the last user, `this` may be deleted before it
+  // returns.
+  absl::StatusOr<RecvBuffer> finish_read(std::optional<RecvStream::Next>& next,
+                                         bool waited) noexcept;
+  // The coroutine waiting in a read was destroyed (its Next is gone).
+  // `this` may be deleted before it returns.
+  void reader_gone() noexcept;
   // Wakes a reader waiting for data (or the next one) with `why`. Data that
   // already arrived is still delivered first (RecvStream::interrupt).
   void interrupt_read(absl::Status why) noexcept;
@@ -107,11 +129,15 @@ class StreamState final : private OpTarget {
   // ---- Writing ----
   // Starts a write; true when it finished without waiting (w.status says how).
   bool begin_write(Writer& w) noexcept;
-  // A write awaiter is destroyed while its writer is still linked.
+  // A write awaiter is destroyed while its writer is still linked. `this`
+  // may be deleted before it returns (a released stream).
   void forget_writer(Writer& w) noexcept;
-  // Fails every queued and waiting writer with `why`, stops sending (the
-  // kernel lets go of the queued memory before this returns), drops the
-  // queue and wakes a waiting reader with `why`. Idempotent.
+  // Fails every queued and waiting writer with `why`, stops sending, drops
+  // the queue and wakes a waiting reader with `why`. Idempotent. Memory the
+  // kernel may still read is kept: a sendmsg/WRITE_FIXED in flight is
+  // cancelled before this returns; a zero-copy send keeps its send buffer,
+  // or its writer waiting (failed at the notification, not before), until
+  // its notification CQE, and the state lives until the last one.
   void abort(absl::Status why) noexcept;
   // abort(), then, for a released stream, close and delete it.
   void kill(absl::Status why) noexcept;
@@ -124,9 +150,11 @@ class StreamState final : private OpTarget {
   // Arms (or re-arms) a deadline after which the stream is aborted.
   void arm_deadline(std::chrono::nanoseconds after) noexcept;
   void cancel_deadline() noexcept { deadline_.cancel(); }
-  // Stops receiving (returns held buffers, cancels the recv).
-  void stop_receiving() noexcept { channel_.reset(); }
-  // Marks the file closed; the caller closes it (close.h) itself.
+  // Stops receiving (returns held buffers, cancels the recv); a waiting
+  // reader gets FailedPrecondition.
+  void stop_receiving() noexcept;
+  // Marks the file closed: a waiting reader and the writers of bytes still
+  // queued get FailedPrecondition. The caller closes it (close.h) itself.
   void mark_closed() noexcept;
 
   // Intrusive list of the context's streams.
@@ -185,14 +213,28 @@ class StreamState final : private OpTarget {
   void free_buf(SendBuf* b) noexcept;
   void drop_queue(const absl::Status& why) noexcept;
   bool queue_empty() const noexcept { return seg_head_ == segments_.size(); }
-  // Released and nothing left to send: close the file and delete this.
+  // The result of a read that reached the channel.
+  absl::StatusOr<RecvBuffer> deliver(absl::StatusOr<RecvBuffer> buf, bool interrupted) noexcept;
+  // Released and nothing left to send: close the file and delete this, or,
+  // while zero-copy notifications are due, leave the context and wait.
   void finish_if_done() noexcept;
+  // Out of the context's list, for good: the file is closed, only zero-copy
+  // notifications are due. Touches nothing of the context after this.
+  void leave_context() noexcept;
   void close_file_now() noexcept;
+  // Ends receiving: destroys the channel, or, while a reader waits on it,
+  // wakes the reader with `why` and leaves the rest to finish_read().
+  void drop_channel(absl::Status why) noexcept;
   static void on_deadline(void* self, bool fired) noexcept;
 
-  NetContext* ctx_;
+  NetContext* ctx_;  // nullptr once it left the context (leave_context)
+  EventLoop* loop_;
   FileRef file_;
   std::optional<RecvStream> channel_;
+  // The channel goes when the waiting reader lets go of it; the reader
+  // gets doom_status_.
+  bool channel_doomed_ = false;
+  absl::Status doom_status_;
   absl::Status interrupt_status_;
   bool interrupted_ = false;
   bool reading_ = false;

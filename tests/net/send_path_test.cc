@@ -27,48 +27,7 @@ namespace {
 using testing::echo_acceptor;
 using testing::pattern;
 using testing::read_exactly;
-
-// A loop whose BufferArena is registered, and a NetContext whose receive
-// ring is carved from it (so received payloads lie in registered memory).
-struct RegisteredLoop {
-  explicit RegisteredLoop(NetOptions net_options = {}, uint32_t big_buffers = 16) {
-    auto a = pool::BufferArena::create({.name = "coring.net_send_test.v1",
-                                        .classes = {{4096, 64}, {65536, big_buffers}},
-                                        .carve_bytes = 1 << 20});
-    EXPECT_TRUE(a.ok()) << a.status();
-    arena = std::make_unique<pool::BufferArena>(std::move(*a));
-    LoopOptions lo;
-    lo.arena = arena.get();
-    auto l = EventLoop::create(std::move(lo));
-    EXPECT_TRUE(l.ok()) << l.status();
-    loop = std::move(*l);
-    EXPECT_TRUE(loop->buffers_registered());
-    net_options.recv_buffers = 64;
-    net_options.recv_buffer_size = 16 * 1024;
-    auto n = NetContext::create(*loop, net_options);
-    EXPECT_TRUE(n.ok()) << n.status();
-    net = std::move(*n);
-  }
-  ~RegisteredLoop() {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (net->live_streams() > 0 && std::chrono::steady_clock::now() < until) {
-      loop->run_once(false);
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    EXPECT_EQ(net->live_streams(), 0u);
-    net.reset();
-    loop.reset();
-    EXPECT_EQ(arena->stats().in_use, 0u) << "a send buffer was not given back";
-  }
-  template <class T>
-  T run(Task<T> task) {
-    return loop->block_on(std::move(task));
-  }
-
-  std::unique_ptr<pool::BufferArena> arena;
-  std::unique_ptr<EventLoop> loop;
-  std::unique_ptr<NetContext> net;
-};
+using testing::RegisteredLoop;
 
 // A blocking peer on another thread: reads `n` bytes, then closes.
 struct Sink {

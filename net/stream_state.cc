@@ -1,0 +1,631 @@
+// StreamState (stream_state.h): the send queue, the receive channel and the
+// ending of one connection.
+#include "coring/net/stream_state.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "coring/core/close.h"
+#include "coring/core/errno_status.h"
+#include "coring/core/frame_allocator.h"
+
+namespace coring::net {
+
+namespace {
+// From linux/io_uring.h (6.2+); liburing 2.3's copy predates them.
+constexpr unsigned kSendZcReportUsage = 1U << 3;    // IORING_SEND_ZC_REPORT_USAGE
+constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COPIED
+
+}  // namespace
+
+namespace detail {
+
+StreamState::StreamState(NetContext& ctx, FileRef file)
+    : ctx_(&ctx), loop_(&ctx.loop()), file_(file), deadline_(&StreamState::on_deadline, this) {
+  for (ZcSend& z : zc_) z.stream = this;
+  channel_.emplace(file, ctx.buffers());
+  channel_->set_share(ctx.options().recv_share);
+  ctx.link(this);
+}
+
+StreamState::~StreamState() {
+  assert(!sending_);
+  assert(zc_busy_ == 0);
+  drop_queue(absl::CancelledError("stream destroyed"));
+  if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
+  if (ctx_ != nullptr) ctx_->unlink(this);
+}
+
+void StreamState::release() noexcept {
+  owned_ = false;
+  drop_channel(absl::CancelledError("read: the stream was destroyed"));
+  if (wait_head_ != nullptr) abort(absl::CancelledError("stream destroyed with writers waiting"));
+  if (!queue_empty() && write_error_.ok() && !file_closed_) {
+    ++ctx_->stats().lingered;
+    arm_deadline(ctx_->options().linger);
+    return;  // sending goes on; finish_if_done() closes when the queue is empty
+  }
+  finish_if_done();
+}
+
+void StreamState::finish_if_done() noexcept {
+  // A reader still waiting was woken by release(); it finishes us.
+  if (owned_ || sending_ || reading_) return;
+  if (!queue_empty() && write_error_.ok()) return;  // lingering: sending on
+  close_file_now();
+  if (zc_busy_ > 0) {
+    // Zero-copy sends awaiting their notification still hold their memory
+    // (the socket may still send from it): this lives on until the last
+    // notification, but it is no stream of the context any more.
+    leave_context();
+    return;
+  }
+  delete this;
+}
+
+void StreamState::leave_context() noexcept {
+  if (ctx_ == nullptr) return;
+  cancel_deadline();
+  ctx_->unlink(this);
+  ctx_ = nullptr;
+}
+
+void StreamState::close_file_now() noexcept {
+  if (file_closed_) return;
+  mark_closed();
+  io_uring_sqe* sqe = loop_->get_sqe();
+  prep_close(sqe, file_);
+  sqe->user_data = kIgnoreUserData;
+}
+
+void StreamState::mark_closed() noexcept {
+  file_closed_ = true;
+  drop_channel(absl::FailedPreconditionError("read: the stream is closed"));
+  // Bytes still queued (written after close()'s flush) can never be sent
+  // now: their writers fail instead of waiting forever.
+  if (!queue_empty() || wait_head_ != nullptr) {
+    abort(absl::FailedPreconditionError("write: the stream was closed before it was sent"));
+  }
+}
+
+void StreamState::stop_receiving() noexcept {
+  drop_channel(absl::FailedPreconditionError("read: the stream stopped receiving"));
+}
+
+void StreamState::drop_channel(absl::Status why) noexcept {
+  if (!channel_ || channel_doomed_) return;
+  if (!reading_) {
+    channel_.reset();
+    return;
+  }
+  // A reader waits in the channel (its Next points into it): wake it, and
+  // destroy the channel once it has let go (finish_read, reader_gone).
+  channel_doomed_ = true;
+  doom_status_ = why;
+  channel_->interrupt(std::move(why));
+}
+
+// ---- Reading ----
+
+absl::StatusOr<RecvBuffer> StreamState::finish_read(std::optional<RecvStream::Next>& next,
+                                                    bool waited) noexcept {
+  last_read_interrupted_ = false;
+  if (waited) {
+    reading_ = false;
+    // Let go of the channel before anything may destroy it.
+    absl::StatusOr<RecvBuffer> buf = next->await_resume();
+    const bool interrupted = next->interrupted();
+    next.reset();
+    if (channel_doomed_) {
+      // Receiving ended while this read waited; what it got goes back.
+      channel_doomed_ = false;
+      channel_.reset();
+      absl::Status why = std::exchange(doom_status_, absl::OkStatus());
+      if (!owned_) finish_if_done();  // the reader was the last user: may delete this
+      return why;
+    }
+    return deliver(std::move(buf), interrupted);
+  }
+  if (!channel_ || channel_doomed_ || interrupted_) {
+    if (interrupted_) {
+      interrupted_ = false;
+      last_read_interrupted_ = true;
+      return std::exchange(interrupt_status_, absl::OkStatus());
+    }
+    if (!write_error_.ok()) return write_error_;
+    return absl::FailedPreconditionError("read: the stream is closed");
+  }
+  absl::StatusOr<RecvBuffer> buf = next->await_resume();
+  return deliver(std::move(buf), next->interrupted());
+}
+
+absl::StatusOr<RecvBuffer> StreamState::deliver(absl::StatusOr<RecvBuffer> buf,
+                                                bool interrupted) noexcept {
+  if (interrupted) {
+    last_read_interrupted_ = true;
+    return buf;
+  }
+  if (!buf.ok()) {
+    if (absl::IsCancelled(buf.status())) return absl::CancelledError("read cancelled");
+    return buf;
+  }
+  rx_seen_ = true;
+  ctx_->stats().bytes_received += buf->size();
+  return buf;
+}
+
+void StreamState::reader_gone() noexcept {
+  reading_ = false;
+  if (channel_doomed_) {
+    channel_doomed_ = false;
+    channel_.reset();
+  }
+  if (!owned_) finish_if_done();
+}
+
+void StreamState::interrupt_read(absl::Status why) noexcept {
+  if (why.ok()) why = absl::CancelledError("read interrupted");
+  if (channel_) {
+    channel_->interrupt(std::move(why));
+    return;
+  }
+  interrupt_status_ = std::move(why);
+  interrupted_ = true;
+}
+
+// ---- Writing ----
+
+bool StreamState::fits(size_t bytes) const noexcept {
+  return queued_bytes_ == 0 || queued_bytes_ + bytes <= ctx_->options().max_queued_bytes;
+}
+
+bool StreamState::begin_write(Writer& w) noexcept {
+  if (!write_error_.ok()) {
+    w.status = write_error_;
+    w.phase = Writer::Phase::kDone;
+    return true;
+  }
+  if ((write_closed_ || file_closed_) && w.kind != Writer::Kind::kBarrier) {
+    w.status = absl::FailedPreconditionError("write: the stream is closed for writing");
+    w.phase = Writer::Phase::kDone;
+    return true;
+  }
+  w.bytes = 0;
+  for (absl::Span<const uint8_t> p : w.parts) w.bytes += p.size();
+  if (wait_head_ == nullptr && fits(w.bytes)) {
+    admit(w);
+    return w.phase == Writer::Phase::kDone;
+  }
+  ++ctx_->stats().writer_waits;
+  w.phase = Writer::Phase::kWaitingRoom;
+  w.next = nullptr;
+  if (wait_tail_ != nullptr) {
+    wait_tail_->next = &w;
+  } else {
+    wait_head_ = &w;
+  }
+  wait_tail_ = &w;
+  return false;
+}
+
+void StreamState::admit(Writer& w) noexcept {
+  const bool copy = w.kind == Writer::Kind::kCopy ||
+                    (w.kind == Writer::Kind::kAuto && w.bytes <= ctx_->options().copy_threshold);
+  if (w.kind == Writer::Kind::kBarrier) {
+    if (queue_empty()) {
+      complete(w, absl::OkStatus());
+      return;
+    }
+    segments_.push_back(Segment{nullptr, 0, nullptr, &w, -1});
+    w.segments_left = 1;
+    w.phase = Writer::Phase::kQueued;
+    return;
+  }
+  if (copy) {
+    ++ctx_->stats().copied_writes;
+    copy_in(w.parts, w.bytes);
+    complete(w, absl::OkStatus());
+  } else {
+    ++ctx_->stats().borrowed_writes;
+    uint32_t n = 0;
+    for (absl::Span<const uint8_t> p : w.parts) {
+      if (p.empty()) continue;
+      segments_.push_back(
+          Segment{p.data(), p.size(), nullptr, &w, registered_index(p.data(), p.size())});
+      ++n;
+    }
+    queued_bytes_ += w.bytes;
+    if (n == 0) {
+      complete(w, absl::OkStatus());
+      return;
+    }
+    w.segments_left = n;
+    w.holds = 0;
+    w.phase = Writer::Phase::kQueued;
+  }
+  start_send();
+}
+
+int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept {
+  pool::BufferArena* arena = ctx_->send_arena();
+  if (arena == nullptr) return -1;
+  const absl::Span<const iovec> regions = arena->regions();
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const auto* base = static_cast<const uint8_t*>(regions[i].iov_base);
+    if (p >= base && p + n <= base + regions[i].iov_len) return static_cast<int32_t>(i);
+  }
+  return -1;
+}
+
+StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
+  void* memory =
+      spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
+  auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease()};
+  if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
+    // Prefer a buffer that holds many small writes; else any that fits.
+    absl::StatusOr<pool::BufferLease> lease = arena->acquire(std::max(kChunkSize, bytes));
+    if (!lease.ok() && bytes < kChunkSize) lease = arena->acquire(bytes);
+    if (lease.ok()) {
+      b->lease = std::move(*lease);
+      b->data = b->lease.data();
+      b->capacity = b->lease.size();
+      b->buf_index = static_cast<int32_t>(b->lease.buf_index());
+      return b;
+    }
+    ++ctx_->stats().send_buffer_fallbacks;
+  }
+  b->capacity = std::max(kChunkSize, bytes);
+  b->data = static_cast<uint8_t*>(frame_allocate(b->capacity));
+  return b;
+}
+
+void StreamState::copy_in(absl::Span<const absl::Span<const uint8_t>> parts,
+                          size_t bytes) noexcept {
+  if (bytes == 0) return;
+  if (fill_ == nullptr || fill_->capacity - fill_->used < bytes) {
+    // The previous fill buffer is freed once its bytes are sent (advance,
+    // release_zc); it has bytes unsent or held, or it would be gone.
+    fill_ = new_send_buf(bytes);
+  }
+  uint8_t* dst = fill_->data + fill_->used;
+  for (absl::Span<const uint8_t> p : parts) {
+    if (!p.empty()) std::memcpy(dst, p.data(), p.size());
+    dst += p.size();
+  }
+  const uint8_t* start = fill_->data + fill_->used;
+  fill_->used += bytes;
+  fill_->unsent += bytes;
+  queued_bytes_ += bytes;
+  // Extend the last segment when it is the copied run just before ours.
+  if (!queue_empty()) {
+    Segment& last = segments_.back();
+    if (last.buf == fill_ && last.data + last.size == start) {
+      last.size += bytes;
+      return;
+    }
+  }
+  segments_.push_back(Segment{start, bytes, fill_, nullptr, fill_->buf_index});
+}
+
+void StreamState::complete(Writer& w, absl::Status status) noexcept {
+  w.status = std::move(status);
+  w.phase = Writer::Phase::kDone;
+  w.segments_left = 0;
+  // Resumed from the loop, never from here: the writer may destroy us.
+  if (w.handle) loop_->schedule(std::exchange(w.handle, {}));
+}
+
+void StreamState::start_send() noexcept {
+  if (sending_ || !write_error_.ok() || file_closed_) return;
+  // Barriers at the head are reached: nothing before them is unsent.
+  advance(0);
+  if (queue_empty()) return;
+  Segment& head = segments_[seg_head_];
+  const size_t zc_threshold = ctx_->options().zero_copy_threshold;
+  ZcSend* zc = nullptr;
+  if (ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy) {
+    for (ZcSend& z : zc_) {
+      if (!z.busy) {
+        zc = &z;
+        break;
+      }
+    }
+  }
+  const bool more = queued_bytes_ > head.size;
+  if (zc != nullptr && head.size >= zc_threshold) {
+    submit_zero_copy(head, *zc, more);
+    return;
+  }
+  EventLoop& loop = *loop_;
+  OpTable& ops = loop.ops();
+  if (head.buf_index >= 0 && !more) {
+    // One registered buffer holds all that is queued (coalesced copies).
+    send_index_ = ops.acquire(this);
+    ops[send_index_].pending = 1;
+    io_uring_sqe* sqe = loop.get_sqe();
+    io_uring_prep_write_fixed(sqe, file_.fd, head.data, static_cast<unsigned>(head.size), 0,
+                              static_cast<int>(head.buf_index));
+    file_.apply(sqe);
+    sqe->user_data = ops.user_data(send_index_);
+    sending_ = true;
+    ++ctx_->stats().fixed_sends;
+    return;
+  }
+  size_t n = 0;
+  bool stopped_before_zc = false;
+  for (size_t i = seg_head_; i < segments_.size() && n < kMaxIov; ++i) {
+    const Segment& s = segments_[i];
+    if (s.size == 0) continue;
+    if (n > 0 && zc != nullptr && s.size >= zc_threshold) {
+      stopped_before_zc = true;  // it goes next, zero copy
+      break;
+    }
+    iov_[n].iov_base = const_cast<uint8_t*>(s.data);
+    iov_[n].iov_len = s.size;
+    ++n;
+  }
+  msg_ = msghdr{};
+  msg_.msg_iov = iov_;
+  msg_.msg_iovlen = n;
+  send_index_ = ops.acquire(this);
+  ops[send_index_].pending = 1;
+  io_uring_sqe* sqe = loop.get_sqe();
+  io_uring_prep_sendmsg(sqe, file_.fd, &msg_, MSG_NOSIGNAL | (stopped_before_zc ? MSG_MORE : 0));
+  file_.apply(sqe);
+  sqe->user_data = ops.user_data(send_index_);
+  sending_ = true;
+  ++ctx_->stats().sendmsg_sends;
+}
+
+void StreamState::submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept {
+  EventLoop& loop = *loop_;
+  OpTable& ops = loop.ops();
+  z.stream = this;
+  z.busy = true;
+  z.writer = s.writer;
+  z.buf = s.buf;
+  if (z.writer != nullptr) ++z.writer->holds;
+  if (z.buf != nullptr) ++z.buf->holds;
+  ++zc_busy_;
+  z.index = ops.acquire(&z);
+  ops[z.index].pending = 1;
+  io_uring_sqe* sqe = loop.get_sqe();
+  const int flags = MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+  if (s.buf_index >= 0) {
+    io_uring_prep_send_zc_fixed(sqe, file_.fd, s.data, s.size, flags, kSendZcReportUsage,
+                                static_cast<unsigned>(s.buf_index));
+    ++ctx_->stats().fixed_sends;
+  } else {
+    io_uring_prep_send_zc(sqe, file_.fd, s.data, s.size, flags, kSendZcReportUsage);
+  }
+  file_.apply(sqe);
+  sqe->user_data = ops.user_data(z.index);
+  send_index_ = z.index;
+  zc_in_flight_ = &z;
+  sending_ = true;
+  ++ctx_->stats().zc_sends;
+}
+
+void StreamState::on_complete(const OpResult& r) noexcept { on_send_result(r); }
+
+void StreamState::on_zc_complete(ZcSend& z, const OpResult& r) noexcept {
+  if ((r.flags & IORING_CQE_F_NOTIF) == 0) {
+    if (zc_in_flight_ != &z) {
+      // The result of a send abort() cancelled: nothing to advance. What it
+      // sends from stays held until the notification (F_MORE), if any.
+      if (!r.more()) {
+        release_zc(z);
+        finish_if_done();
+      }
+      return;
+    }
+    // The send's result; the notification follows when F_MORE is set.
+    zc_in_flight_ = nullptr;
+    if (!r.more()) release_zc(z);
+    if (r.res == -EINVAL || r.res == -EOPNOTSUPP) {
+      // The kernel refuses these flags (no usage reports, no zero copy on
+      // this socket): send without it from now on; nothing was sent.
+      ctx_->disable_zero_copy();
+      sending_ = false;
+      start_send();
+      finish_if_done();
+      return;
+    }
+    on_send_result(r);
+    return;
+  }
+  if (ctx_ != nullptr && (static_cast<uint32_t>(r.res) & kNotifUsageZcCopied)) {
+    ++ctx_->stats().zc_copied;
+  }
+  release_zc(z);
+  finish_if_done();
+}
+
+void StreamState::release_zc(ZcSend& z) noexcept {
+  z.busy = false;
+  --zc_busy_;
+  if (Writer* w = std::exchange(z.writer, nullptr); w != nullptr) unhold_writer(*w);
+  if (SendBuf* b = std::exchange(z.buf, nullptr); b != nullptr) {
+    if (--b->holds == 0 && b->unsent == 0) free_buf(b);
+  }
+}
+
+void StreamState::unhold_writer(Writer& w) noexcept {
+  if (--w.holds == 0 && w.segments_left == 0 && w.phase == Writer::Phase::kQueued) {
+    complete(w, write_error_);  // OK unless the stream was aborted meanwhile
+  }
+}
+
+void StreamState::on_send_result(const OpResult& r) noexcept {
+  sending_ = false;
+  if (r.res < 0) {
+    abort(errno_to_status(-r.res, "send"));
+    finish_if_done();
+    return;
+  }
+  ++ctx_->stats().sends;
+  ctx_->stats().bytes_sent += static_cast<size_t>(r.res);
+  advance(static_cast<size_t>(r.res));
+  pump_waiters();
+  start_send();
+  if (!owned_ && queue_empty()) cancel_deadline();
+  finish_if_done();
+}
+
+void StreamState::advance(size_t n) noexcept {
+  while (seg_head_ < segments_.size()) {
+    Segment& s = segments_[seg_head_];
+    const size_t take = std::min(n, s.size);
+    s.data += take;
+    s.size -= take;
+    n -= take;
+    queued_bytes_ -= take;
+    if (s.buf != nullptr) s.buf->unsent -= take;
+    if (s.size > 0) break;
+    if (s.buf != nullptr && s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);
+    if (s.writer != nullptr && --s.writer->segments_left == 0 && s.writer->holds == 0) {
+      complete(*s.writer, absl::OkStatus());
+    }
+    ++seg_head_;
+  }
+  if (queue_empty()) {
+    segments_.clear();
+    seg_head_ = 0;
+  }
+}
+
+void StreamState::pump_waiters() noexcept {
+  while (wait_head_ != nullptr && write_error_.ok() && fits(wait_head_->bytes)) {
+    Writer* w = wait_head_;
+    wait_head_ = w->next;
+    if (wait_head_ == nullptr) wait_tail_ = nullptr;
+    w->next = nullptr;
+    admit(*w);
+  }
+}
+
+void StreamState::free_buf(SendBuf* b) noexcept {
+  if (b == fill_) fill_ = nullptr;
+  if (b->buf_index < 0) frame_deallocate(b->data, b->capacity);
+  b->~SendBuf();  // gives a lease back to the arena
+  if (spare_ == nullptr) {
+    spare_ = b;  // the next copied write's header: no allocation per write
+  } else {
+    frame_deallocate(b, sizeof(SendBuf));
+  }
+}
+
+void StreamState::drop_queue(const absl::Status& why) noexcept {
+  assert(!sending_);
+  for (size_t i = seg_head_; i < segments_.size(); ++i) {
+    Segment& s = segments_[i];
+    if (s.buf != nullptr) {
+      s.buf->unsent -= s.size;
+      if (s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);
+    }
+    if (s.writer != nullptr && s.writer->phase == Writer::Phase::kQueued) {
+      if (s.writer->holds > 0) {
+        // A zero-copy send still reads its memory: the write completes
+        // (with write_error_) at the notification, not before.
+        s.writer->segments_left = 0;
+      } else {
+        complete(*s.writer, why);
+      }
+    }
+  }
+  segments_.clear();
+  seg_head_ = 0;
+  queued_bytes_ = 0;
+  fill_ = nullptr;  // freed above, or held by a zero-copy send
+  while (wait_head_ != nullptr) {
+    Writer* w = wait_head_;
+    wait_head_ = w->next;
+    w->next = nullptr;
+    complete(*w, why);
+  }
+  wait_tail_ = nullptr;
+}
+
+void StreamState::abort(absl::Status why) noexcept {
+  if (why.ok()) why = absl::AbortedError("stream aborted");
+  const bool first = write_error_.ok();
+  if (first) write_error_ = why;
+  if (sending_) {
+    if (zc_in_flight_ != nullptr) {
+      // A zero-copy send holds what it sends from itself (below): ask the
+      // kernel to stop it, asynchronously; its CQEs still come to its ZcSend.
+      loop_->cancel_op(loop_->ops().user_data(zc_in_flight_->index));
+      zc_in_flight_ = nullptr;
+    } else {
+      // sendmsg / WRITE_FIXED: the kernel must let go of the iovecs and the
+      // queued memory before the queue is dropped.
+      loop_->abandon_op(send_index_, /*borrowed_memory=*/true);
+    }
+    sending_ = false;
+  }
+  // Zero-copy sends awaiting their notification keep their send buffer or
+  // their writer (whose write completes only then): bytes of theirs may
+  // still sit in the socket, sent (or sent again) from that memory until the
+  // notification says the kernel let go. Given back now, the next lease
+  // (maybe another connection's bytes) would go out on this connection.
+  // release_zc() lets go at the notification; this stays alive until then.
+  if (first && ctx_ != nullptr && (!queue_empty() || wait_head_ != nullptr)) {
+    ++ctx_->stats().aborts;
+  }
+  drop_queue(why);
+  if (channel_ && !channel_doomed_) interrupt_read(why);
+}
+
+void StreamState::kill(absl::Status why) noexcept {
+  abort(std::move(why));
+  finish_if_done();
+}
+
+void StreamState::forget_writer(Writer& w) noexcept {
+  w.handle = {};  // its coroutine is going away: never resume it
+  if (w.phase == Writer::Phase::kWaitingRoom) {
+    Writer* prev = nullptr;
+    for (Writer* p = wait_head_; p != nullptr; prev = p, p = p->next) {
+      if (p != &w) continue;
+      (prev != nullptr ? prev->next : wait_head_) = w.next;
+      if (wait_tail_ == &w) wait_tail_ = prev;
+      break;
+    }
+    w.phase = Writer::Phase::kDone;
+    return;
+  }
+  // Its bytes are in the queue and its memory is about to go: the stream
+  // cannot send them any more. Zero-copy sends of its bytes must not reach
+  // it once it is gone. (What such a send left in the socket is sent from
+  // memory the writer no longer owns: a writer must not be destroyed while
+  // its write waits; see Stream::write.)
+  for (ZcSend& z : zc_) {
+    if (z.busy && z.writer == &w) {
+      z.writer = nullptr;
+      --w.holds;
+    }
+  }
+  abort(absl::CancelledError("write abandoned while in flight"));
+  if (!owned_) finish_if_done();  // may delete this
+}
+
+void StreamState::arm_deadline(std::chrono::nanoseconds after) noexcept {
+  deadline_.arm(*loop_, after);
+}
+
+void StreamState::on_deadline(void* self, bool fired) noexcept {
+  auto* s = static_cast<StreamState*>(self);
+  if (fired) {
+    s->kill(absl::DeadlineExceededError("stream: queued bytes not sent before the deadline"));
+    return;
+  }
+  if (!s->owned_) s->finish_if_done();
+}
+
+}  // namespace detail
+
+}  // namespace coring::net

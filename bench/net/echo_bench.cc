@@ -45,7 +45,7 @@ Task<> echo(Framed conn) {
     auto st = co_await conn.write_frame(*frame);
     if (!st.ok()) break;
   }
-  co_await conn.close();
+  (void)co_await conn.close();
 }
 
 Task<> accept_one(coring::net::Listener& listener) {
@@ -80,7 +80,7 @@ Task<absl::Status> client(coring::net::NetContext& net, coring::net::SocketAddre
   state.counters["allocs_per_iter"] = benchmark::Counter(heap / iters);
   state.counters["slab_allocs_per_iter"] = benchmark::Counter(slab_allocs / iters);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
-  co_await conn.close();
+  (void)co_await conn.close();
   co_return absl::OkStatus();
 }
 

@@ -45,7 +45,7 @@ TEST(EventLoopTest, BlockOnReturnsTheResult) {
 }
 
 Task<> throws() {
-  co_await nop();
+  (void)co_await nop();
   throw std::runtime_error("boom");
 }
 
@@ -232,10 +232,10 @@ Task<> post_many(EventLoop& target, int n, std::atomic<int>* received, int* in_o
       *expected = i + 1;
       received->fetch_add(1, std::memory_order_release);
     });
-    if (i % 1024 == 1023) co_await nop();  // let the loop submit its wake-ups
+    if (i % 1024 == 1023) (void)co_await nop();  // let the loop submit its wake-ups
   }
   // Wait until everything arrived (the counter is only read here).
-  while (received->load(std::memory_order_acquire) < n) co_await sleep_for(1ms);
+  while (received->load(std::memory_order_acquire) < n) (void)co_await sleep_for(1ms);
 }
 
 TEST_P(CrossThreadTest, ManyPostsBetweenTwoLoopsNoneLost) {
@@ -286,7 +286,7 @@ TEST_P(CrossThreadTest, ForeignThreadsCanSpawn) {
   TwoLoops two(wakeup_options(GetParam()));
   std::atomic<bool> done{false};
   spawn(*two.b, [](std::atomic<bool>* d) -> Task<> {
-    co_await nop();
+    (void)co_await nop();
     d->store(true);
   }(&done));
   for (int i = 0; i < 2000 && !done.load(); ++i) std::this_thread::sleep_for(1ms);
@@ -297,7 +297,7 @@ TEST(EventLoopTest, DestroyingTheLoopDestroysSuspendedTasks) {
   auto loop = make_loop();
   bool finished = false;
   spawn(*loop, [](bool* f) -> Task<> {
-    co_await sleep_for(10s);
+    (void)co_await sleep_for(10s);
     *f = true;
   }(&finished));
   loop->run_once(false);

@@ -62,7 +62,7 @@ TEST(RuntimeTest, StopFromInsideALoopEndsRun) {
   Runtime rt(small(2));
   ASSERT_TRUE(rt.start().ok());
   rt.spawn_on_each([&rt](EventLoop&) -> Task<> {
-    co_await sleep_for(10ms);
+    (void)co_await sleep_for(10ms);
     rt.stop();
   });
   EXPECT_EQ(rt.run(), 0);
@@ -75,7 +75,7 @@ TEST(RuntimeTest, SuspendedTasksAreDestroyedAtStop) {
   std::atomic<bool> started{false};
   rt.spawn_on_each([&](EventLoop&) -> Task<> {
     started = true;
-    co_await sleep_for(1h);
+    (void)co_await sleep_for(1h);
     finished = true;
   });
   for (int i = 0; i < 2000 && !started; ++i) std::this_thread::sleep_for(1ms);
@@ -92,9 +92,9 @@ void expect_signal_stops_runtime(int signo) {
   ASSERT_TRUE(rt.start().ok());
   std::atomic<int> finished{0};
   rt.spawn_on_each([&finished, signo](EventLoop&) -> Task<> {
-    co_await sleep_for(20ms);
-    ::kill(::getpid(), signo);  // process-directed
-    co_await sleep_for(1h);     // destroyed by the shutdown
+    (void)co_await sleep_for(20ms);
+    ::kill(::getpid(), signo);     // process-directed
+    (void)co_await sleep_for(1h);  // destroyed by the shutdown
     finished.fetch_add(1);
   });
   const auto start = std::chrono::steady_clock::now();
@@ -139,7 +139,7 @@ TEST(RuntimeTest, ShutdownHooksRunOnSignalBeforeTheLoopsStop) {
   rt.remove_shutdown_hook(removed);
   rt.spawn_on_each([first](EventLoop& loop) -> Task<> {
     if (&loop == first) {
-      co_await sleep_for(20ms);
+      (void)co_await sleep_for(20ms);
       ::kill(::getpid(), SIGTERM);
     }
   });

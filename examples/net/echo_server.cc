@@ -10,7 +10,8 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "command_line.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
 
@@ -30,7 +31,12 @@ coring::Task<> echo(coring::net::Stream conn) {
 }
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  absl::SetProgramUsageMessage(
+      "raw TCP (or Unix-socket) byte echo server.\n\n"
+      "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
+      "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
+      "stop accepting, let connections finish and exit 0.");
+  coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
   coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
   coring::net::Server server(rt, {.port = absl::GetFlag(FLAGS_port),
                                   .host = absl::GetFlag(FLAGS_host),

@@ -27,9 +27,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "command_line.h"
 #include "coring/codec/codec.h"
 #include "coring/core/event_loop.h"
 #include "coring/core/runtime.h"
@@ -235,7 +236,7 @@ Task<> sbmp_connection(Stream stream, Pipeline& p) {
                                      .agent = "coring-pingpong/0.1"};
   Conn conn(std::move(stream), coring::sbmp::Codec(options));
   co_await coring::when_all(sbmp_writer(conn, p), sbmp_reader(conn, p));
-  co_await conn.close();  // GOAWAY(NO_ERROR) after everything queued
+  (void)co_await conn.close();  // GOAWAY(NO_ERROR) after everything queued
 }
 
 // ---- Raw bytes: messages are `size` bytes of the byte stream ----
@@ -285,7 +286,7 @@ Task<> raw_connection(Stream stream, Pipeline& p) {
     auto eof = co_await stream.read();  // the echo server closes after our EOF
     if (eof.ok() && !eof->empty()) p.mismatch("bytes after the last message");
   }
-  co_await stream.close();
+  (void)co_await stream.close();
 }
 
 Task<> connection(coring::net::NetContext& net, Shared& shared, ThreadStats& stats, uint32_t id) {
@@ -377,7 +378,14 @@ absl::StatusOr<Config> config_from_flags() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  absl::SetProgramUsageMessage(
+      "load generator for sbmp_echo_server (and, with --raw, echo_server).\n\n"
+      "Usage: pingpong_client [--host=ADDR] [--port=N | --unix=PATH] [--raw] [--hello]\n"
+      "                       [--conns=N] [--depth=N] [--size=BYTES] [--duration=10s]\n"
+      "                       [--threads=N] [--json]\n"
+      "Keeps --depth messages in flight on each connection, checks every echoed byte,\n"
+      "prints msgs/s, MB/s, RTT percentiles and errors. Exit 1 on any mismatch or error.");
+  coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
   absl::StatusOr<Config> config = config_from_flags();
   if (!config.ok()) {
     std::fprintf(stderr, "pingpong_client: %s\n", std::string(config.status().message()).c_str());

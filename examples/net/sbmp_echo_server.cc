@@ -13,7 +13,8 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "command_line.h"
 #include "coring/codec/codec.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
@@ -43,7 +44,14 @@ coring::Task<> echo(Conn conn) {
 }
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  absl::SetProgramUsageMessage(
+      "echoes every SBMP/1.3 application frame.\n\n"
+      "Usage: sbmp_echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
+      "                        [--max_frame=N] [--idle_timeout=D] [--max_connections=N]\n"
+      "                        [--stats]\n"
+      "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
+      "exit 0; SIGUSR1 (with --stats): print stats.");
+  coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
   const uint32_t max_frame = absl::GetFlag(FLAGS_max_frame);
   if (max_frame == 0) {
     std::fprintf(stderr, "sbmp_echo_server: --max_frame must be > 0\n");

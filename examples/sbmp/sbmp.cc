@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "command_line.h"
 #include "coring/codec/decoder.h"
 #include "coring/codec/encoder.h"
 #include "coring/codec/error.h"
@@ -339,6 +339,7 @@ int run_parse(const std::vector<char*>& args) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "reads and writes SBMP/1.3 frames.\n\n"
+      "Usage:\n"
       "  sbmp parse [--format=json|text] [--hex] [--max_frame=N] [FILE|-]\n"
       "      Decodes a byte stream (FILE or stdin; binary, or hex text with --hex) and prints\n"
       "      one line per frame. A protocol error ends with an error line (exit 2); a stream\n"
@@ -349,7 +350,7 @@ int main(int argc, char** argv) {
       "      Writes one frame to stdout. `sbmp make ... | sbmp parse` round-trips.\n\n"
       "Exit codes: 0 ok, 1 bad arguments or unreadable input, 2 protocol error,\n"
       "3 incomplete stream.");
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> args = coring::examples::parse_command_line(argc, argv);
   if (args.size() < 2) return coring::sbmp::tool::usage_error("missing subcommand: parse or make");
   std::string command = args[1];
   if (command == "parse") return coring::sbmp::tool::run_parse(args);

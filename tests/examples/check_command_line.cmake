@@ -1,0 +1,60 @@
+# cmake -DPROGRAM=<path> -DFLAGS=<name;...> -DVALUE_FLAG=<name> -DTAKES_ARGUMENTS=ON|OFF
+#       -P check_command_line.cmake
+# Fails (message(SEND_ERROR)) on each expectation an example program misses.
+get_filename_component(name "${PROGRAM}" NAME)
+set(failures 0)
+
+# run(<args>...): sets rc, out, err. A timeout (a server that started instead
+# of refusing its command line) is a failure, not a hang.
+macro(run)
+  execute_process(COMMAND "${PROGRAM}" ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err TIMEOUT 10)
+endmacro()
+macro(fail what)
+  message(SEND_ERROR "${name} ${args}: ${what}\n-- stdout:\n${out}\n-- stderr:\n${err}")
+  math(EXPR failures "${failures} + 1")
+endmacro()
+
+foreach(help --help -h -help --helpfull --helpshort)
+  set(args ${help})
+  run(${help})
+  if(NOT rc STREQUAL "0")
+    fail("exit '${rc}', want 0")
+  endif()
+  if(NOT err STREQUAL "")
+    fail("wrote to stderr")
+  endif()
+  if(NOT out MATCHES "^${name}: " OR NOT out MATCHES "Usage" OR NOT out MATCHES "\nFlags:\n")
+    fail("no '${name}: ', 'Usage' or 'Flags:' on stdout")
+  endif()
+  foreach(flag ${FLAGS})
+    if(NOT out MATCHES "--${flag} \\(")
+      fail("--${flag} is not described")
+    endif()
+  endforeach()
+  if(out MATCHES "--flagfile")
+    fail("lists Abseil's own flags")
+  endif()
+endforeach()
+
+# Refused, with exit non-zero, nothing on stdout and one line on stderr.
+set(refused "--no_such_flag" "--${VALUE_FLAG}" "--${VALUE_FLAG}=not_a_number")
+if(NOT TAKES_ARGUMENTS)
+  list(APPEND refused "stray_argument")
+endif()
+foreach(args ${refused})
+  run(${args})
+  string(REGEX REPLACE "\n$" "" trimmed "${err}")
+  if(rc STREQUAL "0" OR NOT rc MATCHES "^[0-9]+$")
+    fail("exit '${rc}', want non-zero")
+  elseif(NOT out STREQUAL "")
+    fail("wrote to stdout")
+  elseif(trimmed STREQUAL "" OR trimmed MATCHES "\n")
+    fail("want exactly one line on stderr")
+  endif()
+endforeach()
+
+if(failures GREATER 0)
+  message(FATAL_ERROR "${name}: ${failures} command-line check(s) failed")
+endif()
+message(STATUS "${name}: --help and bad command lines behave")

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test.sh and scripts/demo.sh: installs the Debian packages
 # coring needs, only when one is missing, so a second run does nothing.
 CORING_PACKAGES=(
@@ -24,7 +25,25 @@ coring_ensure_packages() {
 # BUILD_TARGETS (space-separated) limits what is built.
 coring_build() {
   local dir=$1; shift
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "$@" >/dev/null || return 1
+  # A different compiler makes CMake delete its cache and also forget the -D
+  # options of that very run (the build would use the defaults): start from a
+  # clean cache instead. The compiler is passed as a full path, as cached.
+  local arg cxx='' args=()
+  for arg in "$@"; do
+    case $arg in
+      -DCMAKE_CXX_COMPILER=*)
+        cxx=$(command -v "${arg#*=}") || cxx=${arg#*=}
+        arg=-DCMAKE_CXX_COMPILER=$cxx ;;
+    esac
+    args+=("$arg")
+  done
+  if [ -n "$cxx" ] && [ -f "$dir/CMakeCache.txt" ] &&
+    [ "$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$dir/CMakeCache.txt")" != "$cxx" ]; then
+    echo "== $dir: compiler changed to $cxx; configuring from a clean cache"
+    rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
+  fi
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache "${args[@]}" >/dev/null ||
+    return 1
   local targets=()
   for t in ${BUILD_TARGETS:-}; do targets+=(--target "$t"); done
   cmake --build "$dir" -j "${JOBS:-$(nproc)}" "${targets[@]}"

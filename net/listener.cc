@@ -35,7 +35,11 @@ Listener::~Listener() { accepts_.reset(); }
 bool Listener::table_has_room() noexcept {
   FixedFiles* files = ctx_.loop().fixed_files();
   if (files == nullptr) return true;
-  return ctx_.live_streams() + options_.reserved_slots < files->size();
+  // An armed multishot accept-direct can take the whole backlog at once, and
+  // a connection that finds the table full is dropped by the kernel: arm it
+  // only while the backlog fits.
+  const size_t burst = static_cast<size_t>(std::max(options_.listen.backlog, 0)) + 1;
+  return ctx_.live_streams() + options_.reserved_slots + burst <= files->size();
 }
 
 Task<absl::StatusOr<Stream>> Listener::accept() {

@@ -13,10 +13,11 @@
 // puts connections directly into the table (re-armed when the kernel ends
 // it); without one, single-shot accepts give plain fds.
 //
-// Capacity: the fixed-file table is a speed-up, not a limit. Once the
-// loop's streams fill it (by its own count, keeping `reserved_slots` free),
-// the multishot accept is disarmed - before the kernel would accept into a
-// full table and drop the connection - and connections are accepted as plain
+// Capacity: the fixed-file table is a speed-up, not a limit. The multishot
+// accept-direct is armed only while the table (by the context's count of
+// streams, keeping `reserved_slots` free) has room for a whole backlog -
+// it may take that many at once, and the kernel drops a connection that
+// finds the table full - and otherwise connections are accepted as plain
 // fds until slots are free again. Running out of fds (EMFILE, ENFILE) is not
 // silence either: the listener keeps one spare fd open, gives it up to
 // accept the waiting connection, and returns it with over_capacity() true,

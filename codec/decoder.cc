@@ -14,9 +14,6 @@ uint32_t load32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
-// Beyond this, growth is exact; the frame size bounds it anyway.
-constexpr size_t kMaxBuffer = size_t{kDefaultMaxFrame} + kHeaderSize;
-
 }  // namespace
 
 Decoder::Decoder(DecoderOptions options)
@@ -30,12 +27,13 @@ absl::Status Decoder::fail(absl::Status status) {
   return status;
 }
 
-void Decoder::append(absl::Span<const uint8_t>& input, size_t n) {
+void Decoder::append(absl::Span<const uint8_t>& input, size_t n, size_t limit) {
   if (n == 0) return;
   if (buffer_.size() < buffered_ + n) {
     // Grow with the bytes that actually arrived (a header's `length` alone
-    // must not make us allocate), doubling so a big frame costs few moves.
-    buffer_.resize(std::max(buffered_ + n, std::min(2 * buffer_.size(), kMaxBuffer)));
+    // must not make us allocate), doubling so a big frame costs few moves,
+    // but never past the frame being reassembled once its header is in.
+    buffer_.resize(std::max(buffered_ + n, std::min(2 * buffer_.size(), limit)));
   }
   std::memcpy(buffer_.data() + buffered_, input.data(), n);
   buffered_ += n;
@@ -97,12 +95,12 @@ absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& in
                                    "the stream cannot begin \"SBMP\" here"));
     }
     // A split frame: keep what there is.
-    append(input, input.size());
+    append(input, input.size(), input.size() >= kHeaderSize ? header_.frame_size() : kHeaderSize);
     return std::nullopt;
   }
 
   if (buffered_ < kHeaderSize) {
-    append(input, std::min(kHeaderSize - buffered_, input.size()));
+    append(input, std::min(kHeaderSize - buffered_, input.size()), kHeaderSize);
     if (buffered_ < kHeaderSize) {
       if (magic_prefix_mismatch(absl::MakeConstSpan(buffer_.data(), buffered_))) {
         return fail(make_frame_error({ErrorCode::kBadMagic, offset_, ErrorField::kMagic},
@@ -116,7 +114,7 @@ absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& in
   }
 
   size_t size = header_.frame_size();
-  append(input, std::min(size - buffered_, input.size()));
+  append(input, std::min(size - buffered_, input.size()), size);
   if (buffered_ < size) return std::nullopt;
   // The frame is a view into buffer_, which is not written again until the
   // next call: forget it now.

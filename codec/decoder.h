@@ -77,8 +77,9 @@ class Decoder {
   // Checks trailer and body of a complete frame at `bytes`, and builds it.
   absl::StatusOr<std::optional<Frame>> finish(const Header& header, const uint8_t* bytes);
   absl::Status fail(absl::Status status);
-  // Moves the first n bytes of `input` to the end of buffer_.
-  void append(absl::Span<const uint8_t>& input, size_t n);
+  // Moves the first n bytes of `input` to the end of buffer_, growing it
+  // (doubling) to at most `limit` bytes unless n needs more.
+  void append(absl::Span<const uint8_t>& input, size_t n, size_t limit);
 
   const VersionRegistry* versions_;
   HeaderLimits limits_;

@@ -66,4 +66,10 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
   codec.close(why);
 };
 
+// Optional members a codec may add, which FramedStream uses when present:
+//  * bool mid_frame() const - part of a frame has arrived, not all of it
+//    (the connection's frame deadline runs: ServerOptions::frame_timeout);
+//  * size_t buffered_bytes() const - memory held to reassemble a split frame
+//    (counted against NetOptions::max_partial_frame_bytes).
+
 }  // namespace coring::net

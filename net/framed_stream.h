@@ -171,6 +171,29 @@ class FramedStream {
   Task<absl::Status> flush_then_write(const typename C::Encoded& encoded);
 
   bool has_output() const { return codec_.pending_output().size() > output_in_flight_; }
+  // A frame was decoded: its deadline is over.
+  void frame_done() noexcept {
+    detail::StreamState* st = stream_.state();
+    st->mid_frame = false;
+    st->frame_ticks = 0;
+  }
+  // Before waiting for input: is the codec in the middle of a frame (its
+  // deadline runs), and does the memory it holds for it fit the loop's
+  // budget? False: over budget.
+  bool note_partial_frame() noexcept {
+    detail::StreamState* st = stream_.state();
+    if constexpr (requires(const C& c) { c.mid_frame(); }) st->mid_frame = codec_.mid_frame();
+    if constexpr (requires(const C& c) { c.buffered_bytes(); }) {
+      const size_t held = codec_.buffered_bytes();
+      NetContext& ctx = stream_.context();
+      if (held > st->partial_bytes && !ctx.partial_frame_fits(held - st->partial_bytes)) {
+        ++ctx.stats().partial_frame_refusals;
+        return false;
+      }
+      ctx.account_partial_frame(*st, held);
+    }
+    return true;
+  }
   // Ends reading with `why` and closes: gracefully (codec goodbye) unless
   // the connection is broken.
   Task<> end(absl::Status why, bool graceful);
@@ -291,6 +314,7 @@ bool FramedStream<C>::try_read_now(std::optional<absl::StatusOr<Frame>>& out) {
       return false;
     }
     if (decoded->has_value()) {
+      frame_done();
       out.emplace(std::move(**decoded));
       return true;
     }
@@ -335,10 +359,19 @@ typename FramedStream<C>::ReaderCoroutine FramedStream<C>::run_reader() {
           continue;
         }
         if (decoded->has_value()) {
+          s.frame_done();
           p.result.emplace(std::move(**decoded));
           break;
         }
         continue;
+      }
+      if (!s.note_partial_frame()) {
+        co_await s.end(absl::ResourceExhaustedError(
+                           "partially received frames are over this thread's memory budget "
+                           "(NetOptions::max_partial_frame_bytes)"),
+                       /*graceful=*/true);
+        p.result.emplace(s.terminal_);
+        break;
       }
       if (s.has_output()) {
         if (absl::Status st = co_await s.flush_output(); !st.ok()) {
@@ -415,6 +448,8 @@ Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
   current_.reset();
   if (!stream_.valid()) co_return;
   detail::StreamState* state = stream_.state();
+  state->mid_frame = false;
+  stream_.context().account_partial_frame(*state, 0);  // no more frames from this one
   if (!graceful || !state->write_error().ok()) {
     co_await stream_.close();
     co_return;

@@ -50,10 +50,11 @@ std::string NetStats::to_string() const {
   return absl::StrFormat(
       "streams_opened=%u streams_closed=%u bytes_received=%u bytes_sent=%u sends=%u "
       "sendmsg_sends=%u fixed_sends=%u zc_sends=%u zc_copied=%u send_buffer_fallbacks=%u "
-      "copied_writes=%u borrowed_writes=%u writer_waits=%u aborts=%u lingered=%u",
+      "copied_writes=%u borrowed_writes=%u writer_waits=%u aborts=%u lingered=%u "
+      "partial_frame_refusals=%u",
       streams_opened, streams_closed, bytes_received, bytes_sent, sends, sendmsg_sends, fixed_sends,
       zc_sends, zc_copied, send_buffer_fallbacks, copied_writes, borrowed_writes, writer_waits,
-      aborts, lingered);
+      aborts, lingered, partial_frame_refusals);
 }
 
 absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
@@ -115,6 +116,11 @@ void NetContext::link(detail::StreamState* s) noexcept {
   ++stats_.streams_opened;
 }
 
+void NetContext::account_partial_frame(detail::StreamState& s, size_t bytes) noexcept {
+  partial_frame_bytes_ = partial_frame_bytes_ - s.partial_bytes + bytes;
+  s.partial_bytes = bytes;
+}
+
 void NetContext::unlink(detail::StreamState* s) noexcept {
   if (s->list_prev != nullptr) {
     s->list_prev->list_next = s->list_next;
@@ -123,6 +129,8 @@ void NetContext::unlink(detail::StreamState* s) noexcept {
   }
   if (s->list_next != nullptr) s->list_next->list_prev = s->list_prev;
   s->list_next = s->list_prev = nullptr;
+  partial_frame_bytes_ -= s->partial_bytes;
+  s->partial_bytes = 0;
   --live_;
   ++stats_.streams_closed;
 }

@@ -81,6 +81,13 @@ struct NetOptions {
   // crossover. On a real NIC the copy it saves is the gain and the crossover
   // is lower: tune it per deployment (SIZE_MAX turns zero copy off).
   size_t zero_copy_threshold = 128 * 1024;
+  // Memory budget of this loop for partially received frames (what codecs
+  // hold to reassemble frames split across reads). A connection whose
+  // partial frame would take the loop past it is closed with the codec's
+  // goodbye for ResourceExhausted (SBMP: GOAWAY(OVERLOADED)), so a crowd of
+  // peers each parking most of a large frame cannot grow memory without
+  // bound. 0: no budget.
+  size_t max_partial_frame_bytes = 256 * 1024 * 1024;
   // How long a stream destroyed with bytes still queued keeps sending them.
   std::chrono::milliseconds linger{2000};
 };
@@ -91,17 +98,18 @@ struct NetStats {
   uint64_t streams_closed = 0;
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
-  uint64_t sends = 0;                  // send operations completed (all kinds)
-  uint64_t sendmsg_sends = 0;          // IORING_OP_SENDMSG submitted
-  uint64_t fixed_sends = 0;            // from a registered buffer (WRITE_FIXED or SEND_ZC fixed)
-  uint64_t zc_sends = 0;               // IORING_OP_SEND_ZC submitted (fixed or not)
-  uint64_t zc_copied = 0;              // SEND_ZC notifications saying the kernel copied anyway
-  uint64_t send_buffer_fallbacks = 0;  // copied writes that found no free registered buffer
-  uint64_t copied_writes = 0;          // writes copied into a send queue
-  uint64_t borrowed_writes = 0;        // writes sent from the caller's memory
-  uint64_t writer_waits = 0;           // writers that waited for room (backpressure)
-  uint64_t aborts = 0;                 // streams torn down with bytes or writers pending
-  uint64_t lingered = 0;               // streams destroyed with bytes still queued
+  uint64_t sends = 0;                   // send operations completed (all kinds)
+  uint64_t sendmsg_sends = 0;           // IORING_OP_SENDMSG submitted
+  uint64_t fixed_sends = 0;             // from a registered buffer (WRITE_FIXED or SEND_ZC fixed)
+  uint64_t zc_sends = 0;                // IORING_OP_SEND_ZC submitted (fixed or not)
+  uint64_t zc_copied = 0;               // SEND_ZC notifications saying the kernel copied anyway
+  uint64_t send_buffer_fallbacks = 0;   // copied writes that found no free registered buffer
+  uint64_t copied_writes = 0;           // writes copied into a send queue
+  uint64_t borrowed_writes = 0;         // writes sent from the caller's memory
+  uint64_t writer_waits = 0;            // writers that waited for room (backpressure)
+  uint64_t aborts = 0;                  // streams torn down with bytes or writers pending
+  uint64_t lingered = 0;                // streams destroyed with bytes still queued
+  uint64_t partial_frame_refusals = 0;  // closed: their partial frame exceeded the budget
 
   std::string to_string() const;
 };
@@ -120,6 +128,15 @@ class NetContext {
   NetStats& stats() noexcept { return stats_; }
   // Streams open on this context (including lingering ones).
   size_t live_streams() const noexcept { return live_; }
+  // Bytes held for partially received frames by this loop's streams, and
+  // whether `more` on top of them fits NetOptions::max_partial_frame_bytes.
+  size_t partial_frame_bytes() const noexcept { return partial_frame_bytes_; }
+  bool partial_frame_fits(size_t more) const noexcept {
+    return options_.max_partial_frame_bytes == 0 ||
+           partial_frame_bytes_ + more <= options_.max_partial_frame_bytes;
+  }
+  // Sets stream `s`'s share of partial_frame_bytes() (FramedStream).
+  void account_partial_frame(detail::StreamState& s, size_t bytes) noexcept;
   // True when the loop has a fixed-file table: streams use fixed files.
   bool fixed_files() noexcept { return loop_.fixed_files() != nullptr; }
   // The loop's registered arena, which copied writes lease send buffers
@@ -152,6 +169,7 @@ class NetContext {
   NetStats stats_;
   detail::StreamState* head_ = nullptr;
   size_t live_ = 0;
+  size_t partial_frame_bytes_ = 0;
 };
 
 }  // namespace coring::net

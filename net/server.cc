@@ -21,6 +21,7 @@ struct Server::Shared {
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> rejected{0};
   std::atomic<uint64_t> idle_closed{0};
+  std::atomic<uint64_t> frame_timeouts{0};
   std::atomic<uint64_t> aborted_at_shutdown{0};
   std::atomic<bool> shutting_down{false};
   std::mutex mu;
@@ -93,24 +94,43 @@ Task<> accept_loop(std::shared_ptr<LoopServer> ls) {
 }
 
 Task<> idle_sweeper(std::shared_ptr<LoopServer> ls) {
-  const auto idle = ls->shared->options.idle_timeout;
-  const auto tick = std::clamp<std::chrono::milliseconds>(idle / 4, std::chrono::milliseconds(5),
-                                                          std::chrono::milliseconds(1000));
-  const uint32_t needed =
-      static_cast<uint32_t>((idle + tick - std::chrono::milliseconds(1)) / tick);
+  using std::chrono::milliseconds;
+  const milliseconds idle = ls->shared->options.idle_timeout;
+  const milliseconds frame = ls->shared->options.frame_timeout;
+  milliseconds shortest = idle.count() > 0 ? idle : frame;
+  if (frame.count() > 0) shortest = std::min(shortest, frame);
+  const milliseconds tick =
+      std::clamp<milliseconds>(shortest / 4, milliseconds(5), milliseconds(1000));
+  auto ticks_for = [&](milliseconds t) {
+    return t.count() > 0 ? static_cast<uint32_t>((t + tick - milliseconds(1)) / tick) : 0u;
+  };
+  const uint32_t idle_needed = ticks_for(idle);
+  const uint32_t frame_needed = ticks_for(frame);
   for (;;) {
     if (!(co_await sleep_for(tick)).ok()) co_return;  // cancelled: shutdown
     ls->net->for_each_stream([&](detail::StreamState& s) {
       if (!s.owned()) return;  // lingering: has its own deadline
+      if (frame_needed > 0 && s.mid_frame) {
+        ++s.frame_ticks;
+        if (s.frame_ticks == frame_needed) {
+          ls->shared->frame_timeouts.fetch_add(1, std::memory_order_relaxed);
+          s.interrupt_read(
+              absl::DeadlineExceededError("frame timeout: a frame arrived too slowly"));
+        } else if (s.frame_ticks >= 2 * frame_needed) {
+          s.abort(absl::DeadlineExceededError("frame timeout: connection did not close"));
+          return;
+        }
+      }
+      if (idle_needed == 0) return;
       if (s.take_activity()) {
         s.idle_ticks = 0;
         return;
       }
       ++s.idle_ticks;
-      if (s.idle_ticks == needed) {
+      if (s.idle_ticks == idle_needed) {
         ls->shared->idle_closed.fetch_add(1, std::memory_order_relaxed);
         s.interrupt_read(absl::DeadlineExceededError("idle timeout"));
-      } else if (s.idle_ticks >= 2 * needed) {
+      } else if (s.idle_ticks >= 2 * idle_needed) {
         s.abort(absl::DeadlineExceededError("idle timeout: connection did not close"));
       }
     });
@@ -157,7 +177,7 @@ Task<> run_loop(std::shared_ptr<Server::Shared> shared, EventLoop* loop, int fd)
       shared->loops.emplace_back(loop, ls);
     }
     if (shared->shutting_down.load()) ls->stop.request_stop();
-    if (shared->options.idle_timeout.count() > 0) {
+    if (shared->options.idle_timeout.count() > 0 || shared->options.frame_timeout.count() > 0) {
       Task<> sweeper = idle_sweeper(ls);
       sweeper.set_stop_token(ls->stop.get_token());
       spawn(*loop, std::move(sweeper));
@@ -175,8 +195,9 @@ Task<> run_loop(std::shared_ptr<Server::Shared> shared, EventLoop* loop, int fd)
 }  // namespace
 
 std::string ServerStats::to_string() const {
-  return absl::StrFormat("accepted=%u rejected=%u active=%u idle_closed=%u aborted_at_shutdown=%u",
-                         accepted, rejected, active, idle_closed, aborted_at_shutdown);
+  return absl::StrFormat(
+      "accepted=%u rejected=%u active=%u idle_closed=%u frame_timeouts=%u aborted_at_shutdown=%u",
+      accepted, rejected, active, idle_closed, frame_timeouts, aborted_at_shutdown);
 }
 
 Server::Server(Runtime& runtime, ServerOptions options)
@@ -300,6 +321,7 @@ ServerStats Server::stats() const {
   s.rejected = shared_->rejected.load();
   s.active = shared_->connections.load();
   s.idle_closed = shared_->idle_closed.load();
+  s.frame_timeouts = shared_->frame_timeouts.load();
   s.aborted_at_shutdown = shared_->aborted_at_shutdown.load();
   return s;
 }

@@ -17,11 +17,12 @@
 // * Connection limit (`max_connections`, whole server): a connection over it
 //   is accepted and closed at once; a framed one first gets the codec's
 //   goodbye for ResourceExhausted (SBMP: GOAWAY(OVERLOADED)).
-// * Idle timeout: a connection whose peer sent nothing for `idle_timeout` is
-//   interrupted with DeadlineExceeded (framed: codec goodbye, SBMP
-//   GOAWAY(IDLE_TIMEOUT), then close); if it is still there after twice that
-//   time (its handler stuck writing to a peer that does not read) it is
-//   aborted.
+// * Timeouts, on by default: a connection whose peer sent nothing for
+//   `idle_timeout` (60 s), or whose frame started arriving more than
+//   `frame_timeout` (30 s) ago and is still incomplete, is interrupted with
+//   DeadlineExceeded (framed: codec goodbye, SBMP GOAWAY(IDLE_TIMEOUT), then
+//   close); if it is still there after twice that time (its handler stuck
+//   writing to a peer that does not read) it is aborted.
 // * Graceful shutdown (begin_shutdown(), shutdown(), run_until_signal()):
 //   stop accepting; every connection is interrupted with Unavailable once the
 //   frames it already received are read (framed: codec goodbye, SBMP
@@ -66,8 +67,14 @@ struct ServerOptions {
   ListenerOptions listener = {};
   NetOptions net = {};
   FramedOptions framed = {};
-  size_t max_connections = 0;                 // 0: no limit
-  std::chrono::milliseconds idle_timeout{0};  // 0: none
+  size_t max_connections = 0;  // 0: no limit but RLIMIT_NOFILE (see Listener)
+  // A connection whose peer sent nothing for this long is closed (framed:
+  // codec goodbye, SBMP GOAWAY(IDLE_TIMEOUT)). 0: never.
+  std::chrono::milliseconds idle_timeout{60'000};
+  // Framed connections: a frame that has started to arrive must arrive in
+  // full within this (a peer trickling a byte at a time does not keep it
+  // alive); else the same goodbye as idle. 0: no limit.
+  std::chrono::milliseconds frame_timeout{30'000};
   std::chrono::milliseconds shutdown_deadline{5000};
 };
 
@@ -77,6 +84,7 @@ struct ServerStats {
   uint64_t rejected = 0;  // over max_connections
   uint64_t active = 0;
   uint64_t idle_closed = 0;
+  uint64_t frame_timeouts = 0;
   uint64_t aborted_at_shutdown = 0;
   std::string to_string() const;
 };

@@ -163,6 +163,13 @@ class StreamState final : private OpTarget {
   // Free for the owner of the context's streams (Server: idle sweeps).
   uint32_t idle_ticks = 0;
   void* user = nullptr;
+  // Set by FramedStream: part of a frame has arrived and its reader waits
+  // for the rest (frame deadlines: the owner's sweeps count frame_ticks,
+  // which the reader resets when a frame completes), and the memory its
+  // codec holds for that frame (counted in NetContext::partial_frame_bytes()).
+  bool mid_frame = false;
+  uint32_t frame_ticks = 0;
+  size_t partial_bytes = 0;
 
  private:
   // Copied bytes: a registered buffer (lease) or a slab-pool chunk.

@@ -231,5 +231,62 @@ TEST(SbmpEchoTest, ConnectionOverTheLimitGetsGoawayOverloaded) {
   EXPECT_EQ(s.server.stats().rejected, 1u);
 }
 
+TEST(SbmpEchoTest, TimeoutsAreOnByDefault) {
+  const ServerOptions defaults;
+  EXPECT_EQ(defaults.idle_timeout, 60s);
+  EXPECT_EQ(defaults.frame_timeout, 30s);
+  EXPECT_EQ(defaults.net.max_partial_frame_bytes, size_t{256} << 20);
+}
+
+TEST(SbmpEchoTest, TricklingPeerIsClosedByTheFrameTimeoutThoughNeverIdle) {
+  // Idle timeout far longer than the frame timeout: each byte counts as
+  // activity, but the frame it belongs to never completes in time.
+  SbmpEchoServer s({.idle_timeout = 400ms, .frame_timeout = 600ms});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient trickler(s.port()), busy(s.port());
+  const std::vector<uint8_t> frame = encode(kType, bytes_of("a frame sent one byte at a time"));
+  const auto start = std::chrono::steady_clock::now();
+  size_t sent = 0;
+  bool refused = false;
+  while (std::chrono::steady_clock::now() - start < 3s && sent < frame.size()) {
+    if (::send(trickler.fd(), frame.data() + sent, 1, MSG_NOSIGNAL) != 1) {
+      refused = true;  // the server closed it
+      break;
+    }
+    ++sent;
+    busy.expect_echo(encode(kType, bytes_of("tick")), kType, {}, bytes_of("tick"));
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LT(sent, frame.size()) << "the trickled frame completed before any timeout";
+  (void)refused;
+  trickler.expect_goaway_and_close(sbmp::ErrorCode::kIdleTimeout);
+  EXPECT_EQ(s.server.stats().frame_timeouts, 1u);
+  EXPECT_EQ(s.server.stats().idle_closed, 0u);
+  busy.expect_echo(encode(kType, bytes_of("still here")), kType, {}, bytes_of("still here"));
+}
+
+TEST(SbmpEchoTest, PartialFramesOverTheMemoryBudgetAreRefusedWithOverloaded) {
+  // 3 MiB per thread for partial frames; two peers each park 1.5 MiB of a
+  // 2 MiB frame: the second one would take the thread over budget.
+  ServerOptions options;
+  options.net.max_partial_frame_bytes = 3 << 20;
+  SbmpEchoServer s(options, {.max_frame = 8 << 20});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  const std::vector<uint8_t> big = encode(kType, std::vector<uint8_t>(2 << 20, 0x5a));
+  const auto part = absl::MakeConstSpan(big).first(1536 * 1024);
+  RawClient first(s.port()), second(s.port()), victim(s.port());
+  ASSERT_TRUE(first.send(part));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(second.send(part));
+  second.expect_goaway_and_close(sbmp::ErrorCode::kOverloaded);
+  // The first peer's frame still completes and is echoed; so are others'.
+  victim.expect_echo(encode(kType, bytes_of("small")), kType, {}, bytes_of("small"));
+  ASSERT_TRUE(first.send(absl::MakeConstSpan(big).subspan(part.size())));
+  absl::StatusOr<OwnedFrame> echoed = first.read_frame();
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(echoed->type(), kType);
+  EXPECT_EQ(echoed->payload.size(), size_t{2} << 20);
+}
+
 }  // namespace
 }  // namespace coring::net::sbmp_testing

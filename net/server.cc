@@ -311,6 +311,11 @@ int Server::run_until_signal() {
   if (shutdown_hook_ != 0) runtime_->remove_shutdown_hook(std::exchange(shutdown_hook_, 0));
   shutdown();
   runtime_->stop();
+  if (const uint64_t aborted = stats().aborted_at_shutdown; aborted > 0) {
+    std::fprintf(stderr, "coring: %llu connection(s) aborted at the shutdown deadline\n",
+                 static_cast<unsigned long long>(aborted));
+    return 2;
+  }
   return 0;
 }
 

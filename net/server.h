@@ -118,7 +118,8 @@ class Server {
   // begin_shutdown(), then waits until finished(). Not from a loop thread.
   void shutdown();
   // With a Runtime: starts it, waits for SIGINT/SIGTERM, shuts the server
-  // down gracefully, stops the Runtime; 0 (1 if the Runtime failed to start).
+  // down gracefully, stops the Runtime; 0, 2 if connections had to be
+  // aborted at the shutdown deadline (1 if the Runtime failed to start).
   int run_until_signal();
 
   ServerStats stats() const;

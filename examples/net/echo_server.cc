@@ -5,7 +5,7 @@
 //
 // One listener and accept loop per thread; every connection echoes the bytes
 // it receives until the peer closes. SIGINT/SIGTERM: stop accepting, let
-// connections finish, exit 0.
+// connections finish, exit 0 (2 if some had to be aborted at the deadline).
 #include <cstdio>
 #include <string>
 
@@ -14,11 +14,18 @@
 #include "command_line.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
+#include "millis_flag.h"
 
 ABSL_FLAG(uint16_t, port, 7000, "TCP port to listen on (0: pick one)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
 ABSL_FLAG(size_t, threads, 0, "event-loop threads (0: one per CPU)");
 ABSL_FLAG(std::string, unix, "", "listen on this Unix-domain socket path instead of TCP");
+ABSL_FLAG(coring::examples::Millis, idle_timeout, {std::chrono::seconds(60)},
+          "close peers that sent nothing for this long (ms or 30s; 0: never)");
+ABSL_FLAG(size_t, max_connections, 0,
+          "connections served at once; more are closed (0: RLIMIT_NOFILE)");
+ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
+          "on SIGINT/SIGTERM, abort connections still open after this long");
 
 coring::Task<> echo(coring::net::Stream conn) {
   for (;;) {
@@ -34,13 +41,18 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "raw TCP (or Unix-socket) byte echo server.\n\n"
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
+      "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
-      "stop accepting, let connections finish and exit 0.");
+      "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
   coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
-  coring::net::Server server(rt, {.port = absl::GetFlag(FLAGS_port),
-                                  .host = absl::GetFlag(FLAGS_host),
-                                  .unix_path = absl::GetFlag(FLAGS_unix)});
+  coring::net::Server server(rt,
+                             {.port = absl::GetFlag(FLAGS_port),
+                              .host = absl::GetFlag(FLAGS_host),
+                              .unix_path = absl::GetFlag(FLAGS_unix),
+                              .max_connections = absl::GetFlag(FLAGS_max_connections),
+                              .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
+                              .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});
   if (absl::Status s = server.serve(echo); !s.ok()) {
     std::fprintf(stderr, "echo_server: %s\n", s.ToString().c_str());
     return 1;

@@ -6,7 +6,9 @@
 //   -> "listening on 127.0.0.1:NNNNN" on stdout's first line
 //
 // SIGINT/SIGTERM: stop accepting, answer the frames already received,
-// GOAWAY(SHUTDOWN) to every peer, exit 0. SIGUSR1 (with --stats): print stats.
+// GOAWAY(SHUTDOWN) to every peer, exit 0 - or 2 when some connection had to
+// be aborted at --shutdown_deadline (a peer that never reads). SIGUSR1 (with
+// --stats): print stats.
 #include <signal.h>
 
 #include <cstdio>
@@ -26,9 +28,16 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
 ABSL_FLAG(std::string, unix, "", "listen on this Unix-domain socket path instead of TCP");
 ABSL_FLAG(size_t, threads, 0, "event-loop threads (0: one per CPU)");
 ABSL_FLAG(uint32_t, max_frame, coring::sbmp::kDefaultMaxFrame, "largest frame length accepted");
-ABSL_FLAG(coring::examples::Millis, idle_timeout, {},
-          "close idle peers after (ms or 30s; 0: never)");
-ABSL_FLAG(size_t, max_connections, 0, "connections served at once (0: no limit)");
+ABSL_FLAG(coring::examples::Millis, idle_timeout, {std::chrono::seconds(60)},
+          "close peers that sent nothing for this long (ms or 30s; 0: never)");
+ABSL_FLAG(coring::examples::Millis, frame_timeout, {std::chrono::seconds(30)},
+          "close peers whose started frame is not complete after this long (0: never)");
+ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
+          "on SIGINT/SIGTERM, abort connections still open after this long");
+ABSL_FLAG(size_t, max_connections, 0,
+          "connections served at once; more get GOAWAY(OVERLOADED) (0: RLIMIT_NOFILE)");
+ABSL_FLAG(size_t, max_partial_frame_mib, 256,
+          "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 
 using Conn = coring::net::FramedStream<coring::sbmp::Codec>;
@@ -47,10 +56,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "echoes every SBMP/1.3 application frame.\n\n"
       "Usage: sbmp_echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
-      "                        [--max_frame=N] [--idle_timeout=D] [--max_connections=N]\n"
-      "                        [--stats]\n"
+      "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
+      "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
+      "                        [--shutdown_deadline=D] [--stats]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
-      "exit 0; SIGUSR1 (with --stats): print stats.");
+      "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
   const uint32_t max_frame = absl::GetFlag(FLAGS_max_frame);
   if (max_frame == 0) {
@@ -63,11 +73,15 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
-  coring::net::Server server(rt, {.port = absl::GetFlag(FLAGS_port),
-                                  .host = absl::GetFlag(FLAGS_host),
-                                  .unix_path = absl::GetFlag(FLAGS_unix),
-                                  .max_connections = absl::GetFlag(FLAGS_max_connections),
-                                  .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value});
+  coring::net::Server server(
+      rt, {.port = absl::GetFlag(FLAGS_port),
+           .host = absl::GetFlag(FLAGS_host),
+           .unix_path = absl::GetFlag(FLAGS_unix),
+           .net = {.max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
+           .max_connections = absl::GetFlag(FLAGS_max_connections),
+           .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
+           .frame_timeout = absl::GetFlag(FLAGS_frame_timeout).value,
+           .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});
   auto codec = [max_frame] { return coring::sbmp::Codec({.max_frame = max_frame}); };
   if (absl::Status s = server.serve<coring::sbmp::Codec>(echo, codec); !s.ok()) {
     std::fprintf(stderr, "sbmp_echo_server: %s\n", s.ToString().c_str());
@@ -85,5 +99,11 @@ int main(int argc, char** argv) {
   server.shutdown();  // GOAWAY(SHUTDOWN), in-flight frames answered, bounded
   if (stats) coring::examples::print_runtime_stats(rt, server, stdout);
   rt.stop();
-  return server.finished() ? 0 : 1;
+  if (!server.finished()) return 1;
+  if (const uint64_t aborted = server.stats().aborted_at_shutdown; aborted > 0) {
+    std::fprintf(stderr, "sbmp_echo_server: %llu connection(s) aborted at the shutdown deadline\n",
+                 static_cast<unsigned long long>(aborted));
+    return 2;
+  }
+  return 0;
 }

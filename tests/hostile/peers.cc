@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -243,6 +244,11 @@ absl::StatusOr<size_t> Socket::recv_some(absl::Span<uint8_t> out, Clock::time_po
 bool Socket::peer_gone() const {
   pollfd p{fd_, POLLRDHUP, 0};
   return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+size_t Socket::unread() const {
+  int n = 0;
+  return ::ioctl(fd_, FIONREAD, &n) == 0 && n > 0 ? static_cast<size_t>(n) : 0;
 }
 
 void Socket::reset() {

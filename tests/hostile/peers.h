@@ -91,6 +91,8 @@ class Socket {
   absl::StatusOr<size_t> recv_some(absl::Span<uint8_t> out, Clock::time_point deadline);
   // True when the server closed or reset the connection (seen without reading).
   bool peer_gone() const;
+  // Bytes received and not read yet.
+  size_t unread() const;
   // SO_LINGER {1, 0} and close: the server sees a reset.
   void reset();
   void close();

@@ -4,7 +4,7 @@
 // leaves no process behind. Exit status 0 is asserted only when no peer
 // misbehaved (with never-reading peers the server may have to abort some).
 //
-// Servers: sbmp_echo_server --threads=1 --idle_timeout=60s, with
+// Servers: sbmp_echo_server --threads=1 --idle_timeout=60s --stats, with
 // --shutdown_deadline=2s once it has the flag (until then its built-in 5 s);
 // echo_server --threads=1 (built-in 5 s).
 #include <signal.h>
@@ -29,7 +29,7 @@ class ShutdownTest : public HostileTest {
  protected:
   // Starts sbmp_echo_server; the deadline it will keep.
   Clock::duration start_with_deadline() {
-    std::vector<std::string> args = {"--idle_timeout=60s"};
+    std::vector<std::string> args = {"--idle_timeout=60s", "--stats"};
     Clock::duration deadline = kBuiltInDeadline;
     if (missing_flags(example_binary("sbmp_echo_server"), {"shutdown_deadline"}).empty()) {
       args.push_back("--shutdown_deadline=2s");
@@ -91,6 +91,11 @@ class ShutdownTest : public HostileTest {
     EXPECT_TRUE(code.has_value()) << "server still running " << limit / 1ms << " ms after SIGTERM";
     if (!code) return -1;
     EXPECT_LE(took, limit);
+    // With --stats: the counters it printed at exit (aborted_at_shutdown).
+    const std::string out = server_->read_output(1s);
+    if (size_t at = out.find("connections:"); at != std::string::npos) {
+      note("%s", out.substr(at, out.find('\n', at) - at));
+    }
     struct stat st;
     EXPECT_NE(::stat(("/proc/" + std::to_string(pid)).c_str(), &st), 0)
         << "process " << pid << " still there";

@@ -55,8 +55,8 @@ class TimeoutTest : public HostileTest {
     const Ending e = trickle(*peer, rest, every, kFrameTimeout + 4s);
     note("%u bytes at once, then 1 byte every %d ms: %s", at_once.size(),
          static_cast<int>(every.count()), e.to_string());
-    EXPECT_EQ(e.kind, Ending::Kind::kGoaway) << e.to_string();
-    EXPECT_TRUE(e.closed_after) << e.to_string();
+    EXPECT_TRUE(e.kind == Ending::Kind::kGoaway && e.closed_after)
+        << "wanted GOAWAY and close, got " << e.to_string();
     EXPECT_GE(e.elapsed, kFrameTimeout - 500ms) << "closed before --frame_timeout";
     EXPECT_LE(e.elapsed, kFrameTimeout + 3s) << "not closed in time after --frame_timeout";
     expect_victim_served(victim.stop(), 100);
@@ -108,8 +108,6 @@ TEST_F(TimeoutTest, SilentPeersGetGoawayIdleTimeoutBusyVictimDoesNot) {
 // connection anyway (reset or FIN) within twice the timeout or so.
 TEST_F(TimeoutTest, NeverReadingSilentPeerIsClosedAfterIdleTimeout) {
   ASSERT_NE(start_sbmp({"--idle_timeout=2s"}), nullptr);
-  Victim victim({.port = port()});
-  ASSERT_TRUE(victim.wait_for_frames(20, 3s));
   Flooder flood({.port = port(), .peers = 1});
   ASSERT_EQ(flood.connected(), 1u);
   std::this_thread::sleep_for(1s);
@@ -123,7 +121,7 @@ TEST_F(TimeoutTest, NeverReadingSilentPeerIsClosedAfterIdleTimeout) {
   note("never-reading peer silent for %.1f s: %s", std::chrono::duration<double>(waited).count(),
        !s.valid() || s.peer_gone() ? "closed by the server" : "still open");
   EXPECT_TRUE(!s.valid() || s.peer_gone()) << "a silent never-reading peer was never closed";
-  expect_victim_served(victim.stop(), 100);
+  // (Whether others are served during the flood is FairnessTest's business.)
   expect_alive_and_serving();
 }
 

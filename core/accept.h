@@ -34,7 +34,7 @@
 
 namespace coring {
 
-class AcceptStream : private detail::MultishotStream {
+class AcceptStream final : private detail::MultishotStream {
  public:
   explicit AcceptStream(FileRef listener) noexcept
       : MultishotStream(&AcceptStream::reclaim, 0), listener_(listener) {}

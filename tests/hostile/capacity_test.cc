@@ -40,7 +40,7 @@ Served send_one_frame_each(std::vector<Peer>& peers, Clock::time_point deadline)
     std::string what =
         f.ok() ? absl::StrFormat("a frame of type 0x%04x", f->type()) : f.status().ToString();
     if (f.ok() && goaway_code(*f) == static_cast<uint32_t>(ErrorCode::kOverloaded)) {
-      const Ending rest = p.read_ending(std::chrono::milliseconds(1));
+      const Ending rest = p.read_ending(1s);
       if (rest.kind == Ending::Kind::kEof || rest.kind == Ending::Kind::kReset) {
         ++s.overloaded;
         continue;
@@ -53,6 +53,8 @@ Served send_one_frame_each(std::vector<Peer>& peers, Clock::time_point deadline)
   return s;
 }
 
+using CapacityTest = HostileTest;
+
 std::vector<Peer> as_peers(std::vector<Socket> sockets) {
   std::vector<Peer> peers;
   peers.reserve(sockets.size());
@@ -60,7 +62,7 @@ std::vector<Peer> as_peers(std::vector<Socket> sockets) {
   return peers;
 }
 
-TEST_F(HostileTest, ThreeThousandIdleConnectionsAndAVictimAreAllServed) {
+TEST_F(CapacityTest, ThreeThousandIdleConnectionsAndAVictimAreAllServed) {
   const size_t n = env_size("HOSTILE_IDLE_CONNS", 3000);
   const uint64_t nofile = raise_nofile_limit();
   ASSERT_GE(nofile, n + 500) << "RLIMIT_NOFILE hard limit too low for " << n << " connections";
@@ -72,7 +74,7 @@ TEST_F(HostileTest, ThreeThousandIdleConnectionsAndAVictimAreAllServed) {
   // The victim comes last: it must not be left in the backlog.
   VictimReport victim = echo_round({.port = port()}, 200);
   expect_victim_served(victim, 200);
-  const Served s = send_one_frame_each(idle, Clock::now() + 10s);
+  const Served s = send_one_frame_each(idle, Clock::now() + 5s);
   note("idle connections: %u echoed, %u GOAWAY(OVERLOADED), %u neither (%s); server RSS %u KiB",
        s.echoed, s.overloaded, s.other, s.first_other, server_->rss_kib());
   EXPECT_EQ(s.echoed, n) << "first not served: " << s.first_other;
@@ -81,7 +83,7 @@ TEST_F(HostileTest, ThreeThousandIdleConnectionsAndAVictimAreAllServed) {
 
 // Over --max_connections: GOAWAY(OVERLOADED) then close; once some leave,
 // there is room again.
-TEST_F(HostileTest, OverMaxConnectionsNewPeersGetGoawayOverloaded) {
+TEST_F(CapacityTest, OverMaxConnectionsNewPeersGetGoawayOverloaded) {
   constexpr size_t kLimit = 64;
   ASSERT_NE(start_sbmp({"--idle_timeout=60s", "--max_connections=" + std::to_string(kLimit)}),
             nullptr);
@@ -108,7 +110,7 @@ TEST_F(HostileTest, OverMaxConnectionsNewPeersGetGoawayOverloaded) {
 }
 
 // The same past a limit far above a thousand connections.
-TEST_F(HostileTest, OverALargeMaxConnectionsNewPeersGetGoawayNotSilence) {
+TEST_F(CapacityTest, OverALargeMaxConnectionsNewPeersGetGoawayNotSilence) {
   const size_t limit = env_size("HOSTILE_LIMIT_CONNS", 2000);
   ASSERT_GE(raise_nofile_limit(), limit + 500);
   ASSERT_NE(start_sbmp({"--idle_timeout=60s", "--max_connections=" + std::to_string(limit)}),
@@ -116,7 +118,7 @@ TEST_F(HostileTest, OverALargeMaxConnectionsNewPeersGetGoawayNotSilence) {
   absl::Status error;
   std::vector<Peer> peers = as_peers(connect_many(port(), limit, {}, &error));
   EXPECT_TRUE(error.ok()) << error;
-  const Served in = send_one_frame_each(peers, Clock::now() + 10s);
+  const Served in = send_one_frame_each(peers, Clock::now() + 5s);
   note("%u connections up to the limit of %u: %u echoed, %u neither (%s)", peers.size(), limit,
        in.echoed, in.other, in.first_other);
   EXPECT_EQ(in.echoed, limit) << in.first_other;
@@ -135,7 +137,7 @@ TEST_F(HostileTest, OverALargeMaxConnectionsNewPeersGetGoawayNotSilence) {
 // --max_connections=0 with RLIMIT_NOFILE 512: whatever the derived limit,
 // every connection is either served or told GOAWAY(OVERLOADED), and the
 // victim, which came first, is served throughout.
-TEST_F(HostileTest, DerivedLimitFromALowFileLimitAnswersTheOverflowWithGoaway) {
+TEST_F(CapacityTest, DerivedLimitFromALowFileLimitAnswersTheOverflowWithGoaway) {
   constexpr uint64_t kNofile = 512;
   constexpr size_t kConns = 800;
   ASSERT_NE(start_sbmp({"--idle_timeout=60s", "--max_connections=0"}, {.nofile = kNofile}),

@@ -6,6 +6,7 @@
 //
 // Server: sbmp_echo_server --threads=1 (defaults otherwise: max_frame 16 MiB).
 #include <functional>
+#include <ostream>
 
 #include "coring/codec/control.h"
 #include "coring/codec/frame.h"
@@ -22,6 +23,9 @@ struct GarbageCase {
   ErrorCode code;
   uint64_t frames_before = 0;  // answers expected before the GOAWAY (echo, HELLO_ACK)
 };
+
+// gtest prints the parameter in test names and failures: the case's name.
+void PrintTo(const GarbageCase& c, std::ostream* os) { *os << c.name; }
 
 Bytes app_frame() { return frame(0x0100, pattern(100, 5)); }
 
@@ -160,7 +164,9 @@ INSTANTIATE_TEST_SUITE_P(Hostile, GarbageTest, ::testing::ValuesIn(cases()),
                          });
 
 // Every case above at once, on HOSTILE_STORM_CONNS (default 300) connections.
-TEST_F(HostileTest, GarbageStormAllAnsweredVictimUnaffected) {
+using GarbageStormTest = HostileTest;
+
+TEST_F(GarbageStormTest, AllAnsweredWithTheRightGoawayVictimUnaffected) {
   ASSERT_NE(start_sbmp(), nullptr);
   Victim victim({.port = port()});
   ASSERT_TRUE(victim.wait_for_frames(20, 3s));

@@ -60,6 +60,17 @@ pid_t spawn(const std::vector<std::string>& argv, int out_fd, std::optional<uint
   ::_exit(127);
 }
 
+// Entries of a directory (0 when unreadable).
+size_t entries_of(const std::string& dir) {
+  std::error_code ec;
+  size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator(dir, ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 }  // namespace
 
 std::string example_binary(const std::string& name) {
@@ -177,23 +188,11 @@ uint64_t ServerProcess::rss_kib() const {
 }
 
 size_t ServerProcess::fd_count() const {
-  std::error_code ec;
-  size_t n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
+  return entries_of("/proc/" + std::to_string(pid_) + "/fd");
 }
 
 size_t ServerProcess::threads() const {
-  std::error_code ec;
-  size_t n = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/task", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++n;
-  }
-  return n;
+  return entries_of("/proc/" + std::to_string(pid_) + "/task");
 }
 
 std::optional<size_t> ServerProcess::fixed_sockets() const {

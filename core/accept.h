@@ -67,7 +67,7 @@ inline absl::Status accept_error(const OpResult& r, const char* what) {
   return fixed_slot_error(r, what);
 }
 
-class AcceptStream : private detail::MultishotStream {
+class AcceptStream final : private detail::MultishotStream {
  public:
   explicit AcceptStream(FileRef listener) noexcept
       : MultishotStream(&AcceptStream::reclaim, 0), listener_(listener) {}

@@ -49,7 +49,7 @@
 
 namespace coring {
 
-class RecvStream : private detail::MultishotStream, private BufferWaiter {
+class RecvStream final : private detail::MultishotStream, private BufferWaiter {
  public:
   RecvStream(FileRef file, BufferRing& ring) noexcept
       : MultishotStream(&RecvStream::reclaim, ring.group()), file_(file), ring_(ring) {}

@@ -214,7 +214,7 @@ Server::~Server() {
 }
 
 absl::Status Server::serve(Handler handler) {
-  return start(std::move(handler), [](Stream s) -> Task<> { co_await s.close(); });
+  return start(std::move(handler), [](Stream s) -> Task<> { (void)co_await s.close(); });
 }
 
 absl::Status Server::start(Handler handler, Reject reject) {
@@ -231,8 +231,8 @@ absl::Status Server::start(Handler handler, Reject reject) {
     address = SocketAddress::unix_path(options_.unix_path);
   } else {
     const bool v6 = options_.host.find(':') != std::string::npos && options_.host[0] != '[';
-    address = SocketAddress::parse(
-        absl::StrFormat(v6 ? "[%s]:%u" : "%s:%u", options_.host, options_.port));
+    address = SocketAddress::parse(v6 ? absl::StrFormat("[%s]:%u", options_.host, options_.port)
+                                      : absl::StrFormat("%s:%u", options_.host, options_.port));
   }
   if (!address.ok()) return address.status();
   const bool shared_socket = address->family() == SocketAddress::Family::kUnix;

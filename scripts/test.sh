@@ -26,9 +26,15 @@ passes=0
 passed_total=0
 failed_total=0
 
-fail_pass() {  # fail_pass NAME REASON
+# The summary line of a pass, with the time it took (SECONDS since pass_start).
+pass_start=$SECONDS
+note_pass() {  # note_pass NAME TEXT
+  local t=$((SECONDS - pass_start))
+  summary+=("$1 ($((t / 60))m$((t % 60))s): $2")
+}
+fail_pass() {  # fail_pass NAME REASON [DETAIL]: REASON goes into the total line too
   failed_passes+=("$1: $2")
-  summary+=("$1: FAILED, $2")
+  note_pass "$1" "FAILED, $2${3:+; $3}"
 }
 
 # run_pass NAME BUILD_DIR CTEST_ARGS... -- CMAKE_ARGS...
@@ -42,13 +48,14 @@ run_pass() {
   done
   shift
   passes=$((passes + 1))
+  pass_start=$SECONDS
   echo "== [$name] build ($dir)"
   if ! coring_build "$dir" "$@"; then
     fail_pass "$name" "build failed"
     return
   fi
   if [ "$build_only" -eq 1 ]; then
-    summary+=("$name: built (no tests run)")
+    note_pass "$name" "built (no tests run)"
     return
   fi
   echo "== [$name] ctest"
@@ -67,11 +74,11 @@ run_pass() {
   passed_total=$((passed_total + total - failed))
   failed_total=$((failed_total + failed))
   if [ "$rc" -ne 0 ]; then
-    fail_pass "$name" "ctest exit $rc; $line"
+    fail_pass "$name" "ctest exit $rc" "$line"
   elif [ "$total" -eq 0 ]; then
     fail_pass "$name" "no tests ran"
   else
-    summary+=("$name: $line")
+    note_pass "$name" "$line"
   fi
 }
 
@@ -100,17 +107,18 @@ run_pass clang-release "$B/clang-release" --build-only -- \
 
 # The README's first command, briefly: its own build folder ($B/demo).
 passes=$((passes + 1))
+pass_start=$SECONDS
 echo "== [demo] scripts/demo.sh, 2 s of load"
 demo_rc=0
 DEMO_SECONDS=2 DEMO_CONNS=8 BUILD_ROOT="$B" bash scripts/demo.sh || demo_rc=$?
 if [ "$demo_rc" -eq 0 ]; then
-  summary+=("demo: ok (server and client exit 0)")
+  note_pass demo "ok (server and client exit 0)"
 else
   fail_pass demo "scripts/demo.sh exit $demo_rc"
 fi
 
 echo
-echo "== summary"
+echo "== summary ($((SECONDS / 60))m$((SECONDS % 60))s)"
 for s in "${summary[@]}"; do echo "   $s"; done
 total_line="coring: $passed_total passed, $failed_total failed"
 if [ ${#failed_passes[@]} -eq 0 ]; then

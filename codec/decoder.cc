@@ -31,9 +31,14 @@ void Decoder::append(absl::Span<const uint8_t>& input, size_t n, size_t limit) {
   if (n == 0) return;
   if (buffer_.size() < buffered_ + n) {
     // Grow with the bytes that actually arrived (a header's `length` alone
-    // must not make us allocate), doubling so a big frame costs few moves,
-    // but never past the frame being reassembled once its header is in.
-    buffer_.resize(std::max(buffered_ + n, std::min(2 * buffer_.size(), limit)));
+    // must not make us allocate), doubling so a big frame costs few moves -
+    // by at most kMaxGrowth at a time, so that memory budgets checked
+    // between reads overshoot little - and never past the frame being
+    // reassembled once its header is in.
+    const size_t doubled = buffer_.size() + std::min(buffer_.size(), kMaxGrowth);
+    const size_t target = std::max(buffered_ + n, std::min(doubled, limit));
+    buffer_.reserve(target);  // exactly: resize() alone would double the capacity
+    buffer_.resize(target);
   }
   std::memcpy(buffer_.data() + buffered_, input.data(), n);
   buffered_ += n;

@@ -59,6 +59,7 @@ class Decoder {
   // released once its frame has been handed out.
   size_t buffer_bytes() const { return buffer_.capacity(); }
   static constexpr size_t kKeptBuffer = 64 * 1024;
+  static constexpr size_t kMaxGrowth = 1024 * 1024;
   // Stream offset of the next frame's first byte.
   uint64_t offset() const { return offset_; }
   bool failed() const { return !error_.ok(); }

@@ -86,6 +86,10 @@ class FramedStream {
   // Sends what the codec has queued (handshake, keep-alive answers).
   Task<absl::Status> flush_output();
   Task<absl::Status> close(absl::Status why = absl::OkStatus());
+  // Turns the connection away at once: the codec's goodbye for `why` is
+  // sent and the socket closed without waiting for the peer (a connection
+  // over a limit, which must not hold its descriptor).
+  Task<> refuse(absl::Status why);
 
   // The status that ended reading (OK while the connection is open).
   const absl::Status& status() const noexcept { return terminal_; }
@@ -439,6 +443,17 @@ Task<absl::Status> FramedStream<C>::close(absl::Status why) {
 }
 
 template <FrameCodec C>
+Task<> FramedStream<C>::refuse(absl::Status why) {
+  if (closed_) co_return;
+  closed_ = true;
+  terminal_ = why;
+  if (!stream_.valid()) co_return;
+  codec_.close(why);
+  (void)co_await flush_output();
+  (void)co_await stream_.close();
+}
+
+template <FrameCodec C>
 Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
   if (closed_) co_return;
   closed_ = true;
@@ -449,7 +464,6 @@ Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
   if (!stream_.valid()) co_return;
   detail::StreamState* state = stream_.state();
   state->mid_frame = false;
-  stream_.context().account_partial_frame(*state, 0);  // no more frames from this one
   if (!graceful || !state->write_error().ok()) {
     co_await stream_.close();
     co_return;

@@ -87,7 +87,7 @@ struct NetOptions {
   // goodbye for ResourceExhausted (SBMP: GOAWAY(OVERLOADED)), so a crowd of
   // peers each parking most of a large frame cannot grow memory without
   // bound. 0: no budget.
-  size_t max_partial_frame_bytes = 256 * 1024 * 1024;
+  size_t max_partial_frame_bytes = 64 * 1024 * 1024;
   // How long a stream destroyed with bytes still queued keeps sending them.
   std::chrono::milliseconds linger{2000};
 };

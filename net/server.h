@@ -14,9 +14,10 @@
 // * TCP: every loop binds its own socket to the port (SO_REUSEPORT); port 0
 //   is resolved once, so all loops share the port address() reports. Unix
 //   (`unix_path`): one socket, accepted on by every loop.
-// * Connection limit (`max_connections`, whole server): a connection over it
-//   is accepted and closed at once; a framed one first gets the codec's
-//   goodbye for ResourceExhausted (SBMP: GOAWAY(OVERLOADED)).
+// * Connection limit (`max_connections`, whole server; and RLIMIT_NOFILE,
+//   see Listener): a connection over it is accepted and closed at once; a
+//   framed one first gets the codec's goodbye for ResourceExhausted (SBMP:
+//   GOAWAY(OVERLOADED)).
 // * Timeouts, on by default: a connection whose peer sent nothing for
 //   `idle_timeout` (60 s), or whose frame started arriving more than
 //   `frame_timeout` (30 s) ago and is still incomplete, is interrupted with
@@ -153,7 +154,7 @@ absl::Status Server::serve(H handler, std::function<C()> make_codec) {
   };
   Reject reject = [make_codec, framed](Stream s) -> Task<> {
     return [](FramedStream<C> conn) -> Task<> {
-      co_await conn.close(absl::ResourceExhaustedError("connection limit reached"));
+      co_await conn.refuse(absl::ResourceExhaustedError("connection limit reached"));
     }(FramedStream<C>(std::move(s), make_codec(), framed));
   };
   return start(std::move(run), std::move(reject));

@@ -578,6 +578,11 @@ void StreamState::abort(absl::Status why) noexcept {
   }
   drop_queue(why);
   if (channel_ && !channel_doomed_) interrupt_read(why);
+  // A zero-copy notification comes only once the kernel lets go of the
+  // bytes, which for a peer that never reads (zero window) is never while
+  // the socket is open: tear it down now, so that the writers held until
+  // then are released (the socket is done for anyway).
+  if (zc_busy_ > 0 && !file_closed_) close_file_now();
 }
 
 void StreamState::kill(absl::Status why) noexcept {

@@ -137,7 +137,9 @@ class StreamState final : private OpTarget {
   // kernel may still read is kept: a sendmsg/WRITE_FIXED in flight is
   // cancelled before this returns; a zero-copy send keeps its send buffer,
   // or its writer waiting (failed at the notification, not before), until
-  // its notification CQE, and the state lives until the last one.
+  // its notification CQE, and the state lives until the last one; the file
+  // is then closed at once, since the kernel lets go of a socket's queued
+  // bytes only when it closes if its peer never reads.
   void abort(absl::Status why) noexcept;
   // abort(), then, for a released stream, close and delete it.
   void kill(absl::Status why) noexcept;

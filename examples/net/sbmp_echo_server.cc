@@ -36,7 +36,7 @@ ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)}
           "on SIGINT/SIGTERM, abort connections still open after this long");
 ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more get GOAWAY(OVERLOADED) (0: RLIMIT_NOFILE)");
-ABSL_FLAG(size_t, max_partial_frame_mib, 256,
+ABSL_FLAG(size_t, max_partial_frame_mib, 64,
           "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 

@@ -235,7 +235,7 @@ TEST(SbmpEchoTest, TimeoutsAreOnByDefault) {
   const ServerOptions defaults;
   EXPECT_EQ(defaults.idle_timeout, 60s);
   EXPECT_EQ(defaults.frame_timeout, 30s);
-  EXPECT_EQ(defaults.net.max_partial_frame_bytes, size_t{256} << 20);
+  EXPECT_EQ(defaults.net.max_partial_frame_bytes, size_t{64} << 20);
 }
 
 TEST(SbmpEchoTest, TricklingPeerIsClosedByTheFrameTimeoutThoughNeverIdle) {

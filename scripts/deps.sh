@@ -22,9 +22,12 @@ coring_ensure_packages() {
 }
 
 # coring_build DIR [cmake args...]: configure (Ninja, ccache) and build DIR;
-# BUILD_TARGETS (space-separated) limits what is built.
+# BUILD_TARGETS (space-separated) limits what is built. Run from the
+# repository root: ccache's base directory is the current one, so a clone in
+# another folder still finds what an earlier run compiled.
 coring_build() {
   local dir=$1; shift
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
   # A different compiler makes CMake delete its cache and also forget the -D
   # options of that very run (the build would use the defaults): start from a
   # clean cache instead. The compiler is passed as a full path, as cached.

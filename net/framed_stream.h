@@ -465,7 +465,7 @@ Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
   detail::StreamState* state = stream_.state();
   state->mid_frame = false;
   if (!graceful || !state->write_error().ok()) {
-    co_await stream_.close();
+    (void)co_await stream_.close();
     co_return;
   }
   // One deadline for the whole goodbye: flush, half-close, drain.
@@ -479,7 +479,7 @@ Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
       if (!buf.ok() || buf->empty()) break;
     }
   }
-  co_await stream_.close();
+  (void)co_await stream_.close();
 }
 
 }  // namespace coring::net

@@ -34,7 +34,7 @@ coring::Task<> echo(coring::net::Stream conn) {
     auto st = co_await conn.write(buf->span());
     if (!st.ok()) break;
   }
-  co_await conn.close();  // queued bytes first
+  (void)co_await conn.close();  // queued bytes first
 }
 
 int main(int argc, char** argv) {

@@ -49,7 +49,7 @@ coring::Task<> echo(Conn conn) {
     auto st = co_await conn.write_frame(*frame);  // type, extensions, payload: no copy
     if (!st.ok()) break;
   }
-  co_await conn.close();
+  (void)co_await conn.close();
 }
 
 int main(int argc, char** argv) {

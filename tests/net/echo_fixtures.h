@@ -52,7 +52,7 @@ inline Task<absl::Status> client_echo(NetContext& net, SocketAddress addr,
     co_return absl::OkStatus();
   };
   auto [w, r] = co_await when_all(writer(conn, msgs), reader(conn, msgs));
-  co_await conn.close();
+  (void)co_await conn.close();
   if (!w.ok()) co_return w;
   co_return r;
 }

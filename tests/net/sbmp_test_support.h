@@ -54,7 +54,7 @@ inline Task<> echo(SbmpConn conn) {
     if (!frame.ok()) co_return;
     if (!(co_await conn.write_frame(*frame)).ok()) break;
   }
-  co_await conn.close();
+  (void)co_await conn.close();
 }
 
 struct SbmpEchoServer {

@@ -56,11 +56,11 @@ Task<WhenAnyResult<Ts...>> when_any(Task<Ts>... tasks) {
   std::tuple<Task<Ts>&...> refs(tasks...);
   // Rethrows the winner's exception, if any.
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((I == winner
-          ? (value.emplace(std::in_place_index<I>, detail::take_join_value(std::get<I>(refs))),
-             true)
-          : false) ||
-     ...);
+    (void)((I == winner ? (value.emplace(std::in_place_index<I>,
+                                         detail::take_join_value(std::get<I>(refs))),
+                           true)
+                        : false) ||
+           ...);
   }
   (std::index_sequence_for<Ts...>{});
   co_return WhenAnyResult<Ts...>{winner, std::move(*value)};

@@ -173,8 +173,13 @@ TEST(BufferRingTest, StreamThatIsNotReadGivesTheRingBack) {
   auto loop = make_loop();
   auto ring = BufferRing::create(*loop, arena, 16, 1024);
   ASSERT_TRUE(ring.ok()) << ring.status();
-  auto [greedy_in, greedy_out] = testing::socket_pair();
-  auto [victim_in, victim_out] = testing::socket_pair();
+  // Not structured bindings: lambdas below use them (clang 14 refuses that).
+  auto greedy_pair = testing::socket_pair();
+  auto victim_pair = testing::socket_pair();
+  Fd& greedy_in = greedy_pair.first;
+  Fd& greedy_out = greedy_pair.second;
+  Fd& victim_in = victim_pair.first;
+  Fd& victim_out = victim_pair.second;
   RecvStream greedy = recv_multishot(greedy_in.fd, **ring);
   greedy.set_share(3);
   RecvStream victim = recv_multishot(victim_in.fd, **ring);

@@ -102,7 +102,7 @@ Task<absl::Status> echo_counting(NetContext& net, SocketAddress addr, pool::Slab
     }
   }
   *steady_allocs = slab.stats().allocs_total - before;
-  co_await conn.close();
+  (void)co_await conn.close();
   co_return absl::OkStatus();
 }
 
@@ -202,7 +202,7 @@ TEST(FramedStreamTest, ProtocolErrorSendsGoodbyeAndCloses) {
     testing::put_be32(bye.data() + 4, uint32_t(absl::StatusCode::kInvalidArgument));
     want.insert(want.end(), bye.begin(), bye.end());
     if (*all != want) co_return absl::DataLossError("expected echo + GOODBYE(InvalidArgument)");
-    co_await c->close();
+    (void)co_await c->close();
     // A second connection on the same listener still works.
     std::vector<size_t> sizes = {1, 2, 3};
     co_return co_await client_echo(net, addr, std::move(sizes));
@@ -248,7 +248,7 @@ TEST(FramedStreamTest, GracefulCloseSendsQueuedFramesThenGoodbye) {
     // The client reads everything, then closes; close() waits for that.
     auto client = [](Stream& s) -> Task<absl::StatusOr<std::vector<uint8_t>>> {
       auto all = co_await read_to_eof(s);
-      co_await s.close();
+      (void)co_await s.close();
       co_return all;
     };
     auto [closed, all] = co_await when_all(server.close(absl::UnavailableError("bye")), client(*c));

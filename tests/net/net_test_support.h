@@ -113,7 +113,7 @@ inline Task<> echo_handler(Stream s) {
     if (!buf.ok() || buf->empty()) break;
     if (!(co_await s.write(buf->span())).ok()) break;
   }
-  co_await s.close();
+  (void)co_await s.close();
 }
 
 // Accepts `count` connections (or until cancelled) and echoes each.

@@ -60,7 +60,7 @@ Task<absl::StatusOr<FramedStream<C>>> connect_framed(NetContext& ctx, SocketAddr
   if (!stream.ok()) co_return stream.status();
   FramedStream<C> conn(std::move(*stream), std::move(codec), options.framed);
   if (absl::Status s = co_await conn.flush_output(); !s.ok()) {
-    co_await conn.close(s);  // the write side is broken: no goodbye, just close
+    (void)co_await conn.close(s);  // the write side is broken: no goodbye, just close
     co_return absl::Status(s.code(), absl::StrFormat("connect %s: sending the codec's opening: %s",
                                                      address.to_string(), s.message()));
   }

@@ -138,8 +138,8 @@ TEST(ClientTest, CodecOpeningIsSentAtConnect) {
         if (!std::equal(msg.begin(), msg.end(), f->payload.begin(), f->payload.end())) {
           co_return absl::DataLossError("frame differs");
         }
-        co_await server->close();  // first, so the client's graceful close sees EOF at once
-        co_await conn->close();
+        (void)co_await server->close();  // first, so the client's graceful close sees EOF at once
+        (void)co_await conn->close();
         co_return absl::OkStatus();
       }(*t.net, *listener, addr));
   EXPECT_TRUE(r.ok()) << r;

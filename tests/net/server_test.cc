@@ -130,7 +130,7 @@ TEST(ServerTest, IdleConnectionGetsGoodbyeAndIsClosed) {
         auto c = co_await Stream::connect(net, a);
         if (!c.ok()) co_return c.status();
         auto all = co_await read_to_eof(*c);  // sends nothing
-        co_await c->close();
+        (void)co_await c->close();
         co_return all;
       }(*s.t.net, s.address()));
   const auto took = std::chrono::steady_clock::now() - start;
@@ -167,15 +167,15 @@ TEST(ServerTest, ConnectionLimitRejectsWithGoodbye) {
     if (!ends_with_goodbye(*all, absl::StatusCode::kResourceExhausted)) {
       co_return absl::DataLossError("third connection: no GOODBYE(ResourceExhausted)");
     }
-    co_await c3->close();
+    (void)co_await c3->close();
     // The first two still work.
     if (auto st = co_await f1.write_frame(testing::LpFrame{absl::MakeConstSpan(p)}); !st.ok()) {
       co_return st;
     }
     auto e = co_await f1.read_frame();
     if (!e.ok()) co_return e.status();
-    co_await f1.close();
-    co_await f2.close();
+    (void)co_await f1.close();
+    (void)co_await f2.close();
     co_return absl::OkStatus();
   }(*s.t.net, s.address()));
   EXPECT_TRUE(r.ok()) << r;
@@ -248,7 +248,7 @@ TEST(ServerTest, GracefulShutdownAnswersFramesInFlight) {
     (void)co_await sleep_for(10ms);  // the frames reached the server
     server.begin_shutdown();
     auto got = co_await read_to_eof(*c);
-    co_await c->close();
+    (void)co_await c->close();
     if (!got.ok()) co_return got.status();
     if (got->size() != all.size() + 8 || !std::equal(all.begin(), all.end(), got->begin())) {
       co_return absl::DataLossError("frames in flight were not all answered");

@@ -65,7 +65,7 @@ inline std::string missing_flags(const std::string& binary,
 
 // One line of figures in the test log, e.g. "[ hostile  ] victim: ...".
 template <class... Args>
-void note(const char* format, const Args&... args) {
+void note(const absl::FormatSpec<Args...>& format, const Args&... args) {
   std::printf("[ hostile  ] %s\n", absl::StrFormat(format, args...).c_str());
   std::fflush(stdout);
 }

@@ -25,6 +25,11 @@ constexpr unsigned kRegisterSendMsgRing = 31;
 constexpr unsigned kReapBatch = 64;
 constexpr unsigned kRemoteBatch = 4096;
 
+// A failure that repeats (a task that throws per connection, an
+// io_uring_enter error each iteration) is printed the 1st, 2nd, 4th, 8th...
+// time only; LoopStats counts every one.
+bool worth_printing(uint64_t nth) { return (nth & (nth - 1)) == 0; }
+
 // A posted function, allocated from the posting thread's frame allocator.
 template <class Fn>
 struct FnNode final : PostNode {
@@ -45,10 +50,11 @@ std::string LoopStats::to_string() const {
       "iterations=%u sqes_submitted=%u submit_calls=%u cqes=%u sq_full=%u cq_overflows=%u "
       "cq_dropped=%u enobufs=%u recv_pauses=%u recv_spills=%u recv_spilled_bytes=%u "
       "ops_in_flight=%u msg_ring_sent=%u msg_ring_received=%u "
-      "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u",
+      "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u task_failures=%u "
+      "enter_errors=%u",
       iterations, sqes_submitted, submit_calls, cqes, sq_full, cq_overflows, cq_dropped, enobufs,
       recv_pauses, recv_spills, recv_spilled_bytes, ops_in_flight, msg_ring_sent, msg_ring_received,
-      foreign_wakes, eventfd_wakes, posts_run, stale_cqes);
+      foreign_wakes, eventfd_wakes, posts_run, stale_cqes, task_failures, enter_errors);
 }
 
 // Makes this loop current on the thread and installs its frame allocator.
@@ -133,7 +139,10 @@ void EventLoop::shutdown() noexcept {
   // before it goes away.
   for (int attempt = 0; attempt < 200 && (ops_.in_use() > 0 || eventfd_armed_); ++attempt) {
     io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+    // Every op in one request (Linux 5.19+); every other round one at a
+    // time, for a kernel that refuses CANCEL_ALL.
+    io_uring_prep_cancel64(
+        sqe, 0, IORING_ASYNC_CANCEL_ANY | (attempt % 2 == 0 ? IORING_ASYNC_CANCEL_ALL : 0));
     sqe->user_data = kIgnoreUserData;
     __kernel_timespec ts{.tv_sec = 0, .tv_nsec = 10'000'000};
     io_uring_cqe* cqe = nullptr;
@@ -187,8 +196,10 @@ void EventLoop::iterate(bool block) {
       ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() && mailbox.queue.empty() &&
       !mailbox.stop_requested.load(std::memory_order_relaxed) && !(until_ != nullptr && *until_);
   const int ret = (block && idle) ? ring_->submit_and_wait(1) : ring_->submit();
-  if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME) {
-    std::fprintf(stderr, "coring: io_uring_enter failed: %s\n",
+  if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME && ret != -EINTR &&
+      worth_printing(++enter_errors_)) {
+    std::fprintf(stderr, "coring: io_uring_enter failed (%llu so far): %s\n",
+                 static_cast<unsigned long long>(enter_errors_),
                  errno_to_status(-ret).ToString().c_str());
   }
   reap();
@@ -217,15 +228,20 @@ void EventLoop::drain_remote() {
   }
 }
 
-void EventLoop::reap() {
-  if (!deferred_cqes_.empty()) {
-    // Dispatch may reap aside again; work on a snapshot.
+void EventLoop::dispatch_deferred() noexcept {
+  // Dispatch may reap aside again: those CQEs are newer than the rest of
+  // the snapshot and older than anything still in the CQ, so they go next.
+  while (!deferred_cqes_.empty()) {
     std::vector<Cqe> pending;
     pending.swap(deferred_cqes_);
     for (const Cqe& c : pending) dispatch(c);
     pending.clear();
     if (deferred_cqes_.empty()) deferred_cqes_.swap(pending);  // keep the capacity
   }
+}
+
+void EventLoop::reap() {
+  dispatch_deferred();
   io_uring* raw = ring_->raw();
   const unsigned mask = raw->cq.ring_mask;
   // The CQ read inline (what io_uring_peek_batch_cqe does, without the
@@ -239,6 +255,7 @@ void EventLoop::reap() {
     io_uring_cq_advance(raw, 1);
     ++cqes_;
     dispatch(one);
+    dispatch_deferred();
     if (!ring_->cq_needs_check()) return;
     head = *raw->cq.khead;
     ready = io_uring_smp_load_acquire(raw->cq.ktail) - head;
@@ -259,6 +276,9 @@ void EventLoop::reap() {
     if (n > 0) io_uring_cq_advance(raw, n);
     cqes_ += n;
     for (unsigned i = 0; i < n; ++i) dispatch(batch[i]);
+    // What a dispatch reaped aside came after this batch and before what the
+    // CQ holds now: deliver it first.
+    dispatch_deferred();
     if (n == kReapBatch) continue;
     // A short batch emptied the CQ, unless the kernel holds a backlog
     // (overflow): then enter to have it flushed and keep reaping.
@@ -512,16 +532,20 @@ void EventLoop::spawn_task(Task<> task) {
         detached_[index] = {};
         detached_free_.push_back(index);
         if (!e) return;
+        ++task_failures_;
         if (options_.on_task_error) {
           options_.on_task_error(e);
           return;
         }
+        if (!worth_printing(task_failures_)) return;
+        const auto n = static_cast<unsigned long long>(task_failures_);
         try {
           std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-          std::fprintf(stderr, "coring: a spawned task failed: %s\n", ex.what());
+          std::fprintf(stderr, "coring: a spawned task failed (%llu so far): %s\n", n, ex.what());
         } catch (...) {
-          std::fprintf(stderr, "coring: a spawned task failed with a non-std exception\n");
+          std::fprintf(stderr,
+                       "coring: a spawned task failed (%llu so far) with a non-std exception\n", n);
         }
       });
   schedule(detached_[index]);
@@ -546,6 +570,8 @@ LoopStats EventLoop::stats() const {
   s.msg_ring_received = msg_ring_received_;
   s.foreign_wakes = mailbox_->foreign_wakes.load(std::memory_order_relaxed);
   s.eventfd_wakes = eventfd_wakes_;
+  s.task_failures = task_failures_;
+  s.enter_errors = enter_errors_;
   s.posts_run = posts_run_;
   s.stale_cqes = stale_cqes_;
   return s;

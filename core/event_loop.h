@@ -177,6 +177,7 @@ class EventLoop {
   // block_on()'s loop: iterates until `done`, with one Scope for all of it.
   void run_until(bool& done);
   io_uring_sqe* get_sqe_slow() noexcept;
+  void dispatch_deferred() noexcept;
   void run_ready();
   void drain_remote();
   void reap();
@@ -245,6 +246,8 @@ class EventLoop {
   uint64_t msg_ring_received_ = 0;
   uint64_t eventfd_wakes_ = 0;
   uint64_t posts_run_ = 0;
+  uint64_t task_failures_ = 0;
+  uint64_t enter_errors_ = 0;
   uint64_t stale_cqes_ = 0;
 };
 

@@ -25,6 +25,8 @@ struct LoopStats {
   uint64_t eventfd_wakes = 0;      // wake-ups received through the eventfd fallback
   uint64_t posts_run = 0;          // posted functions and switch_to() resumptions run here
   uint64_t stale_cqes = 0;         // CQEs naming a released slot (must stay 0)
+  uint64_t task_failures = 0;      // spawned tasks that ended with an exception
+  uint64_t enter_errors = 0;       // io_uring_enter calls that failed (other than EAGAIN/EBUSY)
 
   // One line, "iterations=… sqes_submitted=… …".
   std::string to_string() const;

@@ -71,6 +71,22 @@ TEST(EventLoopTest, SpawnedTaskExceptionIsReported) {
   EXPECT_EQ(reported[0], "boom");
 }
 
+// A task that fails per connection must not flood stderr from the loop
+// thread: the 1st, 2nd, 4th... failures are printed, all are counted.
+TEST(EventLoopTest, RepeatedTaskFailuresArePrintedSparselyAndCounted) {
+  auto loop = make_loop();
+  constexpr int kTasks = 100;
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < kTasks; ++i) spawn(*loop, throws());
+  for (int i = 0; i < 10 && loop->stats().task_failures < kTasks; ++i) loop->run_once(false);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(loop->stats().task_failures, static_cast<uint64_t>(kTasks));
+  size_t lines = 0;
+  for (char c : err) lines += c == '\n';
+  EXPECT_EQ(lines, 7u) << err;  // 1, 2, 4, 8, 16, 32, 64
+  EXPECT_NE(err.find("(64 so far): boom"), std::string::npos) << err;
+}
+
 Task<> sleeper(std::chrono::milliseconds d, int id, std::vector<int>* order) {
   absl::Status s = co_await sleep_for(d);
   EXPECT_TRUE(s.ok()) << s;
@@ -304,6 +320,36 @@ TEST(EventLoopTest, DestroyingTheLoopDestroysSuspendedTasks) {
   EXPECT_EQ(loop->stats().ops_in_flight, 1u);
   loop.reset();  // must not hang, leak or resume the task
   EXPECT_FALSE(finished);
+}
+
+// Completions go out in the order the kernel posted them, through a CQ
+// overflow and SQ-full submits made from inside a dispatch (a multishot
+// recv's chunks must never be reordered).
+Task<> record_after_nop(int index, std::vector<int>* order, int fill) {
+  if (!(co_await nop()).ok()) co_return;
+  order->push_back(index);
+  // Inside the dispatch of this CQE: take more SQEs than the SQ holds, so
+  // the loop has to reap the CQ (and the kernel's overflow) aside.
+  EventLoop* loop = EventLoop::current();
+  for (int i = 0; i < fill; ++i) {
+    io_uring_sqe* sqe = loop->get_sqe();
+    io_uring_prep_nop(sqe);
+    sqe->user_data = kIgnoreUserData;
+  }
+}
+
+TEST(EventLoopTest, CompletionsThroughACqOverflowKeepTheirOrder) {
+  LoopOptions options;
+  options.ring.sq_entries = 8;
+  options.ring.cq_entries = 16;
+  auto loop = make_loop(std::move(options));
+  constexpr int kOps = 400;
+  std::vector<int> order;
+  for (int i = 0; i < kOps; ++i) spawn(*loop, record_after_nop(i, &order, i % 50 == 0 ? 64 : 0));
+  for (int i = 0; i < 200 && order.size() < kOps; ++i) loop->run_once(false);
+  ASSERT_EQ(order.size(), static_cast<size_t>(kOps));
+  for (int i = 0; i < kOps; ++i) ASSERT_EQ(order[i], i) << "completion " << i << " out of order";
+  EXPECT_GT(loop->stats().cq_overflows, 0u);
 }
 
 }  // namespace

@@ -138,6 +138,12 @@ TEST_F(CapacityTest, OverALargeMaxConnectionsNewPeersGetGoawayNotSilence) {
 // every connection is either served or told GOAWAY(OVERLOADED), and the
 // victim, which came first, is served throughout.
 TEST_F(CapacityTest, DerivedLimitFromALowFileLimitAnswersTheOverflowWithGoaway) {
+#ifdef CORING_SANITIZED
+  // The sanitizer runtime checks that memory is readable by writing it to a
+  // pipe: in a process with no descriptor left, UBSan's vptr check fails on
+  // sound objects ("invalid vptr ... memory cannot be printed").
+  GTEST_SKIP() << "descriptor exhaustion makes the sanitizer runtime report false errors";
+#endif
   constexpr uint64_t kNofile = 512;
   constexpr size_t kConns = 800;
   ASSERT_NE(start_sbmp({"--idle_timeout=60s", "--max_connections=0"}, {.nofile = kNofile}),

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -42,7 +43,18 @@ inline size_t env_size(const char* name, size_t fallback) {
 
 // Victim p99 under attack (HOSTILE_P99_MS, default 200 ms); any single echo
 // later than its echo_timeout (2 s) is an error.
-inline double p99_bound_ms() { return static_cast<double>(env_size("HOSTILE_P99_MS", 200)); }
+// Sanitized servers (Debug + ASan/UBSan in the test command's asan pass) run
+// several times slower: there the suite looks for memory errors under attack
+// and for stalls (a stalled victim gets no echo at all): the p99 bound is
+// 10x looser and any echo counts as served.
+#ifdef CORING_SANITIZED
+inline constexpr uint64_t kSlowdown = 10;
+#else
+inline constexpr uint64_t kSlowdown = 1;
+#endif
+inline double p99_bound_ms() {
+  return static_cast<double>(env_size("HOSTILE_P99_MS", 200 * kSlowdown));
+}
 
 // The flags of `names` that `binary` does not accept, comma-separated.
 inline std::string missing_flags(const std::string& binary,
@@ -105,7 +117,8 @@ class HostileTest : public ::testing::Test {
   static void expect_victim_served(const VictimReport& r, uint64_t min_frames) {
     note("%s", r.to_string());
     EXPECT_EQ(r.errors, 0u) << r.first_error;
-    EXPECT_GE(r.frames, min_frames) << "the victim was starved";
+    EXPECT_GE(r.frames, kSlowdown > 1 ? std::min<uint64_t>(1, min_frames) : min_frames)
+        << "the victim was starved";
     EXPECT_LE(r.p99_ms(), p99_bound_ms()) << "victim p99 over the bound (HOSTILE_P99_MS)";
   }
 

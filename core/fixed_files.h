@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string_view>
 
@@ -70,21 +71,42 @@ class SocketDirect : public OpAwaitable<SocketDirect> {
 };
 
 // Installs a duplicate of `fd` into a free slot (IORING_OP_FILES_UPDATE);
-// the caller still owns and must close `fd`.
+// the caller still owns and must close `fd`. The fd array the kernel reads
+// and writes the slot back into lives in the op slot, not in the awaiting
+// frame: a coroutine destroyed before the completion leaves the slot to the
+// reclaimer, which closes it (else the duplicate would hold the socket open).
 class InstallFile : public OpAwaitable<InstallFile> {
  public:
-  explicit InstallFile(int fd) noexcept : fds_{fd} {}
-  void prepare(io_uring_sqe* sqe, OpSlot&) noexcept {
-    io_uring_prep_files_update(sqe, fds_, 1, static_cast<int>(IORING_FILE_INDEX_ALLOC));
+  explicit InstallFile(int fd) noexcept : fd_(fd) { borrowed_ = false; }
+  void prepare(io_uring_sqe* sqe, OpSlot& slot) noexcept {
+    int* fds = slot.scratch_as<int>();
+    fds[0] = fd_;
+    io_uring_prep_files_update(sqe, fds, 1, static_cast<int>(IORING_FILE_INDEX_ALLOC));
+    slot.reclaim = [](EventLoop& loop, const OpSlot& done, const OpResult& r) {
+      if (r.res < 1) return;
+      int index;
+      std::memcpy(&index, done.scratch, sizeof(index));
+      io_uring_sqe* close_sqe = loop.get_sqe();
+      io_uring_prep_close_direct(close_sqe, static_cast<unsigned>(index));
+      close_sqe->user_data = kIgnoreUserData;
+    };
   }
   absl::StatusOr<uint32_t> result(const OpResult& r) const {
-    if (r.res >= 1) return static_cast<uint32_t>(fds_[0]);  // the kernel wrote the slot back
+    if (r.res >= 1) return static_cast<uint32_t>(fd_);  // the slot, copied in on_complete
     if (r.res == 0) return fixed_slot_error(OpResult{-ENFILE, 0, false}, "install_file");
     return fixed_slot_error(r, "install_file");
   }
 
+ protected:
+  void on_complete(const OpResult& r) noexcept override {
+    // The slot is released but untouched until this returns: take the
+    // index the kernel wrote back.
+    if (r.res >= 1) std::memcpy(&fd_, loop_->ops()[index_].scratch, sizeof(fd_));
+    OpAwaitableBase::on_complete(r);
+  }
+
  private:
-  int fds_[1];
+  int fd_;  // the fd to install; the slot once installed
 };
 
 inline SocketDirect socket_direct(int domain, int type, int protocol = 0) noexcept {

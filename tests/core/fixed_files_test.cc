@@ -83,5 +83,31 @@ TEST(FixedFilesTest, InstallFilePutsAnFdIntoTheTable) {
   EXPECT_EQ(loop->block_on(install_and_echo(a.fd)), "hi");
 }
 
+Task<> install_only(int fd, bool* installed) {
+  absl::StatusOr<uint32_t> slot = co_await install_file(fd);
+  *installed = slot.ok();
+}
+
+// The installing coroutine is destroyed after the op was queued, before its
+// completion: the slot the kernel filled must be closed again, or the
+// duplicate keeps the socket open for good (the peer never sees EOF).
+TEST(FixedFilesTest, InstallFileAbandonedBeforeItsCompletionFreesTheSlot) {
+  auto loop = make_loop();
+  auto [a, b] = testing::socket_pair();
+  bool installed = false;
+  loop->block_on([](int fd, bool* installed) -> Task<> {
+    Task<> t = install_only(fd, installed);
+    t.handle().resume();  // queued, not submitted yet
+    co_return;            // `t` destroyed here, before the completion
+  }(a.fd, &installed));
+  for (int i = 0; i < 5; ++i) loop->run_once(false);
+  EXPECT_FALSE(installed);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+  ::close(std::exchange(a.fd, -1));
+  for (int i = 0; i < 5; ++i) loop->run_once(false);
+  char c;
+  EXPECT_EQ(::recv(b.fd, &c, 1, MSG_DONTWAIT), 0) << "no EOF: the table still holds the socket";
+}
+
 }  // namespace
 }  // namespace coring

@@ -170,22 +170,15 @@ Task<absl::Status> manual_client(coring::net::NetContext& net, coring::net::Sock
   std::vector<uint64_t> outstanding(static_cast<size_t>(n), 0);
   uint64_t next_id = 1;
   absl::Status error;
-  // 200 warm-up rounds, then the measured loop (a range-for written out, so
-  // that one body serves both); one round = n calls = one iteration.
+  // 200 warm-up rounds, then the measured ones; one round = n calls = one
+  // iteration.
   std::optional<Measure> m;
-  benchmark::State::StateIterator it;
-  benchmark::State::StateIterator end;
   for (int warm = 0; error.ok();) {
-    if (!m) {
-      if (warm++ == 200) {
-        m.emplace(slab);
-        it = state.begin();
-        end = state.end();
-        if (!(it != end)) break;
-      }
+    if (warm < 200) {
+      ++warm;
     } else {
-      ++it;
-      if (!(it != end)) break;
+      if (!m) m.emplace(slab);
+      if (!state.KeepRunning()) break;
     }
     for (int i = 0; i < n; ++i) {
       outstanding[static_cast<size_t>(i)] = next_id;

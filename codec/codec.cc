@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 
 #include "absl/strings/str_format.h"
 
@@ -200,6 +201,46 @@ absl::Status Codec::encode(const Frame& frame, Encoded& encoded) {
       frame,
       {.version = settings_.version, .chk = settings_.chk(), .max_frame = settings_.peer_max_frame},
       encoded);
+}
+
+std::optional<std::chrono::microseconds> Codec::time_budget(const Frame& frame) {
+  const std::optional<uint32_t> us = frame.extensions.timeout_us();
+  if (!us) return std::nullopt;
+  return std::chrono::microseconds(*us);
+}
+
+Frame Codec::stamp(const Frame& frame, uint64_t id, std::optional<std::chrono::microseconds> budget,
+                   const std::optional<TraceContext>& trace, CallHeader& header) {
+  header.clear();
+  for (const Extension& e : frame.extensions) {
+    if (e.kind == kExtRequestId || (budget && e.kind == kExtTimeoutUs) ||
+        (trace && e.kind == kExtTraceContext)) {
+      continue;
+    }
+    // Entries of a validated block fit a block again; only the 64 KiB block
+    // limit could refuse one, and then the entry is left out.
+    (void)header.add(e.kind, e.value);
+  }
+  header.set_request_id(id);
+  if (budget) {
+    const int64_t us = std::clamp<int64_t>(budget->count(), 0, UINT32_MAX);
+    header.set_timeout_us(static_cast<uint32_t>(us));
+  }
+  if (trace) header.set_trace_context(*trace);
+  Frame out = frame;
+  out.extensions = header.view();
+  return out;
+}
+
+Frame Codec::copy_frame(const Frame& frame, std::vector<uint8_t>& storage) {
+  const absl::Span<const uint8_t> ext = frame.extensions.bytes();
+  storage.clear();
+  storage.insert(storage.end(), ext.begin(), ext.end());
+  storage.insert(storage.end(), frame.payload.begin(), frame.payload.end());
+  Frame out = frame;
+  out.extensions = Extensions(absl::MakeConstSpan(storage.data(), ext.size()));
+  out.payload = absl::MakeConstSpan(storage.data() + ext.size(), frame.payload.size());
+  return out;
 }
 
 }  // namespace coring::sbmp

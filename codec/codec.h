@@ -25,6 +25,7 @@
 // queuing, and steady-state traffic allocates nothing.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -63,6 +64,9 @@ class Codec {
  public:
   using Frame = ::coring::sbmp::Frame;
   using Encoded = EncodedFrame;
+  using TraceContext = ::coring::sbmp::TraceContext;
+  // The extension block of a stamped frame (inline up to 64 bytes).
+  using CallHeader = ExtensionBuilder;
 
   // Room for the handshake, a GOAWAY and dozens of PONGs. A peer that keeps
   // PINGing while never reading its PONGs fills it and gets GOAWAY(OVERLOADED).
@@ -108,6 +112,24 @@ class Codec {
 
   // Queues a PING (payload <= 64 bytes); the PONG is counted in pongs().
   absl::Status ping(absl::Span<const uint8_t> payload, std::optional<uint64_t> request_id = {});
+
+  // ---- Request/reply (net/'s CallCodec concept) ----
+  // REQUEST_ID, TIMEOUT_US and TRACE_CONTEXT of `frame`, if present.
+  static std::optional<uint64_t> correlation_id(const Frame& frame) {
+    return frame.extensions.request_id();
+  }
+  static std::optional<std::chrono::microseconds> time_budget(const Frame& frame);
+  static std::optional<TraceContext> trace_context(const Frame& frame) {
+    return frame.extensions.trace_context();
+  }
+  // `frame` with REQUEST_ID = id, and TIMEOUT_US (clamped to u32) and
+  // TRACE_CONTEXT replaced when given; its other extensions kept in order.
+  // The extension block is built in `header`; the payload is not copied.
+  static Frame stamp(const Frame& frame, uint64_t id,
+                     std::optional<std::chrono::microseconds> budget,
+                     const std::optional<TraceContext>& trace, CallHeader& header);
+  // `frame` with its extension block and payload copied into `storage`.
+  static Frame copy_frame(const Frame& frame, std::vector<uint8_t>& storage);
 
   Role role() const { return role_; }
   // Negotiation done (or skipped): settings() are final.

@@ -18,7 +18,7 @@
 
 namespace coring::net::detail {
 
-class CallbackTimer : private OpTarget {
+class CallbackTimer final : private OpTarget {
  public:
   // `fired` is false when the timer was cancelled.
   using Callback = void (*)(void* context, bool fired) noexcept;

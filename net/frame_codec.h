@@ -9,10 +9,13 @@
 // One codec object serves one connection and is used from one thread.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -71,5 +74,43 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //    (the connection's frame deadline runs: ServerOptions::frame_timeout);
 //  * size_t buffered_bytes() const - memory held to reassemble a split frame
 //    (counted against NetOptions::max_partial_frame_bytes).
+
+// CallCodec: a FrameCodec whose frames carry what a request/reply channel
+// (net/channel.h, net/channel_server.h) needs: a correlation id that a reply
+// copies from its request (SBMP: REQUEST_ID), the time budget the caller
+// grants (SBMP: TIMEOUT_US) and a W3C trace context (SBMP: TRACE_CONTEXT).
+// All of it is static: reading and stamping frames needs no connection state.
+template <class C>
+concept CallCodec = FrameCodec<C> &&
+    requires(const typename C::Frame& frame, const typename C::TraceContext& trace,
+             typename C::TraceContext& mutable_trace, typename C::CallHeader& header,
+             std::vector<uint8_t>& storage, uint64_t id,
+             std::optional<std::chrono::microseconds> budget,
+             std::optional<typename C::TraceContext> maybe_trace) {
+  // W3C trace-context: a 16-byte trace id and an 8-byte parent (span) id.
+  typename C::TraceContext;
+  requires std::regular<typename C::TraceContext>;
+  { mutable_trace.trace_id } -> std::same_as<std::array<uint8_t, 16>&>;
+  { mutable_trace.parent_id } -> std::same_as<std::array<uint8_t, 8>&>;
+
+  // Reusable storage for the codec's bytes of a stamped frame (default-
+  // constructible; after warm-up, stamping allocates nothing).
+  typename C::CallHeader;
+  requires std::default_initializable<typename C::CallHeader>;
+
+  { C::correlation_id(frame) } -> std::same_as<std::optional<uint64_t>>;
+  { C::time_budget(frame) } -> std::same_as<std::optional<std::chrono::microseconds>>;
+  { C::trace_context(frame) } -> std::same_as<std::optional<typename C::TraceContext>>;
+
+  // `frame` with its correlation id set to `id`, and its time budget and trace
+  // context set to `budget` / `trace` when those have a value (left as they
+  // are otherwise); everything else kept. The result points into `header`
+  // (the codec's bytes) and into `frame`'s memory (the payload).
+  { C::stamp(frame, id, budget, maybe_trace, header) } -> std::same_as<typename C::Frame>;
+
+  // A copy of `frame` whose bytes live in `storage` (its capacity reused), so
+  // the frame outlives the receive buffer it was decoded into.
+  { C::copy_frame(frame, storage) } -> std::same_as<typename C::Frame>;
+};
 
 }  // namespace coring::net

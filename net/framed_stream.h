@@ -28,6 +28,11 @@
 //   FramedOptions::close_timeout passes; then the socket is closed.
 // * A FramedStream destroyed without close() still sends what was queued
 //   (see Stream), without a goodbye.
+// * hold() / release(): replies still owed (a request/reply server counts
+//   the requests it is handling, net/channel_server.h). When reading ends
+//   gracefully (the peer's goodbye, shutdown), the goodbye waits until every
+//   hold is released, at most FramedOptions::close_timeout; writes still work
+//   meanwhile, so answers to frames received before the end go out first.
 //
 // Allocation: read_frame() and write_frame() return awaiters, not Tasks, so a
 // message costs no coroutine frame. read_frame() completes without
@@ -51,7 +56,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "coring/core/buffer_ring.h"
+#include "coring/core/event_loop.h"
 #include "coring/core/task.h"
+#include "coring/net/callback_timer.h"
 #include "coring/net/frame_codec.h"
 #include "coring/net/stream.h"
 
@@ -98,7 +105,16 @@ class FramedStream {
   Stream& stream() noexcept { return stream_; }
   const FramedOptions& options() const noexcept { return options_; }
 
+  void hold() noexcept { ++holds_; }
+  void release() noexcept {
+    if (--holds_ == 0 && hold_waiter_)
+      EventLoop::current()->schedule(std::exchange(hold_waiter_, {}));
+  }
+
  private:
+  // end(): waits for the holds, or close_timeout.
+  class HoldWait;
+
   // ---- The per-connection reader coroutine (read_frame()'s waiting path) ----
   struct ReaderPromise;
   using ReaderHandle = std::coroutine_handle<ReaderPromise>;
@@ -210,6 +226,9 @@ class FramedStream {
   absl::Status terminal_;
   std::optional<absl::Status> decode_error_;  // found by try_read_now(), for the reader
   size_t output_in_flight_ = 0;
+  size_t holds_ = 0;
+  std::coroutine_handle<> hold_waiter_;
+  bool ending_ = false;  // end() has begun; closed_ once the goodbye starts
   bool closed_ = false;
   ReaderSlot reader_;  // last: destroyed first, while what it uses is alive
 };
@@ -299,6 +318,28 @@ class FramedStream<C>::WriteFrameAwaiter {
   typename C::Encoded encoded_;         // lives until the write is done
   std::optional<Task<absl::Status>> slow_;
   std::optional<Stream::WriteAwaiter> write_;  // destroyed before encoded_
+};
+
+template <FrameCodec C>
+class FramedStream<C>::HoldWait {
+ public:
+  explicit HoldWait(FramedStream* self) noexcept : self_(self), timer_(&HoldWait::on_timer, this) {}
+  bool await_ready() const noexcept { return self_->holds_ == 0; }
+  void await_suspend(std::coroutine_handle<> h) noexcept {
+    self_->hold_waiter_ = h;
+    timer_.arm(*EventLoop::current(), self_->options_.close_timeout);
+  }
+  void await_resume() const noexcept {}
+
+ private:
+  static void on_timer(void* context, bool fired) noexcept {
+    auto* self = static_cast<HoldWait*>(context);
+    if (fired && self->self_->hold_waiter_) {
+      EventLoop::current()->schedule(std::exchange(self->self_->hold_waiter_, {}));
+    }
+  }
+  FramedStream* self_;
+  detail::CallbackTimer timer_;  // destroyed armed: its op is orphaned
 };
 
 template <FrameCodec C>
@@ -455,12 +496,16 @@ Task<> FramedStream<C>::refuse(absl::Status why) {
 
 template <FrameCodec C>
 Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
-  if (closed_) co_return;
-  closed_ = true;
+  if (closed_ || ending_) co_return;
+  ending_ = true;
   // close() with OK leaves reading "ended" as FailedPrecondition.
   terminal_ = why.ok() ? absl::FailedPreconditionError("closed by this side") : why;
   input_ = {};
   current_.reset();
+  if (graceful && stream_.valid() && stream_.state()->write_error().ok()) {
+    co_await HoldWait(this);  // answers owed go out before the goodbye
+  }
+  closed_ = true;
   if (!stream_.valid()) co_return;
   detail::StreamState* state = stream_.state();
   state->mid_frame = false;

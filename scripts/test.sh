@@ -95,7 +95,7 @@ run_pass release "$B/release" -- \
 run_pass asan-ubsan "$B/asan" -- \
   -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug $(options ON ON OFF OFF address,undefined)
 # shellcheck disable=SC2046
-BUILD_TARGETS="tests_pool tests_core" run_pass tsan "$B/tsan" -L 'pool|core' -- \
+BUILD_TARGETS="tests_pool tests_core tests_channel" run_pass tsan "$B/tsan" -L 'pool|core|channel' -- \
   -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo $(options ON OFF OFF OFF thread)
 # shellcheck disable=SC2046
 BUILD_TARGETS="fuzzers" run_pass fuzz "$B/fuzz" -L fuzz -- \

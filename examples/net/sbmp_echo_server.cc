@@ -38,6 +38,8 @@ ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more get GOAWAY(OVERLOADED) (0: RLIMIT_NOFILE)");
 ABSL_FLAG(size_t, max_partial_frame_mib, 64,
           "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
+ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
+          "buffers in each thread's shared receive ring (a power of two)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 
 using Conn = coring::net::FramedStream<coring::sbmp::Codec>;
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
       "Usage: sbmp_echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
-      "                        [--shutdown_deadline=D] [--stats]\n"
+      "                        [--shutdown_deadline=D] [--recv_buffers=N] [--stats]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
@@ -77,7 +79,8 @@ int main(int argc, char** argv) {
       rt, {.port = absl::GetFlag(FLAGS_port),
            .host = absl::GetFlag(FLAGS_host),
            .unix_path = absl::GetFlag(FLAGS_unix),
-           .net = {.max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
+           .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
+                   .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
            .max_connections = absl::GetFlag(FLAGS_max_connections),
            .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
            .frame_timeout = absl::GetFlag(FLAGS_frame_timeout).value,

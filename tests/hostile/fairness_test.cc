@@ -4,6 +4,7 @@
 // and must see no error and a p99 under HOSTILE_P99_MS (default 200).
 //
 // Servers: sbmp_echo_server --threads=1; echo_server --threads=1 (raw bytes).
+#include <cstdlib>
 #include <thread>
 
 #include "coring/codec/frame.h"
@@ -58,6 +59,80 @@ TEST_F(FairnessTest, ManyNeverReadingPeersWithLargeFramesDoNotStallTheVictim) {
 TEST_F(FairnessTest, EchoServerNeverReadingPeersDoNotStallTheVictim) {
   ASSERT_NE(start_echo(), nullptr);
   flood_while_victim_echoes(env_size("HOSTILE_FLOOD_PEERS", 64), 100, true);
+}
+
+// A client with a tiny receive window (2-4 KiB) that reads as fast as it
+// can gets large echoes at loopback speed: the zero-copy send of a large
+// echo must not crawl (issue 10 saw 1 MiB take 106 s in early runs).
+TEST_F(FairnessTest, SmallReceiveWindowGetsLargeEchoesAtSpeed) {
+  ASSERT_NE(start_sbmp(), nullptr);
+  for (int rcvbuf : {2048, 4096}) {
+    absl::StatusOr<Peer> peer = Peer::connect(port(), {.rcvbuf = rcvbuf});
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    for (size_t size : {size_t{64} << 10, size_t{128} << 10, size_t{512} << 10, size_t{1} << 20}) {
+      const Bytes payload = pattern(size, size + rcvbuf);
+      const auto start = Clock::now();
+      const absl::Status s = peer->echo(sbmp::kFirstApplicationType, payload, {}, 20s);
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      note("SO_RCVBUF %d, %u KiB echo: %.1f ms (%s)", rcvbuf, size >> 10, ms, s.ToString());
+      // 20 s is 100x what loopback needs even under ASan; the crawl took
+      // 106 s for 1 MiB.
+      EXPECT_TRUE(s.ok()) << "SO_RCVBUF " << rcvbuf << ", " << size << " bytes: " << s;
+    }
+  }
+}
+
+// ENOBUFS bursts: hundreds of peers send at the same moment into a receive
+// ring of 16 buffers, so recvs end with ENOBUFS and re-arm as buffers come
+// back. (With the default ring of 512 the same burst never runs it dry: a
+// stream arms a recv only while its reader waits, and pauses at its share.) Every
+// echo arrives whole and in order, the victim is served, and the server's
+// own counters show the burst did exhaust the ring.
+TEST_F(FairnessTest, EnobufsBurstsLoseNothingAndStallNobody) {
+  ASSERT_NE(start_sbmp({"--stats", "--recv_buffers=16"}), nullptr);
+  Victim victim({.port = port()});
+  ASSERT_TRUE(victim.wait_for_frames(20, 3s));
+  constexpr size_t kPeers = 300;
+  constexpr size_t kFrames = 4;
+  constexpr size_t kPayload = 16 << 10;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Peer> peers;
+    for (size_t i = 0; i < kPeers; ++i) {
+      absl::StatusOr<Peer> p = Peer::connect(port());
+      ASSERT_TRUE(p.ok()) << p.status();
+      peers.push_back(std::move(*p));
+    }
+    // Every peer's frames go out back to back, before anyone reads.
+    for (size_t i = 0; i < kPeers; ++i) {
+      Bytes burst;
+      for (size_t f = 0; f < kFrames; ++f) {
+        const Bytes one = frame(sbmp::kFirstApplicationType, pattern(kPayload, i * kFrames + f));
+        burst.insert(burst.end(), one.begin(), one.end());
+      }
+      ASSERT_TRUE(peers[i].send(burst).ok()) << "peer " << i;
+    }
+    size_t verified = 0;
+    for (size_t i = 0; i < kPeers; ++i) {
+      for (size_t f = 0; f < kFrames; ++f) {
+        absl::StatusOr<ReceivedFrame> echo = peers[i].read_frame(Clock::now() + 10s);
+        ASSERT_TRUE(echo.ok()) << "peer " << i << " frame " << f << ": " << echo.status();
+        ASSERT_EQ(echo->payload, pattern(kPayload, i * kFrames + f)) << "peer " << i;
+        ++verified;
+      }
+    }
+    note("burst %d: %u peers x %u x %u KiB sent at once, %u echoes verified", round, kPeers,
+         kFrames, kPayload >> 10, verified);
+  }
+  expect_victim_served(victim.stop(), 20);
+  ASSERT_TRUE(server_->signal(SIGTERM));
+  EXPECT_EQ(server_->wait(10s), 0);
+  const std::string out = server_->read_output(1s);
+  uint64_t enobufs = 0;
+  if (const size_t at = out.find("enobufs="); at != std::string::npos) {
+    enobufs = std::strtoull(out.c_str() + at + 8, nullptr, 10);
+  }
+  note("server: enobufs=%u", enobufs);
+  EXPECT_GT(enobufs, 0u) << "the burst never exhausted the ring; stats:\n" << out;
 }
 
 // PINGs without ever reading the PONGs: the server may stop reading that peer

@@ -12,7 +12,9 @@
 // included; Channel::call() reads it. Detached tasks (spawn()) start without
 // it: they may outlive the request. To carry it into one, copy it:
 //   spawn(loop, with_context(call.context(), notify(peer)));
-// or pass call.context().call_options() to the calls by hand.
+// or pass call.context().call_options() to the calls by hand. To call
+// outside the request's context (no trace, no deadline but your own), await
+// the call as a Task with set_context(nullptr).
 #pragma once
 
 #include <chrono>

@@ -54,6 +54,8 @@ namespace coring {
 template <class T = void>
 class Task;
 
+class TaskContext;  // core/task_context.h
+
 namespace detail {
 
 // Symmetric transfer relies on the compiler turning "resume the handle that
@@ -120,6 +122,12 @@ concept HasStopToken = requires(const Promise& p) {
   { p.stop_token() } -> std::convertible_to<std::stop_token>;
 };
 
+// Whatever the awaiting coroutine's promise offers as context().
+template <class Promise>
+concept HasTaskContext = requires(const Promise& p) {
+  { p.context() } -> std::convertible_to<const TaskContext*>;
+};
+
 class TaskPromiseBase : public FrameAllocated {
  public:
   struct FinalAwaiter {
@@ -149,6 +157,18 @@ class TaskPromiseBase : public FrameAllocated {
     if (!stop_token_explicit_) stop_token_ = token;
   }
 
+  // The ambient context (core/task_context.h); null: none.
+  const TaskContext* context() const noexcept { return context_; }
+  // An explicitly set context (null included) is kept when the task is awaited.
+  void set_context(const TaskContext* context) noexcept {
+    context_ = context;
+    context_explicit_ = true;
+  }
+  // Called when awaited: adopt the awaiter's context unless one was set.
+  void inherit_context(const TaskContext* context) noexcept {
+    if (!context_explicit_) context_ = context;
+  }
+
   std::coroutine_handle<> continuation() const noexcept { return continuation_; }
   void set_continuation(std::coroutine_handle<> continuation) noexcept {
     continuation_ = continuation;
@@ -167,7 +187,9 @@ class TaskPromiseBase : public FrameAllocated {
   std::coroutine_handle<> continuation_ = std::noop_coroutine();
   std::exception_ptr exception_;
   std::stop_token stop_token_;
+  const TaskContext* context_ = nullptr;
   bool stop_token_explicit_ = false;
+  bool context_explicit_ = false;
 };
 
 template <class T>
@@ -232,6 +254,9 @@ class [[nodiscard]] Task {
       if constexpr (detail::HasStopToken<Promise>) {
         promise.inherit_stop_token(awaiting.promise().stop_token());
       }
+      if constexpr (detail::HasTaskContext<Promise>) {
+        promise.inherit_context(awaiting.promise().context());
+      }
       promise.set_continuation(awaiting);
       return detail::transfer(awaiting, handle_);
     }
@@ -266,6 +291,14 @@ class [[nodiscard]] Task {
   void set_stop_token(std::stop_token token) noexcept {
     assert(valid());
     handle_.promise().set_stop_token(std::move(token));
+  }
+
+  // Runs the task with `context` (null: none) as its ambient context instead
+  // of inheriting its awaiter's; `context` must outlive the task. Requires
+  // valid() and that the task has not started.
+  void set_context(const TaskContext* context) noexcept {
+    assert(valid());
+    handle_.promise().set_context(context);
   }
 
   Awaiter operator co_await() & noexcept {
@@ -305,7 +338,8 @@ inline Task<void> TaskPromise<void>::get_return_object() noexcept {
 }
 
 // The coroutine behind make_detached(): starts suspended, frees itself at the
-// end. Its promise has no stop_token(), so the task keeps the token set on it.
+// end. Its promise has no stop_token() and no context(), so the task keeps
+// the token and context set on it (none by default).
 class DetachedCoroutine {
  public:
   struct promise_type : FrameAllocated {

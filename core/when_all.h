@@ -13,7 +13,8 @@
 //   exception of the first child to fail (in completion order) is rethrown and
 //   the other results are discarded. Siblings are not cancelled.
 // * Cancellation: children run under the token of the coroutine awaiting
-//   when_all (unless a child had its own token set).
+//   when_all (unless a child had its own token set); likewise they inherit
+//   its ambient context (core/task_context.h).
 //
 // detail::JoinState, shared with when_any, is the bookkeeping behind both: one
 // small "runner" coroutine per child awaits the child without taking its
@@ -142,6 +143,7 @@ class JoinState {
     bool await_suspend(std::coroutine_handle<Promise> parent) {
       std::stop_token parent_token;
       if constexpr (HasStopToken<Promise>) parent_token = parent.promise().stop_token();
+      if constexpr (HasTaskContext<Promise>) state->child_context_ = parent.promise().context();
       return state->start(parent, std::move(parent_token));
     }
     void await_resume() const noexcept {}
@@ -199,6 +201,7 @@ class JoinState {
   std::atomic<std::size_t> first_{kNone};
   std::coroutine_handle<> parent_;
   std::stop_token child_token_;
+  const TaskContext* child_context_ = nullptr;
   std::optional<std::stop_source> stop_source_;  // kAny only: allocates
   std::optional<std::stop_callback<ForwardStop>> parent_stop_;
   std::coroutine_handle<>& runner(std::size_t i) noexcept {
@@ -220,6 +223,7 @@ inline JoinRunner run_join_child(JoinState* state, std::size_t, std::coroutine_h
 
 inline std::coroutine_handle<> StartChild::await_suspend(std::coroutine_handle<> runner) noexcept {
   promise->inherit_stop_token(state->child_token_);
+  promise->inherit_context(state->child_context_);
   promise->set_continuation(runner);
   return transfer(runner, child);
 }

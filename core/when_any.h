@@ -12,7 +12,8 @@
 //   has finished too, so nothing a loser uses outlives the when_any. Losers'
 //   results and exceptions are discarded.
 // * A stop request on the token of the coroutine awaiting when_any is
-//   forwarded to all children.
+//   forwarded to all children. Children inherit its ambient context
+//   (core/task_context.h).
 // * Result: WhenAnyResult{index, value}; value is a std::variant holding the
 //   winner's result at that same index (std::monostate for Task<void>,
 //   std::reference_wrapper for Task<T&>). If the winner threw, co_await

@@ -26,7 +26,11 @@
 //   Unavailable whose message names the cause. Replies that came before the
 //   goodbye were delivered; a goodbye means no new calls.
 // * Trace context (CallOptions::trace): sent with the same trace id and a new
-//   parent id. A handler passes the request's on with ctx.call_options().
+//   parent id. Inside a handler (net/channel_server.h) a call needs no
+//   options for that: it takes the trace of the request being handled (the
+//   ambient CallContext, core/task_context.h) unless CallOptions::trace is
+//   set, and ends by the request's deadline or CallOptions::deadline,
+//   whichever comes first.
 //
 // Allocation: the slot table (with each slot's reply buffer and header
 // storage, reused) is made once; a call costs its Task frame (from the
@@ -398,6 +402,14 @@ Task<absl::StatusOr<typename Channel<C>::Reply>> Channel<C>::call(Frame request,
     co_return status_;
   }
   if (closing_) co_return absl::FailedPreconditionError("call: the channel is closing");
+  // Made on behalf of a request being handled: its trace and deadline apply.
+  const CallContext<C>* handling = co_await current_context<CallContext<C>>();
+  if (handling != nullptr) {
+    if (!options.trace) options.trace = handling->trace;
+    if (handling->deadline && (!options.deadline || *handling->deadline < *options.deadline)) {
+      options.deadline = handling->deadline;
+    }
+  }
   const PendingCall pending(this);
   std::optional<std::chrono::microseconds> budget;
   CallState st(this);

@@ -17,8 +17,12 @@
 //   receive buffer, valid until the handler returns), its deadline (from
 //   the caller's time budget, SBMP TIMEOUT_US) and trace context, and a stop
 //   token (also the handler Task's own) that fires when the deadline passes
-//   or the peer goes away. call.context().call_options() carries deadline
-//   and trace on to calls the handler makes.
+//   or the peer goes away. call.context() is the ambient context
+//   (core/task_context.h) of the handler's task and of the tasks it awaits:
+//   a Channel::call() made under it carries the trace on (same trace id, new
+//   parent id) and ends by the request's deadline without being told.
+//   Detached tasks the handler spawns start without it (see
+//   net/call_options.h).
 // * The reply is a frame whose memory outlives the handler: the payload in
 //   call.reply_buffer() (or anything longer-lived), its extensions built in
 //   call.reply_header(). An error status sends no reply (the caller's
@@ -257,6 +261,7 @@ Task<> CallServer<C, H>::work(uint32_t index) {
     try {
       Task<absl::StatusOr<Frame>> task = handler_(s.call);
       task.set_stop_token(s.call.stop_.get_token());
+      task.set_context(&s.call.context_);  // valid until the handler returns
       reply.emplace(co_await std::move(task));
     } catch (...) {
       ++stats.handler_errors;

@@ -3,7 +3,8 @@
 // and counted) and on the server (the handler's stop token), cancellation of
 // one call, a connection dying under 1,000 pending calls, GOAWAY mid-traffic
 // (received requests still answered, then Unavailable), trace context and
-// deadline carried through a forwarding server, and both concurrency bounds.
+// deadline carried through a forwarding server (by hand, and by themselves:
+// the handler's ambient CallContext), and both concurrency bounds.
 #include "coring/net/channel.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -399,6 +401,117 @@ TEST(ChannelTest, TraceContextAndDeadlineGoThroughAForwardingServer) {
   // A relative budget: later than the caller's only by the time in transit.
   EXPECT_LE(*seen.deadline, deadline + 500ms);
   EXPECT_GT(*seen.deadline, deadline - 1s);
+}
+
+TEST(ChannelTest, CallsMadeWhileHandlingARequestCarryItsTraceAndDeadline) {
+  // The frontend's handler calls the backend without passing the request's
+  // context on; the backend reports what each call (by its value) carried.
+  ServerOnLoop s;
+  Server backend(std::vector<EventLoop*>{s.t.loop.get()}, {.host = "127.0.0.1"});
+  struct Seen {
+    std::optional<Codec::TraceContext> trace;
+    std::optional<Clock::time_point> deadline;
+  };
+  std::map<uint32_t, Seen> seen;  // by the value called with
+  auto report = [&seen](Call& call) -> Task<Reply> {
+    seen[u32_of(call.request().payload)] = {call.trace(), call.deadline()};
+    co_return sbmp::make_frame(kType, call.request().payload);
+  };
+  ASSERT_TRUE(
+      backend.serve<Codec>([report](Conn c) { return serve_calls(std::move(c), report); }).ok());
+
+  Codec::TraceContext explicit_trace;
+  explicit_trace.trace_id.fill(0x77);
+  explicit_trace.parent_id.fill(0x66);
+  std::unique_ptr<Chan> upstream;
+  std::map<uint32_t, Clock::time_point> incoming;  // the frontend's deadline, by mode
+  Clock::time_point mode2_called{};
+  auto forward = [&](Call& call) -> Task<Reply> {
+    const uint32_t mode = u32_of(call.request().payload);
+    if (call.deadline()) incoming[mode] = *call.deadline();
+    absl::Status st;
+    if (mode == 0) {
+      // No options, in tasks the handler awaits (through when_all).
+      auto [a, b] =
+          co_await when_all(call_and_check(*upstream, 100, 0), call_and_check(*upstream, 101, 0));
+      st = a.ok() ? b : a;
+    } else if (mode == 1) {
+      // An explicit trace wins; a later explicit deadline does not.
+      st = co_await call_and_check(*upstream, 110, 0,
+                                   {.deadline = Clock::now() + 60s, .trace = explicit_trace});
+    } else {
+      // An earlier explicit deadline wins; the trace still comes along.
+      mode2_called = Clock::now();
+      st = co_await call_and_check(*upstream, 120, 0, {.deadline = mode2_called + 1s});
+    }
+    if (!st.ok()) co_return st;
+    call.reply_buffer().assign(call.request().payload.begin(), call.request().payload.end());
+    co_return sbmp::make_frame(kType, call.reply_buffer());
+  };
+  ASSERT_TRUE(
+      s.server.serve<Codec>([forward](Conn c) { return serve_calls(std::move(c), forward); }).ok());
+
+  Codec::TraceContext sent;
+  for (int i = 0; i < 16; ++i) sent.trace_id[i] = static_cast<uint8_t>(0xA0 + i);
+  for (int i = 0; i < 8; ++i) sent.parent_id[i] = static_cast<uint8_t>(0x10 + i);
+  sent.trace_flags = 1;
+  const SocketAddress back = SocketAddress::ipv4_loopback(backend.address().port());
+  absl::Status r =
+      s.t.run([](NetContext& net, SocketAddress front, SocketAddress back,
+                 std::unique_ptr<Chan>& upstream, Codec::TraceContext sent) -> Task<absl::Status> {
+        auto up = co_await open_channel(net, back);
+        if (!up.ok()) co_return up.status();
+        upstream = std::move(*up);
+        auto ch = co_await open_channel(net, front);
+        if (!ch.ok()) co_return ch.status();
+        for (uint32_t mode = 0; mode < 3; ++mode) {
+          absl::Status st = co_await call_and_check(**ch, mode, 0,
+                                                    {.deadline = Clock::now() + 5s, .trace = sent});
+          if (!st.ok()) co_return st;
+        }
+        // Outside any handler: a call carries nothing it was not given.
+        absl::Status plain = co_await call_and_check(*upstream, 200, 0);
+        co_await (*ch)->close();
+        co_await upstream->close();
+        co_return plain;
+      }(*s.t.net, s.address(), back, upstream, sent));
+  EXPECT_TRUE(r.ok()) << r;
+  backend.begin_shutdown();
+  for (int i = 0; i < 100000 && !backend.finished(); ++i) s.t.loop->run_once(false);
+  EXPECT_TRUE(backend.finished());
+  upstream.reset();
+
+  // The budget goes over the wire relative to "now", so a downstream
+  // deadline may be later than the incoming one by the time in transit.
+  constexpr auto kTransit = 100ms;
+  ASSERT_EQ(incoming.size(), 3u);
+  for (uint32_t v : {100u, 101u}) {
+    SCOPED_TRACE(v);
+    ASSERT_TRUE(seen[v].trace.has_value());
+    EXPECT_EQ(seen[v].trace->trace_id, sent.trace_id);
+    EXPECT_NE(seen[v].trace->parent_id, sent.parent_id);
+    EXPECT_NE(seen[v].trace->parent_id, (std::array<uint8_t, 8>{}));
+    EXPECT_EQ(seen[v].trace->trace_flags, 1);
+    ASSERT_TRUE(seen[v].deadline.has_value());
+    EXPECT_LE(*seen[v].deadline, incoming[0] + kTransit);
+  }
+  ASSERT_TRUE(seen[100].trace && seen[101].trace);
+  EXPECT_NE(seen[100].trace->parent_id, seen[101].trace->parent_id);  // a span per call
+
+  ASSERT_TRUE(seen[110].trace.has_value());
+  EXPECT_EQ(seen[110].trace->trace_id, explicit_trace.trace_id);
+  ASSERT_TRUE(seen[110].deadline.has_value());
+  EXPECT_LE(*seen[110].deadline, incoming[1] + kTransit);
+
+  ASSERT_TRUE(seen[120].trace.has_value());
+  EXPECT_EQ(seen[120].trace->trace_id, sent.trace_id);
+  ASSERT_TRUE(seen[120].deadline.has_value());
+  EXPECT_LE(*seen[120].deadline, mode2_called + 1s + kTransit);
+  EXPECT_LT(*seen[120].deadline, incoming[2] - 2s);
+
+  ASSERT_EQ(seen.count(200), 1u);
+  EXPECT_FALSE(seen[200].trace.has_value());
+  EXPECT_FALSE(seen[200].deadline.has_value());
 }
 
 TEST(ChannelTest, ServerConcurrencyLimitAndClientInFlightBound) {

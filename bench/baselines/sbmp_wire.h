@@ -162,7 +162,8 @@ static inline void sbmp_control(struct sbmp_scanner* s, struct sbmp_event* ev) {
   if (type == SBMP_TYPE_HELLO && first && payload_len >= 12 && payload_len <= 12 + 255 &&
       sbmp_get16(payload + 2) == 0 && payload[0] <= payload[1]) {
     if (payload[0] > 0x1F || payload[1] < 0x10) { /* no 1.x version in range */
-      return sbmp_goaway(s, SBMP_UNSUPPORTED_VERSION, ev);
+      sbmp_goaway(s, SBMP_UNSUPPORTED_VERSION, ev);
+      return;
     }
     static const char agent[] = "bench-baseline";
     const uint32_t len = 12 + (uint32_t)sizeof agent - 1;
@@ -242,11 +243,17 @@ static inline void sbmp_scan(struct sbmp_scanner* s, const uint8_t* in, size_t n
       split = 1;
     }
     const uint32_t err = sbmp_check_header(h, s->max_frame);
-    if (err) return sbmp_goaway(s, err, ev);
+    if (err) {
+      sbmp_goaway(s, err, ev);
+      return;
+    }
     ++s->frames;
     const uint16_t type = sbmp_get16(h + 6);
     const uint32_t length = sbmp_get32(h + 8);
-    if (type == SBMP_TYPE_HELLO && s->frames != 1) return sbmp_goaway(s, SBMP_PROTOCOL_ERROR, ev);
+    if (type == SBMP_TYPE_HELLO && s->frames != 1) {
+      sbmp_goaway(s, SBMP_PROTOCOL_ERROR, ev);
+      return;
+    }
     s->body_left = length;
     if (type >= 0x0100) {
       s->passing = 1;
@@ -280,7 +287,8 @@ static inline void sbmp_scan(struct sbmp_scanner* s, const uint8_t* in, size_t n
     }
     s->passing = 0;
     if (length > SBMP_CONTROL_MAX - SBMP_HEADER_SIZE) {
-      return sbmp_goaway(s, SBMP_PROTOCOL_ERROR, ev);
+      sbmp_goaway(s, SBMP_PROTOCOL_ERROR, ev);
+      return;
     }
     memcpy(s->ctl, h, SBMP_HEADER_SIZE);
     s->ctl_have = SBMP_HEADER_SIZE;

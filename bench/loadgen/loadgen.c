@@ -296,7 +296,8 @@ static void flush(struct conn* c) {
         return;
       }
       error_at(c->id, "write: %s", strerror(errno));
-      return conn_fail(c);
+      conn_fail(c);
+      return;
     }
     /* advance (tx_seq, tx_off) by w bytes */
     uint64_t pos = (uint64_t)c->tx_off + (uint64_t)w;
@@ -313,7 +314,8 @@ static void verify(struct conn* c, const uint8_t* p, size_t n) {
       ++mismatches;
       error_at(c->id, "%zu byte(s) back that were never sent (message %" PRIu64 ")", n,
                c->rx_seq);
-      return conn_fail(c);
+      conn_fail(c);
+      return;
     }
     uint32_t take = msg_len - c->rx_off;
     if (take > n) take = (uint32_t)n;
@@ -357,12 +359,14 @@ static void on_readable(struct conn* c) {
     }
     if (r == 0) {
       error_at(c->id, "server closed the connection (message %" PRIu64 ")", c->rx_seq);
-      return conn_fail(c);
+      conn_fail(c);
+      return;
     }
     if (errno == EAGAIN) break;
     if (errno == EINTR) continue;
     error_at(c->id, "read: %s", strerror(errno));
-    return conn_fail(c);
+    conn_fail(c);
+    return;
   }
   if (load_running && cfg.rate == 0) {
     while (c->tx_limit < c->rx_seq + cfg.depth) release(c, now);
@@ -389,7 +393,8 @@ static void send_hello(struct conn* c) {
   memcpy(p + 12, agent, sizeof agent - 1);
   if (write(c->fd, f, SBMP_HEADER_SIZE + len) != (ssize_t)(SBMP_HEADER_SIZE + len)) {
     error_at(c->id, "HELLO not written");
-    return conn_fail(c);
+    conn_fail(c);
+    return;
   }
   c->state = HELLO_WAIT;
 }
@@ -400,28 +405,32 @@ static void on_hello_ack(struct conn* c) {
     if (c->hs_have >= SBMP_HEADER_SIZE) need += sbmp_get32(c->hs + 8);
     if (need > sizeof c->hs) {
       error_at(c->id, "HELLO_ACK too long");
-      return conn_fail(c);
+      conn_fail(c);
+      return;
     }
     if (c->hs_have == need && need > SBMP_HEADER_SIZE) break;
     ssize_t r = read(c->fd, c->hs + c->hs_have, need - c->hs_have);
     if (r <= 0) {
       if (r < 0 && errno == EAGAIN) return;
       error_at(c->id, "no HELLO_ACK (%s)", r == 0 ? "EOF" : strerror(errno));
-      return conn_fail(c);
+      conn_fail(c);
+      return;
     }
     c->hs_have += (uint32_t)r;
     if (c->hs_have == SBMP_HEADER_SIZE) {
       uint32_t err = sbmp_check_header(c->hs, sizeof c->hs);
       if (err || sbmp_get16(c->hs + 6) != SBMP_TYPE_HELLO_ACK || sbmp_get32(c->hs + 8) < 12) {
         error_at(c->id, "expected HELLO_ACK (type %u error %u)", sbmp_get16(c->hs + 6), err);
-        return conn_fail(c);
+        conn_fail(c);
+        return;
       }
     }
   }
   const uint8_t* p = c->hs + SBMP_HEADER_SIZE + sbmp_get16(c->hs + 12);
   if (p[0] != SBMP_VERSION || sbmp_get32(p + 8) != 0) {
     error_at(c->id, "HELLO_ACK chose version %#x features %#x", p[0], sbmp_get32(p + 8));
-    return conn_fail(c);
+    conn_fail(c);
+    return;
   }
   became_ready(c);
 }
@@ -458,7 +467,8 @@ static void on_event(struct conn* c, uint32_t events) {
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err) {
       error_at(c->id, "connect: %s", strerror(err));
-      return conn_fail(c);
+      conn_fail(c);
+      return;
     }
     if (cfg.sbmp) send_hello(c);
     else became_ready(c);

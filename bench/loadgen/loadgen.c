@@ -248,6 +248,8 @@ static int measuring;       /* RTTs go into the histogram */
 static uint64_t msgs_total; /* messages verified, all phases */
 static uint64_t late;       /* --rate: messages not sent, the connection's window was full */
 static uint8_t rxbuf[1 << 18];
+static uint8_t txbuf[128 * (SBMP_HEADER_SIZE + 2048)]; /* 128 iovecs' worth of small messages */
+static uint64_t syscalls; /* read, writev and epoll_pwait2 calls */
 
 static void conn_fail(struct conn* c) {
   if (c->state == DONE) return;
@@ -289,7 +291,18 @@ static void flush(struct conn* c) {
       ++seq;
       off = 0;
     }
-    ssize_t w = writev(c->fd, iov, n);
+    ssize_t w;
+    if (msg_len <= 2048) { /* small messages: one copy is cheaper than many iovecs */
+      size_t at = 0;
+      for (int i = 0; i < n; ++i) {
+        memcpy(txbuf + at, iov[i].iov_base, iov[i].iov_len);
+        at += iov[i].iov_len;
+      }
+      w = write(c->fd, txbuf, at);
+    } else {
+      w = writev(c->fd, iov, n);
+    }
+    ++syscalls;
     if (w < 0) {
       if (errno == EAGAIN) {
         c->want_write = 1;
@@ -351,6 +364,7 @@ static int load_running; /* closed loop: refill windows */
 static void on_readable(struct conn* c) {
   for (;;) {
     ssize_t r = read(c->fd, rxbuf, sizeof rxbuf);
+    ++syscalls;
     if (r > 0) {
       verify(c, rxbuf, (size_t)r);
       if (c->state != READY) return;
@@ -493,6 +507,7 @@ static void poll_once(uint64_t until) {
   uint64_t wait = until > t ? until - t : 0;
   struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
   int n = epoll_pwait2(epfd, evs, 256, &ts, NULL);
+  ++syscalls;
   now = now_ns();
   for (int i = 0; i < n; ++i) on_event((struct conn*)evs[i].data.ptr, evs[i].events);
 }
@@ -592,13 +607,14 @@ int main(int argc, char** argv) {
     const uint64_t t_measure = t0 + (uint64_t)(cfg.warmup * 1e9);
     const uint64_t t_end = t_measure + (uint64_t)(cfg.duration * 1e9);
     int phase = 0; /* 0 warmup, 1 measuring */
-    uint64_t msgs0 = 0, late0 = 0;
+    uint64_t msgs0 = 0, late0 = 0, syscalls0 = 0;
     while (!interrupted && ready_count > 0) {
       if (phase == 0 && now >= t_measure) {
         phase = 1;
         measuring = 1;
         msgs0 = msgs_total;
         late0 = late;
+        syscalls0 = syscalls;
         getrusage(RUSAGE_SELF, &ru0);
         sample(&s0);
       }
@@ -675,14 +691,15 @@ int main(int argc, char** argv) {
            ",\"msgs_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
            "\"late\":%" PRIu64 ",\"client_cpu_s\":%.4f,\"client_us_per_msg\":%.4f,"
            "\"server_cpu_s\":%.3f,\"server_us_per_msg\":%.4f,\"server_rss_kib\":%ld,"
-           "\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,\"errors\":%" PRIu64
+           "\"client_syscalls_per_msg\":%.3f,\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,"
+           "\"errors\":%" PRIu64
            ",\"mismatches\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
            cfg.label, cfg.rate > 0 ? "rate" : (cfg.depth == 1 ? "pingpong" : "pipelined"),
            cfg.sbmp ? "sbmp" : "raw", cfg.conns, cfg.size, cfg.depth, cfg.rate, seconds, msgs,
            seconds > 0 ? (double)msgs / seconds : 0, hist_quantile(0.5) / 1e3,
            hist_quantile(0.99) / 1e3, hist_quantile(0.999) / 1e3, late - late0, client_cpu,
            client_cpu * 1e6 / m, server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1,
-           s1.server_rss_kib, total > 0 ? other * 100.0 / total : 0,
+           s1.server_rss_kib, (double)(syscalls - syscalls0) / m, total > 0 ? other * 100.0 / total : 0,
            total > 0 ? irq * 100.0 / total : 0, errors, mismatches, first_error);
   }
   fflush(stdout);

@@ -186,9 +186,16 @@ one_run() {
     pipe*) args=(--depth="${mode#pipe}") ;;
     rate) args=(--rate="$(rate_for_size "$size")") ;;
   esac
+  # A deep pipeline of big messages (1000 x 16 x 64 KiB is 1 GiB in flight)
+  # needs time to fill and to turn over: at least 1 s of warm-up and 2 s of
+  # measuring per 512 MiB in flight.
+  local depth=1 dur warm
+  [[ $mode == pipe* ]] && depth=${mode#pipe}
+  read -r warm dur < <(awk -v b=$((conns * depth * size)) -v w="$warmup" -v d="$seconds" \
+    'BEGIN { t = b / 536870912; printf "%.2f %.2f\n", (w > t ? w : t), (d > 2 * t ? d : 2 * t) }')
   for attempt in $(seq 0 "$retries"); do
     line=$("$loadgen" --port="${port_of[$name]}" --proto="$(server_proto "$name")" \
-      --conns="$conns" --size="$size" "${args[@]}" --duration="$seconds" --warmup="$warmup" \
+      --conns="$conns" --size="$size" "${args[@]}" --duration="$dur" --warmup="$warm" \
       --cpu=1 --server-pid="${pid_of[$name]}" --label="$mode" 2>>"$work/loadgen.err") || true
     if [ -z "$line" ]; then
       line='{"label":"'$mode'","errors":1,"first_error":"loadgen printed nothing"}'

@@ -70,7 +70,7 @@ static uint32_t* buffer_refs;
 static unsigned buf_count = 1024, buf_size = 16384;
 static int sbmp_mode;
 static struct conn** conns; /* by fd */
-static struct conn* starved;
+static struct conn *starved, *starved_tail; /* FIFO of connections waiting for a buffer */
 static struct piece* free_pieces;
 static volatile sig_atomic_t stop;
 static struct {
@@ -107,16 +107,25 @@ static void arm_recv(struct conn* c) {
   c->recv_armed = 1;
 }
 
+static void pump(struct conn* c);
+
 static void buffer_return(int bid) {
   if (--buffer_refs[bid] > 0) return;
   io_uring_buf_ring_add(br, buffers + (size_t)bid * buf_size, buf_size, (unsigned short)bid,
                         io_uring_buf_ring_mask(buf_count), 0);
   io_uring_buf_ring_advance(br, 1);
-  while (starved) { /* a buffer is back: connections that ran dry may receive again */
+  /* A buffer is back: the connection that ran dry first may receive again.
+   * One per buffer, in order: re-arming them all would mostly buy ENOBUFS. */
+  while (starved) {
     struct conn* c = starved;
     starved = c->next_starved;
+    if (!starved) starved_tail = NULL;
     c->starved = 0;
-    if (!c->eof) arm_recv(c);
+    if (!c->eof) {
+      arm_recv(c);
+      break;
+    }
+    pump(c); /* it ended while it waited */
   }
 }
 
@@ -158,7 +167,7 @@ static void conn_close(struct conn* c) {
 static void pump(struct conn* c) {
   if (c->sending) return;
   if (!c->head) {
-    if (c->eof && !c->recv_armed) conn_close(c);
+    if (c->eof && !c->recv_armed && !c->starved) conn_close(c); /* a starved one is closed when its turn comes */
     return;
   }
   uint32_t n = 0;
@@ -224,8 +233,10 @@ static void on_recv(struct io_uring_cqe* cqe, struct conn* c) {
       ++stats.enobufs;
       if (!more && !c->starved) {
         c->starved = 1;
-        c->next_starved = starved;
-        starved = c;
+        c->next_starved = NULL;
+        if (starved_tail) starved_tail->next_starved = c;
+        else starved = c;
+        starved_tail = c;
       }
       return;
     }

@@ -655,7 +655,10 @@ int main(int argc, char** argv) {
     measuring = 0;
     load_running = 0;
     /* Drain: every released message must come back. */
-    const uint64_t drain_end = now_ns() + 3000000000ull;
+    /* 5 s, plus time for what may be in flight at 100 MB/s (at most 60 s). */
+    double drain_s = 5.0 + (double)cfg.conns * window * msg_len / 1e8;
+    if (drain_s > 60) drain_s = 60;
+    const uint64_t drain_end = now_ns() + (uint64_t)(drain_s * 1e9);
     for (;;) {
       int pending = 0;
       for (uint32_t i = 0; i < cfg.conns; ++i) {

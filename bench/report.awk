@@ -143,15 +143,30 @@ END {
       f = has("coring_sbmp") && has("uring_sbmp") ? ratio(c, "coring_sbmp", "uring_sbmp", "msgs_per_sec") : ""
       # In the fixed-rate mode every server gets the same offered load, so
       # msgs/s compares delivery, not capacity.
+      # At a fixed rate every server is offered the same load: msgs/s only
+      # shows whether it kept up (within 1%), so it counts toward nothing.
+      lim = p[1] == "rate" ? 0.99 : 1
       printf "| %s | %s | %s%s | %s%s | %s%s | %s%s | %s%s |\n", p[1], cell_name(c), \
-        fmt_ratio(a), (a != "" && a < 1 ? " ✗" : ""), fmt_ratio(b), (b != "" && b > 1 ? " ✗" : ""), \
+        fmt_ratio(a), (a != "" && a < lim ? " ✗" : ""), fmt_ratio(b), (b != "" && b > 1 ? " ✗" : ""), \
         fmt_ratio(d), (d != "" && d > 0.85 ? " ✗" : ""), fmt_ratio(e), (e != "" && e > 1.15 ? " ✗" : ""), \
-        fmt_ratio(f), (f != "" && f < 1 ? " ✗" : "") > md
-      if (a != "") { ++na; if (a >= 1) ++wa }
+        fmt_ratio(f), (f != "" && f < lim ? " ✗" : "") > md
+      if (a != "" && p[1] != "rate") { ++na; if (a >= 1) ++wa }
       if (b != "") { ++nb; if (b <= 1) ++wb }
     }
-    printf "\n✗ marks a missed target. coring reaches ≥1.0× uring msgs/s in %d of %d cells and\n", wa, na > md
-    printf "≤1.0× its server CPU per message in %d of %d cells.\n\n", wb, nb > md
+    printf "\n✗ marks a missed target (in the fixed-rate mode, msgs/s below 0.99×: the server did not keep\n" > md
+    printf "up). coring reaches ≥1.0× uring msgs/s in %d of %d ping-pong and pipelined cells, and\n", wa, na > md
+    printf "≤1.0× uring's server CPU per message in %d of %d cells.\n\n", wb, nb > md
+    # The same, per mode: the fixed rate is the fair comparison of CPU cost.
+    for (mi = 1; mi <= nmodes; ++mi) {
+      m = modes[mi]; n1 = 0; w1 = 0; lst = ""
+      for (i = 1; i <= ncells; ++i) {
+        split(cells[i], p, ":"); if (p[1] != m) continue
+        b = ratio(cells[i], "coring", ref, "server_us_per_msg"); if (b == "") continue
+        ++n1; if (b <= 1) ++w1; lst = lst " " b
+      }
+      if (n1 > 0) printf "* %s: coring ÷ uring server µs/msg, median over its %d cells %.2f× (≤1.0× in %d).\n", m, n1, median(lst), w1 > md
+    }
+    printf "\n" > md
   }
   # The load generator must cost less per message than the fastest server.
   lc = ""

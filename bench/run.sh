@@ -10,7 +10,8 @@
 # Options: --rounds=N (3), --seconds=S (measured window per run), --warmup=S,
 #   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,
 #   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
-#   --no-results (do not touch bench/RESULTS.md etc.).
+#   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
+#   report of the last run in the output folder from its records, no runs).
 # Environment: BUILD_ROOT, JOBS, BENCH_MAX_OTHER (5: % of host CPU busy outside
 #   server and load generator that marks a run disturbed), BENCH_RETRIES (2).
 #
@@ -29,7 +30,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/deps.sh
 
-quick=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
+report_only=0 quick=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
 servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
@@ -47,6 +48,7 @@ for arg in "$@"; do
     --idle-conns=*) idle_conns=${arg#*=}; user_set+=(idle) ;;
     --out=*) out=${arg#*=} ;;
     --no-results) write_results=0 ;;
+    --report-only) report_only=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg (see --help)" >&2; exit 1 ;;
   esac
@@ -63,15 +65,25 @@ if [ "$quick" -eq 1 ]; then  # about a minute, build included when cached
 fi
 max_other=${BENCH_MAX_OTHER:-5}
 [ -n "${retries:-}" ] || retries=${BENCH_RETRIES:-2}
-command_line="bench/run.sh${*:+ $*}"
+command_line="${BENCH_RETRIES:+BENCH_RETRIES=$BENCH_RETRIES }${BENCH_MAX_OTHER:+BENCH_MAX_OTHER=$BENCH_MAX_OTHER }bench/run.sh${*:+ $*}"
+run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
+run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # gnuplot draws the plots: needed by this script only, not by the tests.
 CORING_PACKAGES+=(gnuplot-nox)
 coring_ensure_packages
+mkdir -p "$out"
+if [ "$report_only" -eq 1 ]; then
+  # shellcheck source=/dev/null  # written by the run below
+  source "$out/run.conf" || { echo "bench/run.sh: no run in $out" >&2; exit 1; }
+else
+  printf 'command_line=%q\nrounds=%q\nseconds=%q\nwrite_results=%q\nrun_date=%q\nrun_commit=%q\n' \
+    "$command_line" "$rounds" "$seconds" "$write_results" "$run_date" "$run_commit" >"$out/run.conf"
+fi
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/coring-ccache}
 B=${BUILD_ROOT:-build}/bench
-echo "== bench: building (Release) in $B"
-BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo echo_server sbmp_echo_server" \
+[ "$report_only" -eq 1 ] || echo "== bench: building (Release) in $B"
+[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo echo_server sbmp_echo_server" \
   coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
   -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
 
@@ -98,7 +110,7 @@ rate_for_size() {  # the offered load of the fixed-rate mode, msgs/s in total
 mkdir -p "$out"
 work=$(mktemp -d)
 runs=$out/runs.jsonl
-: >"$runs"
+[ "$report_only" -eq 1 ] || : >"$runs"
 declare -A pid_of port_of
 started=()
 cleanup() {
@@ -216,8 +228,12 @@ one_run() {
   progress "round $round/$rounds $mode ${conns}x${size}B $name: ${rate:-?} msgs/s"
 }
 
-echo "== bench: ${#server_names[@]} servers x ${#cells[@]} cells x $rounds rounds," \
-  "${seconds}s each (+${warmup}s warm-up); server on CPU 0, load generator on CPU 1"
+if [ "$report_only" -eq 1 ]; then
+  rounds=0 idle_conns=0
+else
+  echo "== bench: ${#server_names[@]} servers x ${#cells[@]} cells x $rounds rounds," \
+    "${seconds}s each (+${warmup}s warm-up); server on CPU 0, load generator on CPU 1"
+fi
 for round in $(seq 1 "$rounds"); do
   for s in "${server_names[@]}"; do start_server "$s"; done
   n=${#server_names[@]}
@@ -233,7 +249,7 @@ done
 
 # Memory: idle SBMP connections (HELLO done), a fresh server each.
 idle_file=$out/idle.jsonl
-: >"$idle_file"
+[ "$report_only" -eq 1 ] || : >"$idle_file"
 if [ "$idle_conns" -gt 0 ]; then
   round=idle
   for s in coring_sbmp asio_uring_sbmp asio_epoll_sbmp uring_sbmp; do
@@ -249,8 +265,7 @@ fi
 # Report: markdown, JSON, plot data (bench/report.awk), then gnuplot.
 host="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
 awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds" \
-  -v seconds="$seconds" -v max_other="$max_other" -v date="$(date -u '+%Y-%m-%d %H:%M UTC')" \
-  -v commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
   -f bench/report.awk "$runs" "$idle_file"
 # Ring counters the servers print when they stop (whole rounds, all cells).
 {
@@ -278,6 +293,7 @@ if [ "$write_results" -eq 1 ]; then
 fi
 echo
 sed -n '/^## Summary/,/^## Details/p' "$out/RESULTS.md" | sed '$d'
+[ "$report_only" -eq 1 ] && error_runs=0
 echo "== bench: $done_runs runs, $disturbed_runs disturbed, $error_runs with errors;" \
   "report in $out/RESULTS.md ($((SECONDS / 60))m$((SECONDS % 60))s)"
 [ "$error_runs" -eq 0 ]

@@ -6,17 +6,19 @@
 # generator on CPU 1):
 #   * system calls per message (perf's syscalls:sys_enter_* tracepoints on
 #     the server's process): io_uring_enter, epoll_wait and plain I/O calls;
-#   * user-space instructions per message (valgrind --tool=callgrind, counters
-#     zeroed after the warm-up and dumped after the measured window) and the
-#     functions that execute most of them.
-# Prints a markdown table; the callgrind files stay in the output folder.
+#   * CPU time per message split into user space (the server's own code and
+#     libraries) and kernel (/proc/PID/stat utime and stime over the window);
+#   * where the user-space time goes: the top symbols of a perf record
+#     (cpu-clock samples; this host has no hardware counters, and valgrind
+#     stalls coring's multi-threaded runtime, so instruction counts are out).
+# Prints a markdown table; the perf data files stay in the output folder.
 #
 #   bench/profile.sh [--servers=coring,uring,...] [--conns=16] [--size=64] [--depth=16]
-#                    [--seconds=2] [--out=DIR] [--no-callgrind]
+#                    [--seconds=3] [--out=DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 servers=coring,uring,coring_sbmp,uring_sbmp,asio_uring
-conns=16 size=64 depth=16 seconds=2 callgrind=1
+conns=16 size=64 depth=16 seconds=3
 out=${BUILD_ROOT:-build}/bench/profile
 for arg in "$@"; do
   case $arg in
@@ -26,7 +28,6 @@ for arg in "$@"; do
     --depth=*) depth=${arg#*=} ;;
     --seconds=*) seconds=${arg#*=} ;;
     --out=*) out=${arg#*=} ;;
-    --no-callgrind) callgrind=0 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/profile.sh: unknown argument $arg" >&2; exit 1 ;;
   esac
@@ -35,8 +36,6 @@ B=${BUILD_ROOT:-build}/bench
 loadgen=$B/bench/loadgen/loadgen
 [ -x "$loadgen" ] || { echo "bench/profile.sh: run bench/run.sh first (no $loadgen)" >&2; exit 1; }
 command -v perf >/dev/null || { echo "bench/profile.sh: needs perf (linux-perf)" >&2; exit 1; }
-[ "$callgrind" -eq 0 ] || command -v valgrind >/dev/null ||
-  { echo "bench/profile.sh: needs valgrind (or --no-callgrind)" >&2; exit 1; }
 mkdir -p "$out"
 work=$(mktemp -d)
 pids=()
@@ -68,7 +67,7 @@ start() {  # start NAME PREFIX...: sets pid, port
   pid=$!
   pids+=("$pid")
   port=
-  for _ in $(seq 800); do  # valgrind starts slowly
+  for _ in $(seq 400); do
     port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$work/$name.out" 2>/dev/null | head -1)
     [ -n "$port" ] && return 0
     sleep 0.025
@@ -81,61 +80,44 @@ stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true;
 field() { sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
 IFS=, read -r -a names <<<"$servers"
-echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | user instructions /msg (callgrind) | top functions (share of instructions) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
+echo "|---|---|---|---|---|---|---|---|"
+ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
 for name in "${names[@]}"; do
-  # 1. System calls, counted over 1 s in the middle of the measured window.
   start "$name"
   "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
     --depth="$depth" --warmup=0.5 --duration="$seconds" --cpu=1 --server-pid="$pid" \
     >"$work/lg.json" 2>/dev/null &
   lg=$!
   sleep 0.7
+  # 1. System calls and user/kernel CPU over 1 s.
+  read -r u0 s0 < <(ticks "$pid")
   perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
     -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
     -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
     -e syscalls:sys_enter_writev,syscalls:sys_enter_readv \
     -p "$pid" -o "$work/perf.csv" -- sleep 1 || true
+  read -r u1 s1 < <(ticks "$pid")
+  # 2. Where the user-space time goes, over the next second.
+  perf record -q -e cpu-clock -F 4999 -p "$pid" -o "$out/perf.$name.data" -- sleep 1 \
+    >/dev/null 2>&1 || true
   wait "$lg" || true
   stop
   line=$(cat "$work/lg.json")
   rate=$(field msgs_per_sec "$line")
   count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
   per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
+  us() { awk -v t="$1" -v r="$rate" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { if (r > 0) printf "%.3f", t / hz * 1e6 / r; else print "-" }'; }
   enters=$(count 'io_uring_enter$')
   waits=$(count 'epoll_wait$')
   others=$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')
-
-  # 2. User-space instructions (callgrind), counters zeroed after warm-up.
-  ipm=- top=-
-  if [ "$callgrind" -eq 1 ]; then
-    cg=$out/callgrind.$name
-    rm -f "$cg".*
-    start "$name" valgrind --tool=callgrind --callgrind-out-file="$cg.%p"
-    "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
-      --depth="$depth" --warmup=1 --duration="$seconds" --cpu=1 >"$work/lg.json" 2>/dev/null &
-    lg=$!
-    sleep 1
-    callgrind_control -z "$pid" >/dev/null 2>&1 || true
-    t0=$(date +%s.%N)
-    sleep "$seconds"
-    callgrind_control -d "$pid" >/dev/null 2>&1 || true
-    t1=$(date +%s.%N)
-    wait "$lg" || true
-    stop
-    line=$(cat "$work/lg.json")
-    cg_rate=$(field msgs_per_sec "$line")
-    dump=$(ls -t "$cg".* 2>/dev/null | grep -v '\.txt$' | head -1)
-    if [ -n "$dump" ]; then
-      callgrind_annotate --inclusive=no "$dump" 2>/dev/null >"$cg.txt" || true
-      ir=$(sed -n 's/^ *\([0-9,]*\) *(100.0%) *PROGRAM TOTALS.*/\1/p' "$cg.txt" | tr -d ,)
-      ipm=$(awk -v ir="${ir:-0}" -v r="$cg_rate" -v t0="$t0" -v t1="$t1" \
-        'BEGIN { n = r * (t1 - t0); if (n > 0 && ir > 0) printf "%.0f", ir / n; else print "-" }')
-      top=$(awk '/^-+$/ { sep++; next } sep >= 3 && /%\)/ && NF >= 3 {
-               pct = $2; gsub(/[()]/, "", pct); fn = $3; sub(/^.*:/, "", fn);
-               sub(/\(.*$/, "", fn); if (fn == "" || fn ~ /^\?/) next;
-               printf "%s%s %s", (n++ ? ", " : ""), fn, pct; if (n == 4) exit }' "$cg.txt")
-    fi
-  fi
-  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $ipm | ${top:--} |"
+  top=$(perf report -i "$out/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ && $0 !~ /\[k\]/ && $0 !~ /kernel/ {
+           sym = $0; sub(/^.*\[\.\] /, "", sym); sub(/ +$/, "", sym);
+           if (length(sym) > 40) sym = substr(sym, 1, 40) "…";
+           printf "%s%s %s", (n++ ? ", " : ""), sym, $1; if (n == 4) exit }' || true)
+  user=$(perf report -i "$out/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1 } END { printf "%.0f%%", s }' || true)
+  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $(us $((u1 - u0))) | $(us $((s1 - s0))) | user $user: ${top:--} |"
 done

@@ -6,6 +6,8 @@
 # generator on CPU 1):
 #   * system calls per message (perf's syscalls:sys_enter_* tracepoints on
 #     the server's process): io_uring_enter, epoll_wait and plain I/O calls;
+#   * heap allocations per message (a perf uprobe on libc's malloc, added for
+#     the run and removed after it);
 #   * CPU time per message split into user space (the server's own code and
 #     libraries) and kernel (/proc/PID/stat utime and stime over the window);
 #   * where the user-space time goes: the top symbols of a perf record
@@ -39,8 +41,18 @@ command -v perf >/dev/null || { echo "bench/profile.sh: needs perf (linux-perf)"
 mkdir -p "$out"
 work=$(mktemp -d)
 pids=()
+libc=$(ldd "$loadgen" | awk '/libc\.so/ { print $3 }')
+added_probe=0
+malloc_event=
+if perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc '; then
+  malloc_event=probe_libc:malloc
+elif [ -n "$libc" ] && perf probe -q -x "$libc" -a malloc >/dev/null 2>&1; then
+  malloc_event=probe_libc:malloc
+  added_probe=1
+fi
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [ "$added_probe" -eq 0 ] || perf probe -q -d probe_libc:malloc >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -80,8 +92,8 @@ stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true;
 field() { sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
 IFS=, read -r -a names <<<"$servers"
-echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | malloc /msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
 for name in "${names[@]}"; do
   start "$name"
@@ -95,7 +107,7 @@ for name in "${names[@]}"; do
   perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
     -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
     -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
-    -e syscalls:sys_enter_writev,syscalls:sys_enter_readv \
+    -e syscalls:sys_enter_writev,syscalls:sys_enter_readv ${malloc_event:+-e $malloc_event} \
     -p "$pid" -o "$work/perf.csv" -- sleep 1 || true
   read -r u1 s1 < <(ticks "$pid")
   # 2. Where the user-space time goes, over the next second.
@@ -112,6 +124,8 @@ for name in "${names[@]}"; do
   enters=$(count 'io_uring_enter$')
   waits=$(count 'epoll_wait$')
   others=$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')
+  mallocs=-
+  [ -z "$malloc_event" ] || mallocs=$(per "$(count 'malloc$')")
   top=$(perf report -i "$out/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
     awk '/^ +[0-9.]+%/ && $0 !~ /\[k\]/ && $0 !~ /kernel/ {
            sym = $0; sub(/^.*\[\.\] /, "", sym); sub(/ +$/, "", sym);
@@ -119,5 +133,5 @@ for name in "${names[@]}"; do
            printf "%s%s %s", (n++ ? ", " : ""), sym, $1; if (n == 4) exit }' || true)
   user=$(perf report -i "$out/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null |
     awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1 } END { printf "%.0f%%", s }' || true)
-  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $(us $((u1 - u0))) | $(us $((s1 - s0))) | user $user: ${top:--} |"
+  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $mallocs | $(us $((u1 - u0))) | $(us $((s1 - s0))) | user $user: ${top:--} |"
 done

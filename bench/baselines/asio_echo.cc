@@ -25,8 +25,8 @@
 namespace {
 
 using asio::awaitable;
-using asio::experimental::as_tuple;
 using asio::use_awaitable;
+using asio::experimental::as_tuple;
 using asio::ip::tcp;
 
 constexpr size_t kBufferSize = 16384;
@@ -34,11 +34,10 @@ constexpr size_t kBufferSize = 16384;
 awaitable<void> echo_raw(tcp::socket socket) {
   std::array<char, kBufferSize> data;
   for (;;) {
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(data),
-                                                   as_tuple(use_awaitable));
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(data), as_tuple(use_awaitable));
     if (ec) co_return;
-    auto [wec, w] = co_await asio::async_write(socket, asio::buffer(data.data(), n),
-                                               as_tuple(use_awaitable));
+    auto [wec, w] =
+        co_await asio::async_write(socket, asio::buffer(data.data(), n), as_tuple(use_awaitable));
     if (wec) co_return;
   }
 }
@@ -50,8 +49,7 @@ awaitable<void> echo_sbmp(tcp::socket socket) {
   std::vector<asio::const_buffer> out;  // the ranges to echo from one read
   std::vector<uint8_t> copies;          // control answers and split headers
   for (;;) {
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(data),
-                                                   as_tuple(use_awaitable));
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(data), as_tuple(use_awaitable));
     if (ec) co_return;
     out.clear();
     copies.clear();

@@ -27,7 +27,7 @@
 
 struct conn {
   int fd;
-  uint64_t echoed; /* bytes echoed so far (for --mangle-after) */
+  uint64_t echoed;  /* bytes echoed so far (for --mangle-after) */
   uint8_t* pending; /* bytes read but not yet written */
   size_t pending_len, pending_off;
 };
@@ -104,9 +104,12 @@ int main(int argc, char** argv) {
   int port = 0;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
-    if (strncmp(a, "--port=", 7) == 0) port = atoi(a + 7);
-    else if (strncmp(a, "--host=", 7) == 0) host = a + 7;
-    else if (strncmp(a, "--mangle-after=", 15) == 0) mangle_after = atoll(a + 15);
+    if (strncmp(a, "--port=", 7) == 0)
+      port = atoi(a + 7);
+    else if (strncmp(a, "--host=", 7) == 0)
+      host = a + 7;
+    else if (strncmp(a, "--mangle-after=", 15) == 0)
+      mangle_after = atoll(a + 15);
     else {
       fprintf(stderr, "usage: epoll_echo [--port=N] [--host=ADDR] [--mangle-after=N]\n");
       return strcmp(a, "--help") == 0 ? 0 : 1;
@@ -151,8 +154,10 @@ int main(int argc, char** argv) {
         }
         continue;
       }
-      if (c->pending) on_writable(c);
-      else on_readable(c);
+      if (c->pending)
+        on_writable(c);
+      else
+        on_readable(c);
     }
   }
   return 0;

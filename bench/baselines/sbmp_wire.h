@@ -124,13 +124,13 @@ struct sbmp_event {
 
 struct sbmp_scanner {
   uint32_t max_frame;
-  uint32_t frames;       /* frames seen so far */
-  uint32_t hdr_have;     /* bytes of the current header gathered in hdr */
-  uint32_t body_left;    /* body bytes of the current frame not yet scanned */
-  uint8_t passing;       /* the current frame is an application frame */
+  uint32_t frames;    /* frames seen so far */
+  uint32_t hdr_have;  /* bytes of the current header gathered in hdr */
+  uint32_t body_left; /* body bytes of the current frame not yet scanned */
+  uint8_t passing;    /* the current frame is an application frame */
   uint8_t closed;
   uint8_t hdr[SBMP_HEADER_SIZE];
-  uint32_t ctl_have;     /* control frame: bytes gathered in ctl (header included) */
+  uint32_t ctl_have; /* control frame: bytes gathered in ctl (header included) */
   uint8_t ctl[SBMP_CONTROL_MAX];
   uint8_t out[SBMP_HEADER_SIZE + 64 + 64 + 32]; /* the answer being handed out */
 };

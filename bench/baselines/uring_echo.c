@@ -51,11 +51,11 @@ struct piece {
 
 struct conn {
   int fd;
-  uint8_t recv_armed;    /* a multishot recv is in flight */
-  uint8_t sending;       /* a sendmsg is in flight (pieces [head, sent_n) of the queue) */
-  uint8_t eof;           /* no more receiving: close once the queue is sent */
-  uint8_t starved;       /* recv ended with ENOBUFS: re-arm when buffers come back */
-  uint32_t sent_n;       /* pieces in the in-flight sendmsg */
+  uint8_t recv_armed; /* a multishot recv is in flight */
+  uint8_t sending;    /* a sendmsg is in flight (pieces [head, sent_n) of the queue) */
+  uint8_t eof;        /* no more receiving: close once the queue is sent */
+  uint8_t starved;    /* recv ended with ENOBUFS: re-arm when buffers come back */
+  uint32_t sent_n;    /* pieces in the in-flight sendmsg */
   struct piece *head, *tail;
   struct conn* next_starved;
   struct sbmp_scanner* scanner; /* --sbmp */
@@ -69,13 +69,11 @@ static uint8_t* buffers;
 static uint32_t* buffer_refs;
 static unsigned buf_count = 1024, buf_size = 16384;
 static int sbmp_mode;
-static struct conn** conns; /* by fd */
+static struct conn** conns;                 /* by fd */
 static struct conn *starved, *starved_tail; /* FIFO of connections waiting for a buffer */
 static struct piece* free_pieces;
 static volatile sig_atomic_t stop;
-static struct {
-  unsigned long long enters, cqes, recvs, sends, bytes_in, enobufs;
-} stats;
+static struct { unsigned long long enters, cqes, recvs, sends, bytes_in, enobufs; } stats;
 
 static void on_signal(int sig) {
   (void)sig;
@@ -131,8 +129,10 @@ static void buffer_return(int bid) {
 
 static struct piece* piece_new(void) {
   struct piece* p = free_pieces;
-  if (p) free_pieces = p->next;
-  else p = malloc(sizeof *p);
+  if (p)
+    free_pieces = p->next;
+  else
+    p = malloc(sizeof *p);
   memset(p, 0, sizeof *p);
   p->bid = -1;
   return p;
@@ -146,8 +146,10 @@ static void piece_free(struct piece* p) {
 }
 
 static void enqueue(struct conn* c, struct piece* p) {
-  if (c->tail) c->tail->next = p;
-  else c->head = p;
+  if (c->tail)
+    c->tail->next = p;
+  else
+    c->head = p;
   c->tail = p;
 }
 
@@ -167,7 +169,8 @@ static void conn_close(struct conn* c) {
 static void pump(struct conn* c) {
   if (c->sending) return;
   if (!c->head) {
-    if (c->eof && !c->recv_armed && !c->starved) conn_close(c); /* a starved one is closed when its turn comes */
+    if (c->eof && !c->recv_armed && !c->starved)
+      conn_close(c); /* a starved one is closed when its turn comes */
     return;
   }
   uint32_t n = 0;
@@ -234,8 +237,10 @@ static void on_recv(struct io_uring_cqe* cqe, struct conn* c) {
       if (!more && !c->starved) {
         c->starved = 1;
         c->next_starved = NULL;
-        if (starved_tail) starved_tail->next_starved = c;
-        else starved = c;
+        if (starved_tail)
+          starved_tail->next_starved = c;
+        else
+          starved = c;
         starved_tail = c;
       }
       return;
@@ -257,14 +262,19 @@ static void on_recv(struct io_uring_cqe* cqe, struct conn* c) {
     do {
       sbmp_scan(c->scanner, data, (size_t)cqe->res, &pos, &ev);
       switch (ev.kind) {
-        case SBMP_EV_PASS: queue_range(c, bid, data + ev.off, ev.len); break;
+        case SBMP_EV_PASS:
+          queue_range(c, bid, data + ev.off, ev.len);
+          break;
         case SBMP_EV_COPY:
-        case SBMP_EV_REPLY: queue_copy(c, ev.data, ev.len); break;
+        case SBMP_EV_REPLY:
+          queue_copy(c, ev.data, ev.len);
+          break;
         case SBMP_EV_CLOSE:
           if (ev.len) queue_copy(c, ev.data, ev.len);
           finish(c);
           break;
-        case SBMP_EV_NEED_MORE: break;
+        case SBMP_EV_NEED_MORE:
+          break;
       }
     } while (ev.kind != SBMP_EV_NEED_MORE && ev.kind != SBMP_EV_CLOSE);
   }
@@ -308,9 +318,8 @@ static int setup_buffer_ring(void) {
   size_t ring_bytes = buf_count * sizeof(struct io_uring_buf);
   br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (br == MAP_FAILED) return -errno;
-  struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)br,
-                                 .ring_entries = buf_count,
-                                 .bgid = kBufGroup};
+  struct io_uring_buf_reg reg = {
+      .ring_addr = (unsigned long)br, .ring_entries = buf_count, .bgid = kBufGroup};
   int ret = io_uring_register_buf_ring(&ring, &reg, 0);
   if (ret) return ret;
   io_uring_buf_ring_init(br);
@@ -329,14 +338,20 @@ int main(int argc, char** argv) {
   int port = 0;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
-    if (strncmp(a, "--port=", 7) == 0) port = atoi(a + 7);
-    else if (strncmp(a, "--host=", 7) == 0) host = a + 7;
-    else if (strcmp(a, "--sbmp") == 0) sbmp_mode = 1;
-    else if (strncmp(a, "--buffers=", 10) == 0) buf_count = (unsigned)atoi(a + 10);
-    else if (strncmp(a, "--buffer-size=", 14) == 0) buf_size = (unsigned)atoi(a + 14);
+    if (strncmp(a, "--port=", 7) == 0)
+      port = atoi(a + 7);
+    else if (strncmp(a, "--host=", 7) == 0)
+      host = a + 7;
+    else if (strcmp(a, "--sbmp") == 0)
+      sbmp_mode = 1;
+    else if (strncmp(a, "--buffers=", 10) == 0)
+      buf_count = (unsigned)atoi(a + 10);
+    else if (strncmp(a, "--buffer-size=", 14) == 0)
+      buf_size = (unsigned)atoi(a + 14);
     else {
-      fprintf(stderr, "usage: uring_echo [--port=N] [--host=ADDR] [--sbmp] [--buffers=N]"
-                      " [--buffer-size=N]\n");
+      fprintf(stderr,
+              "usage: uring_echo [--port=N] [--host=ADDR] [--sbmp] [--buffers=N]"
+              " [--buffer-size=N]\n");
       return strcmp(a, "--help") == 0 ? 0 : 1;
     }
   }
@@ -401,9 +416,15 @@ int main(int argc, char** argv) {
       const uint64_t ud = io_uring_cqe_get_data64(cqe);
       const int fd = (int)(ud >> 8);
       switch (ud & 0xFF) {
-        case OP_ACCEPT: on_accept(cqe, fd); break;
-        case OP_RECV: if (conns[fd]) on_recv(cqe, conns[fd]); break;
-        case OP_SEND: if (conns[fd]) on_send(cqe, conns[fd]); break;
+        case OP_ACCEPT:
+          on_accept(cqe, fd);
+          break;
+        case OP_RECV:
+          if (conns[fd]) on_recv(cqe, conns[fd]);
+          break;
+        case OP_SEND:
+          if (conns[fd]) on_send(cqe, conns[fd]);
+          break;
       }
     }
     io_uring_cq_advance(&ring, n);

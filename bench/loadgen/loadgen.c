@@ -11,7 +11,8 @@
  * connection k % conns at t0 + k/rate; its RTT counts from that scheduled
  * time, so a server that falls behind is not excused). --idle opens the
  * connections (SBMP: HELLO exchanged), waits a second and reports the
- * server's RSS per connection.
+ * server's RSS per connection (then, with --hold=S, keeps them open S more
+ * seconds).
  *
  * Every byte that comes back is verified. Message s of connection c is the
  * SBMP header (for --proto=sbmp: type 0x0100, no extensions, no CHK) and a
@@ -29,6 +30,7 @@
  * Output: one JSON line on stdout, flat (no nesting, no commas in strings).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -44,7 +46,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,19 +57,19 @@ static struct {
   int port;
   int sbmp;
   uint32_t conns, size, depth, max_outstanding;
-  double rate, duration, warmup;
+  double rate, duration, warmup, hold;
   int cpu;
   int server_pid;
   int idle;
   const char* label;
-} cfg = {"127.0.0.1", 0, 0, 16, 64, 1, 64, 0, 2.0, 0.5, -1, 0, 0, ""};
+} cfg = {"127.0.0.1", 0, 0, 16, 64, 1, 64, 0, 2.0, 0.5, 0, -1, 0, 0, ""};
 
 static void usage_exit(int code) {
   fprintf(code ? stderr : stdout,
           "usage: loadgen --port=N [--host=127.0.0.1] [--proto=raw|sbmp] [--conns=16]\n"
           "               [--size=64] [--depth=1 | --rate=MSGS_PER_S [--max-outstanding=64]]\n"
           "               [--duration=2] [--warmup=0.5] [--cpu=N] [--server-pid=PID]\n"
-          "               [--idle] [--label=TEXT]\n");
+          "               [--idle [--hold=S]] [--label=TEXT]\n");
   exit(code);
 }
 
@@ -78,24 +79,43 @@ static void parse_args(int argc, char** argv) {
     const char* v = strchr(a, '=');
     v = v ? v + 1 : "";
 #define IS(name) (strncmp(a, name "=", sizeof(name)) == 0)
-    if (strcmp(a, "--help") == 0) usage_exit(0);
-    else if (IS("--host")) cfg.host = v;
-    else if (IS("--port")) cfg.port = atoi(v);
+    if (strcmp(a, "--help") == 0)
+      usage_exit(0);
+    else if (IS("--host"))
+      cfg.host = v;
+    else if (IS("--port"))
+      cfg.port = atoi(v);
     else if (IS("--proto")) {
-      if (strcmp(v, "sbmp") == 0) cfg.sbmp = 1;
-      else if (strcmp(v, "raw") == 0) cfg.sbmp = 0;
-      else usage_exit(1);
-    } else if (IS("--conns")) cfg.conns = (uint32_t)strtoul(v, NULL, 10);
-    else if (IS("--size")) cfg.size = (uint32_t)strtoul(v, NULL, 10);
-    else if (IS("--depth")) cfg.depth = (uint32_t)strtoul(v, NULL, 10);
-    else if (IS("--max-outstanding")) cfg.max_outstanding = (uint32_t)strtoul(v, NULL, 10);
-    else if (IS("--rate")) cfg.rate = atof(v);
-    else if (IS("--duration")) cfg.duration = atof(v);
-    else if (IS("--warmup")) cfg.warmup = atof(v);
-    else if (IS("--cpu")) cfg.cpu = atoi(v);
-    else if (IS("--server-pid")) cfg.server_pid = atoi(v);
-    else if (IS("--label")) cfg.label = v;
-    else if (strcmp(a, "--idle") == 0) cfg.idle = 1;
+      if (strcmp(v, "sbmp") == 0)
+        cfg.sbmp = 1;
+      else if (strcmp(v, "raw") == 0)
+        cfg.sbmp = 0;
+      else
+        usage_exit(1);
+    } else if (IS("--conns"))
+      cfg.conns = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--size"))
+      cfg.size = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--depth"))
+      cfg.depth = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--max-outstanding"))
+      cfg.max_outstanding = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--rate"))
+      cfg.rate = atof(v);
+    else if (IS("--duration"))
+      cfg.duration = atof(v);
+    else if (IS("--warmup"))
+      cfg.warmup = atof(v);
+    else if (IS("--hold"))
+      cfg.hold = atof(v);
+    else if (IS("--cpu"))
+      cfg.cpu = atoi(v);
+    else if (IS("--server-pid"))
+      cfg.server_pid = atoi(v);
+    else if (IS("--label"))
+      cfg.label = v;
+    else if (strcmp(a, "--idle") == 0)
+      cfg.idle = 1;
     else {
       fprintf(stderr, "loadgen: unknown argument %s\n", a);
       usage_exit(1);
@@ -151,7 +171,7 @@ static void error_at(uint32_t conn, const char* fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(first_error + n, sizeof first_error - (size_t)n, fmt, ap);
   va_end(ap);
-  for (char* p = first_error; *p; ++p) {  /* stays a flat JSON string */
+  for (char* p = first_error; *p; ++p) { /* stays a flat JSON string */
     if (*p == '"' || *p == '\\' || *p == ',' || (unsigned char)*p < 0x20) *p = ' ';
   }
 }
@@ -195,8 +215,8 @@ static void sample(struct proc_sample* s) {
   char buf[512];
   if (read_file("/proc/stat", buf, sizeof buf) > 0) {
     unsigned long long f[8] = {0};
-    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &f[0], &f[1], &f[2], &f[3],
-           &f[4], &f[5], &f[6], &f[7]);
+    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &f[0], &f[1], &f[2], &f[3], &f[4],
+           &f[5], &f[6], &f[7]);
     /* user nice system idle iowait irq softirq steal */
     s->busy_ticks = f[0] + f[1] + f[2] + f[7];
     s->irq_ticks = f[5] + f[6];
@@ -212,10 +232,10 @@ static void sample(struct proc_sample* s) {
 }
 
 /* ---- message pattern ---- */
-static uint8_t* pattern;  /* random bytes: 4096 + size */
+static uint8_t* pattern; /* random bytes: 4096 + size */
 static uint8_t header[SBMP_HEADER_SIZE];
-static uint32_t prefix;   /* 16 for SBMP, 0 for raw */
-static uint32_t msg_len;  /* prefix + size */
+static uint32_t prefix;  /* 16 for SBMP, 0 for raw */
+static uint32_t msg_len; /* prefix + size */
 
 static inline const uint8_t* payload_of(uint32_t conn, uint64_t seq) {
   return pattern + (((uint64_t)conn * 4099u + seq * 61u) & 4095u);
@@ -231,16 +251,16 @@ struct conn {
   uint8_t want_write; /* a write came up short: wait for EPOLLOUT */
   uint64_t tx_seq;    /* next byte to send: message tx_seq, byte tx_off */
   uint32_t tx_off;
-  uint64_t tx_limit;  /* messages released for sending: seq < tx_limit */
-  uint64_t rx_seq;    /* next byte expected back */
+  uint64_t tx_limit; /* messages released for sending: seq < tx_limit */
+  uint64_t rx_seq;   /* next byte expected back */
   uint32_t rx_off;
-  uint64_t* sent_ns;  /* release time of message seq, at [seq % window] */
-  uint32_t hs_have;   /* HELLO_ACK bytes gathered */
+  uint64_t* sent_ns; /* release time of message seq, at [seq % window] */
+  uint32_t hs_have;  /* HELLO_ACK bytes gathered */
   uint8_t hs[SBMP_HEADER_SIZE + 300];
 };
 
 static struct conn* conns;
-static uint32_t window;     /* slots in sent_ns: depth, or max_outstanding with --rate */
+static uint32_t window; /* slots in sent_ns: depth, or max_outstanding with --rate */
 static int epfd;
 static uint32_t ready_count, done_count, connecting_count;
 static uint64_t now;        /* the time of this loop iteration */
@@ -249,7 +269,7 @@ static uint64_t msgs_total; /* messages verified, all phases */
 static uint64_t late;       /* --rate: messages not sent, the connection's window was full */
 static uint8_t rxbuf[1 << 18];
 static uint8_t txbuf[128 * (SBMP_HEADER_SIZE + 2048)]; /* 128 iovecs' worth of small messages */
-static uint64_t syscalls; /* read, writev and epoll_pwait2 calls */
+static uint64_t syscalls;                              /* read, writev and epoll_pwait2 calls */
 
 static void conn_fail(struct conn* c) {
   if (c->state == DONE) return;
@@ -270,8 +290,7 @@ static inline void release(struct conn* c, uint64_t t) {
 /* Writes released bytes until done or the socket is full. */
 static void flush(struct conn* c) {
   struct iovec iov[128];
-  while (!c->want_write && c->state == READY &&
-         (c->tx_seq < c->tx_limit)) {
+  while (!c->want_write && c->state == READY && (c->tx_seq < c->tx_limit)) {
     int n = 0;
     size_t total = 0;
     uint64_t seq = c->tx_seq;
@@ -325,8 +344,7 @@ static void verify(struct conn* c, const uint8_t* p, size_t n) {
   while (n > 0) {
     if (c->rx_seq > c->tx_seq || (c->rx_seq == c->tx_seq && c->rx_off >= c->tx_off)) {
       ++mismatches;
-      error_at(c->id, "%zu byte(s) back that were never sent (message %" PRIu64 ")", n,
-               c->rx_seq);
+      error_at(c->id, "%zu byte(s) back that were never sent (message %" PRIu64 ")", n, c->rx_seq);
       conn_fail(c);
       return;
     }
@@ -402,8 +420,8 @@ static void send_hello(struct conn* c) {
   p[0] = SBMP_VERSION;
   p[1] = SBMP_VERSION;
   sbmp_put16(p + 2, 0);
-  sbmp_put32(p + 4, 0);  /* max_frame: default */
-  sbmp_put32(p + 8, 0);  /* features: none, so no CHK trailers */
+  sbmp_put32(p + 4, 0); /* max_frame: default */
+  sbmp_put32(p + 8, 0); /* features: none, so no CHK trailers */
   memcpy(p + 12, agent, sizeof agent - 1);
   if (write(c->fd, f, SBMP_HEADER_SIZE + len) != (ssize_t)(SBMP_HEADER_SIZE + len)) {
     error_at(c->id, "HELLO not written");
@@ -484,8 +502,10 @@ static void on_event(struct conn* c, uint32_t events) {
       conn_fail(c);
       return;
     }
-    if (cfg.sbmp) send_hello(c);
-    else became_ready(c);
+    if (cfg.sbmp)
+      send_hello(c);
+    else
+      became_ready(c);
     return;
   }
   if (c->state == HELLO_WAIT) {
@@ -547,8 +567,8 @@ int main(int argc, char** argv) {
   if (!pattern || !conns || !slots) return 2;
 
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg.port)};
-  if (inet_pton(AF_INET, strcmp(cfg.host, "localhost") ? cfg.host : "127.0.0.1",
-                &addr.sin_addr) != 1) {
+  if (inet_pton(AF_INET, strcmp(cfg.host, "localhost") ? cfg.host : "127.0.0.1", &addr.sin_addr) !=
+      1) {
     fprintf(stderr, "loadgen: --host must be a numeric IPv4 address\n");
     return 1;
   }
@@ -569,8 +589,8 @@ int main(int argc, char** argv) {
     poll_once(now + 10000000u);
   }
   if (ready_count < cfg.conns) {
-    if (!first_error[0]) error_at(ready_count, "only %u of %u connections ready", ready_count,
-                                  cfg.conns);
+    if (!first_error[0])
+      error_at(ready_count, "only %u of %u connections ready", ready_count, cfg.conns);
     errors += cfg.conns - ready_count - done_count;
   }
 
@@ -583,12 +603,17 @@ int main(int argc, char** argv) {
     const uint64_t until = now_ns() + 1000000000ull;
     while (now_ns() < until && !interrupted) poll_once(until);
     long rss_after = rss_kib(cfg.server_pid);
-    printf("{\"label\":\"%s\",\"mode\":\"idle\",\"proto\":\"%s\",\"conns\":%u,\"ready\":%u,"
-           "\"server_rss_before_kib\":%ld,\"server_rss_kib\":%ld,\"rss_per_conn_bytes\":%.0f,"
-           "\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
-           cfg.label, cfg.sbmp ? "sbmp" : "raw", cfg.conns, ready_count, rss_before, rss_after,
-           ready_count ? (double)(rss_after - rss_before) * 1024.0 / ready_count : 0.0, errors,
-           first_error);
+    printf(
+        "{\"label\":\"%s\",\"mode\":\"idle\",\"proto\":\"%s\",\"conns\":%u,\"ready\":%u,"
+        "\"server_rss_before_kib\":%ld,\"server_rss_kib\":%ld,\"rss_per_conn_bytes\":%.0f,"
+        "\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+        cfg.label, cfg.sbmp ? "sbmp" : "raw", cfg.conns, ready_count, rss_before, rss_after,
+        ready_count ? (double)(rss_after - rss_before) * 1024.0 / ready_count : 0.0, errors,
+        first_error);
+    fflush(stdout);
+    /* --hold=S: keep them open a while longer (to look at the server). */
+    const uint64_t hold_end = now_ns() + (uint64_t)(cfg.hold * 1e9);
+    while (now_ns() < hold_end && !interrupted) poll_once(hold_end);
   } else {
     /* Load: warm up, then the measured window, then drain. */
     load_running = 1;
@@ -689,21 +714,23 @@ int main(int argc, char** argv) {
     if (other < 0) other = 0;
     const double irq = (double)(s1.irq_ticks - s0.irq_ticks);
     const double m = msgs ? (double)msgs : 1;
-    printf("{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%u,\"size\":%u,"
-           "\"depth\":%u,\"rate\":%.0f,\"seconds\":%.3f,\"msgs\":%" PRIu64
-           ",\"msgs_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-           "\"late\":%" PRIu64 ",\"client_cpu_s\":%.4f,\"client_us_per_msg\":%.4f,"
-           "\"server_cpu_s\":%.3f,\"server_us_per_msg\":%.4f,\"server_rss_kib\":%ld,"
-           "\"client_syscalls_per_msg\":%.3f,\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,"
-           "\"errors\":%" PRIu64
-           ",\"mismatches\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
-           cfg.label, cfg.rate > 0 ? "rate" : (cfg.depth == 1 ? "pingpong" : "pipelined"),
-           cfg.sbmp ? "sbmp" : "raw", cfg.conns, cfg.size, cfg.depth, cfg.rate, seconds, msgs,
-           seconds > 0 ? (double)msgs / seconds : 0, hist_quantile(0.5) / 1e3,
-           hist_quantile(0.99) / 1e3, hist_quantile(0.999) / 1e3, late - late0, client_cpu,
-           client_cpu * 1e6 / m, server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1,
-           s1.server_rss_kib, (double)(syscalls - syscalls0) / m, total > 0 ? other * 100.0 / total : 0,
-           total > 0 ? irq * 100.0 / total : 0, errors, mismatches, first_error);
+    printf(
+        "{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%u,\"size\":%u,"
+        "\"depth\":%u,\"rate\":%.0f,\"seconds\":%.3f,\"msgs\":%" PRIu64
+        ",\"msgs_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+        "\"late\":%" PRIu64
+        ",\"client_cpu_s\":%.4f,\"client_us_per_msg\":%.4f,"
+        "\"server_cpu_s\":%.3f,\"server_us_per_msg\":%.4f,\"server_rss_kib\":%ld,"
+        "\"client_syscalls_per_msg\":%.3f,\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,"
+        "\"errors\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+        cfg.label, cfg.rate > 0 ? "rate" : (cfg.depth == 1 ? "pingpong" : "pipelined"),
+        cfg.sbmp ? "sbmp" : "raw", cfg.conns, cfg.size, cfg.depth, cfg.rate, seconds, msgs,
+        seconds > 0 ? (double)msgs / seconds : 0, hist_quantile(0.5) / 1e3,
+        hist_quantile(0.99) / 1e3, hist_quantile(0.999) / 1e3, late - late0, client_cpu,
+        client_cpu * 1e6 / m, server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1,
+        s1.server_rss_kib, (double)(syscalls - syscalls0) / m,
+        total > 0 ? other * 100.0 / total : 0, total > 0 ? irq * 100.0 / total : 0, errors,
+        mismatches, first_error);
   }
   fflush(stdout);
   for (uint32_t i = 0; i < cfg.conns; ++i) {

@@ -4,8 +4,8 @@
 #
 #   bench/run.sh            the full matrix (about 30 min): writes bench/RESULTS.md,
 #                           bench/results.json and bench/plots/*.png
-#   bench/run.sh --quick    a reduced matrix in about a minute (results in the
-#                           output folder only; bench/RESULTS.md is left alone)
+#   bench/run.sh --quick    a reduced matrix in about a minute (results in
+#                           build/bench/quick only; bench/RESULTS.md is left alone)
 #
 # Options: --rounds=N (3), --seconds=S (measured window per run), --warmup=S,
 #   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,
@@ -46,7 +46,7 @@ for arg in "$@"; do
     --sizes=*) sizes_list=${arg#*=}; user_set+=(sizes) ;;
     --modes=*) modes_list=${arg#*=}; user_set+=(modes) ;;
     --idle-conns=*) idle_conns=${arg#*=}; user_set+=(idle) ;;
-    --out=*) out=${arg#*=} ;;
+    --out=*) out=${arg#*=}; user_set+=(out) ;;
     --no-results) write_results=0 ;;
     --report-only) report_only=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -61,6 +61,7 @@ if [ "$quick" -eq 1 ]; then  # about a minute, build included when cached
   is_set sizes || sizes_list=64,16384
   is_set idle || idle_conns=1000
   write_results=0
+  [[ " ${user_set[*]:-} " == *" out "* ]] || out=${BUILD_ROOT:-build}/bench/quick  # keeps a full run's records
   retries=${BENCH_RETRIES:-0}  # flagged, not repeated: a minute is a minute
 fi
 max_other=${BENCH_MAX_OTHER:-5}

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -541,6 +542,7 @@ static void on_signal(int sig) {
 int main(int argc, char** argv) {
   parse_args(argc, argv);
   signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_TIMERSLACK, 1UL); /* --rate: wake on time, not up to 50 us late */
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   if (cfg.cpu >= 0) {

@@ -5,10 +5,13 @@
 # the client against it for DEMO_SECONDS (10) with a progress line each
 # second, prints the result table, then stops the server with SIGTERM and
 # checks that both exit 0. The server is killed on any other way out of this
-# script. scripts/test.sh runs it for 2 seconds as its last pass.
+# script. Then it runs the comparison benchmark's reduced matrix,
+# `bench/run.sh --quick` (about a minute; its own build folder,
+# ${BUILD_ROOT:-build}/bench; DEMO_BENCH=0 skips it). scripts/test.sh runs
+# the demo for 2 seconds, without the benchmark, as its last pass.
 #
 # Environment: DEMO_SECONDS, DEMO_CONNS (64), DEMO_DEPTH (4), DEMO_SIZE (64),
-# DEMO_SERVER_THREADS (1), DEMO_CLIENT_THREADS (1), BUILD_ROOT, JOBS.
+# DEMO_SERVER_THREADS (1), DEMO_CLIENT_THREADS (1), DEMO_BENCH (1), BUILD_ROOT, JOBS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -75,4 +78,9 @@ server_pid=
 echo "== server stats at exit:"
 sed -n '2,$p' "$work/server.out"
 echo "== demo: client exit $client_rc, server exit $server_rc"
-[ "$client_rc" -eq 0 ] && [ "$server_rc" -eq 0 ]
+[ "$client_rc" -eq 0 ] && [ "$server_rc" -eq 0 ] || exit 1
+
+if [ "${DEMO_BENCH:-1}" != 0 ]; then
+  echo "== demo: bench/run.sh --quick (coring next to liburing, epoll and Asio echo servers)"
+  bash bench/run.sh --quick
+fi

@@ -1,0 +1,164 @@
+/* epoll_echo: the classic non-blocking epoll echo server, as a baseline.
+ * One thread, level-triggered epoll, read() into one shared buffer and
+ * write() straight back; only when a write comes up short is the rest kept
+ * for that connection, which then waits for EPOLLOUT and reads nothing until
+ * it is flushed (so a peer that does not read is pushed back by TCP).
+ *
+ *   epoll_echo --port=0 [--host=127.0.0.1] [--mangle-after=N]
+ *   -> "listening on 127.0.0.1:NNNNN" on stdout's first line
+ *
+ * --mangle-after=N flips one bit of the byte at offset N of every
+ * connection's echo: a broken server, for testing that the load generator
+ * notices. SIGINT/SIGTERM: exit 0.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct conn {
+  int fd;
+  uint64_t echoed;  /* bytes echoed so far (for --mangle-after) */
+  uint8_t* pending; /* bytes read but not yet written */
+  size_t pending_len, pending_off;
+};
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) {
+  (void)sig;
+  stop = 1;
+}
+
+static int epfd;
+static long long mangle_after = -1;
+static uint8_t buf[1 << 18];
+
+static void conn_close(struct conn* c) {
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  free(c->pending);
+  free(c);
+}
+
+static void watch(struct conn* c, uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.ptr = c};
+  epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Writes data; keeps what the socket did not take. Returns -1 on error. */
+static int echo_out(struct conn* c, const uint8_t* data, size_t len) {
+  ssize_t w = write(c->fd, data, len);
+  if (w < 0) {
+    if (errno != EAGAIN) return -1;
+    w = 0;
+  }
+  if ((size_t)w < len) {
+    c->pending = malloc(len - (size_t)w);
+    memcpy(c->pending, data + w, len - (size_t)w);
+    c->pending_len = len - (size_t)w;
+    c->pending_off = 0;
+    watch(c, EPOLLOUT);
+  }
+  return 0;
+}
+
+static void on_readable(struct conn* c) {
+  ssize_t r = read(c->fd, buf, sizeof buf);
+  if (r <= 0) {
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    return conn_close(c); /* EOF or error */
+  }
+  if (mangle_after >= 0 && (uint64_t)mangle_after >= c->echoed &&
+      (uint64_t)mangle_after < c->echoed + (uint64_t)r) {
+    buf[mangle_after - (long long)c->echoed] ^= 0x01;
+  }
+  c->echoed += (uint64_t)r;
+  if (echo_out(c, buf, (size_t)r) < 0) conn_close(c);
+}
+
+static void on_writable(struct conn* c) {
+  ssize_t w = write(c->fd, c->pending + c->pending_off, c->pending_len - c->pending_off);
+  if (w < 0) {
+    if (errno != EAGAIN) conn_close(c);
+    return;
+  }
+  c->pending_off += (size_t)w;
+  if (c->pending_off == c->pending_len) {
+    free(c->pending);
+    c->pending = NULL;
+    watch(c, EPOLLIN);
+  }
+}
+
+int main(int argc, char** argv) {
+  const char* host = "127.0.0.1";
+  int port = 0;
+  for (int i = 1; i < argc; ++i) {
+    const char* a = argv[i];
+    if (strncmp(a, "--port=", 7) == 0)
+      port = atoi(a + 7);
+    else if (strncmp(a, "--host=", 7) == 0)
+      host = a + 7;
+    else if (strncmp(a, "--mangle-after=", 15) == 0)
+      mangle_after = atoll(a + 15);
+    else {
+      fprintf(stderr, "usage: epoll_echo [--port=N] [--host=ADDR] [--mangle-after=N]\n");
+      return strcmp(a, "--help") == 0 ? 0 : 1;
+    }
+  }
+  struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: epoll_wait sees EINTR */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1 ||
+      bind(lfd, (struct sockaddr*)&addr, sizeof addr) < 0 || listen(lfd, 4096) < 0) {
+    fprintf(stderr, "epoll_echo: listen on %s:%d: %s\n", host, port, strerror(errno));
+    return 1;
+  }
+  socklen_t alen = sizeof addr;
+  getsockname(lfd, (struct sockaddr*)&addr, &alen);
+  printf("listening on %s:%d\n", host, ntohs(addr.sin_port));
+  fflush(stdout);
+
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
+  epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev);
+  struct epoll_event evs[512];
+  while (!stop) {
+    int n = epoll_wait(epfd, evs, 512, -1);
+    for (int i = 0; i < n; ++i) {
+      struct conn* c = evs[i].data.ptr;
+      if (!c) { /* the listener: accept what is waiting */
+        for (int k = 0; k < 64; ++k) {
+          int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (fd < 0) break;
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+          c = calloc(1, sizeof *c);
+          c->fd = fd;
+          struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+          epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+        }
+        continue;
+      }
+      if (c->pending)
+        on_writable(c);
+      else
+        on_readable(c);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,742 @@
+/* loadgen: the benchmark's load generator. One thread, epoll, pinned to one
+ * CPU; meant to cost less CPU per message than the servers it measures.
+ *
+ *   loadgen --port=N [--proto=raw|sbmp] [--conns=16] [--size=64]
+ *           [--depth=1 | --rate=MSGS_PER_S] [--duration=2] [--warmup=0.5]
+ *           [--cpu=1] [--server-pid=PID]
+ *   loadgen --port=N --proto=sbmp --idle --conns=10000 --server-pid=PID
+ *
+ * Modes: closed loop with --depth messages in flight per connection (1 is
+ * ping-pong), or open loop at a fixed total --rate (message k goes to
+ * connection k % conns at t0 + k/rate; its RTT counts from that scheduled
+ * time, so a server that falls behind is not excused). --idle opens the
+ * connections (SBMP: HELLO exchanged), waits a second and reports the
+ * server's RSS per connection (then, with --hold=S, keeps them open S more
+ * seconds).
+ *
+ * Every byte that comes back is verified. Message s of connection c is the
+ * SBMP header (for --proto=sbmp: type 0x0100, no extensions, no CHK) and a
+ * payload cut from a random block at an offset given by (c, s): within 4096
+ * consecutive messages no two of a connection start at the same offset, so a
+ * lost, repeated, reordered or foreign message is a mismatch. So is any byte
+ * the generator did not send yet. Any mismatch or connection error makes the
+ * exit status 1.
+ *
+ * With --server-pid the generator also reads, at both ends of the measured
+ * window, the server's CPU time (/proc/PID/stat utime+stime, all threads),
+ * its RSS, and /proc/stat: host CPU busy time not accounted to the server or
+ * to the generator ("other") flags a disturbed run.
+ *
+ * Output: one JSON line on stdout, flat (no nesting, no commas in strings).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sbmp_wire.h"
+
+/* ---- configuration ---- */
+static struct {
+  const char* host;
+  int port;
+  int sbmp;
+  uint32_t conns, size, depth, max_outstanding;
+  double rate, duration, warmup, hold;
+  int cpu;
+  int server_pid;
+  int idle;
+  const char* label;
+} cfg = {"127.0.0.1", 0, 0, 16, 64, 1, 64, 0, 2.0, 0.5, 0, -1, 0, 0, ""};
+
+static void usage_exit(int code) {
+  fprintf(code ? stderr : stdout,
+          "usage: loadgen --port=N [--host=127.0.0.1] [--proto=raw|sbmp] [--conns=16]\n"
+          "               [--size=64] [--depth=1 | --rate=MSGS_PER_S [--max-outstanding=64]]\n"
+          "               [--duration=2] [--warmup=0.5] [--cpu=N] [--server-pid=PID]\n"
+          "               [--idle [--hold=S]] [--label=TEXT]\n");
+  exit(code);
+}
+
+static void parse_args(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const char* a = argv[i];
+    const char* v = strchr(a, '=');
+    v = v ? v + 1 : "";
+#define IS(name) (strncmp(a, name "=", sizeof(name)) == 0)
+    if (strcmp(a, "--help") == 0)
+      usage_exit(0);
+    else if (IS("--host"))
+      cfg.host = v;
+    else if (IS("--port"))
+      cfg.port = atoi(v);
+    else if (IS("--proto")) {
+      if (strcmp(v, "sbmp") == 0)
+        cfg.sbmp = 1;
+      else if (strcmp(v, "raw") == 0)
+        cfg.sbmp = 0;
+      else
+        usage_exit(1);
+    } else if (IS("--conns"))
+      cfg.conns = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--size"))
+      cfg.size = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--depth"))
+      cfg.depth = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--max-outstanding"))
+      cfg.max_outstanding = (uint32_t)strtoul(v, NULL, 10);
+    else if (IS("--rate"))
+      cfg.rate = atof(v);
+    else if (IS("--duration"))
+      cfg.duration = atof(v);
+    else if (IS("--warmup"))
+      cfg.warmup = atof(v);
+    else if (IS("--hold"))
+      cfg.hold = atof(v);
+    else if (IS("--cpu"))
+      cfg.cpu = atoi(v);
+    else if (IS("--server-pid"))
+      cfg.server_pid = atoi(v);
+    else if (IS("--label"))
+      cfg.label = v;
+    else if (strcmp(a, "--idle") == 0)
+      cfg.idle = 1;
+    else {
+      fprintf(stderr, "loadgen: unknown argument %s\n", a);
+      usage_exit(1);
+    }
+#undef IS
+  }
+  if (cfg.port <= 0 || cfg.conns == 0 || cfg.depth == 0 || cfg.max_outstanding == 0 ||
+      cfg.size > (1u << 20) || cfg.duration <= 0) {
+    usage_exit(1);
+  }
+}
+
+/* ---- time, stats ---- */
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Log-linear histogram of nanoseconds: 32 sub-buckets per power of two. */
+#define HIST_BUCKETS (64 * 32)
+static uint64_t hist[HIST_BUCKETS];
+static inline unsigned hist_index(uint64_t v) {
+  if (v < 64) return (unsigned)v;
+  unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+  return (msb - 4) * 32 + (unsigned)((v >> (msb - 5)) & 31);
+}
+static double hist_value(unsigned idx) {
+  if (idx < 64) return idx;
+  unsigned msb = idx / 32 + 4;
+  double low = (double)((uint64_t)(32 + idx % 32) << (msb - 5));
+  return low + (double)(1ull << (msb - 5)) / 2;
+}
+static double hist_quantile(double q) {
+  uint64_t total = 0;
+  for (unsigned i = 0; i < HIST_BUCKETS; ++i) total += hist[i];
+  if (total == 0) return 0;
+  uint64_t rank = (uint64_t)(q * (double)(total - 1)) + 1, seen = 0;
+  for (unsigned i = 0; i < HIST_BUCKETS; ++i) {
+    seen += hist[i];
+    if (seen >= rank) return hist_value(i);
+  }
+  return 0;
+}
+
+static char first_error[200];
+static uint64_t errors, mismatches;
+static void error_at(uint32_t conn, const char* fmt, ...) {
+  ++errors;
+  if (first_error[0]) return;
+  int n = snprintf(first_error, sizeof first_error, "conn %u: ", conn);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(first_error + n, sizeof first_error - (size_t)n, fmt, ap);
+  va_end(ap);
+  for (char* p = first_error; *p; ++p) { /* stays a flat JSON string */
+    if (*p == '"' || *p == '\\' || *p == ',' || (unsigned char)*p < 0x20) *p = ' ';
+  }
+}
+
+/* /proc figures: ticks of CPU time. */
+struct proc_sample {
+  uint64_t server_ticks, self_ticks, busy_ticks, irq_ticks, total_ticks;
+  long server_rss_kib;
+  int server_ok;
+};
+static int read_file(const char* path, char* buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, cap - 1);
+  close(fd);
+  if (n < 0) return -1;
+  buf[n] = 0;
+  return (int)n;
+}
+static int stat_ticks(const char* path, uint64_t* ticks) {
+  char buf[1024];
+  if (read_file(path, buf, sizeof buf) < 0) return -1;
+  const char* p = strrchr(buf, ')'); /* comm may hold spaces */
+  if (!p) return -1;
+  unsigned long long utime = 0, stime = 0;
+  /* fields after comm: state(3) ... utime(14) stime(15) */
+  if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+    return -1;
+  *ticks = utime + stime;
+  return 0;
+}
+static long rss_kib(int pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  if (read_file(path, buf, sizeof buf) < 0) return -1;
+  const char* p = strstr(buf, "VmRSS:");
+  return p ? strtol(p + 6, NULL, 10) : -1;
+}
+static void sample(struct proc_sample* s) {
+  memset(s, 0, sizeof *s);
+  char buf[512];
+  if (read_file("/proc/stat", buf, sizeof buf) > 0) {
+    unsigned long long f[8] = {0};
+    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &f[0], &f[1], &f[2], &f[3], &f[4],
+           &f[5], &f[6], &f[7]);
+    /* user nice system idle iowait irq softirq steal */
+    s->busy_ticks = f[0] + f[1] + f[2] + f[7];
+    s->irq_ticks = f[5] + f[6];
+    s->total_ticks = f[0] + f[1] + f[2] + f[3] + f[4] + f[5] + f[6] + f[7];
+  }
+  stat_ticks("/proc/self/stat", &s->self_ticks);
+  if (cfg.server_pid > 0) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", cfg.server_pid);
+    s->server_ok = stat_ticks(path, &s->server_ticks) == 0;
+    s->server_rss_kib = rss_kib(cfg.server_pid);
+  }
+}
+
+/* ---- message pattern ---- */
+static uint8_t* pattern; /* random bytes: 4096 + size */
+static uint8_t header[SBMP_HEADER_SIZE];
+static uint32_t prefix;  /* 16 for SBMP, 0 for raw */
+static uint32_t msg_len; /* prefix + size */
+
+static inline const uint8_t* payload_of(uint32_t conn, uint64_t seq) {
+  return pattern + (((uint64_t)conn * 4099u + seq * 61u) & 4095u);
+}
+
+/* ---- connections ---- */
+enum { CONNECTING, HELLO_WAIT, READY, DONE };
+
+struct conn {
+  int fd;
+  uint32_t id;
+  uint8_t state;
+  uint8_t want_write; /* a write came up short: wait for EPOLLOUT */
+  uint64_t tx_seq;    /* next byte to send: message tx_seq, byte tx_off */
+  uint32_t tx_off;
+  uint64_t tx_limit; /* messages released for sending: seq < tx_limit */
+  uint64_t rx_seq;   /* next byte expected back */
+  uint32_t rx_off;
+  uint64_t* sent_ns; /* release time of message seq, at [seq % window] */
+  uint32_t hs_have;  /* HELLO_ACK bytes gathered */
+  uint8_t hs[SBMP_HEADER_SIZE + 300];
+};
+
+static struct conn* conns;
+static uint32_t window; /* slots in sent_ns: depth, or max_outstanding with --rate */
+static int epfd;
+static uint32_t ready_count, done_count, connecting_count;
+static uint64_t now;        /* the time of this loop iteration */
+static int measuring;       /* RTTs go into the histogram */
+static uint64_t msgs_total; /* messages verified, all phases */
+static uint64_t late;       /* --rate: messages not sent, the connection's window was full */
+static uint8_t rxbuf[1 << 18];
+static uint8_t txbuf[128 * (SBMP_HEADER_SIZE + 2048)]; /* 128 iovecs' worth of small messages */
+static uint64_t syscalls;                              /* read, writev and epoll_pwait2 calls */
+
+static void conn_fail(struct conn* c) {
+  if (c->state == DONE) return;
+  if (c->state == READY) --ready_count;
+  c->state = DONE;
+  ++done_count;
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  c->fd = -1;
+}
+
+/* Releases message c->tx_limit for sending at time t. */
+static inline void release(struct conn* c, uint64_t t) {
+  c->sent_ns[c->tx_limit % window] = t;
+  ++c->tx_limit;
+}
+
+/* Writes released bytes until done or the socket is full. */
+static void flush(struct conn* c) {
+  struct iovec iov[128];
+  while (!c->want_write && c->state == READY && (c->tx_seq < c->tx_limit)) {
+    int n = 0;
+    size_t total = 0;
+    uint64_t seq = c->tx_seq;
+    uint32_t off = c->tx_off;
+    while (seq < c->tx_limit && n + 2 <= 128 && total < (1u << 19)) {
+      if (off < prefix) {
+        iov[n].iov_base = header + off;
+        iov[n].iov_len = prefix - off;
+        total += prefix - off;
+        ++n;
+        off = prefix;
+      }
+      iov[n].iov_base = (void*)(payload_of(c->id, seq) + (off - prefix));
+      iov[n].iov_len = msg_len - off;
+      total += msg_len - off;
+      if (iov[n].iov_len) ++n;
+      ++seq;
+      off = 0;
+    }
+    ssize_t w;
+    if (msg_len <= 2048) { /* small messages: one copy is cheaper than many iovecs */
+      size_t at = 0;
+      for (int i = 0; i < n; ++i) {
+        memcpy(txbuf + at, iov[i].iov_base, iov[i].iov_len);
+        at += iov[i].iov_len;
+      }
+      w = write(c->fd, txbuf, at);
+    } else {
+      w = writev(c->fd, iov, n);
+    }
+    ++syscalls;
+    if (w < 0) {
+      if (errno == EAGAIN) {
+        c->want_write = 1;
+        return;
+      }
+      error_at(c->id, "write: %s", strerror(errno));
+      conn_fail(c);
+      return;
+    }
+    /* advance (tx_seq, tx_off) by w bytes */
+    uint64_t pos = (uint64_t)c->tx_off + (uint64_t)w;
+    c->tx_seq += pos / msg_len;
+    c->tx_off = (uint32_t)(pos % msg_len);
+    if ((size_t)w < total) c->want_write = 1;
+  }
+}
+
+/* Checks n echoed bytes against what was sent. */
+static void verify(struct conn* c, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    if (c->rx_seq > c->tx_seq || (c->rx_seq == c->tx_seq && c->rx_off >= c->tx_off)) {
+      ++mismatches;
+      error_at(c->id, "%zu byte(s) back that were never sent (message %" PRIu64 ")", n, c->rx_seq);
+      conn_fail(c);
+      return;
+    }
+    uint32_t take = msg_len - c->rx_off;
+    if (take > n) take = (uint32_t)n;
+    const uint8_t* want;
+    uint32_t done = 0;
+    if (c->rx_off < prefix) {
+      uint32_t h = prefix - c->rx_off;
+      if (h > take) h = take;
+      if (memcmp(p, header + c->rx_off, h) != 0) goto mismatch;
+      done = h;
+    }
+    want = payload_of(c->id, c->rx_seq) + (c->rx_off + done - prefix);
+    if (take > done && memcmp(p + done, want, take - done) != 0) goto mismatch;
+    p += take;
+    n -= take;
+    c->rx_off += take;
+    if (c->rx_off == msg_len) {
+      if (measuring) ++hist[hist_index(now - c->sent_ns[c->rx_seq % window])];
+      ++msgs_total;
+      ++c->rx_seq;
+      c->rx_off = 0;
+    }
+  }
+  return;
+mismatch:
+  ++mismatches;
+  error_at(c->id, "echo differs in message %" PRIu64 " near byte %u", c->rx_seq, c->rx_off);
+  conn_fail(c);
+}
+
+static int load_running; /* closed loop: refill windows */
+
+static void on_readable(struct conn* c) {
+  for (;;) {
+    ssize_t r = read(c->fd, rxbuf, sizeof rxbuf);
+    ++syscalls;
+    if (r > 0) {
+      verify(c, rxbuf, (size_t)r);
+      if (c->state != READY) return;
+      if ((size_t)r < sizeof rxbuf) break; /* drained (edge-triggered) */
+      continue;
+    }
+    if (r == 0) {
+      error_at(c->id, "server closed the connection (message %" PRIu64 ")", c->rx_seq);
+      conn_fail(c);
+      return;
+    }
+    if (errno == EAGAIN) break;
+    if (errno == EINTR) continue;
+    error_at(c->id, "read: %s", strerror(errno));
+    conn_fail(c);
+    return;
+  }
+  if (load_running && cfg.rate == 0) {
+    while (c->tx_limit < c->rx_seq + cfg.depth) release(c, now);
+    flush(c);
+  }
+}
+
+static void became_ready(struct conn* c) {
+  c->state = READY;
+  ++ready_count;
+}
+
+static void send_hello(struct conn* c) {
+  static const char agent[] = "coring-bench-loadgen";
+  uint8_t f[SBMP_HEADER_SIZE + 12 + sizeof agent];
+  const uint32_t len = 12 + (uint32_t)sizeof agent - 1;
+  sbmp_encode_header(f, SBMP_TYPE_HELLO, len, 0);
+  uint8_t* p = f + SBMP_HEADER_SIZE;
+  p[0] = SBMP_VERSION;
+  p[1] = SBMP_VERSION;
+  sbmp_put16(p + 2, 0);
+  sbmp_put32(p + 4, 0); /* max_frame: default */
+  sbmp_put32(p + 8, 0); /* features: none, so no CHK trailers */
+  memcpy(p + 12, agent, sizeof agent - 1);
+  if (write(c->fd, f, SBMP_HEADER_SIZE + len) != (ssize_t)(SBMP_HEADER_SIZE + len)) {
+    error_at(c->id, "HELLO not written");
+    conn_fail(c);
+    return;
+  }
+  c->state = HELLO_WAIT;
+}
+
+static void on_hello_ack(struct conn* c) {
+  for (;;) {
+    uint32_t need = SBMP_HEADER_SIZE;
+    if (c->hs_have >= SBMP_HEADER_SIZE) need += sbmp_get32(c->hs + 8);
+    if (need > sizeof c->hs) {
+      error_at(c->id, "HELLO_ACK too long");
+      conn_fail(c);
+      return;
+    }
+    if (c->hs_have == need && need > SBMP_HEADER_SIZE) break;
+    ssize_t r = read(c->fd, c->hs + c->hs_have, need - c->hs_have);
+    if (r <= 0) {
+      if (r < 0 && errno == EAGAIN) return;
+      error_at(c->id, "no HELLO_ACK (%s)", r == 0 ? "EOF" : strerror(errno));
+      conn_fail(c);
+      return;
+    }
+    c->hs_have += (uint32_t)r;
+    if (c->hs_have == SBMP_HEADER_SIZE) {
+      uint32_t err = sbmp_check_header(c->hs, sizeof c->hs);
+      if (err || sbmp_get16(c->hs + 6) != SBMP_TYPE_HELLO_ACK || sbmp_get32(c->hs + 8) < 12) {
+        error_at(c->id, "expected HELLO_ACK (type %u error %u)", sbmp_get16(c->hs + 6), err);
+        conn_fail(c);
+        return;
+      }
+    }
+  }
+  const uint8_t* p = c->hs + SBMP_HEADER_SIZE + sbmp_get16(c->hs + 12);
+  if (p[0] != SBMP_VERSION || sbmp_get32(p + 8) != 0) {
+    error_at(c->id, "HELLO_ACK chose version %#x features %#x", p[0], sbmp_get32(p + 8));
+    conn_fail(c);
+    return;
+  }
+  became_ready(c);
+}
+
+static int start_connect(struct conn* c, const struct sockaddr_in* addr) {
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) {
+    error_at(c->id, "socket: %s", strerror(errno));
+    c->state = DONE;
+    ++done_count;
+    return -1;
+  }
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c};
+  epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
+  c->state = CONNECTING;
+  ++connecting_count;
+  if (connect(c->fd, (const struct sockaddr*)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
+    error_at(c->id, "connect: %s", strerror(errno));
+    --connecting_count;
+    conn_fail(c);
+    return -1;
+  }
+  return 0;
+}
+
+static void on_event(struct conn* c, uint32_t events) {
+  if (c->state == CONNECTING) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    --connecting_count;
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      error_at(c->id, "connect: %s", strerror(err));
+      conn_fail(c);
+      return;
+    }
+    if (cfg.sbmp)
+      send_hello(c);
+    else
+      became_ready(c);
+    return;
+  }
+  if (c->state == HELLO_WAIT) {
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_hello_ack(c);
+    return;
+  }
+  if (c->state != READY) return;
+  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
+  if (c->state == READY && (events & EPOLLOUT) && c->want_write) {
+    c->want_write = 0;
+    flush(c);
+  }
+}
+
+/* One pass of the event loop, waiting at most until `until` (ns). */
+static void poll_once(uint64_t until) {
+  struct epoll_event evs[256];
+  uint64_t t = now_ns();
+  uint64_t wait = until > t ? until - t : 0;
+  struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+  int n = epoll_pwait2(epfd, evs, 256, &ts, NULL);
+  ++syscalls;
+  now = now_ns();
+  for (int i = 0; i < n; ++i) on_event((struct conn*)evs[i].data.ptr, evs[i].events);
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+int main(int argc, char** argv) {
+  parse_args(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_TIMERSLACK, 1UL); /* --rate: wake on time, not up to 50 us late */
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  if (cfg.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cfg.cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) perror("loadgen: sched_setaffinity");
+  }
+  prefix = cfg.sbmp ? SBMP_HEADER_SIZE : 0;
+  msg_len = prefix + cfg.size;
+  if (cfg.sbmp) sbmp_encode_header(header, SBMP_TYPE_ECHO, cfg.size, 0);
+  pattern = malloc(4096 + cfg.size + 8);
+  uint64_t x = 0x1234567890ABCDEFull;
+  for (uint32_t i = 0; i < 4096 + cfg.size + 8; i += 8) { /* splitmix64 */
+    uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    memcpy(pattern + i, &z, 8);
+  }
+  window = cfg.rate > 0 ? cfg.max_outstanding : cfg.depth;
+  conns = calloc(cfg.conns, sizeof *conns);
+  uint64_t* slots = calloc((size_t)cfg.conns * window, sizeof(uint64_t));
+  if (!pattern || !conns || !slots) return 2;
+
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg.port)};
+  if (inet_pton(AF_INET, strcmp(cfg.host, "localhost") ? cfg.host : "127.0.0.1", &addr.sin_addr) !=
+      1) {
+    fprintf(stderr, "loadgen: --host must be a numeric IPv4 address\n");
+    return 1;
+  }
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+
+  const long rss_before = cfg.server_pid > 0 ? rss_kib(cfg.server_pid) : -1;
+  /* Connect, at most 256 handshakes at a time (a full backlog drops SYNs). */
+  uint32_t next = 0;
+  const uint64_t connect_deadline = now_ns() + 60000000000ull;
+  now = now_ns();
+  while (ready_count + done_count < cfg.conns && !interrupted && now < connect_deadline) {
+    while (next < cfg.conns && connecting_count < 256) {
+      conns[next].id = next;
+      conns[next].sent_ns = slots + (size_t)next * window;
+      start_connect(&conns[next], &addr);
+      ++next;
+    }
+    poll_once(now + 10000000u);
+  }
+  if (ready_count < cfg.conns) {
+    if (!first_error[0])
+      error_at(ready_count, "only %u of %u connections ready", ready_count, cfg.conns);
+    errors += cfg.conns - ready_count - done_count;
+  }
+
+  struct proc_sample s0, s1;
+  struct rusage ru0, ru1;
+  double seconds = 0;
+  uint64_t msgs = 0;
+  if (cfg.idle) {
+    /* Memory: connections open and idle; let the server settle. */
+    const uint64_t until = now_ns() + 1000000000ull;
+    while (now_ns() < until && !interrupted) poll_once(until);
+    long rss_after = rss_kib(cfg.server_pid);
+    printf(
+        "{\"label\":\"%s\",\"mode\":\"idle\",\"proto\":\"%s\",\"conns\":%u,\"ready\":%u,"
+        "\"server_rss_before_kib\":%ld,\"server_rss_kib\":%ld,\"rss_per_conn_bytes\":%.0f,"
+        "\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+        cfg.label, cfg.sbmp ? "sbmp" : "raw", cfg.conns, ready_count, rss_before, rss_after,
+        ready_count ? (double)(rss_after - rss_before) * 1024.0 / ready_count : 0.0, errors,
+        first_error);
+    fflush(stdout);
+    /* --hold=S: keep them open a while longer (to look at the server). */
+    const uint64_t hold_end = now_ns() + (uint64_t)(cfg.hold * 1e9);
+    while (now_ns() < hold_end && !interrupted) poll_once(hold_end);
+  } else {
+    /* Load: warm up, then the measured window, then drain. */
+    load_running = 1;
+    const uint64_t t0 = now_ns();
+    now = t0;
+    uint64_t k = 0; /* --rate: next message to schedule */
+    const double ns_per_msg = cfg.rate > 0 ? 1e9 / cfg.rate : 0;
+    if (cfg.rate == 0) {
+      for (uint32_t i = 0; i < cfg.conns; ++i) {
+        struct conn* c = &conns[i];
+        if (c->state != READY) continue;
+        while (c->tx_limit < cfg.depth) release(c, now);
+        flush(c);
+      }
+    }
+    const uint64_t t_measure = t0 + (uint64_t)(cfg.warmup * 1e9);
+    const uint64_t t_end = t_measure + (uint64_t)(cfg.duration * 1e9);
+    int phase = 0; /* 0 warmup, 1 measuring */
+    uint64_t msgs0 = 0, late0 = 0, syscalls0 = 0;
+    while (!interrupted && ready_count > 0) {
+      if (phase == 0 && now >= t_measure) {
+        phase = 1;
+        measuring = 1;
+        msgs0 = msgs_total;
+        late0 = late;
+        syscalls0 = syscalls;
+        getrusage(RUSAGE_SELF, &ru0);
+        sample(&s0);
+      }
+      if (phase == 1 && now >= t_end) break;
+      uint64_t until = phase == 0 ? t_measure : t_end;
+      if (cfg.rate > 0) {
+        for (;;) {
+          const uint64_t due = t0 + (uint64_t)((double)k * ns_per_msg);
+          if (due > now) {
+            if (due < until) until = due;
+            break;
+          }
+          struct conn* c = &conns[k % cfg.conns];
+          if (c->state == READY) {
+            if (c->tx_limit - c->rx_seq < window) {
+              release(c, due);
+              flush(c);
+            } else {
+              ++late;
+            }
+          }
+          ++k;
+        }
+      } else if (until > now + 10000000u) {
+        until = now + 10000000u;
+      }
+      poll_once(until);
+    }
+    getrusage(RUSAGE_SELF, &ru1);
+    sample(&s1);
+    if (phase == 0) {
+      s0 = s1;
+      ru0 = ru1;
+      msgs0 = msgs_total;
+    }
+    seconds = phase == 1 ? (double)(now - t_measure) / 1e9 : 0;
+    msgs = msgs_total - msgs0;
+    measuring = 0;
+    load_running = 0;
+    /* Drain: every released message must come back. */
+    /* 5 s, plus time for what may be in flight at 100 MB/s (at most 60 s). */
+    double drain_s = 5.0 + (double)cfg.conns * window * msg_len / 1e8;
+    if (drain_s > 60) drain_s = 60;
+    const uint64_t drain_end = now_ns() + (uint64_t)(drain_s * 1e9);
+    for (;;) {
+      int pending = 0;
+      for (uint32_t i = 0; i < cfg.conns; ++i) {
+        struct conn* c = &conns[i];
+        if (c->state == READY && c->rx_seq < c->tx_limit) pending = 1;
+      }
+      if (!pending || now_ns() >= drain_end || interrupted) break;
+      poll_once(now_ns() + 10000000u);
+    }
+    for (uint32_t i = 0; i < cfg.conns; ++i) {
+      struct conn* c = &conns[i];
+      if (c->state == READY && c->rx_seq < c->tx_limit) {
+        error_at(c->id, "%" PRIu64 " message(s) never came back", c->tx_limit - c->rx_seq);
+      }
+    }
+
+    const double tck = (double)sysconf(_SC_CLK_TCK);
+    const double client_cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+                              (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                              (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
+                              (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    const double server_cpu =
+        s0.server_ok && s1.server_ok ? (double)(s1.server_ticks - s0.server_ticks) / tck : -1;
+    const double total = (double)(s1.total_ticks - s0.total_ticks);
+    double other = (double)(s1.busy_ticks - s0.busy_ticks) -
+                   (double)(s1.self_ticks - s0.self_ticks) -
+                   (s0.server_ok ? (double)(s1.server_ticks - s0.server_ticks) : 0);
+    if (other < 0) other = 0;
+    const double irq = (double)(s1.irq_ticks - s0.irq_ticks);
+    const double m = msgs ? (double)msgs : 1;
+    printf(
+        "{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%u,\"size\":%u,"
+        "\"depth\":%u,\"rate\":%.0f,\"seconds\":%.3f,\"msgs\":%" PRIu64
+        ",\"msgs_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+        "\"late\":%" PRIu64
+        ",\"client_cpu_s\":%.4f,\"client_us_per_msg\":%.4f,"
+        "\"server_cpu_s\":%.3f,\"server_us_per_msg\":%.4f,\"server_rss_kib\":%ld,"
+        "\"client_syscalls_per_msg\":%.3f,\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,"
+        "\"errors\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
+        cfg.label, cfg.rate > 0 ? "rate" : (cfg.depth == 1 ? "pingpong" : "pipelined"),
+        cfg.sbmp ? "sbmp" : "raw", cfg.conns, cfg.size, cfg.depth, cfg.rate, seconds, msgs,
+        seconds > 0 ? (double)msgs / seconds : 0, hist_quantile(0.5) / 1e3,
+        hist_quantile(0.99) / 1e3, hist_quantile(0.999) / 1e3, late - late0, client_cpu,
+        client_cpu * 1e6 / m, server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1,
+        s1.server_rss_kib, (double)(syscalls - syscalls0) / m,
+        total > 0 ? other * 100.0 / total : 0, total > 0 ? irq * 100.0 / total : 0, errors,
+        mismatches, first_error);
+  }
+  fflush(stdout);
+  for (uint32_t i = 0; i < cfg.conns; ++i) {
+    if (conns[i].fd > 0 && conns[i].state != DONE) close(conns[i].fd);
+  }
+  return errors || mismatches ? 1 : 0;
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench/profile.sh: where a server spends its time per message, for comparing
+# coring with the raw liburing baseline. Run after bench/run.sh (it uses the
+# binaries in ${BUILD_ROOT:-build}/bench). For each server, under the same
+# load (default: 16 connections x 64 B, 16 in flight; server on CPU 0, load
+# generator on CPU 1):
+#   * system calls per message (perf's syscalls:sys_enter_* tracepoints on
+#     the server's process): io_uring_enter, epoll_wait and plain I/O calls;
+#   * heap allocations per message (a perf uprobe on libc's malloc, added for
+#     the run and removed after it);
+#   * CPU time per message split into user space (the server's own code and
+#     libraries) and kernel (/proc/PID/stat utime and stime over the window);
+#   * where the user-space time goes: the top symbols of a perf record
+#     (cpu-clock samples; this host has no hardware counters, and valgrind
+#     stalls coring's multi-threaded runtime, so instruction counts are out).
+# Prints a markdown table; the perf data files stay in the output folder.
+#
+#   bench/profile.sh [--servers=coring,uring,...] [--conns=16] [--size=64] [--depth=16]
+#                    [--seconds=3] [--out=DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+servers=coring,uring,coring_sbmp,uring_sbmp,asio_uring
+conns=16 size=64 depth=16 seconds=3
+out=${BUILD_ROOT:-build}/bench/profile
+for arg in "$@"; do
+  case $arg in
+    --servers=*) servers=${arg#*=} ;;
+    --conns=*) conns=${arg#*=} ;;
+    --size=*) size=${arg#*=} ;;
+    --depth=*) depth=${arg#*=} ;;
+    --seconds=*) seconds=${arg#*=} ;;
+    --out=*) out=${arg#*=} ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/profile.sh: unknown argument $arg" >&2; exit 1 ;;
+  esac
+done
+B=${BUILD_ROOT:-build}/bench
+loadgen=$B/bench/loadgen/loadgen
+[ -x "$loadgen" ] || { echo "bench/profile.sh: run bench/run.sh first (no $loadgen)" >&2; exit 1; }
+command -v perf >/dev/null || { echo "bench/profile.sh: needs perf (linux-perf)" >&2; exit 1; }
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+libc=$(ldd "$loadgen" | awk '/libc\.so/ { print $3 }')
+added_probe=0
+malloc_event=
+if perf probe -l 2>/dev/null | grep -q 'probe_libc:malloc '; then
+  malloc_event=probe_libc:malloc
+elif [ -n "$libc" ] && perf probe -q -x "$libc" -a malloc >/dev/null 2>&1; then
+  malloc_event=probe_libc:malloc
+  added_probe=1
+fi
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  [ "$added_probe" -eq 0 ] || perf probe -q -d probe_libc:malloc >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+server_cmd() {
+  case $1 in
+    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    coring_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    uring) echo "$B/bench/baselines/uring_echo --port=0" ;;
+    uring_sbmp) echo "$B/bench/baselines/uring_echo --port=0 --sbmp" ;;
+    asio_uring) echo "$B/bench/baselines/asio_uring_echo --port=0" ;;
+    asio_epoll) echo "$B/bench/baselines/asio_epoll_echo --port=0" ;;
+    epoll) echo "$B/bench/baselines/epoll_echo --port=0" ;;
+    *) echo "bench/profile.sh: unknown server $1" >&2; return 1 ;;
+  esac
+}
+proto() { [[ $1 == *sbmp ]] && echo sbmp || echo raw; }
+
+start() {  # start NAME PREFIX...: sets pid, port
+  local name=$1; shift
+  # shellcheck disable=SC2046
+  taskset -c 0 "$@" $(server_cmd "$name") >"$work/$name.out" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  port=
+  for _ in $(seq 400); do
+    port=$(sed -n 's/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$work/$name.out" 2>/dev/null | head -1)
+    [ -n "$port" ] && return 0
+    sleep 0.025
+  done
+  echo "bench/profile.sh: $name did not start" >&2
+  cat "$work/$name.out" >&2
+  exit 1
+}
+stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+field() { sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
+
+IFS=, read -r -a names <<<"$servers"
+echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | malloc /msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+for name in "${names[@]}"; do
+  start "$name"
+  "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
+    --depth="$depth" --warmup=0.5 --duration="$seconds" --cpu=1 --server-pid="$pid" \
+    >"$work/lg.json" 2>/dev/null &
+  lg=$!
+  sleep 0.7
+  # 1. System calls and user/kernel CPU over 1 s.
+  read -r u0 s0 < <(ticks "$pid")
+  perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
+    -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
+    -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
+    -e syscalls:sys_enter_writev,syscalls:sys_enter_readv ${malloc_event:+-e $malloc_event} \
+    -p "$pid" -o "$work/perf.csv" -- sleep 1 || true
+  read -r u1 s1 < <(ticks "$pid")
+  # 2. Where the user-space time goes, over the next second.
+  perf record -q -e cpu-clock -F 4999 -p "$pid" -o "$out/perf.$name.data" -- sleep 1 \
+    >/dev/null 2>&1 || true
+  wait "$lg" || true
+  stop
+  line=$(cat "$work/lg.json")
+  rate=$(field msgs_per_sec "$line")
+  count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
+  per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
+  us() { awk -v t="$1" -v r="$rate" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { if (r > 0) printf "%.3f", t / hz * 1e6 / r; else print "-" }'; }
+  enters=$(count 'io_uring_enter$')
+  waits=$(count 'epoll_wait$')
+  others=$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')
+  mallocs=-
+  [ -z "$malloc_event" ] || mallocs=$(per "$(count 'malloc$')")
+  top=$(perf report -i "$out/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ && $0 !~ /\[k\]/ && $0 !~ /kernel/ {
+           sym = $0; sub(/^.*\[\.\] /, "", sym); sub(/ +$/, "", sym);
+           if (length(sym) > 40) sym = substr(sym, 1, 40) "…";
+           printf "%s%s %s", (n++ ? ", " : ""), sym, $1; if (n == 4) exit }' || true)
+  user=$(perf report -i "$out/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null |
+    awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1 } END { printf "%.0f%%", s }' || true)
+  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $mallocs | $(us $((u1 - u0))) | $(us $((s1 - s0))) | user $user: ${top:--} |"
+done

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# bench/run.sh: puts coring's echo servers next to the servers a user would
+# pick instead, with one load generator for all (bench/loadgen/loadgen.c).
+#
+#   bench/run.sh            the full matrix (about 30 min): writes bench/RESULTS.md,
+#                           bench/results.json and bench/plots/*.png
+#   bench/run.sh --quick    a reduced matrix in about a minute (results in
+#                           build/bench/quick only; bench/RESULTS.md is left alone)
+#
+# Options: --rounds=N (3), --seconds=S (measured window per run), --warmup=S,
+#   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,
+#   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
+#   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
+#   report of the last run in the output folder from its records, no runs).
+# Environment: BUILD_ROOT, JOBS, BENCH_MAX_OTHER (5: % of host CPU busy outside
+#   server and load generator that marks a run disturbed), BENCH_RETRIES (2).
+#
+# How it measures: the servers run one thread pinned to CPU 0 (taskset), the
+# load generator on CPU 1. Per round every server is started once; for each
+# cell the servers take turns (in an order rotated each round), so drift of
+# the host hits them alike. The load generator verifies every byte and reads
+# the server's CPU time (/proc/PID/stat) and RSS over its measured window; a
+# run whose host had more than BENCH_MAX_OTHER % CPU busy elsewhere is
+# flagged and repeated (at most BENCH_RETRIES times, then kept and counted as
+# disturbed). Each cell reports the median over rounds, and each round's
+# ratio to the raw liburing baseline (uring) with the median of those ratios.
+# Only processes this script started are ever signalled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source scripts/deps.sh
+
+report_only=0 quick=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
+servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll
+conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
+out=${BUILD_ROOT:-build}/bench/results
+user_set=()
+for arg in "$@"; do
+  case $arg in
+    --quick) quick=1 ;;
+    --rounds=*) rounds=${arg#*=}; user_set+=(rounds) ;;
+    --seconds=*) seconds=${arg#*=}; user_set+=(seconds) ;;
+    --warmup=*) warmup=${arg#*=}; user_set+=(warmup) ;;
+    --servers=*) servers=${arg#*=}; user_set+=(servers) ;;
+    --conns=*) conns_list=${arg#*=}; user_set+=(conns) ;;
+    --sizes=*) sizes_list=${arg#*=}; user_set+=(sizes) ;;
+    --modes=*) modes_list=${arg#*=}; user_set+=(modes) ;;
+    --idle-conns=*) idle_conns=${arg#*=}; user_set+=(idle) ;;
+    --out=*) out=${arg#*=}; user_set+=(out) ;;
+    --no-results) write_results=0 ;;
+    --report-only) report_only=1 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $arg (see --help)" >&2; exit 1 ;;
+  esac
+done
+is_set() { [[ " ${user_set[*]:-} " == *" $1 "* ]]; }
+if [ "$quick" -eq 1 ]; then  # about a minute, build included when cached
+  is_set seconds || seconds=0.25
+  is_set warmup || warmup=0.1
+  is_set conns || conns_list=16
+  is_set sizes || sizes_list=64,16384
+  is_set idle || idle_conns=1000
+  write_results=0
+  [[ " ${user_set[*]:-} " == *" out "* ]] || out=${BUILD_ROOT:-build}/bench/quick  # keeps a full run's records
+  retries=${BENCH_RETRIES:-0}  # flagged, not repeated: a minute is a minute
+fi
+max_other=${BENCH_MAX_OTHER:-5}
+[ -n "${retries:-}" ] || retries=${BENCH_RETRIES:-2}
+command_line="${BENCH_RETRIES:+BENCH_RETRIES=$BENCH_RETRIES }${BENCH_MAX_OTHER:+BENCH_MAX_OTHER=$BENCH_MAX_OTHER }bench/run.sh${*:+ $*}"
+run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
+run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# gnuplot draws the plots: needed by this script only, not by the tests.
+CORING_PACKAGES+=(gnuplot-nox)
+coring_ensure_packages
+mkdir -p "$out"
+if [ "$report_only" -eq 1 ]; then
+  # shellcheck source=/dev/null  # written by the run below
+  source "$out/run.conf" || { echo "bench/run.sh: no run in $out" >&2; exit 1; }
+else
+  printf 'command_line=%q\nrounds=%q\nseconds=%q\nwrite_results=%q\nrun_date=%q\nrun_commit=%q\n' \
+    "$command_line" "$rounds" "$seconds" "$write_results" "$run_date" "$run_commit" >"$out/run.conf"
+fi
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/coring-ccache}
+B=${BUILD_ROOT:-build}/bench
+[ "$report_only" -eq 1 ] || echo "== bench: building (Release) in $B"
+[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo echo_server sbmp_echo_server" \
+  coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
+  -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
+
+loadgen=$B/bench/loadgen/loadgen
+server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
+  case $1 in
+    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    coring_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
+    uring) echo "$B/bench/baselines/uring_echo --port=0" ;;
+    uring_sbmp) echo "$B/bench/baselines/uring_echo --port=0 --sbmp" ;;
+    asio_uring) echo "$B/bench/baselines/asio_uring_echo --port=0" ;;
+    asio_uring_sbmp) echo "$B/bench/baselines/asio_uring_echo --port=0 --sbmp" ;;
+    asio_epoll) echo "$B/bench/baselines/asio_epoll_echo --port=0" ;;
+    asio_epoll_sbmp) echo "$B/bench/baselines/asio_epoll_echo --port=0 --sbmp" ;;
+    epoll) echo "$B/bench/baselines/epoll_echo --port=0" ;;
+    *) echo "bench/run.sh: unknown server $1" >&2; return 1 ;;
+  esac
+}
+server_proto() { [[ $1 == *sbmp ]] && echo sbmp || echo raw; }
+rate_for_size() {  # the offered load of the fixed-rate mode, msgs/s in total
+  if [ "$1" -le 1024 ]; then echo 50000; elif [ "$1" -le 16384 ]; then echo 20000; else echo 5000; fi
+}
+
+mkdir -p "$out"
+work=$(mktemp -d)
+runs=$out/runs.jsonl
+[ "$report_only" -eq 1 ] || : >"$runs"
+declare -A pid_of port_of
+started=()
+cleanup() {
+  for p in "${started[@]}"; do
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_server() {  # start_server NAME: sets pid_of[NAME], port_of[NAME]
+  local name=$1 cmd
+  cmd=$(server_cmd "$name")
+  # shellcheck disable=SC2086  # the command is meant to split into words
+  taskset -c 0 $cmd >"$work/$name.out" 2>&1 &
+  local pid=$!
+  started+=("$pid")
+  local address=
+  for _ in $(seq 200); do
+    address=$(sed -n '1s/.*listening on \([^ ]*\).*/\1/p' "$work/$name.out" 2>/dev/null)
+    [ -n "$address" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.025
+  done
+  if [ -z "$address" ]; then
+    echo "bench: $name did not start:" >&2
+    cat "$work/$name.out" >&2
+    exit 1
+  fi
+  pid_of[$name]=$pid
+  port_of[$name]=${address##*:}
+}
+
+stop_server() {  # stop_server NAME: SIGTERM, wait; keeps its output in $out/logs
+  local name=$1 pid=${pid_of[$1]}
+  kill -TERM "$pid" 2>/dev/null || true
+  local rc=0
+  for _ in $(seq 400); do kill -0 "$pid" 2>/dev/null || break; sleep 0.025; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || rc=$?
+  mkdir -p "$out/logs"
+  cp "$work/$name.out" "$out/logs/$name.round$round.log"
+  [ "$rc" -eq 0 ] || echo "bench: $name exited $rc" >&2
+  local keep=()
+  for p in "${started[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  started=("${keep[@]}")
+}
+
+IFS=, read -r -a server_names <<<"$servers"
+IFS=, read -r -a conns_values <<<"$conns_list"
+IFS=, read -r -a size_values <<<"$sizes_list"
+IFS=, read -r -a mode_values <<<"$modes_list"
+for s in "${server_names[@]}"; do server_cmd "$s" >/dev/null; done
+cells=()
+for m in "${mode_values[@]}"; do
+  for c in "${conns_values[@]}"; do
+    for z in "${size_values[@]}"; do cells+=("$m:$c:$z"); done
+  done
+done
+total=$((rounds * ${#cells[@]} * ${#server_names[@]}))
+done_runs=0 disturbed_runs=0 error_runs=0
+tty=0
+[ -t 2 ] && tty=1
+start_time=$SECONDS
+progress() {  # progress TEXT
+  local el=$((SECONDS - start_time)) eta=0
+  [ "$done_runs" -gt 0 ] && eta=$(((total - done_runs) * el / done_runs))
+  local line
+  line=$(printf '[%d/%d %dm%02ds, ~%dm%02ds left] %s' "$done_runs" "$total" $((el / 60)) \
+    $((el % 60)) $((eta / 60)) $((eta % 60)) "$1")
+  if [ "$tty" -eq 1 ]; then
+    printf '\r\033[K%s' "$line" >&2
+  elif [ $((done_runs % 10)) -eq 0 ] || [ "$done_runs" -eq "$total" ]; then
+    echo "$line" >&2
+  fi
+}
+
+# one_run NAME MODE CONNS SIZE: runs the load generator, appends a record.
+one_run() {
+  local name=$1 mode=$2 conns=$3 size=$4 args=() attempt line other
+  case $mode in
+    pingpong) args=(--depth=1) ;;
+    pipe*) args=(--depth="${mode#pipe}") ;;
+    rate) args=(--rate="$(rate_for_size "$size")") ;;
+  esac
+  # A deep pipeline of big messages (1000 x 16 x 64 KiB is 1 GiB in flight)
+  # needs time to fill and to turn over: at least 1 s of warm-up and 2 s of
+  # measuring per 512 MiB in flight.
+  local depth=1 dur warm
+  [[ $mode == pipe* ]] && depth=${mode#pipe}
+  read -r warm dur < <(awk -v b=$((conns * depth * size)) -v w="$warmup" -v d="$seconds" \
+    'BEGIN { t = b / 536870912; printf "%.2f %.2f\n", (w > t ? w : t), (d > 2 * t ? d : 2 * t) }')
+  for attempt in $(seq 0 "$retries"); do
+    line=$("$loadgen" --port="${port_of[$name]}" --proto="$(server_proto "$name")" \
+      --conns="$conns" --size="$size" "${args[@]}" --duration="$dur" --warmup="$warm" \
+      --cpu=1 --server-pid="${pid_of[$name]}" --label="$mode" 2>>"$work/loadgen.err") || true
+    if [ -z "$line" ]; then
+      line='{"label":"'$mode'","errors":1,"first_error":"loadgen printed nothing"}'
+    fi
+    other=$(sed -n 's/.*"host_other_pct":\([0-9.]*\).*/\1/p' <<<"$line")
+    if awk -v o="${other:-0}" -v m="$max_other" 'BEGIN { exit !(o <= m) }'; then
+      break
+    fi
+  done
+  local disturbed=0
+  awk -v o="${other:-0}" -v m="$max_other" 'BEGIN { exit !(o > m) }' && disturbed=1
+  disturbed_runs=$((disturbed_runs + disturbed))
+  grep -q '"errors":0,' <<<"$line" || error_runs=$((error_runs + 1))
+  echo "{\"server\":\"$name\",\"cell\":\"$mode:$conns:$size\",\"round\":$round,\"attempts\":$((attempt + 1)),\"disturbed\":$disturbed,${line#\{}" >>"$runs"
+  done_runs=$((done_runs + 1))
+  local rate
+  rate=$(sed -n 's/.*"msgs_per_sec":\([0-9]*\).*/\1/p' <<<"$line")
+  progress "round $round/$rounds $mode ${conns}x${size}B $name: ${rate:-?} msgs/s"
+}
+
+if [ "$report_only" -eq 1 ]; then
+  rounds=0 idle_conns=0
+else
+  echo "== bench: ${#server_names[@]} servers x ${#cells[@]} cells x $rounds rounds," \
+    "${seconds}s each (+${warmup}s warm-up); server on CPU 0, load generator on CPU 1"
+fi
+for round in $(seq 1 "$rounds"); do
+  for s in "${server_names[@]}"; do start_server "$s"; done
+  n=${#server_names[@]}
+  for cell in "${cells[@]}"; do
+    IFS=: read -r mode conns size <<<"$cell"
+    for i in $(seq 0 $((n - 1))); do  # the order rotates each round
+      one_run "${server_names[$(((i + round - 1) % n))]}" "$mode" "$conns" "$size"
+    done
+  done
+  for s in "${server_names[@]}"; do stop_server "$s"; done
+done
+[ "$tty" -eq 1 ] && echo >&2
+
+# Memory: idle SBMP connections (HELLO done), a fresh server each.
+idle_file=$out/idle.jsonl
+[ "$report_only" -eq 1 ] || : >"$idle_file"
+if [ "$idle_conns" -gt 0 ]; then
+  round=idle
+  for s in coring_sbmp asio_uring_sbmp asio_epoll_sbmp uring_sbmp; do
+    echo "== bench: memory, $idle_conns idle SBMP connections to $s" >&2
+    start_server "$s"
+    line=$("$loadgen" --port="${port_of[$s]}" --proto=sbmp --idle --conns="$idle_conns" \
+      --cpu=1 --server-pid="${pid_of[$s]}" --label=idle 2>>"$work/loadgen.err") || true
+    echo "{\"server\":\"$s\",${line#\{}" >>"$idle_file"
+    stop_server "$s"
+  done
+fi
+
+# Report: markdown, JSON, plot data (bench/report.awk), then gnuplot.
+host="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
+awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds" \
+  -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
+  -f bench/report.awk "$runs" "$idle_file"
+# Ring counters the servers print when they stop (whole rounds, all cells).
+{
+  echo
+  echo "## Ring counters at exit (whole round, every cell; round 1)"
+  echo
+  echo '```'
+  for f in "$out"/logs/uring.round1.log "$out"/logs/uring_sbmp.round1.log; do
+    [ -f "$f" ] && grep -h 'io_uring_enter' "$f"
+  done
+  [ -f "$out/logs/coring_sbmp.round1.log" ] &&
+    grep -h -A1 '^thread 0' "$out/logs/coring_sbmp.round1.log" | grep 'ring:' |
+    sed 's/^ */sbmp_echo_server: /' | tail -1
+  echo '```'
+} >>"$out/RESULTS.md"
+if command -v gnuplot >/dev/null; then
+  (cd "$out" && gnuplot "$root/bench/plots.gp") || echo "bench: gnuplot failed" >&2
+fi
+if [ "$write_results" -eq 1 ]; then
+  cp "$out/RESULTS.md" bench/RESULTS.md
+  cp "$out/results.json" bench/results.json
+  mkdir -p bench/plots
+  cp "$out"/*.png bench/plots/ 2>/dev/null || true
+  echo "== bench: wrote bench/RESULTS.md, bench/results.json, bench/plots/"
+fi
+echo
+sed -n '/^## Summary/,/^## Details/p' "$out/RESULTS.md" | sed '$d'
+[ "$report_only" -eq 1 ] && error_runs=0
+echo "== bench: $done_runs runs, $disturbed_runs disturbed, $error_runs with errors;" \
+  "report in $out/RESULTS.md ($((SECONDS / 60))m$((SECONDS % 60))s)"
+[ "$error_runs" -eq 0 ]

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# bench.loadgen: the benchmark's load generator against real servers, briefly:
+# zero verification errors against the raw liburing baseline (raw and SBMP),
+# coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
+# a server that flips one bit. No timing is asserted: figures belong to
+# bench/run.sh.
+#   loadgen_test.sh LOADGEN URING_ECHO EPOLL_ECHO ECHO_SERVER SBMP_ECHO_SERVER
+set -uo pipefail
+loadgen=$1 uring=$2 epoll=$3 coring=$4 coring_sbmp=$5
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+start() {  # start NAME CMD...: sets $port and $pid
+  local name=$1; shift
+  "$@" >"$work/$name.out" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  port=
+  for _ in $(seq 200); do
+    port=$(sed -n '1s/.*listening on [^ ]*:\([0-9]*\).*/\1/p' "$work/$name.out" 2>/dev/null)
+    [ -n "$port" ] && return 0
+    sleep 0.025
+  done
+  fail "$name did not start: $(cat "$work/$name.out")"
+  return 1
+}
+stop() {  # stop: SIGTERM to $pid, which must exit 0
+  kill -TERM "$pid"
+  local rc=0
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || fail "server pid $pid exited $rc after SIGTERM"
+}
+expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
+  local what=$1; shift
+  local line rc=0
+  line=$("$loadgen" --port="$port" --server-pid="$pid" --duration=0.4 --warmup=0.1 "$@") || rc=$?
+  echo "$what: $line"
+  [ "$rc" -eq 0 ] || fail "$what: loadgen exit $rc"
+  grep -q '"errors":0,' <<<"$line" || fail "$what: errors"
+  if grep -q '"mismatches":[1-9]' <<<"$line"; then fail "$what: verification errors"; fi
+  if grep -q '"msgs":0,' <<<"$line"; then fail "$what: no message echoed"; fi
+  return 0
+}
+
+start uring "$uring" --port=0 &&
+  expect_clean "uring raw pipelined" --conns=8 --size=1000 --depth=8 &&
+  expect_clean "uring raw ping-pong 64K" --conns=2 --size=65536 --depth=1 &&
+  expect_clean "uring raw rate" --conns=4 --size=64 --rate=2000 && stop
+start uring_sbmp "$uring" --port=0 --sbmp &&
+  expect_clean "uring sbmp pipelined" --proto=sbmp --conns=8 --size=3000 --depth=8 && stop
+start coring "$coring" --host=127.0.0.1 --port=0 --threads=1 &&
+  expect_clean "coring echo_server" --conns=8 --size=1000 --depth=8 && stop
+start coring_sbmp "$coring_sbmp" --host=127.0.0.1 --port=0 --threads=1 &&
+  expect_clean "coring sbmp_echo_server" --proto=sbmp --conns=8 --size=1000 --depth=8 &&
+  expect_clean "coring sbmp_echo_server idle" --proto=sbmp --conns=50 --idle && stop
+
+# A server that flips one bit at byte 5000 of every connection's echo: the
+# load generator must report mismatches and exit 1.
+if start mangler "$epoll" --port=0 --mangle-after=5000; then
+  rc=0
+  line=$("$loadgen" --port="$port" --conns=2 --size=1000 --depth=4 --duration=0.3 --warmup=0) ||
+    rc=$?
+  echo "mangling server: $line"
+  [ "$rc" -eq 1 ] || fail "mangling server: loadgen exit $rc, want 1"
+  grep -q '"mismatches":2,' <<<"$line" || fail "mangling server: want 2 mismatches"
+  grep -q 'differs in message 5 near byte 0' <<<"$line" || fail "mangling server: wrong place"
+  stop
+fi
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]

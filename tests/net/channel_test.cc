@@ -150,7 +150,8 @@ TEST(ChannelTest, ClientDeadlineExpiresAndTheLateReplyIsDropped) {
     if (!absl::IsDeadlineExceeded(first)) {
       co_return absl::InternalError("expected DeadlineExceeded, got " + first.ToString());
     }
-    if (Clock::now() - start > 300ms) co_return absl::InternalError("the deadline was not enforced");
+    if (Clock::now() - start > 300ms)
+      co_return absl::InternalError("the deadline was not enforced");
     // The next call gets its own reply, not the late one of the first call.
     absl::Status second = co_await call_and_check(**ch, 8, 0, {.deadline = Clock::now() + 5s});
     if (!second.ok()) co_return second;

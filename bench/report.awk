@@ -126,7 +126,7 @@ END {
   printf "Servers: `coring` = examples/net/echo_server, `coring_sbmp` = sbmp_echo_server (both\n" > md
   printf "--threads=1); `uring`/`uring_sbmp` = bench/baselines/uring_echo [--sbmp]; `asio_uring`,\n" > md
   printf "`asio_epoll` = standalone Asio 1.22 with C++20 coroutines on its io_uring / epoll backend;\n" > md
-  printf "`epoll` = bench/baselines/epoll_echo.c. The SBMP servers speak SBMP frames (HELLO first,\n" > md
+  printf "`epoll`/`epoll_sbmp` = bench/baselines/epoll_echo.c [--sbmp]. The SBMP servers speak SBMP frames (HELLO first,\n" > md
   printf "16-byte header per message), so their msgs/s are not the raw servers' msgs/s.\n\n" > md
 
   # ---- Summary: the issue's targets ----

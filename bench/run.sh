@@ -31,7 +31,7 @@ root=$PWD
 source scripts/deps.sh
 
 report_only=0 quick=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
-servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll
+servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
 user_set=()
@@ -100,6 +100,7 @@ server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
     asio_epoll) echo "$B/bench/baselines/asio_epoll_echo --port=0" ;;
     asio_epoll_sbmp) echo "$B/bench/baselines/asio_epoll_echo --port=0 --sbmp" ;;
     epoll) echo "$B/bench/baselines/epoll_echo --port=0" ;;
+    epoll_sbmp) echo "$B/bench/baselines/epoll_echo --port=0 --sbmp" ;;
     *) echo "bench/run.sh: unknown server $1" >&2; return 1 ;;
   esac
 }
@@ -253,7 +254,7 @@ idle_file=$out/idle.jsonl
 [ "$report_only" -eq 1 ] || : >"$idle_file"
 if [ "$idle_conns" -gt 0 ]; then
   round=idle
-  for s in coring_sbmp asio_uring_sbmp asio_epoll_sbmp uring_sbmp; do
+  for s in coring_sbmp asio_uring_sbmp asio_epoll_sbmp uring_sbmp epoll_sbmp; do
     echo "== bench: memory, $idle_conns idle SBMP connections to $s" >&2
     start_server "$s"
     line=$("$loadgen" --port="${port_of[$s]}" --proto=sbmp --idle --conns="$idle_conns" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.loadgen: the benchmark's load generator against real servers, briefly:
 # zero verification errors against the raw liburing baseline (raw and SBMP),
-# coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
+# the epoll baseline's SBMP mode (frames split across reads: 64 KiB), coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
 # a server that flips one bit. No timing is asserted: figures belong to
 # bench/run.sh.
 #   loadgen_test.sh LOADGEN URING_ECHO EPOLL_ECHO ECHO_SERVER SBMP_ECHO_SERVER
@@ -55,6 +55,9 @@ start uring "$uring" --port=0 &&
   expect_clean "uring raw rate" --conns=4 --size=64 --rate=2000 && stop
 start uring_sbmp "$uring" --port=0 --sbmp &&
   expect_clean "uring sbmp pipelined" --proto=sbmp --conns=8 --size=3000 --depth=8 && stop
+start epoll_sbmp "$epoll" --port=0 --sbmp &&
+  expect_clean "epoll sbmp pipelined 64K" --proto=sbmp --conns=8 --size=65536 --depth=8 &&
+  expect_clean "epoll sbmp ping-pong" --proto=sbmp --conns=4 --size=100 --depth=1 && stop
 start coring "$coring" --host=127.0.0.1 --port=0 --threads=1 &&
   expect_clean "coring echo_server" --conns=8 --size=1000 --depth=8 && stop
 start coring_sbmp "$coring_sbmp" --host=127.0.0.1 --port=0 --threads=1 &&

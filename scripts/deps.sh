@@ -5,7 +5,7 @@ CORING_PACKAGES=(
   g++ cmake ninja-build pkg-config ccache git
   liburing-dev libabsl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  libmimalloc-dev libjemalloc-dev libasio-dev
+  libmimalloc-dev libjemalloc-dev libasio-dev libssl-dev openssl
 )
 
 coring_ensure_packages() {

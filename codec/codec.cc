@@ -30,8 +30,8 @@ uint32_t goaway_code_for(const absl::Status& why) {
 
 Codec::Codec(CodecOptions options)
     : role_(options.role),
-      decoder_({.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}),
-      output_(kOutputCapacity) {
+      decoder_(
+          {.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}) {
   // Until negotiated, frames are 1.3 (HELLO and HELLO_ACK always are).
   decoder_.set_accepted_majors(uint16_t{1} << version_major(kVersion13));
   NegotiationOptions negotiation{.max_frame = options.max_frame,
@@ -65,16 +65,17 @@ void Codec::apply(const Settings& settings) {
 bool Codec::queue(uint16_t type, absl::Span<const uint8_t> ext_block,
                   absl::Span<const uint8_t> payload, bool for_goaway) {
   if (goaway_sent_) return false;  // nothing follows our GOAWAY
-  if (out_begin_ == out_end_) out_begin_ = out_end_ = 0;
-  size_t limit = output_.size() - (for_goaway ? 0 : kGoawayReserve);
+  // Not zeroed: only the bytes encoded into it are ever read.
+  if (output_ == nullptr) output_ = std::make_unique_for_overwrite<uint8_t[]>(kOutputCapacity);
+  size_t limit = kOutputCapacity - (for_goaway ? 0 : kGoawayReserve);
   size_t room = out_end_ < limit ? limit - out_end_ : 0;
   Frame frame = make_frame(type, payload, Extensions(ext_block));
   absl::StatusOr<size_t> n =
       encode_frame(frame, {.version = settings_.version, .chk = settings_.chk()},
-                   absl::MakeSpan(output_.data() + out_end_, room));
-  if (!n.ok()) return false;
-  out_end_ += *n;
-  return true;
+                   absl::MakeSpan(output_.get() + out_end_, room));
+  if (n.ok()) out_end_ += *n;
+  if (out_begin_ == out_end_) output_.reset();  // nothing was pending and nothing fit
+  return n.ok();
 }
 
 void Codec::queue_goaway(uint32_t code, absl::string_view reason) {
@@ -96,7 +97,11 @@ absl::Status Codec::fail(absl::Status status, absl::string_view reason) {
 
 void Codec::consume_output(size_t n) {
   out_begin_ += std::min(n, out_end_ - out_begin_);
-  if (out_begin_ == out_end_) out_begin_ = out_end_ = 0;
+  if (out_begin_ == out_end_) {
+    // All sent: the buffer goes until something is queued again.
+    out_begin_ = out_end_ = 0;
+    output_.reset();
+  }
 }
 
 void Codec::close(absl::Status why) {

@@ -20,14 +20,18 @@
 // queues GOAWAY(code) and ends decoding with the error. After a GOAWAY either
 // way, encode() refuses and nothing more is queued.
 //
-// Output bytes live in one buffer of fixed capacity allocated at
-// construction: the span pending_output() returns is never moved by later
-// queuing, and steady-state traffic allocates nothing.
+// Output bytes (handshake, PONGs, GOAWAY) live in one buffer of fixed
+// capacity, allocated when the first of them is queued and freed as soon as
+// they have all been consumed: an idle connection holds none of it (its 16
+// KiB were most of a connection's memory), and application frames, which
+// encode() hands out as a scatter list, never touch it. The span
+// pending_output() returns is never moved by later queuing.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,6 +93,12 @@ class Codec {
   bool mid_frame() const { return decoder_.mid_frame(); }
   // Memory held for reassembling a split frame (for memory budgets).
   size_t buffered_bytes() const { return decoder_.buffer_bytes(); }
+  // The connection is idle between frames: frees the reassembly buffer kept
+  // for the next split frame (a frame decoded into it must not be in use).
+  // Queued output needs no trimming: its buffer goes once all is consumed.
+  void trim() { decoder_.trim(); }
+  // Bytes of output buffer held (0 once everything queued was consumed).
+  size_t output_buffer_bytes() const { return output_ ? kOutputCapacity : 0; }
 
   // Encodes an application frame (type >= 0x0100) with the negotiated
   // version and CHK. Fails with nothing to send when the frame exceeds the
@@ -99,7 +109,7 @@ class Codec {
   // Bytes to send before anything encoded later. The span stays valid (its
   // bytes do not move) until consume_output() has covered it.
   absl::Span<const uint8_t> pending_output() const {
-    return absl::MakeConstSpan(output_.data() + out_begin_, out_end_ - out_begin_);
+    return absl::MakeConstSpan(output_.get() + out_begin_, out_end_ - out_begin_);
   }
   void consume_output(size_t n);
 
@@ -159,7 +169,8 @@ class Codec {
   std::optional<ServerNegotiation> server_;
   std::optional<ClientNegotiation> client_;
   Settings settings_;
-  std::vector<uint8_t> output_;  // fixed size kOutputCapacity
+  // kOutputCapacity bytes while output is pending, else null.
+  std::unique_ptr<uint8_t[]> output_;
   size_t out_begin_ = 0;
   size_t out_end_ = 0;
   absl::Status error_;  // decoding stopped

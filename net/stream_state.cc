@@ -37,7 +37,18 @@ StreamState::~StreamState() {
   assert(zc_busy_ == 0);
   drop_queue(absl::CancelledError("stream destroyed"));
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
+  if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
   if (ctx_ != nullptr) ctx_->unlink(this);
+}
+
+void StreamState::trim_idle() noexcept {
+  if (idle_hook_ != nullptr) idle_hook_(idle_hook_context_);
+  if (spare_ != nullptr) frame_deallocate(std::exchange(spare_, nullptr), sizeof(SendBuf));
+  // A sendmsg in flight still reads its msghdr and iovecs.
+  if (scratch_ != nullptr && !sending_) {
+    frame_deallocate(std::exchange(scratch_, nullptr), sizeof(SendScratch));
+  }
+  if (queue_empty() && segments_.capacity() > 0) std::vector<Segment>().swap(segments_);
 }
 
 void StreamState::release() noexcept {
@@ -355,6 +366,9 @@ void StreamState::start_send() noexcept {
     ++ctx_->stats().fixed_sends;
     return;
   }
+  if (scratch_ == nullptr)
+    scratch_ = static_cast<SendScratch*>(frame_allocate(sizeof(SendScratch)));
+  iovec* const iov = scratch_->iov;
   size_t n = 0;
   bool stopped_before_zc = false;
   for (size_t i = seg_head_; i < segments_.size() && n < kMaxIov; ++i) {
@@ -364,17 +378,18 @@ void StreamState::start_send() noexcept {
       stopped_before_zc = true;  // it goes next, zero copy
       break;
     }
-    iov_[n].iov_base = const_cast<uint8_t*>(s.data);
-    iov_[n].iov_len = s.size;
+    iov[n].iov_base = const_cast<uint8_t*>(s.data);
+    iov[n].iov_len = s.size;
     ++n;
   }
-  msg_ = msghdr{};
-  msg_.msg_iov = iov_;
-  msg_.msg_iovlen = n;
+  msghdr& msg = scratch_->msg;
+  msg = msghdr{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
   send_index_ = ops.acquire(this);
   ops[send_index_].pending = 1;
   io_uring_sqe* sqe = loop.get_sqe();
-  io_uring_prep_sendmsg(sqe, file_.fd, &msg_, MSG_NOSIGNAL | (stopped_before_zc ? MSG_MORE : 0));
+  io_uring_prep_sendmsg(sqe, file_.fd, &msg, MSG_NOSIGNAL | (stopped_before_zc ? MSG_MORE : 0));
   file_.apply(sqe);
   sqe->user_data = ops.user_data(send_index_);
   sending_ = true;

@@ -261,11 +261,11 @@ class StreamState final : private OpTarget {
   EventLoop* loop_;
   FileRef file_;
   std::optional<RecvStream> channel_;
+  absl::Status doom_status_;
+  absl::Status interrupt_status_;
   // The channel goes when the waiting reader lets go of it; the reader
   // gets doom_status_.
   bool channel_doomed_ = false;
-  absl::Status doom_status_;
-  absl::Status interrupt_status_;
   bool interrupted_ = false;
   bool reading_ = false;
   bool rx_seen_ = false;
@@ -285,9 +285,12 @@ class StreamState final : private OpTarget {
   bool write_closed_ = false;
 
   bool sending_ = false;
+  // (Fields ordered to leave no padding: this is part of every connection.)
+  bool owned_ = true;
+  bool file_closed_ = false;
   uint32_t send_index_ = 0;
-  ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
   uint32_t zc_busy_ = 0;
+  ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
   // What a sendmsg reads until its completion. Leased from the slab pool by
   // the first sendmsg and kept while the connection is busy (no per-send
   // cost); trim_idle() gives it back when no send is in flight: at 1 KiB it
@@ -302,8 +305,6 @@ class StreamState final : private OpTarget {
   void* idle_hook_context_ = nullptr;
 
   CallbackTimer deadline_;
-  bool owned_ = true;
-  bool file_closed_ = false;
 };
 
 }  // namespace coring::net::detail

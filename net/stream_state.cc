@@ -26,7 +26,6 @@ namespace detail {
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
     : ctx_(&ctx), loop_(&ctx.loop()), file_(file), deadline_(&StreamState::on_deadline, this) {
-  for (ZcSend& z : zc_) z.stream = this;
   channel_.emplace(file, ctx.buffers());
   channel_->set_share(ctx.options().recv_share);
   ctx.link(this);
@@ -38,6 +37,7 @@ StreamState::~StreamState() {
   drop_queue(absl::CancelledError("stream destroyed"));
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
   if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
+  if (zc_ != nullptr) free_zc_array();
   if (ctx_ != nullptr) ctx_->unlink(this);
 }
 
@@ -49,6 +49,8 @@ void StreamState::trim_idle() noexcept {
     frame_deallocate(std::exchange(scratch_, nullptr), sizeof(SendScratch));
   }
   if (queue_empty() && segments_.capacity() > 0) std::vector<Segment>().swap(segments_);
+  // No zero-copy send awaits its notification: nothing refers to them.
+  if (zc_ != nullptr && zc_busy_ == 0) free_zc_array();
 }
 
 void StreamState::release() noexcept {
@@ -337,18 +339,10 @@ void StreamState::start_send() noexcept {
   if (queue_empty()) return;
   Segment& head = segments_[seg_head_];
   const size_t zc_threshold = ctx_->options().zero_copy_threshold;
-  ZcSend* zc = nullptr;
-  if (ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy) {
-    for (ZcSend& z : zc_) {
-      if (!z.busy) {
-        zc = &z;
-        break;
-      }
-    }
-  }
+  const bool zc = ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy;  // a zero-copy send may start
   const bool more = queued_bytes_ > head.size;
-  if (zc != nullptr && head.size >= zc_threshold) {
-    submit_zero_copy(head, *zc, more);
+  if (zc && head.size >= zc_threshold) {
+    submit_zero_copy(head, idle_zc(), more);
     return;
   }
   EventLoop& loop = *loop_;
@@ -374,7 +368,7 @@ void StreamState::start_send() noexcept {
   for (size_t i = seg_head_; i < segments_.size() && n < kMaxIov; ++i) {
     const Segment& s = segments_[i];
     if (s.size == 0) continue;
-    if (n > 0 && zc != nullptr && s.size >= zc_threshold) {
+    if (n > 0 && zc && s.size >= zc_threshold) {
       stopped_before_zc = true;  // it goes next, zero copy
       break;
     }
@@ -458,6 +452,23 @@ void StreamState::on_zc_complete(ZcSend& z, const OpResult& r) noexcept {
   }
   release_zc(z);
   finish_if_done();
+}
+
+StreamState::ZcSend& StreamState::idle_zc() noexcept {
+  if (zc_ == nullptr) {
+    void* memory = frame_allocate(sizeof(ZcSend) * kMaxZeroCopy);
+    zc_ = static_cast<ZcSend*>(memory);
+    for (size_t i = 0; i < kMaxZeroCopy; ++i) new (&zc_[i]) ZcSend();
+  }
+  size_t i = 0;
+  while (zc_[i].busy) ++i;  // one is idle: zc_busy_ < kMaxZeroCopy
+  return zc_[i];
+}
+
+void StreamState::free_zc_array() noexcept {
+  assert(zc_busy_ == 0);
+  for (size_t i = 0; i < kMaxZeroCopy; ++i) zc_[i].~ZcSend();
+  frame_deallocate(std::exchange(zc_, nullptr), sizeof(ZcSend) * kMaxZeroCopy);
 }
 
 void StreamState::release_zc(ZcSend& z) noexcept {
@@ -623,7 +634,8 @@ void StreamState::forget_writer(Writer& w) noexcept {
   // it once it is gone. (What such a send left in the socket is sent from
   // memory the writer no longer owns: a writer must not be destroyed while
   // its write waits; see Stream::write.)
-  for (ZcSend& z : zc_) {
+  for (size_t i = 0; zc_ != nullptr && i < kMaxZeroCopy; ++i) {
+    ZcSend& z = zc_[i];
     if (z.busy && z.writer == &w) {
       z.writer = nullptr;
       --w.holds;

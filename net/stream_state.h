@@ -237,6 +237,9 @@ class StreamState final : private OpTarget {
   // A send's result: advance, wake writers, send on (may delete `this`).
   void on_send_result(const OpResult& r) noexcept;
   void release_zc(ZcSend& z) noexcept;
+  // A ZcSend not busy (zc_busy_ < kMaxZeroCopy), making them when needed.
+  ZcSend& idle_zc() noexcept;
+  void free_zc_array() noexcept;
   void advance(size_t n) noexcept;
   void pump_waiters() noexcept;
   void unhold_writer(Writer& w) noexcept;
@@ -300,7 +303,10 @@ class StreamState final : private OpTarget {
     iovec iov[kMaxIov];
   };
   SendScratch* scratch_ = nullptr;
-  ZcSend zc_[kMaxZeroCopy];
+  // kMaxZeroCopy of them, from the slab pool at the first zero-copy send
+  // (most connections never send one); trim_idle() gives them back when none
+  // is busy.
+  ZcSend* zc_ = nullptr;
   void (*idle_hook_)(void*) noexcept = nullptr;
   void* idle_hook_context_ = nullptr;
 

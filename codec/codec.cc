@@ -30,8 +30,8 @@ uint32_t goaway_code_for(const absl::Status& why) {
 
 Codec::Codec(CodecOptions options)
     : role_(options.role),
-      decoder_({.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}),
-      output_(kOutputCapacity) {
+      decoder_(
+          {.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}) {
   // Until negotiated, frames are 1.3 (HELLO and HELLO_ACK always are).
   decoder_.set_accepted_majors(uint16_t{1} << version_major(kVersion13));
   NegotiationOptions negotiation{.max_frame = options.max_frame,
@@ -39,22 +39,22 @@ Codec::Codec(CodecOptions options)
                                  .agent = std::move(options.agent),
                                  .versions = options.versions};
   if (role_ == Role::kServer) {
-    server_.emplace(std::move(negotiation));
+    negotiation_.emplace<ServerNegotiation>(std::move(negotiation));
     return;
   }
-  client_.emplace(std::move(negotiation));
+  negotiation_.emplace<ClientNegotiation>(std::move(negotiation));
   if (!options.send_hello) {
-    client_->skip();
+    client()->skip();
     return;
   }
-  Hello hello = client_->start();
+  Hello hello = client()->start();
   std::array<uint8_t, kMaxHelloPayload> payload{};
   size_t n = *write_hello(hello, absl::MakeSpan(payload));
   queue(kTypeHello, {}, absl::MakeConstSpan(payload.data(), n));
 }
 
 bool Codec::established() const {
-  return server_ ? server_->established() : client_->established();
+  return server() != nullptr ? server()->established() : client()->established();
 }
 
 void Codec::apply(const Settings& settings) {
@@ -65,16 +65,17 @@ void Codec::apply(const Settings& settings) {
 bool Codec::queue(uint16_t type, absl::Span<const uint8_t> ext_block,
                   absl::Span<const uint8_t> payload, bool for_goaway) {
   if (goaway_sent_) return false;  // nothing follows our GOAWAY
-  if (out_begin_ == out_end_) out_begin_ = out_end_ = 0;
-  size_t limit = output_.size() - (for_goaway ? 0 : kGoawayReserve);
+  // Not zeroed: only the bytes encoded into it are ever read.
+  if (output_ == nullptr) output_ = std::make_unique_for_overwrite<uint8_t[]>(kOutputCapacity);
+  size_t limit = kOutputCapacity - (for_goaway ? 0 : kGoawayReserve);
   size_t room = out_end_ < limit ? limit - out_end_ : 0;
   Frame frame = make_frame(type, payload, Extensions(ext_block));
   absl::StatusOr<size_t> n =
       encode_frame(frame, {.version = settings_.version, .chk = settings_.chk()},
-                   absl::MakeSpan(output_.data() + out_end_, room));
-  if (!n.ok()) return false;
-  out_end_ += *n;
-  return true;
+                   absl::MakeSpan(output_.get() + out_end_, room));
+  if (n.ok()) out_end_ += *n;
+  if (out_begin_ == out_end_) output_.reset();  // nothing was pending and nothing fit
+  return n.ok();
 }
 
 void Codec::queue_goaway(uint32_t code, absl::string_view reason) {
@@ -96,7 +97,20 @@ absl::Status Codec::fail(absl::Status status, absl::string_view reason) {
 
 void Codec::consume_output(size_t n) {
   out_begin_ += std::min(n, out_end_ - out_begin_);
-  if (out_begin_ == out_end_) out_begin_ = out_end_ = 0;
+  if (out_begin_ == out_end_) {
+    out_begin_ = out_end_ = 0;
+    // All sent: after a handshake or a goodbye nothing more is likely to
+    // come, so the buffer goes; keep-alive traffic keeps it (see trim()).
+    if (!keep_output_) output_.reset();
+  }
+}
+
+void Codec::trim() {
+  decoder_.trim();
+  if (out_begin_ == out_end_) {
+    output_.reset();
+    keep_output_ = false;
+  }
 }
 
 void Codec::close(absl::Status why) {
@@ -111,6 +125,7 @@ absl::Status Codec::ping(absl::Span<const uint8_t> payload, std::optional<uint64
   }
   ExtensionBuilder ext;
   if (request_id) ext.set_request_id(*request_id);
+  keep_output_ = true;
   if (!queue(kTypePing, ext.bytes(), payload)) {
     return absl::ResourceExhaustedError("output buffer full");
   }
@@ -118,21 +133,22 @@ absl::Status Codec::ping(absl::Span<const uint8_t> payload, std::optional<uint64
 }
 
 absl::Status Codec::on_negotiation(const Frame& frame) {
-  if (server_) {
-    absl::StatusOr<std::optional<HelloAck>> step = server_->on_frame(frame);
-    if (!step.ok()) return fail(step.status(), server_->goaway_reason());
+  if (ServerNegotiation* server = this->server()) {
+    absl::StatusOr<std::optional<HelloAck>> step = server->on_frame(frame);
+    if (!step.ok()) return fail(step.status(), server->goaway_reason());
     if (step->has_value()) {
       std::array<uint8_t, kMaxHelloPayload> payload{};
       size_t n = *write_hello_ack(**step, absl::MakeSpan(payload));
       // The ack itself goes out as 1.3 without CHK; the settings apply after.
       queue(kTypeHelloAck, {}, absl::MakeConstSpan(payload.data(), n));
-      apply(server_->settings());
+      apply(server->settings());
     }
     return absl::OkStatus();
   }
-  bool was_waiting = client_->awaiting_ack();
-  if (absl::Status st = client_->on_frame(frame); !st.ok()) return fail(st);
-  if (was_waiting && client_->established()) apply(client_->settings());
+  ClientNegotiation* client = this->client();
+  bool was_waiting = client->awaiting_ack();
+  if (absl::Status st = client->on_frame(frame); !st.ok()) return fail(st);
+  if (was_waiting && client->established()) apply(client->settings());
   return absl::OkStatus();
 }
 
@@ -153,6 +169,7 @@ absl::Status Codec::on_control(const Frame& frame) {
         std::copy(e->value.begin(), e->value.end(), ext.begin() + 2);
         ext_len = ext.size();
       }
+      keep_output_ = true;
       if (!queue(kTypePong, absl::MakeConstSpan(ext.data(), ext_len), frame.payload)) {
         return fail(make_frame_error({ErrorCode::kOverloaded, frame.offset, ErrorField::kNone},
                                      "PONGs not read by the peer filled the output buffer"),

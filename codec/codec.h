@@ -20,16 +20,23 @@
 // queues GOAWAY(code) and ends decoding with the error. After a GOAWAY either
 // way, encode() refuses and nothing more is queued.
 //
-// Output bytes live in one buffer of fixed capacity allocated at
-// construction: the span pending_output() returns is never moved by later
-// queuing, and steady-state traffic allocates nothing.
+// Output bytes (handshake, PINGs and PONGs, GOAWAY) live in one buffer of
+// fixed capacity, allocated when the first of them is queued and freed once
+// they have all been consumed, so that an idle connection holds none of it
+// (its 16 KiB were most of a connection's memory); application frames,
+// which encode() hands out as a scatter list, never touch it. A connection
+// that exchanges PINGs keeps it until trim(), so that keep-alive traffic
+// allocates nothing per message. The span pending_output() returns is never
+// moved by later queuing.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -89,6 +96,12 @@ class Codec {
   bool mid_frame() const { return decoder_.mid_frame(); }
   // Memory held for reassembling a split frame (for memory budgets).
   size_t buffered_bytes() const { return decoder_.buffer_bytes(); }
+  // The connection is idle between frames: frees the reassembly buffer kept
+  // for the next split frame (a frame decoded into it must not be in use)
+  // and the output buffer when nothing is pending.
+  void trim();
+  // Bytes of output buffer held (0 once everything queued was consumed).
+  size_t output_buffer_bytes() const { return output_ ? kOutputCapacity : 0; }
 
   // Encodes an application frame (type >= 0x0100) with the negotiated
   // version and CHK. Fails with nothing to send when the frame exceeds the
@@ -99,7 +112,7 @@ class Codec {
   // Bytes to send before anything encoded later. The span stays valid (its
   // bytes do not move) until consume_output() has covered it.
   absl::Span<const uint8_t> pending_output() const {
-    return absl::MakeConstSpan(output_.data() + out_begin_, out_end_ - out_begin_);
+    return absl::MakeConstSpan(output_.get() + out_begin_, out_end_ - out_begin_);
   }
   void consume_output(size_t n);
 
@@ -154,14 +167,23 @@ class Codec {
   absl::Status fail(absl::Status status, absl::string_view reason = {});
   void apply(const Settings& settings);
 
+  ServerNegotiation* server() { return std::get_if<ServerNegotiation>(&negotiation_); }
+  const ServerNegotiation* server() const { return std::get_if<ServerNegotiation>(&negotiation_); }
+  ClientNegotiation* client() { return std::get_if<ClientNegotiation>(&negotiation_); }
+  const ClientNegotiation* client() const { return std::get_if<ClientNegotiation>(&negotiation_); }
+
   Role role_;
   Decoder decoder_;
-  std::optional<ServerNegotiation> server_;
-  std::optional<ClientNegotiation> client_;
+  // One side's negotiation, by role (a variant: the codec is part of every
+  // connection's memory).
+  std::variant<std::monostate, ServerNegotiation, ClientNegotiation> negotiation_;
   Settings settings_;
-  std::vector<uint8_t> output_;  // fixed size kOutputCapacity
+  // kOutputCapacity bytes while output is pending, else null.
+  std::unique_ptr<uint8_t[]> output_;
   size_t out_begin_ = 0;
   size_t out_end_ = 0;
+  // PINGs or PONGs went through output_: keep it when consumed (until trim()).
+  bool keep_output_ = false;
   absl::Status error_;  // decoding stopped
   bool goaway_sent_ = false;
   bool goaway_received_ = false;

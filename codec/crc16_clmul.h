@@ -63,6 +63,66 @@ __attribute__((target("pclmul,sse2"))) inline uint16_t crc16_header_clmul_kernel
   return static_cast<uint16_t>(_mm_cvtsi128_si32(qp) ^ kCrc16HeaderInitShare);
 }
 
+// floor(x^96 / P), degree 80, by long division.
+constexpr unsigned __int128 crc16_barrett_mu96() {
+  unsigned __int128 quotient = 0;
+  uint32_t window = 0;
+  for (int i = 96; i >= 0; --i) {
+    window = (window << 1) | (i == 96 ? 1 : 0);
+    if (window & 0x10000) {
+      window ^= 0x10000 | kCrc16Poly;
+      quotient |= static_cast<unsigned __int128>(1) << i;
+    }
+  }
+  return quotient;
+}
+inline constexpr unsigned __int128 kCrc16Mu96 = crc16_barrett_mu96();
+static_assert((kCrc16Mu96 >> 80) == 1, "floor(x^96 / P) has degree 80");
+// The two slices of mu96 the SBMP kernel multiplies by (see below).
+inline constexpr uint64_t kCrc16Mu96Low =
+    static_cast<uint64_t>(kCrc16Mu96 & ((uint64_t{1} << 48) - 1)) << 15;
+inline constexpr uint64_t kCrc16Mu96High = static_cast<uint64_t>(kCrc16Mu96 >> 33);
+
+// The CRC register after "SBMP" and 10 zero bytes from the init value: the
+// share of every SBMP header CRC that the init value and the magic make.
+inline constexpr uint16_t kCrc16SbmpHeaderShare = [] {
+  const uint8_t bytes[14] = {'S', 'B', 'M', 'P'};
+  uint32_t crc = 0xFFFF;
+  for (uint8_t byte : bytes) {
+    crc ^= uint32_t{byte} << 8;
+    for (int bit = 0; bit < 8; ++bit)
+      crc = (crc & 0x8000) ? (crc << 1) ^ (0x10000 | kCrc16Poly) : crc << 1;
+  }
+  return static_cast<uint16_t>(crc);
+}();
+
+// The hcrc of a header whose magic is "SBMP" (what encode writes, and all
+// that decode accepts: it checks the magic first), from its other 10 covered
+// bytes: `fields` = bytes 4..7 (version, flags, type) and `lo` = bytes
+// 8..15 as a big-endian word (its low 16 bits, the hcrc, are ignored).
+// Half the work of the general kernel, and no chain of multiplies:
+//   With init 0 the CRC is N mod P for N = M(x) * x^16, and N = magic * x^96
+//   + T with T = fields * x^64 + L * x^16 (L = bytes 8..13). The magic's
+//   and the init's shares are the constant above; T mod P = T - q * P with
+//   q = floor(T / P) = floor(T * mu96 / x^96) (Barrett, exact for deg T <
+//   96). T's low 16 bits are zero, so T mod P = (q * P) mod x^16, which
+//   needs q mod x^16 only: bits 96..111 of T * mu96. Those are bits 32..47
+//   of fields * mu96 (only mu96's bits 0..47 reach them) plus bits 80..95
+//   of L * mu96 (only its bits 33..80 reach them, deg L < 48): two
+//   independent 64-bit multiplies, aligned so both land at bits 47..62.
+//   Then (q * P) mod x^16 = q ^ q << 5 ^ q << 12 (P = x^16 + x^12 + x^5 + 1).
+__attribute__((target("pclmul,sse2"))) inline uint16_t crc16_sbmp_header_clmul_kernel(
+    uint32_t fields, uint64_t lo) {
+  const __m128i v =
+      _mm_set_epi64x(static_cast<long long>(lo >> 16), static_cast<long long>(fields));
+  const __m128i mu =
+      _mm_set_epi64x(static_cast<long long>(kCrc16Mu96High), static_cast<long long>(kCrc16Mu96Low));
+  const __m128i products = _mm_xor_si128(_mm_clmulepi64_si128(v, mu, 0x00),   // fields * mu_low
+                                         _mm_clmulepi64_si128(v, mu, 0x11));  // L * mu_high
+  const auto q = static_cast<uint32_t>(static_cast<uint64_t>(_mm_cvtsi128_si64(products)) >> 47);
+  return static_cast<uint16_t>(q ^ (q << 5) ^ (q << 12) ^ kCrc16SbmpHeaderShare);
+}
+
 }  // namespace coring::sbmp::internal
 
 #endif  // __x86_64__

@@ -59,6 +59,12 @@ class Decoder {
   // released once its frame has been handed out.
   size_t buffer_bytes() const { return buffer_.capacity(); }
   static constexpr size_t kKeptBuffer = 64 * 1024;
+  // Frees the reassembly buffer unless a split frame is being reassembled
+  // (an idle connection keeps nothing). A frame handed out from it must no
+  // longer be in use.
+  void trim() {
+    if (buffered_ == 0) std::vector<uint8_t>().swap(buffer_);
+  }
   static constexpr size_t kMaxGrowth = 1024 * 1024;
   // Stream offset of the next frame's first byte.
   uint64_t offset() const { return offset_; }

@@ -30,45 +30,51 @@ void store_be64(uint8_t* p, uint64_t v) {
 
 constexpr uint8_t kMagicBytes[4] = {'S', 'B', 'M', 'P'};
 
-// Out of line so the validation fast path stays small.
-[[gnu::noinline, gnu::cold]] absl::Status header_error(ErrorCode code, ErrorField field,
-                                                       uint64_t offset, const uint8_t* bytes,
-                                                       const HeaderLimits& limits) {
+}  // namespace
+
+absl::Status internal::header_error(const uint8_t* bytes, const HeaderLimits& limits,
+                                    uint64_t offset) {
+  // The checks again, one by one in the spec's order (SBMP.md 1.1), with the
+  // general CRC: this runs once per connection at most.
+  const uint8_t version = bytes[4];
+  const uint8_t flags = bytes[5];
+  const uint32_t length = load32(bytes + 8);
+  const uint16_t ext_len = load16(bytes + 12);
+  ErrorCode code = ErrorCode::kBadExtension;
+  ErrorField field = ErrorField::kExtLen;
   std::string detail;
-  switch (field) {
-    case ErrorField::kMagic:
-      detail = absl::StrFormat("first bytes %02x %02x %02x %02x are not \"SBMP\"", bytes[0],
-                               bytes[1], bytes[2], bytes[3]);
-      break;
-    case ErrorField::kHcrc:
-      detail = absl::StrFormat("header checksum 0x%04x, computed 0x%04x", load16(bytes + 14),
-                               crc16_ccitt_false(absl::MakeConstSpan(bytes, 14)));
-      break;
-    case ErrorField::kVersion:
-      detail = absl::StrFormat("version %d.%d is not spoken here", version_major(bytes[4]),
-                               version_minor(bytes[4]));
-      break;
-    case ErrorField::kFlags:
-      detail = absl::StrFormat("reserved flag bits set in 0x%02x", bytes[5]);
-      break;
-    case ErrorField::kLength:
-      detail =
-          absl::StrFormat("length %d exceeds max frame %d", load32(bytes + 8), limits.max_frame);
-      break;
-    default:
-      detail = absl::StrFormat("ext_len %d does not fit length %d%s", load16(bytes + 12),
-                               load32(bytes + 8), (bytes[5] & kFlagChk) ? " minus trailer" : "");
+  if (load32(bytes) != kMagic) {
+    code = ErrorCode::kBadMagic, field = ErrorField::kMagic;
+    detail = absl::StrFormat("first bytes %02x %02x %02x %02x are not \"SBMP\"", bytes[0], bytes[1],
+                             bytes[2], bytes[3]);
+  } else if (const uint16_t crc = crc16_ccitt_false(absl::MakeConstSpan(bytes, 14));
+             crc != load16(bytes + 14)) {
+    code = ErrorCode::kHeaderChecksum, field = ErrorField::kHcrc;
+    detail = absl::StrFormat("header checksum 0x%04x, computed 0x%04x", load16(bytes + 14), crc);
+  } else if (((limits.majors >> version_major(version)) & 1) == 0) {
+    code = ErrorCode::kUnsupportedVersion, field = ErrorField::kVersion;
+    detail = absl::StrFormat("version %d.%d is not spoken here", version_major(version),
+                             version_minor(version));
+  } else if ((flags & ~kFlagChk) != 0) {
+    code = ErrorCode::kReservedFlags, field = ErrorField::kFlags;
+    detail = absl::StrFormat("reserved flag bits set in 0x%02x", flags);
+  } else if (length > limits.max_frame) {
+    code = ErrorCode::kFrameTooLarge, field = ErrorField::kLength;
+    detail = absl::StrFormat("length %d exceeds max frame %d", length, limits.max_frame);
+  } else {
+    detail = absl::StrFormat("ext_len %d does not fit length %d%s", ext_len, length,
+                             (flags & kFlagChk) ? " minus trailer" : "");
   }
   return make_frame_error({code, offset, field}, detail);
 }
 
-}  // namespace
-
 namespace {
 
-// encode/decode come in two builds, picked per call by one well-predicted
+// encode/check come in two builds, picked per call by one well-predicted
 // branch: one compiled for PCLMULQDQ with the CRC kernel inlined, and a
-// portable one using the lookup tables.
+// portable one using the lookup tables. Both take the header as two
+// big-endian words: one load (and byte swap) each, the fields are shifts.
+// The hcrc of a header with the right magic, from hi and lo (hcrc bits ignored).
 template <bool kClmul>
 uint16_t header_crc(uint64_t hi, uint64_t lo);
 template <>
@@ -77,8 +83,8 @@ inline uint16_t header_crc<false>(uint64_t hi, uint64_t lo) {
 }
 #if defined(__x86_64__)
 template <>
-inline uint16_t header_crc<true>(uint64_t hi, uint64_t lo) {
-  return internal::crc16_header_clmul_kernel(hi, lo);
+__attribute__((target("pclmul,sse2"))) inline uint16_t header_crc<true>(uint64_t hi, uint64_t lo) {
+  return internal::crc16_sbmp_header_clmul_kernel(static_cast<uint32_t>(hi), lo);
 }
 #endif
 
@@ -92,37 +98,27 @@ template <bool kClmul>
 }
 
 template <bool kClmul>
-[[gnu::always_inline]] inline absl::StatusOr<Header> decode_words(const uint8_t* b,
-                                                                  const HeaderLimits& limits,
-                                                                  uint64_t offset) {
+[[gnu::always_inline]] inline internal::HeaderWords check_words(const uint8_t* b,
+                                                                HeaderLimits limits) {
   const uint64_t hi = load_be64(b);
   const uint64_t lo = load_be64(b + 8);
-  Header h;
-  h.version = static_cast<uint8_t>(hi >> 24);
-  h.flags = static_cast<uint8_t>(hi >> 16);
-  h.type = static_cast<uint16_t>(hi);
-  h.length = static_cast<uint32_t>(lo >> 32);
-  h.ext_len = static_cast<uint16_t>(lo >> 16);
-  ErrorCode code;
-  ErrorField field;
-  if ((hi >> 32) != kMagic) {
-    code = ErrorCode::kBadMagic, field = ErrorField::kMagic;
-  } else if (header_crc<kClmul>(hi, lo) != static_cast<uint16_t>(lo)) {
-    code = ErrorCode::kHeaderChecksum, field = ErrorField::kHcrc;
-  } else if (((limits.majors >> version_major(h.version)) & 1) == 0) {
-    code = ErrorCode::kUnsupportedVersion, field = ErrorField::kVersion;
-  } else if ((h.flags & ~kFlagChk) != 0) {
-    code = ErrorCode::kReservedFlags, field = ErrorField::kFlags;
-  } else if (h.length > limits.max_frame) {
-    code = ErrorCode::kFrameTooLarge, field = ErrorField::kLength;
-  } else if (uint64_t{h.ext_len} + (h.chk() ? kTrailerSize : 0) > h.length) {
-    // 64-bit sum: ext_len + trailer cannot wrap, so one compare covers both
-    // "length too short for the trailer" and "ext_len past the payload".
-    code = ErrorCode::kBadExtension, field = ErrorField::kExtLen;
-  } else {
-    return h;
-  }
-  return header_error(code, field, offset, b, limits);
+  const auto version = static_cast<uint8_t>(hi >> 24);
+  const auto flags = static_cast<uint8_t>(hi >> 16);
+  const auto length = static_cast<uint32_t>(lo >> 32);
+  const auto ext_len = static_cast<uint16_t>(lo >> 16);
+  // Every check, combined without short cuts into one result (the error
+  // path sorts out which one failed): no branch to mispredict, and nothing
+  // waits on the CRC but that one bit. The CRC assumes the magic, which is
+  // checked alongside. ext_len + trailer is a 64-bit sum that cannot wrap,
+  // so one compare covers "length too short for the trailer" and "ext_len
+  // past the payload".
+  unsigned bad = (hi >> 32) != kMagic;
+  bad |= header_crc<kClmul>(hi, lo) != static_cast<uint16_t>(lo);
+  bad |= ((limits.majors >> version_major(version)) & 1) == 0;
+  bad |= (flags & ~kFlagChk) != 0;
+  bad |= length > limits.max_frame;
+  bad |= uint64_t{ext_len} + (flags & kFlagChk) * kTrailerSize > length;
+  return {hi, (lo & ~uint64_t{0xFFFF}) | (bad ^ 1)};
 }
 
 #if defined(__x86_64__)
@@ -130,9 +126,9 @@ __attribute__((target("pclmul,sse2"), flatten)) void encode_header_clmul(const H
                                                                          uint8_t* out) {
   encode_words<true>(h, out);
 }
-__attribute__((target("pclmul,sse2"), flatten)) absl::StatusOr<Header> decode_header_clmul(
-    const uint8_t* b, const HeaderLimits& limits, uint64_t offset) {
-  return decode_words<true>(b, limits, offset);
+__attribute__((target("pclmul,sse2"), flatten)) internal::HeaderWords check_header_clmul(
+    const uint8_t* b, HeaderLimits limits) {
+  return check_words<true>(b, limits);
 }
 #endif
 
@@ -141,10 +137,9 @@ __attribute__((target("pclmul,sse2"), flatten)) absl::StatusOr<Header> decode_he
 [[gnu::noinline]] void encode_header_portable(const Header& h, uint8_t* out) {
   encode_words<false>(h, out);
 }
-[[gnu::noinline]] absl::StatusOr<Header> decode_header_portable(const uint8_t* b,
-                                                                const HeaderLimits& limits,
-                                                                uint64_t offset) {
-  return decode_words<false>(b, limits, offset);
+[[gnu::noinline]] internal::HeaderWords check_header_portable(const uint8_t* b,
+                                                              HeaderLimits limits) {
+  return check_words<false>(b, limits);
 }
 
 }  // namespace
@@ -156,12 +151,11 @@ void encode_header(const Header& h, uint8_t* out) {
   encode_header_portable(h, out);
 }
 
-absl::StatusOr<Header> decode_header(const uint8_t* b, const HeaderLimits& limits,
-                                     uint64_t offset) {
+internal::HeaderWords internal::check_header(const uint8_t* b, HeaderLimits limits) noexcept {
 #if defined(__x86_64__)
-  if (internal::kCrc16HasClmul) return decode_header_clmul(b, limits, offset);
+  if (internal::kCrc16HasClmul) return check_header_clmul(b, limits);
 #endif
-  return decode_header_portable(b, limits, offset);
+  return check_header_portable(b, limits);
 }
 
 bool magic_prefix_mismatch(absl::Span<const uint8_t> prefix) {

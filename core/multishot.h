@@ -209,7 +209,9 @@ class MultishotStream : protected OpTarget {
 
   void push(Item item) {
     if (count_ == queue_.size()) {
-      std::vector<Item> bigger(queue_.empty() ? 16 : queue_.size() * 2);
+      // Starts small: every connection has one, and most never queue more
+      // than a few completions (a stream pauses at its share of the ring).
+      std::vector<Item> bigger(queue_.empty() ? 4 : queue_.size() * 2);
       for (size_t i = 0; i < count_; ++i) bigger[i] = queue_[(head_ + i) % queue_.size()];
       queue_.swap(bigger);
       head_ = 0;

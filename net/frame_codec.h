@@ -73,7 +73,10 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //  * bool mid_frame() const - part of a frame has arrived, not all of it
 //    (the connection's frame deadline runs: ServerOptions::frame_timeout);
 //  * size_t buffered_bytes() const - memory held to reassemble a split frame
-//    (counted against NetOptions::max_partial_frame_bytes).
+//    (counted against NetOptions::max_partial_frame_bytes);
+//  * void trim() - the connection has been idle a while, between frames:
+//    free memory kept for reuse (called from the server's idle sweep while
+//    the reader waits for input; no frame handed out is in use then).
 
 // CallCodec: a FrameCodec whose frames carry what a request/reply channel
 // (net/channel.h, net/channel_server.h) needs: a correlation id that a reply

@@ -83,6 +83,7 @@ class FramedStream {
       : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {}
   FramedStream(FramedStream&&) noexcept = default;
   FramedStream& operator=(FramedStream&&) noexcept = default;
+  ~FramedStream() { watch_idle(false); }
 
   // co_await: absl::StatusOr<Frame>.
   ReadFrameAwaiter read_frame() noexcept { return ReadFrameAwaiter(this); }
@@ -214,6 +215,21 @@ class FramedStream {
     }
     return true;
   }
+  // While the reader waits for input between frames, the stream's idle
+  // trim (StreamState::trim_idle, run by the server's idle sweep) lets the
+  // codec give back memory it keeps for reuse (a reassembly buffer grown by
+  // a large frame), when the codec has `void trim()`.
+  void watch_idle(bool on) noexcept {
+    if constexpr (requires(C & c) { c.trim(); }) {
+      if (!stream_.valid()) return;
+      if (on) {
+        stream_.state()->set_idle_hook(
+            [](void* self) noexcept { static_cast<FramedStream*>(self)->codec_.trim(); }, this);
+      } else {
+        stream_.state()->set_idle_hook(nullptr, nullptr);
+      }
+    }
+  }
   // Ends reading with `why` and closes: gracefully (codec goodbye) unless
   // the connection is broken.
   Task<> end(absl::Status why, bool graceful);
@@ -242,7 +258,10 @@ class FramedStream<C>::ReadFrameAwaiter {
   ~ReadFrameAwaiter() {
     // The awaiting coroutine was destroyed while the reader waited for it:
     // the reader goes too (as a Task's frame would), and is made anew later.
-    if (waiting_) self_->reader_.reset();
+    if (waiting_) {
+      self_->watch_idle(false);
+      self_->reader_.reset();
+    }
   }
 
   bool await_ready() { return self_->try_read_now(result_); }
@@ -426,7 +445,9 @@ typename FramedStream<C>::ReaderCoroutine FramedStream<C>::run_reader() {
         }
       }
       s.current_.reset();
+      s.watch_idle(true);
       absl::StatusOr<RecvBuffer> buf = co_await s.stream_.read();
+      s.watch_idle(false);
       if (!buf.ok()) {
         if (s.stream_.state()->last_read_interrupted()) {
           // Idle timeout or shutdown: say goodbye with the interrupt's reason.

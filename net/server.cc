@@ -9,6 +9,7 @@
 #include "coring/core/spawn.h"
 #include "coring/core/timer.h"
 #include "coring/net/stream_state.h"
+#include "coring/pool/slab_pool.h"
 
 namespace coring::net {
 
@@ -121,12 +122,14 @@ Task<> idle_sweeper(std::shared_ptr<LoopServer> ls) {
           return;
         }
       }
-      if (idle_needed == 0) return;
       if (s.take_activity()) {
         s.idle_ticks = 0;
         return;
       }
-      ++s.idle_ticks;
+      // A whole tick without input: the connection gives back the memory
+      // it keeps for reuse (idle connections are most of a big server's).
+      if (++s.idle_ticks == 1) s.trim_idle();
+      if (idle_needed == 0) return;
       if (s.idle_ticks == idle_needed) {
         ls->shared->idle_closed.fetch_add(1, std::memory_order_relaxed);
         s.interrupt_read(absl::DeadlineExceededError("idle timeout"));
@@ -134,6 +137,9 @@ Task<> idle_sweeper(std::shared_ptr<LoopServer> ls) {
         s.abort(absl::DeadlineExceededError("idle timeout: connection did not close"));
       }
     });
+    // Pages of the thread's slab pool unused for a whole tick go back to
+    // the system (after a burst of connections closes, say).
+    if (pool::SlabPool* slab = ls->loop.slab_pool()) slab->trim();
   }
 }
 

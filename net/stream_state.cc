@@ -26,7 +26,6 @@ namespace detail {
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
     : ctx_(&ctx), loop_(&ctx.loop()), file_(file), deadline_(&StreamState::on_deadline, this) {
-  for (ZcSend& z : zc_) z.stream = this;
   channel_.emplace(file, ctx.buffers());
   channel_->set_share(ctx.options().recv_share);
   ctx.link(this);
@@ -37,7 +36,21 @@ StreamState::~StreamState() {
   assert(zc_busy_ == 0);
   drop_queue(absl::CancelledError("stream destroyed"));
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
+  if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
+  if (zc_ != nullptr) free_zc_array();
   if (ctx_ != nullptr) ctx_->unlink(this);
+}
+
+void StreamState::trim_idle() noexcept {
+  if (idle_hook_ != nullptr) idle_hook_(idle_hook_context_);
+  if (spare_ != nullptr) frame_deallocate(std::exchange(spare_, nullptr), sizeof(SendBuf));
+  // A sendmsg in flight still reads its msghdr and iovecs.
+  if (scratch_ != nullptr && !sending_) {
+    frame_deallocate(std::exchange(scratch_, nullptr), sizeof(SendScratch));
+  }
+  if (queue_empty() && segments_.capacity() > 0) std::vector<Segment>().swap(segments_);
+  // No zero-copy send awaits its notification: nothing refers to them.
+  if (zc_ != nullptr && zc_busy_ == 0) free_zc_array();
 }
 
 void StreamState::release() noexcept {
@@ -326,18 +339,10 @@ void StreamState::start_send() noexcept {
   if (queue_empty()) return;
   Segment& head = segments_[seg_head_];
   const size_t zc_threshold = ctx_->options().zero_copy_threshold;
-  ZcSend* zc = nullptr;
-  if (ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy) {
-    for (ZcSend& z : zc_) {
-      if (!z.busy) {
-        zc = &z;
-        break;
-      }
-    }
-  }
+  const bool zc = ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy;  // a zero-copy send may start
   const bool more = queued_bytes_ > head.size;
-  if (zc != nullptr && head.size >= zc_threshold) {
-    submit_zero_copy(head, *zc, more);
+  if (zc && head.size >= zc_threshold) {
+    submit_zero_copy(head, idle_zc(), more);
     return;
   }
   EventLoop& loop = *loop_;
@@ -355,26 +360,30 @@ void StreamState::start_send() noexcept {
     ++ctx_->stats().fixed_sends;
     return;
   }
+  if (scratch_ == nullptr)
+    scratch_ = static_cast<SendScratch*>(frame_allocate(sizeof(SendScratch)));
+  iovec* const iov = scratch_->iov;
   size_t n = 0;
   bool stopped_before_zc = false;
   for (size_t i = seg_head_; i < segments_.size() && n < kMaxIov; ++i) {
     const Segment& s = segments_[i];
     if (s.size == 0) continue;
-    if (n > 0 && zc != nullptr && s.size >= zc_threshold) {
+    if (n > 0 && zc && s.size >= zc_threshold) {
       stopped_before_zc = true;  // it goes next, zero copy
       break;
     }
-    iov_[n].iov_base = const_cast<uint8_t*>(s.data);
-    iov_[n].iov_len = s.size;
+    iov[n].iov_base = const_cast<uint8_t*>(s.data);
+    iov[n].iov_len = s.size;
     ++n;
   }
-  msg_ = msghdr{};
-  msg_.msg_iov = iov_;
-  msg_.msg_iovlen = n;
+  msghdr& msg = scratch_->msg;
+  msg = msghdr{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
   send_index_ = ops.acquire(this);
   ops[send_index_].pending = 1;
   io_uring_sqe* sqe = loop.get_sqe();
-  io_uring_prep_sendmsg(sqe, file_.fd, &msg_, MSG_NOSIGNAL | (stopped_before_zc ? MSG_MORE : 0));
+  io_uring_prep_sendmsg(sqe, file_.fd, &msg, MSG_NOSIGNAL | (stopped_before_zc ? MSG_MORE : 0));
   file_.apply(sqe);
   sqe->user_data = ops.user_data(send_index_);
   sending_ = true;
@@ -443,6 +452,23 @@ void StreamState::on_zc_complete(ZcSend& z, const OpResult& r) noexcept {
   }
   release_zc(z);
   finish_if_done();
+}
+
+StreamState::ZcSend& StreamState::idle_zc() noexcept {
+  if (zc_ == nullptr) {
+    void* memory = frame_allocate(sizeof(ZcSend) * kMaxZeroCopy);
+    zc_ = static_cast<ZcSend*>(memory);
+    for (size_t i = 0; i < kMaxZeroCopy; ++i) new (&zc_[i]) ZcSend();
+  }
+  size_t i = 0;
+  while (zc_[i].busy) ++i;  // one is idle: zc_busy_ < kMaxZeroCopy
+  return zc_[i];
+}
+
+void StreamState::free_zc_array() noexcept {
+  assert(zc_busy_ == 0);
+  for (size_t i = 0; i < kMaxZeroCopy; ++i) zc_[i].~ZcSend();
+  frame_deallocate(std::exchange(zc_, nullptr), sizeof(ZcSend) * kMaxZeroCopy);
 }
 
 void StreamState::release_zc(ZcSend& z) noexcept {
@@ -608,7 +634,8 @@ void StreamState::forget_writer(Writer& w) noexcept {
   // it once it is gone. (What such a send left in the socket is sent from
   // memory the writer no longer owns: a writer must not be destroyed while
   // its write waits; see Stream::write.)
-  for (ZcSend& z : zc_) {
+  for (size_t i = 0; zc_ != nullptr && i < kMaxZeroCopy; ++i) {
+    ZcSend& z = zc_[i];
     if (z.busy && z.writer == &w) {
       z.writer = nullptr;
       --w.holds;

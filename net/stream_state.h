@@ -50,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "coring/core/frame_allocator.h"
 #include "coring/core/operation.h"
 #include "coring/core/recv_stream.h"
 #include "coring/net/callback_timer.h"
@@ -77,6 +78,12 @@ struct Writer {
 
 class StreamState final : private OpTarget {
  public:
+  // From the loop's slab pool (frame_allocate), like coroutine frames: a
+  // connection's fixed state then lives where the pool can give it back to
+  // the system once connections are gone, not in malloc's arenas.
+  static void* operator new(size_t size) { return frame_allocate(size); }
+  static void operator delete(void* p, size_t size) noexcept { frame_deallocate(p, size); }
+
   static constexpr size_t kMaxIov = 64;
   static constexpr size_t kChunkSize = 16 * 1024 - 64;
   // Zero-copy sends awaiting their notification, per connection.
@@ -165,6 +172,20 @@ class StreamState final : private OpTarget {
   // Free for the owner of the context's streams (Server: idle sweeps).
   uint32_t idle_ticks = 0;
   void* user = nullptr;
+  // Memory an idle connection does not need goes back to the pools: the
+  // sendmsg scratch, the spare send-buffer header, the segment list's
+  // storage, and whatever the reader's idle hook gives back (FramedStream:
+  // its codec's reassembly buffer). Called by the owner of the context's
+  // streams (Server: after an idle sweep tick without input). Cheap to redo.
+  void trim_idle() noexcept;
+  // Set while a reader waits for input at a frame boundary (FramedStream):
+  // trim_idle() calls hook(context). Cleared by whoever set it before the
+  // context goes away.
+  void set_idle_hook(void (*hook)(void*) noexcept, void* context) noexcept {
+    idle_hook_ = hook;
+    idle_hook_context_ = context;
+  }
+
   // Set by FramedStream: part of a frame has arrived and its reader waits
   // for the rest (frame deadlines: the owner's sweeps count frame_ticks,
   // which the reader resets when a frame completes), and the memory its
@@ -216,6 +237,9 @@ class StreamState final : private OpTarget {
   // A send's result: advance, wake writers, send on (may delete `this`).
   void on_send_result(const OpResult& r) noexcept;
   void release_zc(ZcSend& z) noexcept;
+  // A ZcSend not busy (zc_busy_ < kMaxZeroCopy), making them when needed.
+  ZcSend& idle_zc() noexcept;
+  void free_zc_array() noexcept;
   void advance(size_t n) noexcept;
   void pump_waiters() noexcept;
   void unhold_writer(Writer& w) noexcept;
@@ -240,11 +264,11 @@ class StreamState final : private OpTarget {
   EventLoop* loop_;
   FileRef file_;
   std::optional<RecvStream> channel_;
+  absl::Status doom_status_;
+  absl::Status interrupt_status_;
   // The channel goes when the waiting reader lets go of it; the reader
   // gets doom_status_.
   bool channel_doomed_ = false;
-  absl::Status doom_status_;
-  absl::Status interrupt_status_;
   bool interrupted_ = false;
   bool reading_ = false;
   bool rx_seen_ = false;
@@ -264,16 +288,29 @@ class StreamState final : private OpTarget {
   bool write_closed_ = false;
 
   bool sending_ = false;
-  uint32_t send_index_ = 0;
-  ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
-  uint32_t zc_busy_ = 0;
-  msghdr msg_{};
-  iovec iov_[kMaxIov];
-  ZcSend zc_[kMaxZeroCopy];
-
-  CallbackTimer deadline_;
+  // (Fields ordered to leave no padding: this is part of every connection.)
   bool owned_ = true;
   bool file_closed_ = false;
+  uint32_t send_index_ = 0;
+  uint32_t zc_busy_ = 0;
+  ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
+  // What a sendmsg reads until its completion. Leased from the slab pool by
+  // the first sendmsg and kept while the connection is busy (no per-send
+  // cost); trim_idle() gives it back when no send is in flight: at 1 KiB it
+  // was the largest part of an idle connection's state.
+  struct SendScratch {
+    msghdr msg;
+    iovec iov[kMaxIov];
+  };
+  SendScratch* scratch_ = nullptr;
+  // kMaxZeroCopy of them, from the slab pool at the first zero-copy send
+  // (most connections never send one); trim_idle() gives them back when none
+  // is busy.
+  ZcSend* zc_ = nullptr;
+  void (*idle_hook_)(void*) noexcept = nullptr;
+  void* idle_hook_context_ = nullptr;
+
+  CallbackTimer deadline_;
 };
 
 }  // namespace coring::net::detail

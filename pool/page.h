@@ -49,8 +49,9 @@ struct PageHeader {
   uint16_t free_count;
   uint16_t touched;  // blocks [0, touched) were handed out at least once
   uint8_t size_class;
-  bool listed;       // in its class list
-  bool used_before;  // formatted before: its memory has been handed out
+  bool listed;        // in its class list
+  bool used_before;   // formatted before: its memory has been handed out
+  uint32_t freed_at;  // the pool's trim epoch when it joined the free-page list
 
   // Formats the page for class `c`: every block free.
   void format(uint32_t c) {

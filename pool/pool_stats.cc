@@ -79,9 +79,10 @@ absl::Status validate_pool_name(std::string_view name) {
 std::string PoolStats::to_text() const {
   return absl::StrFormat(
       "%s %s: allocs_total=%d frees_total=%d reuses_total=%d in_use=%d high_water=%d "
-      "bytes_reserved=%d capacity_bytes=%d cross_thread_frees=%d huge_pages=%s%s",
+      "bytes_reserved=%d bytes_released=%d capacity_bytes=%d cross_thread_frees=%d huge_pages=%s%s",
       name, kind, allocs_total, frees_total, reuses_total, in_use, high_water, bytes_reserved,
-      capacity_bytes, cross_thread_frees, huge_pages == HugePageMode::kNone ? "no" : "yes",
+      bytes_released, capacity_bytes, cross_thread_frees,
+      huge_pages == HugePageMode::kNone ? "no" : "yes",
       huge_pages == HugePageMode::kNone ? "" : absl::StrFormat(" (%s)", to_string(huge_pages)));
 }
 
@@ -89,10 +90,10 @@ std::string PoolStats::to_json() const {
   return absl::StrFormat(
       "{\"name\":\"%s\",\"kind\":\"%s\",\"allocs_total\":%d,\"frees_total\":%d,"
       "\"reuses_total\":%d,\"in_use\":%d,\"high_water\":%d,\"bytes_reserved\":%d,"
-      "\"capacity_bytes\":%d,\"cross_thread_frees\":%d,\"huge_pages\":\"%s\","
+      "\"bytes_released\":%d,\"capacity_bytes\":%d,\"cross_thread_frees\":%d,\"huge_pages\":\"%s\","
       "\"huge_page_mode\":\"%s\"}",
       json_escape(name), json_escape(kind), allocs_total, frees_total, reuses_total, in_use,
-      high_water, bytes_reserved, capacity_bytes, cross_thread_frees,
+      high_water, bytes_reserved, bytes_released, capacity_bytes, cross_thread_frees,
       huge_pages == HugePageMode::kNone ? "no" : "yes", to_string(huge_pages));
 }
 

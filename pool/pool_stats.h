@@ -31,6 +31,7 @@ struct PoolStats {
   uint64_t in_use = 0;              // blocks / leases live now (allocs_total - frees_total)
   uint64_t high_water = 0;          // the most ever live at once
   uint64_t bytes_reserved = 0;      // address space mapped for the pool
+  uint64_t bytes_released = 0;      // of it, unused pages given back to the system (slab trim())
   uint64_t capacity_bytes = 0;      // the configured limit
   uint64_t cross_thread_frees = 0;  // frees made on another thread (slab: once drained)
   HugePageMode huge_pages = HugePageMode::kNone;

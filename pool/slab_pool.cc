@@ -1,5 +1,7 @@
 #include "coring/pool/slab_pool.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -163,27 +165,77 @@ bool SlabPool::refill(uint32_t c) noexcept {
   return true;
 }
 
-PageHeader* SlabPool::obtain_page() noexcept {
-  PageHeader* page = nullptr;
-  if (free_pages_ != nullptr) {
-    page = free_pages_;
+PageHeader* SlabPool::pop_free_page() noexcept {
+  // Pages still in memory first; a released one is faulted in again (zeroed)
+  // as its blocks are touched.
+  PageHeader* page = free_pages_;
+  if (page != nullptr) {
     free_pages_ = page->next;
-  } else if (pages_in_use_ < capacity_pages_) {
+  } else if ((page = released_pages_) != nullptr) {
+    released_pages_ = page->next;
+    released_bytes_ -= kPageSize;
+  }
+  return page;
+}
+
+void SlabPool::push_free_page(PageHeader* page) noexcept {
+  page->next = free_pages_;
+  page->freed_at = trim_epoch_;
+  free_pages_ = page;
+  --pages_in_use_;
+}
+
+size_t SlabPool::trim() noexcept {
+  if (shared_ == nullptr) return 0;
+  drain();
+  if (allocs_ - allocs_at_trim_ < kQuietAllocations) {
+    // Nearly idle: what the caches hold is not needed soon, and blocks
+    // parked there may be all that keeps a page busy.
+    flush_all_bins();
+    for (PageHeader* page : partial_) {
+      if (page != nullptr && page->next == nullptr && page->free_count == page->capacity) {
+        unlink(page);
+        push_free_page(page);
+      }
+    }
+  }
+  allocs_at_trim_ = allocs_;
+  ++trim_epoch_;
+  // Explicit huge pages cannot be given back 64 KiB at a time.
+  if (arena_.huge_pages() == HugePageMode::kExplicit) return 0;
+  size_t released = 0;
+  for (PageHeader** link = &free_pages_; *link != nullptr;) {
+    PageHeader* page = *link;
+    // Freed since the previous call: it may well be used again soon.
+    if (trim_epoch_ - page->freed_at < 2) {
+      link = &page->next;
+      continue;
+    }
+    if (madvise(page->base, kPageSize, MADV_DONTNEED) != 0) break;  // keep it; try next time
+    *link = page->next;
+    page->next = released_pages_;
+    released_pages_ = page;
+    released += kPageSize;
+  }
+  released_bytes_ += released;
+  return released;
+}
+
+PageHeader* SlabPool::obtain_page() noexcept {
+  PageHeader* page = pop_free_page();
+  if (page == nullptr && pages_in_use_ < capacity_pages_) {
     absl::StatusOr<PageHeader*> fresh = fresh_page();
     if (!fresh.ok()) {
       last_map_error_ = fresh.status();
       return nullptr;
     }
     page = *fresh;
-  } else {
+  } else if (page == nullptr) {
     // At capacity: blocks parked in bins may be all that keeps a page busy.
     flush_all_bins();
-    if (free_pages_ != nullptr) {
-      page = free_pages_;
-      free_pages_ = page->next;
-    } else if ((page = steal_empty_page()) == nullptr) {
-      return nullptr;
-    }
+    page = pop_free_page();
+    if (page == nullptr) page = steal_empty_page();
+    if (page == nullptr) return nullptr;
   }
   ++pages_in_use_;
   return page;
@@ -305,9 +357,7 @@ void SlabPool::on_page_empty(PageHeader* page) noexcept {
   // pool for any class to use.
   if (partial_[page->size_class] == page && page->next == nullptr) return;
   unlink(page);
-  page->next = free_pages_;
-  free_pages_ = page;
-  --pages_in_use_;
+  push_free_page(page);
 }
 
 void SlabPool::drain() noexcept {
@@ -346,6 +396,7 @@ PoolStats SlabPool::stats() const {
   s.in_use = allocs_ - frees_;
   s.high_water = high_water_;
   s.bytes_reserved = arena_.bytes_reserved();
+  s.bytes_released = released_bytes_;
   s.capacity_bytes = capacity_bytes();
   s.cross_thread_frees = cross_thread_frees_;
   s.huge_pages = arena_.huge_pages();

@@ -38,6 +38,13 @@
 //   does not unmap anything: it logs an error, keeps its chunks mapped for the
 //   rest of the process, and any later deallocate() of those blocks is safe
 //   (the memory is simply never reused).
+// * Memory given back. Pages whose blocks are all free are kept for reuse
+//   (by any class). trim(), called now and then (the server's idle sweep
+//   calls it every tick), gives the memory of pages that stayed unused
+//   since the previous call back to the system (madvise(MADV_DONTNEED); the
+//   address space stays reserved and is faulted in again, zeroed, when a
+//   page is next used), so a thread's RSS falls again after a burst of
+//   connections closes. Nothing on the allocation or free path changes.
 // * Options are validated on construction; if they are bad (pool name not
 //   domain.resource.v<major>, zero capacity), status() says why and every
 //   allocate() returns that error.
@@ -98,6 +105,16 @@ class SlabPool {
   // True if `p` is a block of this pool (live or not).
   bool owns(const void* p) const noexcept;
 
+  // Owner thread only. Gives back to the system the memory of the pages
+  // that were free at the previous call and still are (returns the bytes).
+  // When fewer than kQuietAllocations blocks were allocated since the
+  // previous call (the thread is nearly idle), it first returns the blocks
+  // parked in the per-class caches to their pages and lets go of the empty
+  // page each class keeps, so those pages go at the next call too. Cheap
+  // when there is nothing to do; not for a hot path.
+  size_t trim() noexcept;
+  static constexpr uint64_t kQuietAllocations = 1024;
+
   // Owner thread only.
   PoolStats stats() const;
 
@@ -131,6 +148,8 @@ class SlabPool {
   [[noreturn]] void on_bad_free(const void* p) const noexcept;
   void on_page_not_full(PageHeader* page) noexcept;
   void on_page_empty(PageHeader* page) noexcept;
+  void push_free_page(PageHeader* page) noexcept;
+  PageHeader* pop_free_page() noexcept;
   void unlink(PageHeader* page) noexcept;
   void push_front(PageHeader* page) noexcept;
   absl::StatusOr<PageHeader*> fresh_page();
@@ -148,6 +167,11 @@ class SlabPool {
   PoolShared* shared_ = nullptr;    // in the first chunk; nullptr until the first allocation
   uint64_t owner_thread_ = 0;       // bound by the first allocation
   PageHeader* free_pages_ = nullptr;
+  // Free pages whose memory trim() gave back (used after free_pages_).
+  PageHeader* released_pages_ = nullptr;
+  uint64_t released_bytes_ = 0;
+  uint32_t trim_epoch_ = 0;      // trim() calls so far
+  uint64_t allocs_at_trim_ = 0;  // allocs_ at the last trim()
   uint32_t pages_in_use_ = 0;
   uint32_t capacity_pages_ = 0;
   PageArena arena_;

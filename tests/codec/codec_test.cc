@@ -467,6 +467,36 @@ TEST(CodecTest, PendingOutputDoesNotMoveWhileMoreIsQueued) {
   EXPECT_TRUE(server.pending_output().empty());
 }
 
+TEST(CodecTest, OutputBufferIsHeldOnlyWhileNeeded) {
+  Codec client({.role = Role::kClient});
+  Codec server;
+  EXPECT_EQ(server.output_buffer_bytes(), 0u);  // nothing queued yet
+  EXPECT_GT(client.output_buffer_bytes(), 0u);  // its HELLO
+  handshake(client, server);
+  // The handshake is sent: an idle connection holds no output buffer.
+  EXPECT_EQ(client.output_buffer_bytes(), 0u);
+  EXPECT_EQ(server.output_buffer_bytes(), 0u);
+  // Keep-alives keep it (no allocation per PING) until the codec is trimmed.
+  ASSERT_TRUE(client.ping(std::vector<uint8_t>{1, 2}).ok());
+  feed(server, take_output(client));
+  feed(client, take_output(server));
+  EXPECT_EQ(client.pongs(), 1u);
+  EXPECT_GT(client.output_buffer_bytes(), 0u);
+  EXPECT_GT(server.output_buffer_bytes(), 0u);
+  ASSERT_TRUE(client.ping(std::vector<uint8_t>{3}).ok());
+  server.trim();
+  client.trim();  // a PING is pending: kept
+  EXPECT_EQ(server.output_buffer_bytes(), 0u);
+  EXPECT_GT(client.output_buffer_bytes(), 0u);
+  feed(server, take_output(client));
+  client.trim();
+  EXPECT_EQ(client.output_buffer_bytes(), 0u);
+  // The PONG is still there after the server's trim, and right.
+  Delivery back = feed(client, take_output(server));
+  EXPECT_TRUE(back.status.ok());
+  EXPECT_EQ(client.pongs(), 2u);
+}
+
 TEST(CodecTest, SteadyStateAllocatesNothingPerMessage) {
   {  // the counter sees allocations at all
     uint64_t before = g_allocations;

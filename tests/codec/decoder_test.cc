@@ -78,6 +78,32 @@ TEST(DecoderTest, BufferGrownForALargeSplitFrameIsReleasedAfterIt) {
   EXPECT_LE(d.buffer_bytes(), Decoder::kKeptBuffer);
 }
 
+TEST(DecoderTest, TrimFreesTheKeptBufferBetweenFramesOnly) {
+  auto frame = make(0x100, std::string(1000, 'x'));
+  Decoder d;
+  absl::Span<const uint8_t> first = absl::MakeConstSpan(frame).subspan(0, 500);
+  absl::Span<const uint8_t> rest = absl::MakeConstSpan(frame).subspan(500);
+  ASSERT_TRUE(d.next(first).ok());
+  ASSERT_TRUE(d.mid_frame());
+  const size_t held = d.buffer_bytes();
+  EXPECT_GT(held, 0u);
+  d.trim();  // mid-frame: the bytes so far are kept
+  EXPECT_EQ(d.buffer_bytes(), held);
+  auto r = d.next(rest);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ((*r)->payload.size(), 1000u);
+  EXPECT_GT(d.buffer_bytes(), 0u);  // kept for the next split frame...
+  d.trim();
+  EXPECT_EQ(d.buffer_bytes(), 0u);  // ...until trimmed
+  // And the decoder goes on as before.
+  first = absl::MakeConstSpan(frame).subspan(0, 10);
+  rest = absl::MakeConstSpan(frame).subspan(10);
+  ASSERT_TRUE(d.next(first).ok());
+  auto again = d.next(rest);
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_EQ((*again)->offset, frame.size());
+}
+
 TEST(DecoderTest, SplitFrameIsReassembledOnlyWhenSplit) {
   auto a = make(0x100, std::string(1000, 'x'));
   auto b = make(0x100, "tail");

@@ -34,6 +34,7 @@ PoolStats sample() {
   s.in_use = 3;
   s.high_water = 5;
   s.bytes_reserved = 2097152;
+  s.bytes_released = 65536;
   s.capacity_bytes = 1048576;
   s.cross_thread_frees = 2;
   s.huge_pages = HugePageMode::kTransparent;
@@ -43,7 +44,8 @@ PoolStats sample() {
 TEST(PoolStatsTest, TextRendering) {
   EXPECT_EQ(sample().to_text(),
             "sbmp.echo.rx.v1 slab: allocs_total=10 frees_total=7 reuses_total=4 in_use=3 "
-            "high_water=5 bytes_reserved=2097152 capacity_bytes=1048576 cross_thread_frees=2 "
+            "high_water=5 bytes_reserved=2097152 bytes_released=65536 capacity_bytes=1048576 "
+            "cross_thread_frees=2 "
             "huge_pages=yes (transparent)");
   PoolStats plain = sample();
   plain.huge_pages = HugePageMode::kNone;
@@ -54,7 +56,8 @@ TEST(PoolStatsTest, JsonRendering) {
   EXPECT_EQ(sample().to_json(),
             "{\"name\":\"sbmp.echo.rx.v1\",\"kind\":\"slab\",\"allocs_total\":10,"
             "\"frees_total\":7,\"reuses_total\":4,\"in_use\":3,\"high_water\":5,"
-            "\"bytes_reserved\":2097152,\"capacity_bytes\":1048576,\"cross_thread_frees\":2,"
+            "\"bytes_reserved\":2097152,\"bytes_released\":65536,\"capacity_bytes\":1048576,"
+            "\"cross_thread_frees\":2,"
             "\"huge_pages\":\"yes\",\"huge_page_mode\":\"transparent\"}");
   PoolStats odd = sample();
   odd.kind = "a\"b\\c\n";

@@ -2,6 +2,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -247,6 +249,66 @@ TEST(SlabPoolTest, NothingIsMappedBeforeTheFirstAllocation) {
   EXPECT_EQ(pool.stats().bytes_reserved, 0u);
   EXPECT_EQ(pool.stats().high_water, 0u);
   EXPECT_THAT(pool.stats().to_json(), HasSubstr("\"bytes_reserved\":0,"));
+}
+
+// Resident 4 KiB pages of [p, p + n), per mincore().
+size_t resident_pages(const void* p, size_t n) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((n + page - 1) / page);
+  EXPECT_EQ(mincore(const_cast<void*>(p), n, vec.data()), 0);
+  return static_cast<size_t>(
+      std::count_if(vec.begin(), vec.end(), [](unsigned char v) { return v & 1; }));
+}
+
+TEST(SlabPoolTest, TrimGivesBackPagesThatStayedEmpty) {
+  SlabPool pool(options());
+  // Eight pages of 1 KiB blocks, touched, then all freed.
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < 8 * kPageSize / 1024; ++i) {
+    void* p = pool.try_allocate(1024);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0xAB, 1024);
+    blocks.push_back(p);
+  }
+  uint8_t* first_page = static_cast<uint8_t*>(blocks[0]);  // blocks fill pages in address order
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(first_page) % kPageSize, 0u);
+  EXPECT_EQ(resident_pages(first_page, kPageSize), kPageSize / 4096);
+  for (void* p : blocks) deallocate(p);
+  EXPECT_EQ(pool.stats().bytes_released, 0u);
+  // Nothing has stayed unused for a whole period between two calls yet.
+  EXPECT_EQ(pool.trim(), 0u);
+  // Then every page goes: those freed before the first call at the second;
+  // the rest (blocks parked in the per-class caches, the page each class
+  // keeps) are let go by the second, quiet, call and given back by the third.
+  size_t released = pool.trim();
+  released += pool.trim();
+  EXPECT_EQ(released, 8 * kPageSize);
+  EXPECT_EQ(pool.stats().bytes_released, 8 * kPageSize);
+  EXPECT_EQ(pool.stats().in_use, 0u);
+  EXPECT_EQ(resident_pages(first_page, kPageSize), 0u);
+  EXPECT_EQ(pool.trim(), 0u);  // nothing more to give
+  // Released pages serve later allocations (faulted in again, zeroed).
+  std::vector<void*> again;
+  for (size_t i = 0; i < 2 * kPageSize / 4096; ++i) {
+    void* p = pool.try_allocate(4096);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0xCD, 4096);
+    again.push_back(p);
+  }
+  EXPECT_EQ(pool.stats().bytes_reserved, 2u << 20);  // no new chunk
+  EXPECT_LE(pool.stats().bytes_released, 6 * kPageSize);
+  for (void* p : again) deallocate(p);
+}
+
+TEST(SlabPoolTest, TrimKeepsPagesInUse) {
+  SlabPool pool(options());
+  void* kept = pool.try_allocate(100);
+  ASSERT_NE(kept, nullptr);
+  std::memset(kept, 0x5A, 100);
+  for (int i = 0; i < 4; ++i) pool.trim();
+  EXPECT_EQ(pool.stats().bytes_released, 0u);
+  for (size_t i = 0; i < 100; ++i) EXPECT_EQ(static_cast<uint8_t*>(kept)[i], 0x5A);
+  deallocate(kept);
 }
 
 #if !defined(NDEBUG) && !defined(__SANITIZE_THREAD__)

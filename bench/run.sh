@@ -13,7 +13,10 @@
 #   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
 #   report of the last run in the output folder from its records, no runs).
 # Environment: BUILD_ROOT, JOBS, BENCH_MAX_OTHER (5: % of host CPU busy outside
-#   server and load generator that marks a run disturbed), BENCH_RETRIES (2).
+#   server and load generator that marks a run disturbed), BENCH_RETRIES (2),
+#   BENCH_BASE (a folder holding an earlier build's echo_server and
+#   sbmp_echo_server: servers coring_base and coring_sbmp_base run those, so a
+#   change is measured side by side with what it changes).
 #
 # How it measures: the servers run one thread pinned to CPU 0 (taskset), the
 # load generator on CPU 1. Per round every server is started once; for each
@@ -93,6 +96,8 @@ server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
   case $1 in
     coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
     coring_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
+    coring_base) echo "${BENCH_BASE:?coring_base needs BENCH_BASE}/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    coring_sbmp_base) echo "${BENCH_BASE:?coring_sbmp_base needs BENCH_BASE}/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     uring) echo "$B/bench/baselines/uring_echo --port=0" ;;
     uring_sbmp) echo "$B/bench/baselines/uring_echo --port=0 --sbmp" ;;
     asio_uring) echo "$B/bench/baselines/asio_uring_echo --port=0" ;;
@@ -103,7 +108,7 @@ server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
     *) echo "bench/run.sh: unknown server $1" >&2; return 1 ;;
   esac
 }
-server_proto() { [[ $1 == *sbmp ]] && echo sbmp || echo raw; }
+server_proto() { [[ $1 == *sbmp* ]] && echo sbmp || echo raw; }
 rate_for_size() {  # the offered load of the fixed-rate mode, msgs/s in total
   if [ "$1" -le 1024 ]; then echo 50000; elif [ "$1" -le 16384 ]; then echo 20000; else echo 5000; fi
 }

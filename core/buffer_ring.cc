@@ -85,31 +85,37 @@ void BufferRing::give_back(uint16_t id) noexcept {
   assert(outstanding_ > 0);
   --outstanding_;
   add(id);
-  if (waiters_ != nullptr) {
-    BufferWaiter* w = std::exchange(waiters_, nullptr);
-    while (w != nullptr) {
-      BufferWaiter* next = std::exchange(w->next_waiter_, nullptr);
-      w->waiting_ = false;
-      w->on_buffers_available();
-      w = next;
-    }
+  // One waiter per buffer: the first that takes its turn arms a recv, which
+  // the buffer serves. A waiter that no longer reads passes the turn on.
+  while (waiters_ != nullptr) {
+    BufferWaiter* w = waiters_;
+    waiters_ = std::exchange(w->next_waiter_, nullptr);
+    if (waiters_ == nullptr) waiters_tail_ = nullptr;
+    w->waiting_ = false;
+    if (w->on_buffers_available()) break;
   }
 }
 
 void BufferRing::wait_for_buffers(BufferWaiter* waiter) noexcept {
   if (waiter->waiting_) return;
   waiter->waiting_ = true;
-  waiter->next_waiter_ = waiters_;
-  waiters_ = waiter;
+  waiter->next_waiter_ = nullptr;
+  if (waiters_tail_ != nullptr) {
+    waiters_tail_->next_waiter_ = waiter;
+  } else {
+    waiters_ = waiter;
+  }
+  waiters_tail_ = waiter;
 }
 
 void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {
   if (!waiter->waiting_) return;
-  for (BufferWaiter** p = &waiters_; *p != nullptr; p = &(*p)->next_waiter_) {
-    if (*p == waiter) {
-      *p = waiter->next_waiter_;
-      break;
-    }
+  BufferWaiter* prev = nullptr;
+  for (BufferWaiter* p = waiters_; p != nullptr; prev = p, p = p->next_waiter_) {
+    if (p != waiter) continue;
+    (prev != nullptr ? prev->next_waiter_ : waiters_) = p->next_waiter_;
+    if (waiters_tail_ == p) waiters_tail_ = prev;
+    break;
   }
   waiter->next_waiter_ = nullptr;
   waiter->waiting_ = false;

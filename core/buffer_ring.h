@@ -11,7 +11,7 @@
 // The kernel picks a buffer per received chunk, so an idle connection holds
 // none. When the application holds every buffer, multishot recvs end with
 // ENOBUFS: that is normal flow, counted in LoopStats::enobufs, and the
-// streams re-arm as soon as buffers come back (BufferWaiter). Every buffer
+// streams re-arm as buffers come back, one stream per buffer (BufferWaiter). Every buffer
 // must be back when the ring is destroyed (outstanding() == 0; asserted in
 // debug builds, reported on stderr otherwise). Owner thread only, and the
 // ring must outlive its RecvBuffers and streams.
@@ -40,7 +40,9 @@ class BufferRing;
 // Told when buffers came back to a ring that had run dry.
 class BufferWaiter {
  public:
-  virtual void on_buffers_available() noexcept = 0;
+  // A buffer is back and this waiter is the first in line: true if it took
+  // the turn (armed a recv), false to pass it on to the next waiter.
+  virtual bool on_buffers_available() noexcept = 0;
 
  protected:
   ~BufferWaiter() = default;
@@ -130,9 +132,13 @@ class BufferRing {
   void mark_taken() noexcept { ++outstanding_; }
   // The buffer a CQE names, as an owning handle (after mark_taken()).
   RecvBuffer take(uint16_t id, size_t length) noexcept;
-  // Puts buffer `id` back in the ring (RecvBuffer does this) and wakes waiters.
+  // Puts buffer `id` back in the ring (RecvBuffer does this) and wakes the
+  // first waiter.
   void give_back(uint16_t id) noexcept;
-  // Registers `waiter` to be told once buffers are given back.
+  // Registers `waiter` to be told once buffers are given back. Waiters are
+  // woken in FIFO order, one per buffer given back: waking every waiter for
+  // one buffer would arm a recv each, and all but one would end in ENOBUFS
+  // (a thundering herd that costs a round trip per waiter per buffer).
   void wait_for_buffers(BufferWaiter* waiter) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
 
@@ -149,7 +155,8 @@ class BufferRing {
   uint32_t outstanding_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
-  BufferWaiter* waiters_ = nullptr;
+  BufferWaiter* waiters_ = nullptr;  // FIFO: woken from the head
+  BufferWaiter* waiters_tail_ = nullptr;
 };
 
 inline void RecvBuffer::reset() noexcept {

@@ -20,12 +20,16 @@
 // as a readiness-based server reads - and switches to multishot once
 // kPromoteAfter chunks in a row found the reader already waiting. A
 // multishot stream whose unread chunks reach its share (set_share(); 2 while
-// the ring is under a quarter free) cancels the op, goes back to single-shot
-// mode, and moves what it has queued out of the ring into memory of its own
-// (a copy, from the frame allocator). No multishot op is armed on a ring
-// under a quarter free. A reader that stops reading (stuck writing to a peer
-// that never reads) therefore holds no ring buffer, its peer is pushed back
-// by TCP flow control alone, and every other stream keeps receiving.
+// the ring is under a quarter free) pauses: it cancels the op and re-arms
+// once its reader has read the queue. While the ring has room the queued
+// chunks stay in their buffers; on a ring under a quarter free the stream
+// also goes back to single-shot mode and moves what it has queued out of the
+// ring into memory of its own (a copy, from the frame allocator). No
+// multishot op is armed on a ring under a quarter free. Streams paused with
+// their buffers can thus hold at most the three quarters of the ring taken
+// before it ran low; a reader that stops reading (stuck writing to a peer
+// that never reads) on a low ring holds no ring buffer, its peer is pushed
+// back by TCP flow control alone, and every other stream keeps receiving.
 // LoopStats::recv_pauses and recv_spills count this.
 //
 // interrupt(why) wakes the reader (idle timeout, shutdown) without losing
@@ -159,9 +163,14 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
         streak_ = 0;
         if (r.more() && !cancel_outstanding_ && !stopping_ && over_share()) {
           // Pause: this chunk is queued as usual below; the op's end
-          // (ECANCELED) is taken above, and the reader re-arms - single-shot -
-          // once it has read the queue.
-          single_ = true;
+          // (ECANCELED) is taken above, and the reader re-arms once it has
+          // read the queue. While the ring has room the queue stays in its
+          // buffers and the stream stays multishot: a reader busy writing
+          // its echo is making progress, and copying its chunks out costs a
+          // memcpy each for nothing. On a ring under a quarter free it goes
+          // back to single-shot mode and moves its queue out (below), so a
+          // reader that stopped reading holds none of a scarce ring.
+          if (ring_low()) single_ = true;
           cancel_outstanding_ = true;
           loop_->count_recv_pause();
           loop_->cancel_op(user_data_);
@@ -239,8 +248,9 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
   void on_cqe(const OpResult& r) noexcept override {
     if (r.has_buffer()) ring_.mark_taken();
   }
-  void on_buffers_available() noexcept override {
+  bool on_buffers_available() noexcept override {
     if (waiter_) arm_or_wait();
+    return armed_;
   }
 
   absl::StatusOr<RecvBuffer> to_buffer(const Item& item) noexcept {

@@ -35,7 +35,10 @@ class StreamState;
 
 struct NetOptions {
   // The loop's shared receive ring: count (a power of two) x size.
-  uint32_t recv_buffers = 512;
+  // 1024 x 16 KiB, as the raw liburing baseline (bench/baselines): with
+  // hundreds of connections each pipelining, 512 ran the ring low (where
+  // paused streams copy their queue out) most of the time.
+  uint32_t recv_buffers = 1024;
   uint32_t recv_buffer_size = 16 * 1024;
   // Receive-side backpressure, per connection: received chunks (buffers of
   // the shared ring) a connection may hold unread before the loop stops

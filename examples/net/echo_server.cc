@@ -6,6 +6,10 @@
 // One listener and accept loop per thread; every connection echoes the bytes
 // it receives until the peer closes. SIGINT/SIGTERM: stop accepting, let
 // connections finish, exit 0 (2 if some had to be aborted at the deadline).
+// --stats prints the ring's counters at exit (bench/run.sh reads messages per
+// io_uring_enter from them).
+#include <signal.h>
+
 #include <cstdio>
 #include <string>
 
@@ -15,6 +19,7 @@
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
 #include "millis_flag.h"
+#include "runtime_stats.h"
 
 ABSL_FLAG(uint16_t, port, 7000, "TCP port to listen on (0: pick one)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
@@ -26,6 +31,7 @@ ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more are closed (0: RLIMIT_NOFILE)");
 ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
           "on SIGINT/SIGTERM, abort connections still open after this long");
+ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit");
 
 coring::Task<> echo(coring::net::Stream conn) {
   for (;;) {
@@ -42,9 +48,16 @@ int main(int argc, char** argv) {
       "raw TCP (or Unix-socket) byte echo server.\n\n"
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
+      "                   [--stats]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
       "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
+  const bool stats = absl::GetFlag(FLAGS_stats);
+  sigset_t signals;  // --stats: blocked before the threads start, so only sigwait() sees them
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  if (stats) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
   coring::net::Server server(rt,
                              {.port = absl::GetFlag(FLAGS_port),
@@ -60,5 +73,10 @@ int main(int argc, char** argv) {
   std::printf("echo_server: listening on %s with %zu threads\n",
               server.address().to_string().c_str(), rt.size());
   std::fflush(stdout);
-  return server.run_until_signal();
+  if (!stats) return server.run_until_signal();
+  for (int sig = 0; sig != SIGINT && sig != SIGTERM;) sigwait(&signals, &sig);
+  server.shutdown();
+  coring::examples::print_runtime_stats(rt, server, stdout);
+  rt.stop();
+  return server.stats().aborted_at_shutdown > 0 ? 2 : 0;
 }

@@ -95,6 +95,16 @@ class RecvBuffer {
   size_t size() const noexcept { return size_; }
   absl::Span<const uint8_t> span() const noexcept { return {data_, size_}; }
   uint16_t buffer_id() const noexcept { return id_; }
+  // The ring this buffer goes back to (nullptr: empty, or a copy).
+  BufferRing* ring() const noexcept { return ring_; }
+  // Lets go of a ring buffer without giving it back: the caller now owns
+  // buffer buffer_id() and gives it back with ring()->give_back() (a send
+  // queue sending from it). Only for a buffer with a ring().
+  void detach() noexcept {
+    ring_ = nullptr;
+    data_ = nullptr;
+    size_ = 0;
+  }
 
  private:
   friend class BufferRing;

@@ -35,9 +35,9 @@ ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit");
 
 coring::Task<> echo(coring::net::Stream conn) {
   for (;;) {
-    auto buf = co_await conn.read();       // a chunk from the loop's buffer ring
-    if (!buf.ok() || buf->empty()) break;  // error, EOF or shutdown
-    auto st = co_await conn.write(buf->span());
+    auto buf = co_await conn.read();                 // a chunk from the loop's buffer ring
+    if (!buf.ok() || buf->empty()) break;            // error, EOF or shutdown
+    auto st = co_await conn.write(std::move(*buf));  // sent from the ring buffer, no copy
     if (!st.ok()) break;
   }
   (void)co_await conn.close();  // queued bytes first

@@ -58,6 +58,8 @@ BufferRing::BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count,
     : loop_(loop), block_(std::move(block)), count_(count), buffer_size_(buffer_size) {}
 
 BufferRing::~BufferRing() {
+  // The timer's timespec lives in its op slot: orphaning it is enough.
+  if (reclaim_armed_) loop_.abandon_op(reclaim_index_, /*borrowed_memory=*/false);
   if (outstanding_ != 0) {
     std::fprintf(stderr, "coring: buffer ring %u destroyed with %u buffers still held\n", group_,
                  outstanding_);
@@ -84,6 +86,7 @@ RecvBuffer BufferRing::take(uint16_t id, size_t length) noexcept {
 void BufferRing::give_back(uint16_t id) noexcept {
   assert(outstanding_ > 0);
   --outstanding_;
+  ++returns_;
   add(id);
   // One waiter per buffer: the first that takes its turn arms a recv, which
   // the buffer serves. A waiter that no longer reads passes the turn on.
@@ -119,6 +122,71 @@ void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {
   }
   waiter->next_waiter_ = nullptr;
   waiter->waiting_ = false;
+}
+
+void BufferRing::hold(BufferHolder* holder) noexcept {
+  if (holder->holding_) return;
+  holder->holding_ = true;
+  holder->seen_ = false;
+  holder->prev_holder_ = nullptr;
+  holder->next_holder_ = holders_;
+  if (holders_ != nullptr) holders_->prev_holder_ = holder;
+  holders_ = holder;
+  if (waiters_ != nullptr) arm_reclaim();  // streams already starve
+}
+
+void BufferRing::release(BufferHolder* holder) noexcept {
+  if (!holder->holding_) return;
+  holder->holding_ = false;
+  if (holder->prev_holder_ != nullptr) {
+    holder->prev_holder_->next_holder_ = holder->next_holder_;
+  } else {
+    holders_ = holder->next_holder_;
+  }
+  if (holder->next_holder_ != nullptr) holder->next_holder_->prev_holder_ = holder->prev_holder_;
+  holder->prev_holder_ = holder->next_holder_ = nullptr;
+}
+
+void BufferRing::note_starved() noexcept {
+  if (holders_ != nullptr) arm_reclaim();
+}
+
+void BufferRing::arm_reclaim() noexcept {
+  if (reclaim_armed_) return;
+  OpTable& ops = loop_.ops();
+  reclaim_index_ = ops.acquire(this);
+  OpSlot& slot = ops[reclaim_index_];
+  slot.pending = 1;
+  slot.ts.tv_sec = 0;
+  slot.ts.tv_nsec = std::chrono::nanoseconds(kReclaimPeriod).count();
+  io_uring_sqe* sqe = loop_.get_sqe();
+  io_uring_prep_timeout(sqe, &slot.ts, 0, 0);
+  sqe->user_data = ops.user_data(reclaim_index_);
+  reclaim_armed_ = true;
+}
+
+void BufferRing::on_complete(const OpResult&) noexcept {
+  reclaim_armed_ = false;
+  reclaim();
+  // Streams still wait and holders remain: check again a period later.
+  if (waiters_ != nullptr) note_starved();
+}
+
+void BufferRing::reclaim() noexcept {
+  for (BufferHolder* h = holders_; h != nullptr;) {
+    BufferHolder* next = h->next_holder_;
+    if (h->seen_ && h->reads_ == h->reads_seen_) {
+      // Its reader took nothing for a whole period while others starve.
+      // Letting go gives buffers back, which wakes waiters; none of that
+      // touches the list of holders.
+      release(h);
+      h->release_held();
+    } else {
+      h->seen_ = true;
+      h->reads_seen_ = h->reads_;
+    }
+    h = next;
+  }
 }
 
 }  // namespace coring

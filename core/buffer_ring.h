@@ -19,6 +19,7 @@
 
 #include <liburing.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "coring/core/frame_allocator.h"
+#include "coring/core/operation.h"
 #include "coring/pool/buffer_lease.h"
 
 namespace coring {
@@ -51,6 +53,31 @@ class BufferWaiter {
   friend class BufferRing;
   BufferWaiter* next_waiter_ = nullptr;
   bool waiting_ = false;
+};
+
+// Holds ring buffers its reader has not read yet (a RecvStream's queue).
+// While some stream waits for buffers (the ring ran dry), the ring checks
+// its holders every BufferRing::kReclaimPeriod: one whose reader took
+// nothing over a whole period is stuck, and is told to let go
+// (release_held(): it moves its chunks out of the ring). A holder whose
+// reader reads keeps its buffers: copying them out would cost a memcpy each
+// and free nothing for long.
+class BufferHolder {
+ public:
+  virtual void release_held() noexcept = 0;
+
+ protected:
+  ~BufferHolder() = default;
+  // Bumped by the holder every time its reader takes a chunk.
+  uint64_t reads_ = 0;
+
+ private:
+  friend class BufferRing;
+  BufferHolder* prev_holder_ = nullptr;
+  BufferHolder* next_holder_ = nullptr;
+  uint64_t reads_seen_ = 0;  // reads_ at the last check
+  bool holding_ = false;
+  bool seen_ = false;  // checked once since it began holding
 };
 
 class RecvBuffer {
@@ -118,8 +145,13 @@ class RecvBuffer {
   bool owned_ = false;  // data_ is a copy from frame_allocate(), not a ring buffer
 };
 
-class BufferRing {
+class BufferRing final : private OpTarget {
  public:
+  // How often holders are checked while streams wait for buffers: a stuck
+  // reader holds ring buffers at most about two periods after the ring ran
+  // dry.
+  static constexpr std::chrono::milliseconds kReclaimPeriod{5};
+
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
   // carved from `arena`, registered with `loop`'s ring under a free group id.
   static absl::StatusOr<std::unique_ptr<BufferRing>> create(EventLoop& loop,
@@ -134,8 +166,12 @@ class BufferRing {
   uint32_t buffer_size() const noexcept { return buffer_size_; }
   // Buffers the application holds (delivered, not yet returned).
   uint32_t outstanding() const noexcept { return outstanding_; }
-  // Buffers the kernel may still pick.
+  // Buffers the kernel may still pick (as far as reaped CQEs tell: recvs in
+  // flight may have taken more).
   uint32_t available() const noexcept { return count_ - outstanding_; }
+  // Buffers given back so far: a recv that ended with ENOBUFS found the ring
+  // empty, and it stays empty until this moves.
+  uint64_t returns() const noexcept { return returns_; }
 
   // A CQE carrying a buffer (IORING_CQE_F_BUFFER) arrived: the kernel took
   // one out of the ring.
@@ -151,10 +187,21 @@ class BufferRing {
   // (a thundering herd that costs a round trip per waiter per buffer).
   void wait_for_buffers(BufferWaiter* waiter) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
+  // `holder` holds buffers its reader has not read (see BufferHolder);
+  // release() once it holds none.
+  void hold(BufferHolder* holder) noexcept;
+  void release(BufferHolder* holder) noexcept;
+  // A stream found the ring dry: check the holders until it is served.
+  void note_starved() noexcept;
 
  private:
   BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count, uint32_t buffer_size);
   void add(uint16_t id) noexcept;
+  // The reclaim timer (IORING_OP_TIMEOUT, its timespec in the op slot).
+  void arm_reclaim() noexcept;
+  void on_complete(const OpResult& result) noexcept override;
+  // Lets go of every holder whose reader took nothing since the last check.
+  void reclaim() noexcept;
 
   EventLoop& loop_;
   pool::BufferBlock block_;
@@ -163,10 +210,14 @@ class BufferRing {
   uint32_t count_;
   uint32_t buffer_size_;
   uint32_t outstanding_ = 0;
+  uint64_t returns_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
   BufferWaiter* waiters_ = nullptr;  // FIFO: woken from the head
   BufferWaiter* waiters_tail_ = nullptr;
+  BufferHolder* holders_ = nullptr;
+  uint32_t reclaim_index_ = 0;
+  bool reclaim_armed_ = false;
 };
 
 inline void RecvBuffer::reset() noexcept {

@@ -89,14 +89,30 @@ void BufferRing::give_back(uint16_t id) noexcept {
   ++returns_;
   add(id);
   // One waiter per buffer: the first that takes its turn arms a recv, which
-  // the buffer serves. A waiter that no longer reads passes the turn on.
-  while (waiters_ != nullptr) {
+  // the buffer serves.
+  wake_one();
+}
+
+bool BufferRing::wake_one() noexcept {
+  // A waiter that no longer reads passes the turn on.
+  bool taken = false;
+  while (waiters_ != nullptr && !taken) {
     BufferWaiter* w = waiters_;
     waiters_ = std::exchange(w->next_waiter_, nullptr);
     if (waiters_ == nullptr) waiters_tail_ = nullptr;
     w->waiting_ = false;
-    if (w->on_buffers_available()) break;
+    taken = w->on_buffers_available();
   }
+  if (waiters_ == nullptr) stop_reclaim();
+  return taken;
+}
+
+void BufferRing::stop_reclaim() noexcept {
+  // Nobody waits: the timer has nothing to do (and an idle loop no op in
+  // flight).
+  if (!reclaim_armed_ || reclaim_cancelling_) return;
+  reclaim_cancelling_ = true;
+  loop_.cancel_op(loop_.ops().user_data(reclaim_index_));
 }
 
 void BufferRing::wait_for_buffers(BufferWaiter* waiter) noexcept {
@@ -122,6 +138,7 @@ void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {
   }
   waiter->next_waiter_ = nullptr;
   waiter->waiting_ = false;
+  if (waiters_ == nullptr) stop_reclaim();
 }
 
 void BufferRing::hold(BufferHolder* holder) noexcept {
@@ -147,9 +164,7 @@ void BufferRing::release(BufferHolder* holder) noexcept {
   holder->prev_holder_ = holder->next_holder_ = nullptr;
 }
 
-void BufferRing::note_starved() noexcept {
-  if (holders_ != nullptr) arm_reclaim();
-}
+void BufferRing::note_starved() noexcept { arm_reclaim(); }
 
 void BufferRing::arm_reclaim() noexcept {
   if (reclaim_armed_) return;
@@ -165,11 +180,22 @@ void BufferRing::arm_reclaim() noexcept {
   reclaim_armed_ = true;
 }
 
-void BufferRing::on_complete(const OpResult&) noexcept {
+void BufferRing::on_complete(const OpResult& result) noexcept {
   reclaim_armed_ = false;
+  if (result.res == -ECANCELED) {
+    // Our own cancel (nobody waited any more): streams may wait again by
+    // now. Anyone else's: the loop is shutting down.
+    if (std::exchange(reclaim_cancelling_, false) && waiters_ != nullptr) arm_reclaim();
+    return;
+  }
+  reclaim_cancelling_ = false;  // it expired first; the cancel finds nothing
   reclaim();
-  // Streams still wait and holders remain: check again a period later.
-  if (waiters_ != nullptr) note_starved();
+  // A waiter woken for a buffer may have had nothing to read, leaving the
+  // buffer free while others wait: as many turns as there are free buffers.
+  for (uint32_t free = available(); free > 0 && wake_one(); --free) {
+  }
+  // Streams still wait: check again a period later.
+  if (waiters_ != nullptr) arm_reclaim();
 }
 
 void BufferRing::reclaim() noexcept {

@@ -184,14 +184,18 @@ class BufferRing final : private OpTarget {
   // Registers `waiter` to be told once buffers are given back. Waiters are
   // woken in FIFO order, one per buffer given back: waking every waiter for
   // one buffer would arm a recv each, and all but one would end in ENOBUFS
-  // (a thundering herd that costs a round trip per waiter per buffer).
+  // (a thundering herd that costs a round trip per waiter per buffer). A
+  // waiter with nothing to read does not take the buffer it was woken for,
+  // so while streams wait, every kReclaimPeriod the ring also wakes as many
+  // waiters as it has buffers free.
   void wait_for_buffers(BufferWaiter* waiter) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
   // `holder` holds buffers its reader has not read (see BufferHolder);
   // release() once it holds none.
   void hold(BufferHolder* holder) noexcept;
   void release(BufferHolder* holder) noexcept;
-  // A stream found the ring dry: check the holders until it is served.
+  // A stream found the ring dry and waits: check the holders and the free
+  // buffers every kReclaimPeriod until no stream waits.
   void note_starved() noexcept;
 
  private:
@@ -202,6 +206,10 @@ class BufferRing final : private OpTarget {
   void on_complete(const OpResult& result) noexcept override;
   // Lets go of every holder whose reader took nothing since the last check.
   void reclaim() noexcept;
+  // Wakes the first waiter that takes its turn; false if none did.
+  bool wake_one() noexcept;
+  // Cancels the timer (asynchronously) once no stream waits.
+  void stop_reclaim() noexcept;
 
   EventLoop& loop_;
   pool::BufferBlock block_;
@@ -218,6 +226,7 @@ class BufferRing final : private OpTarget {
   BufferHolder* holders_ = nullptr;
   uint32_t reclaim_index_ = 0;
   bool reclaim_armed_ = false;
+  bool reclaim_cancelling_ = false;  // stop_reclaim()'s cancel is on its way
 };
 
 inline void RecvBuffer::reset() noexcept {

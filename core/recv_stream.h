@@ -263,7 +263,7 @@ class RecvStream final : private detail::MultishotStream,
     // After ENOBUFS the ring is empty until a buffer comes back, whatever
     // available() says (recvs in flight took buffers whose CQEs are not
     // reaped yet): re-arming at once would only end in ENOBUFS again, a
-    // round trip per stream per turn, so wait for the next buffer instead.
+    // round trip per stream per turn, so wait in line for a buffer instead.
     const bool dry = std::exchange(ran_dry_, false) && ring_.returns() == returns_at_arm_;
     // (An interrupt's drain still tries: bytes the peer sent before it are
     // to be answered.)

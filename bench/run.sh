@@ -27,6 +27,9 @@
 # flagged and repeated (at most BENCH_RETRIES times, then kept and counted as
 # disturbed). Each cell reports the median over rounds, and each round's
 # ratio to the raw liburing baseline (uring) with the median of those ratios.
+# Servers that report their io_uring_enter count on SIGUSR1 (coring's with
+# --stats, uring_echo) are asked before and after each run: messages per
+# io_uring_enter per cell.
 # Only processes this script started are ever signalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,7 +97,7 @@ B=${BUILD_ROOT:-build}/bench
 loadgen=$B/bench/loadgen/loadgen
 server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
   case $1 in
-    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     coring_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     coring_base) echo "${BENCH_BASE:?coring_base needs BENCH_BASE}/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
     coring_sbmp_base) echo "${BENCH_BASE:?coring_sbmp_base needs BENCH_BASE}/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
@@ -196,6 +199,26 @@ progress() {  # progress TEXT
   fi
 }
 
+# The io_uring_enter calls the server made so far, as it reports them on
+# SIGUSR1 (coring: "submit_calls=N" of its ring counters, with --stats;
+# uring_echo: "enters=N"); empty for servers that do not tell.
+enter_counts() {  # enter_counts FILE: every count the server printed, in order
+  sed -n 's/.*submit_calls=\([0-9]*\).*/\1/p; s/^uring_echo: enters=\([0-9]*\)$/\1/p' "$1"
+}
+server_enters() {  # server_enters NAME
+  case $1 in coring | coring_sbmp | coring_sbmp_base | uring | uring_sbmp) ;; *) return 0 ;; esac
+  local f=$work/$1.out n0 n
+  n0=$(enter_counts "$f" | wc -l)
+  kill -USR1 "${pid_of[$1]}" 2>/dev/null || return 0
+  for _ in $(seq 100); do
+    n=$(enter_counts "$f" | wc -l)
+    [ "$n" -gt "$n0" ] && break
+    sleep 0.005
+  done
+  [ "${n:-0}" -gt "$n0" ] && enter_counts "$f" | tail -1
+  return 0
+}
+
 # one_run NAME MODE CONNS SIZE: runs the load generator, appends a record.
 one_run() {
   local name=$1 mode=$2 conns=$3 size=$4 args=() attempt line other
@@ -211,10 +234,13 @@ one_run() {
   [[ $mode == pipe* ]] && depth=${mode#pipe}
   read -r warm dur < <(awk -v b=$((conns * depth * size)) -v w="$warmup" -v d="$seconds" \
     'BEGIN { t = b / 536870912; printf "%.2f %.2f\n", (w > t ? w : t), (d > 2 * t ? d : 2 * t) }')
+  local enters0 enters1 per_enter=
   for attempt in $(seq 0 "$retries"); do
+    enters0=$(server_enters "$name")
     line=$("$loadgen" --port="${port_of[$name]}" --proto="$(server_proto "$name")" \
       --conns="$conns" --size="$size" "${args[@]}" --duration="$dur" --warmup="$warm" \
       --cpu=1 --server-pid="${pid_of[$name]}" --label="$mode" 2>>"$work/loadgen.err") || true
+    enters1=$(server_enters "$name")
     if [ -z "$line" ]; then
       line='{"label":"'$mode'","errors":1,"first_error":"loadgen printed nothing"}'
     fi
@@ -223,6 +249,15 @@ one_run() {
       break
     fi
   done
+  # Messages per io_uring_enter over the whole run (warm-up included: the
+  # counts bracket it), from the measured rate.
+  local rate_now
+  rate_now=$(sed -n 's/.*"msgs_per_sec":\([0-9.]*\).*/\1/p' <<<"$line")
+  if [ -n "$enters0" ] && [ -n "$enters1" ] && [ -n "$rate_now" ]; then
+    per_enter=$(awk -v r="$rate_now" -v w="$warm" -v u="$dur" -v d=$((enters1 - enters0)) \
+      'BEGIN { if (d > 0) printf "%.1f", r * (w + u) / d }')
+  fi
+  [ -z "$per_enter" ] || line="${line%\}},\"msgs_per_enter\":$per_enter}"
   local disturbed=0
   awk -v o="${other:-0}" -v m="$max_other" 'BEGIN { exit !(o > m) }' && disturbed=1
   disturbed_runs=$((disturbed_runs + disturbed))

@@ -6,8 +6,8 @@
 // One listener and accept loop per thread; every connection echoes the bytes
 // it receives until the peer closes. SIGINT/SIGTERM: stop accepting, let
 // connections finish, exit 0 (2 if some had to be aborted at the deadline).
-// --stats prints the ring's counters at exit (bench/run.sh reads messages per
-// io_uring_enter from them).
+// --stats prints the ring's counters at exit and on SIGUSR1 (bench/run.sh
+// reads messages per io_uring_enter from them).
 #include <signal.h>
 
 #include <cstdio>
@@ -31,7 +31,7 @@ ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more are closed (0: RLIMIT_NOFILE)");
 ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
           "on SIGINT/SIGTERM, abort connections still open after this long");
-ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit");
+ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 
 coring::Task<> echo(coring::net::Stream conn) {
   for (;;) {
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   if (stats) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
   coring::net::Server server(rt,
@@ -74,7 +75,11 @@ int main(int argc, char** argv) {
               server.address().to_string().c_str(), rt.size());
   std::fflush(stdout);
   if (!stats) return server.run_until_signal();
-  for (int sig = 0; sig != SIGINT && sig != SIGTERM;) sigwait(&signals, &sig);
+  for (int sig = 0; sig != SIGINT && sig != SIGTERM;) {
+    if (sigwait(&signals, &sig) == 0 && sig == SIGUSR1) {
+      coring::examples::print_runtime_stats(rt, server, stdout);
+    }
+  }
   server.shutdown();
   coring::examples::print_runtime_stats(rt, server, stdout);
   rt.stop();

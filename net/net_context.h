@@ -42,10 +42,13 @@ struct NetOptions {
   uint32_t recv_buffer_size = 16 * 1024;
   // Receive-side backpressure, per connection: received chunks (buffers of
   // the shared ring) a connection may hold unread before the loop stops
-  // taking its bytes (1 while the ring is under a quarter free). The peer is
-  // then pushed back by TCP flow control alone until the application reads,
-  // so a peer that sends without reading cannot starve the others of the
-  // ring (core/recv_stream.h).
+  // taking its bytes (2 while the ring is under a quarter free). The peer is
+  // then pushed back by TCP flow control alone until the application reads;
+  // a connection whose reader stopped reading gives its chunks back to the
+  // ring once others starve, so a peer that sends without reading cannot
+  // starve the others of the ring (core/recv_stream.h). Also the most
+  // received buffers a connection's send queue holds (Stream::write(
+  // RecvBuffer&&)).
   uint32_t recv_share = 8;
   // Per connection: bytes queued for sending (copied, or borrowed from a
   // waiting writer) beyond which writers wait. Bounds what a peer that never

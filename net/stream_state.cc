@@ -259,9 +259,12 @@ bool StreamState::adopt(Writer& w) noexcept {
   RecvBuffer& b = *w.adopt;
   // Only the context's own ring buffers, while the ring has room and this
   // stream holds less than its share; never one a zero-copy send would take
-  // (its notification would have to hold the ring buffer too).
-  if (b.ring() != ring_ || b.empty() || ring_held_ >= ctx_->options().recv_share ||
-      ring_->available() < ring_->count() / 4 ||
+  // (its notification would have to hold the ring buffer too). Small ones
+  // are copied as any small write: they coalesce with their neighbours into
+  // one registered send buffer (one WRITE_FIXED) and free the ring buffer
+  // at once.
+  if (b.ring() != ring_ || b.size() <= ctx_->options().copy_threshold ||
+      ring_held_ >= ctx_->options().recv_share || ring_->available() < ring_->count() / 4 ||
       (ctx_->zero_copy() && b.size() >= ctx_->options().zero_copy_threshold)) {
     return false;
   }

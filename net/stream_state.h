@@ -15,10 +15,10 @@
 // it and gives it back to the receive ring once sent, and the writer returns
 // at once, so an echo's next reads and writes coalesce into one send. A
 // stream adopts at most its receive share (NetOptions::recv_share) of
-// buffers, and none while the ring is under a quarter free: a peer that never
-// reads cannot park the ring in its send queue. Each completion advances through the segments by
-// the byte count (a short write is simply continued) and the next send takes everything queued
-// meanwhile, so writes made while a send is in flight are coalesced. Which
+// buffers, and none while the ring is under a quarter free: peers that never
+// read can park at most three quarters of the ring in their send queues. Each completion advances
+// through the segments by the byte count (a short write is simply continued) and the next send
+// takes everything queued meanwhile, so writes made while a send is in flight are coalesced. Which
 // op (start_send()):
 //  * the head segment is at least NetOptions::zero_copy_threshold bytes:
 //    SEND_ZC, with IORING_RECVSEND_FIXED_BUF when it lies in a registered

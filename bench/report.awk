@@ -99,7 +99,7 @@ FILENAME ~ /idle/ {
   if (!(p[1] in mode_seen)) { mode_seen[p[1]] = 1; modes[++nmodes] = p[1] }
   if (!(p[2] in conns_seen)) { conns_seen[p[2]] = 1; conns_v[++nconns] = p[2] }
   if (!(p[3] in size_seen)) { size_seen[p[3]] = 1; sizes_v[++nsizes] = p[3] }
-  nm = split("msgs_per_sec p50_us p99_us server_us_per_msg client_us_per_msg server_rss_kib late rate", ms, " ")
+  nm = split("msgs_per_sec p50_us p99_us server_us_per_msg client_us_per_msg server_rss_kib late rate msgs_per_enter", ms, " ")
   for (i = 1; i <= nm; ++i) val[c, s, r, ms[i]] = (ms[i] in rec) ? rec[ms[i]] : ""
   errors[c, s] += rec["errors"] + 0
   total_errors += rec["errors"] + 0
@@ -224,23 +224,26 @@ END {
   printf "(utime+stime, /proc/PID/stat, 10 ms ticks) over the measured window divided by the\n" > md
   printf "messages echoed in it; RSS is the server's at the end of the run (it grows with earlier\n" > md
   printf "cells of the round). \"dist\" counts disturbed rounds, \"late\" (fixed rate) messages the\n" > md
-  printf "load generator could not send because 64 were already outstanding on the connection.\n\n" > md
+  printf "load generator could not send because 64 were already outstanding on the connection.\n" > md
+  printf "\"msgs/enter\" is messages per io_uring_enter over the run, for the servers that report their\n" > md
+  printf "count on SIGUSR1 (coring: submit calls, with --stats; uring_echo: enters).\n\n" > md
   for (mi = 1; mi <= nmodes; ++mi) {
     m = modes[mi]
     printf "### %s\n\n", mode_name(m) > md
-    printf "| conns × size | server | msgs/s | × | p50 µs | × | p99 µs | × | server µs/msg | × | loadgen µs/msg | RSS MiB | errors | dist | late |\n" > md
-    printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" > md
+    printf "| conns × size | server | msgs/s | × | p50 µs | × | p99 µs | × | server µs/msg | × | loadgen µs/msg | msgs/enter | RSS MiB | errors | dist | late |\n" > md
+    printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" > md
     for (i = 1; i <= ncells; ++i) {
       c = cells[i]; split(c, p, ":")
       if (p[1] != m) continue
       for (j = 1; j <= nservers; ++j) {
         s = servers[j]
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", \
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", \
           cell_name(c), s, fmt_rate(med(c, s, "msgs_per_sec")), fmt_ratio(ratio(c, s, ref, "msgs_per_sec")), \
           fmt(med(c, s, "p50_us"), "%.1f"), fmt_ratio(ratio(c, s, ref, "p50_us")), \
           fmt(med(c, s, "p99_us"), "%.1f"), fmt_ratio(ratio(c, s, ref, "p99_us")), \
           fmt(med(c, s, "server_us_per_msg"), "%.3f"), fmt_ratio(ratio(c, s, ref, "server_us_per_msg")), \
-          fmt(med(c, s, "client_us_per_msg"), "%.3f"), fmt(med(c, s, "server_rss_kib") / 1024, "%.1f"), \
+          fmt(med(c, s, "client_us_per_msg"), "%.3f"), fmt(med(c, s, "msgs_per_enter"), "%.1f"), \
+          fmt(med(c, s, "server_rss_kib") / 1024, "%.1f"), \
           errors[c, s], disturbed[c, s], (m == "rate" ? med(c, s, "late") : "-") > md
       }
     }
@@ -257,10 +260,10 @@ END {
     c = cells[i]; split(c, p, ":")
     for (j = 1; j <= nservers; ++j) {
       s = servers[j]
-      printf "%s  {\"mode\":\"%s\",\"conns\":%s,\"size\":%s,\"server\":\"%s\",\"msgs_per_sec\":%s,\"p50_us\":%s,\"p99_us\":%s,\"server_us_per_msg\":%s,\"client_us_per_msg\":%s,\"server_rss_kib\":%s,\"errors\":%d,\"disturbed\":%d,\"vs_ref_msgs_per_sec\":%s,\"vs_ref_p99_us\":%s,\"vs_ref_server_us_per_msg\":%s}", \
+      printf "%s  {\"mode\":\"%s\",\"conns\":%s,\"size\":%s,\"server\":\"%s\",\"msgs_per_sec\":%s,\"p50_us\":%s,\"p99_us\":%s,\"server_us_per_msg\":%s,\"client_us_per_msg\":%s,\"server_rss_kib\":%s,\"msgs_per_enter\":%s,\"errors\":%d,\"disturbed\":%d,\"vs_ref_msgs_per_sec\":%s,\"vs_ref_p99_us\":%s,\"vs_ref_server_us_per_msg\":%s}", \
         (first ? "" : ",\n"), p[1], p[2], p[3], s, jnum(med(c, s, "msgs_per_sec")), jnum(med(c, s, "p50_us")), \
         jnum(med(c, s, "p99_us")), jnum(med(c, s, "server_us_per_msg")), jnum(med(c, s, "client_us_per_msg")), \
-        jnum(med(c, s, "server_rss_kib")), errors[c, s], disturbed[c, s], jnum(ratio(c, s, ref, "msgs_per_sec")), \
+        jnum(med(c, s, "server_rss_kib")), jnum(med(c, s, "msgs_per_enter")), errors[c, s], disturbed[c, s], jnum(ratio(c, s, ref, "msgs_per_sec")), \
         jnum(ratio(c, s, ref, "p99_us")), jnum(ratio(c, s, ref, "server_us_per_msg")) > js
       first = 0
     }

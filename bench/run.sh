@@ -17,7 +17,10 @@
 #   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
 #   report of the last run in the output folder from its records, no runs).
 # Environment: BUILD_ROOT, JOBS, BENCH_MAX_OTHER (5: % of host CPU busy outside
-#   server and load generator that marks a run disturbed), BENCH_RETRIES (2).
+#   server and load generator that marks a run disturbed), BENCH_RETRIES (2),
+#   BENCH_BASE (a folder holding an earlier build's echo_server and
+#   sbmp_echo_server: servers coring_base and coring_sbmp_base run those, so a
+#   change is measured side by side with what it changes).
 #
 # How it measures: the servers run one thread pinned to CPU 0 (taskset), the
 # load generator on CPU 1. Per round every server is started once; for each
@@ -32,6 +35,9 @@
 # certificate made for the run; the load generator then runs with --tls, and
 # the mode "handshakes" (TLS servers only) counts full handshakes per second
 # (reported as msgs/s, with server µs per handshake as µs/msg).
+# Servers that report their io_uring_enter count on SIGUSR1 (coring's with
+# --stats, uring_echo) are asked before and after each run: messages per
+# io_uring_enter per cell.
 # Only processes this script started are ever signalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -111,8 +117,10 @@ tls_dir=  # the run's certificate, made when a TLS server is asked for
 tls_flags() { echo "--tls_cert=$tls_dir/cert.pem --tls_key=$tls_dir/key.pem"; }
 server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
   case $1 in
-    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     coring_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
+    coring_base) echo "${BENCH_BASE:?coring_base needs BENCH_BASE}/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
+    coring_sbmp_base) echo "${BENCH_BASE:?coring_sbmp_base needs BENCH_BASE}/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     uring) echo "$B/bench/baselines/uring_echo --port=0" ;;
     uring_sbmp) echo "$B/bench/baselines/uring_echo --port=0 --sbmp" ;;
     asio_uring) echo "$B/bench/baselines/asio_uring_echo --port=0" ;;
@@ -128,7 +136,7 @@ server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
     *) echo "bench/run.sh: unknown server $1" >&2; return 1 ;;
   esac
 }
-server_proto() { [[ $1 == *sbmp ]] && echo sbmp || echo raw; }
+server_proto() { [[ $1 == *sbmp* ]] && echo sbmp || echo raw; }
 server_tls() { [[ $1 == *_tls || $1 == *_tls_sbmp ]]; }
 rate_for_size() {  # the offered load of the fixed-rate mode, msgs/s in total
   if [ "$1" -le 1024 ]; then echo 50000; elif [ "$1" -le 16384 ]; then echo 20000; else echo 5000; fi
@@ -227,6 +235,26 @@ progress() {  # progress TEXT
   fi
 }
 
+# The io_uring_enter calls the server made so far, as it reports them on
+# SIGUSR1 (coring: "submit_calls=N" of its ring counters, with --stats;
+# uring_echo: "enters=N"); empty for servers that do not tell.
+enter_counts() {  # enter_counts FILE: every count the server printed, in order
+  sed -n 's/.*submit_calls=\([0-9]*\).*/\1/p; s/^uring_echo: enters=\([0-9]*\)$/\1/p' "$1"
+}
+server_enters() {  # server_enters NAME
+  case $1 in coring | coring_sbmp | coring_sbmp_base | uring | uring_sbmp) ;; *) return 0 ;; esac
+  local f=$work/$1.out n0 n
+  n0=$(enter_counts "$f" | wc -l)
+  kill -USR1 "${pid_of[$1]}" 2>/dev/null || return 0
+  for _ in $(seq 100); do
+    n=$(enter_counts "$f" | wc -l)
+    [ "$n" -gt "$n0" ] && break
+    sleep 0.005
+  done
+  [ "${n:-0}" -gt "$n0" ] && enter_counts "$f" | tail -1
+  return 0
+}
+
 # one_run NAME MODE CONNS SIZE: runs the load generator, appends a record.
 one_run() {
   local name=$1 mode=$2 conns=$3 size=$4 args=() attempt line other
@@ -246,10 +274,13 @@ one_run() {
   [[ $mode == pipe* ]] && depth=${mode#pipe}
   read -r warm dur < <(awk -v b=$((conns * depth * size)) -v w="$warmup" -v d="$seconds" \
     'BEGIN { t = b / 536870912; printf "%.2f %.2f\n", (w > t ? w : t), (d > 2 * t ? d : 2 * t) }')
+  local enters0 enters1 per_enter=
   for attempt in $(seq 0 "$retries"); do
+    enters0=$(server_enters "$name")
     line=$("$loadgen" --port="${port_of[$name]}" --proto="$(server_proto "$name")" \
       --conns="$conns" --size="$size" "${args[@]}" --duration="$dur" --warmup="$warm" \
       --cpu=1 --server-pid="${pid_of[$name]}" --label="$mode" 2>>"$work/loadgen.err") || true
+    enters1=$(server_enters "$name")
     if [ -z "$line" ]; then
       line='{"label":"'$mode'","errors":1,"first_error":"loadgen printed nothing"}'
     fi
@@ -261,6 +292,15 @@ one_run() {
       break
     fi
   done
+  # Messages per io_uring_enter over the whole run (warm-up included: the
+  # counts bracket it), from the measured rate.
+  local rate_now
+  rate_now=$(sed -n 's/.*"msgs_per_sec":\([0-9.]*\).*/\1/p' <<<"$line")
+  if [ -n "$enters0" ] && [ -n "$enters1" ] && [ -n "$rate_now" ]; then
+    per_enter=$(awk -v r="$rate_now" -v w="$warm" -v u="$dur" -v d=$((enters1 - enters0)) \
+      'BEGIN { if (d > 0) printf "%.1f", r * (w + u) / d }')
+  fi
+  [ -z "$per_enter" ] || line="${line%\}},\"msgs_per_enter\":$per_enter}"
   local disturbed=0
   awk -v o="${other:-0}" -v m="$max_other" 'BEGIN { exit !(o > m) }' && disturbed=1
   disturbed_runs=$((disturbed_runs + disturbed))

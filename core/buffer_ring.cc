@@ -58,6 +58,8 @@ BufferRing::BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count,
     : loop_(loop), block_(std::move(block)), count_(count), buffer_size_(buffer_size) {}
 
 BufferRing::~BufferRing() {
+  // The timer's timespec lives in its op slot: orphaning it is enough.
+  if (reclaim_armed_) loop_.abandon_op(reclaim_index_, /*borrowed_memory=*/false);
   if (outstanding_ != 0) {
     std::fprintf(stderr, "coring: buffer ring %u destroyed with %u buffers still held\n", group_,
                  outstanding_);
@@ -84,45 +86,140 @@ RecvBuffer BufferRing::take(uint16_t id, size_t length) noexcept {
 void BufferRing::give_back(uint16_t id) noexcept {
   assert(outstanding_ > 0);
   --outstanding_;
+  ++returns_;
   add(id);
-  if (waiters_ != nullptr) {
-    BufferWaiter* w = std::exchange(waiters_, nullptr);
-    while (w != nullptr) {
-      BufferWaiter* next = std::exchange(w->next_waiter_, nullptr);
-      w->waiting_ = false;
-      w->on_buffers_available();
-      w = next;
-    }
+  // One waiter per buffer: the first that takes its turn arms a recv, which
+  // the buffer serves.
+  wake_one();
+}
+
+bool BufferRing::wake_one() noexcept {
+  // A waiter that no longer reads passes the turn on.
+  bool taken = false;
+  while (waiters_ != nullptr && !taken) {
+    BufferWaiter* w = waiters_;
+    waiters_ = std::exchange(w->next_waiter_, nullptr);
+    if (waiters_ == nullptr) waiters_tail_ = nullptr;
+    w->waiting_ = false;
+    taken = w->on_buffers_available();
   }
+  if (waiters_ == nullptr) stop_reclaim();
+  return taken;
+}
+
+void BufferRing::stop_reclaim() noexcept {
+  // Nobody waits: the timer has nothing to do (and an idle loop no op in
+  // flight).
+  if (!reclaim_armed_ || reclaim_cancelling_) return;
+  reclaim_cancelling_ = true;
+  loop_.cancel_op(loop_.ops().user_data(reclaim_index_));
 }
 
 void BufferRing::wait_for_buffers(BufferWaiter* waiter) noexcept {
   if (waiter->waiting_) return;
   waiter->waiting_ = true;
-  waiter->next_waiter_ = waiters_;
-  waiters_ = waiter;
+  waiter->next_waiter_ = nullptr;
+  if (waiters_tail_ != nullptr) {
+    waiters_tail_->next_waiter_ = waiter;
+  } else {
+    waiters_ = waiter;
+  }
+  waiters_tail_ = waiter;
 }
 
 void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {
   if (!waiter->waiting_) return;
-  for (BufferWaiter** p = &waiters_; *p != nullptr; p = &(*p)->next_waiter_) {
-    if (*p == waiter) {
-      *p = waiter->next_waiter_;
-      break;
-    }
+  BufferWaiter* prev = nullptr;
+  for (BufferWaiter* p = waiters_; p != nullptr; prev = p, p = p->next_waiter_) {
+    if (p != waiter) continue;
+    (prev != nullptr ? prev->next_waiter_ : waiters_) = p->next_waiter_;
+    if (waiters_tail_ == p) waiters_tail_ = prev;
+    break;
   }
   waiter->next_waiter_ = nullptr;
   waiter->waiting_ = false;
+  if (waiters_ == nullptr) stop_reclaim();
+}
+
+void BufferRing::hold(BufferHolder* holder) noexcept {
+  if (holder->holding_) return;
+  holder->holding_ = true;
+  holder->seen_ = false;
+  holder->prev_holder_ = nullptr;
+  holder->next_holder_ = holders_;
+  if (holders_ != nullptr) holders_->prev_holder_ = holder;
+  holders_ = holder;
+  if (waiters_ != nullptr) arm_reclaim();  // streams already starve
+}
+
+void BufferRing::release(BufferHolder* holder) noexcept {
+  if (!holder->holding_) return;
+  holder->holding_ = false;
+  if (holder->prev_holder_ != nullptr) {
+    holder->prev_holder_->next_holder_ = holder->next_holder_;
+  } else {
+    holders_ = holder->next_holder_;
+  }
+  if (holder->next_holder_ != nullptr) holder->next_holder_->prev_holder_ = holder->prev_holder_;
+  holder->prev_holder_ = holder->next_holder_ = nullptr;
+}
+
+void BufferRing::note_starved() noexcept { arm_reclaim(); }
+
+void BufferRing::arm_reclaim() noexcept {
+  if (reclaim_armed_) return;
+  OpTable& ops = loop_.ops();
+  reclaim_index_ = ops.acquire(this);
+  OpSlot& slot = ops[reclaim_index_];
+  slot.pending = 1;
+  slot.ts.tv_sec = 0;
+  slot.ts.tv_nsec = std::chrono::nanoseconds(kReclaimPeriod).count();
+  io_uring_sqe* sqe = loop_.get_sqe();
+  io_uring_prep_timeout(sqe, &slot.ts, 0, 0);
+  sqe->user_data = ops.user_data(reclaim_index_);
+  reclaim_armed_ = true;
+}
+
+void BufferRing::on_complete(const OpResult& result) noexcept {
+  reclaim_armed_ = false;
+  if (result.res == -ECANCELED) {
+    // Our own cancel (nobody waited any more): streams may wait again by
+    // now. Anyone else's: the loop is shutting down.
+    if (std::exchange(reclaim_cancelling_, false) && waiters_ != nullptr) arm_reclaim();
+    return;
+  }
+  reclaim_cancelling_ = false;  // it expired first; the cancel finds nothing
+  reclaim();
+  // A waiter woken for a buffer may have had nothing to read, leaving the
+  // buffer free while others wait: as many turns as there are free buffers.
+  for (uint32_t free = available(); free > 0 && wake_one(); --free) {
+  }
+  // Streams still wait: check again a period later.
+  if (waiters_ != nullptr) arm_reclaim();
+}
+
+void BufferRing::reclaim() noexcept {
+  for (BufferHolder* h = holders_; h != nullptr;) {
+    BufferHolder* next = h->next_holder_;
+    if (h->seen_ && h->reads_ == h->reads_seen_) {
+      // Its reader took nothing for a whole period while others starve.
+      // Letting go gives buffers back, which wakes waiters; none of that
+      // touches the list of holders.
+      release(h);
+      h->release_held();
+    } else {
+      h->seen_ = true;
+      h->reads_seen_ = h->reads_;
+    }
+    h = next;
+  }
 }
 
 void BufferRing::wake_waiter(const BufferWaiter* waiter) noexcept {
-  for (BufferWaiter** p = &waiters_; *p != nullptr; p = &(*p)->next_waiter_) {
-    if (*p == waiter) {
-      BufferWaiter* found = *p;
-      *p = found->next_waiter_;
-      found->next_waiter_ = nullptr;
-      found->waiting_ = false;
-      found->on_buffers_available();
+  for (BufferWaiter* p = waiters_; p != nullptr; p = p->next_waiter_) {
+    if (p == waiter) {
+      cancel_wait(p);
+      p->on_buffers_available();
       return;
     }
   }

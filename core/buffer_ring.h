@@ -11,7 +11,7 @@
 // The kernel picks a buffer per received chunk, so an idle connection holds
 // none. When the application holds every buffer, multishot recvs end with
 // ENOBUFS: that is normal flow, counted in LoopStats::enobufs, and the
-// streams re-arm as soon as buffers come back (BufferWaiter). Every buffer
+// streams re-arm as buffers come back, one stream per buffer (BufferWaiter). Every buffer
 // must be back when the ring is destroyed (outstanding() == 0; asserted in
 // debug builds, reported on stderr otherwise). Owner thread only, and the
 // ring must outlive its RecvBuffers and streams.
@@ -19,6 +19,7 @@
 
 #include <liburing.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "coring/core/frame_allocator.h"
+#include "coring/core/operation.h"
 #include "coring/pool/buffer_lease.h"
 
 namespace coring {
@@ -40,7 +42,9 @@ class BufferRing;
 // Told when buffers came back to a ring that had run dry.
 class BufferWaiter {
  public:
-  virtual void on_buffers_available() noexcept = 0;
+  // A buffer is back and this waiter is the first in line: true if it took
+  // the turn (armed a recv), false to pass it on to the next waiter.
+  virtual bool on_buffers_available() noexcept = 0;
 
  protected:
   ~BufferWaiter() = default;
@@ -49,6 +53,31 @@ class BufferWaiter {
   friend class BufferRing;
   BufferWaiter* next_waiter_ = nullptr;
   bool waiting_ = false;
+};
+
+// Holds ring buffers its reader has not read yet (a RecvStream's queue).
+// While some stream waits for buffers (the ring ran dry), the ring checks
+// its holders every BufferRing::kReclaimPeriod: one whose reader took
+// nothing over a whole period is stuck, and is told to let go
+// (release_held(): it moves its chunks out of the ring). A holder whose
+// reader reads keeps its buffers: copying them out would cost a memcpy each
+// and free nothing for long.
+class BufferHolder {
+ public:
+  virtual void release_held() noexcept = 0;
+
+ protected:
+  ~BufferHolder() = default;
+  // Bumped by the holder every time its reader takes a chunk.
+  uint64_t reads_ = 0;
+
+ private:
+  friend class BufferRing;
+  BufferHolder* prev_holder_ = nullptr;
+  BufferHolder* next_holder_ = nullptr;
+  uint64_t reads_seen_ = 0;  // reads_ at the last check
+  bool holding_ = false;
+  bool seen_ = false;  // checked once since it began holding
 };
 
 class RecvBuffer {
@@ -93,6 +122,16 @@ class RecvBuffer {
   size_t size() const noexcept { return size_; }
   absl::Span<const uint8_t> span() const noexcept { return {data_, size_}; }
   uint16_t buffer_id() const noexcept { return id_; }
+  // The ring this buffer goes back to (nullptr: empty, or a copy).
+  BufferRing* ring() const noexcept { return ring_; }
+  // Lets go of a ring buffer without giving it back: the caller now owns
+  // buffer buffer_id() and gives it back with ring()->give_back() (a send
+  // queue sending from it). Only for a buffer with a ring().
+  void detach() noexcept {
+    ring_ = nullptr;
+    data_ = nullptr;
+    size_ = 0;
+  }
 
  private:
   friend class BufferRing;
@@ -106,8 +145,13 @@ class RecvBuffer {
   bool owned_ = false;  // data_ is a copy from frame_allocate(), not a ring buffer
 };
 
-class BufferRing {
+class BufferRing final : private OpTarget {
  public:
+  // How often holders are checked while streams wait for buffers: a stuck
+  // reader holds ring buffers at most about two periods after the ring ran
+  // dry.
+  static constexpr std::chrono::milliseconds kReclaimPeriod{5};
+
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
   // carved from `arena`, registered with `loop`'s ring under a free group id.
   static absl::StatusOr<std::unique_ptr<BufferRing>> create(EventLoop& loop,
@@ -122,26 +166,53 @@ class BufferRing {
   uint32_t buffer_size() const noexcept { return buffer_size_; }
   // Buffers the application holds (delivered, not yet returned).
   uint32_t outstanding() const noexcept { return outstanding_; }
-  // Buffers the kernel may still pick.
+  // Buffers the kernel may still pick (as far as reaped CQEs tell: recvs in
+  // flight may have taken more).
   uint32_t available() const noexcept { return count_ - outstanding_; }
+  // Buffers given back so far: a recv that ended with ENOBUFS found the ring
+  // empty, and it stays empty until this moves.
+  uint64_t returns() const noexcept { return returns_; }
 
   // A CQE carrying a buffer (IORING_CQE_F_BUFFER) arrived: the kernel took
   // one out of the ring.
   void mark_taken() noexcept { ++outstanding_; }
   // The buffer a CQE names, as an owning handle (after mark_taken()).
   RecvBuffer take(uint16_t id, size_t length) noexcept;
-  // Puts buffer `id` back in the ring (RecvBuffer does this) and wakes waiters.
+  // Puts buffer `id` back in the ring (RecvBuffer does this) and wakes the
+  // first waiter.
   void give_back(uint16_t id) noexcept;
-  // Registers `waiter` to be told once buffers are given back.
+  // Registers `waiter` to be told once buffers are given back. Waiters are
+  // woken in FIFO order, one per buffer given back: waking every waiter for
+  // one buffer would arm a recv each, and all but one would end in ENOBUFS
+  // (a thundering herd that costs a round trip per waiter per buffer). A
+  // waiter with nothing to read does not take the buffer it was woken for,
+  // so while streams wait, every kReclaimPeriod the ring also wakes as many
+  // waiters as it has buffers free.
   void wait_for_buffers(BufferWaiter* waiter) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
   // Tells `waiter` now if it is still registered; `waiter` may name a
   // destroyed object (then it is not in the list and is not touched).
   void wake_waiter(const BufferWaiter* waiter) noexcept;
+  // `holder` holds buffers its reader has not read (see BufferHolder);
+  // release() once it holds none.
+  void hold(BufferHolder* holder) noexcept;
+  void release(BufferHolder* holder) noexcept;
+  // A stream found the ring dry and waits: check the holders and the free
+  // buffers every kReclaimPeriod until no stream waits.
+  void note_starved() noexcept;
 
  private:
   BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count, uint32_t buffer_size);
   void add(uint16_t id) noexcept;
+  // The reclaim timer (IORING_OP_TIMEOUT, its timespec in the op slot).
+  void arm_reclaim() noexcept;
+  void on_complete(const OpResult& result) noexcept override;
+  // Lets go of every holder whose reader took nothing since the last check.
+  void reclaim() noexcept;
+  // Wakes the first waiter that takes its turn; false if none did.
+  bool wake_one() noexcept;
+  // Cancels the timer (asynchronously) once no stream waits.
+  void stop_reclaim() noexcept;
 
   EventLoop& loop_;
   pool::BufferBlock block_;
@@ -150,9 +221,15 @@ class BufferRing {
   uint32_t count_;
   uint32_t buffer_size_;
   uint32_t outstanding_ = 0;
+  uint64_t returns_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
-  BufferWaiter* waiters_ = nullptr;
+  BufferWaiter* waiters_ = nullptr;  // FIFO: woken from the head
+  BufferWaiter* waiters_tail_ = nullptr;
+  BufferHolder* holders_ = nullptr;
+  uint32_t reclaim_index_ = 0;
+  bool reclaim_armed_ = false;
+  bool reclaim_cancelling_ = false;  // stop_reclaim()'s cancel is on its way
 };
 
 inline void RecvBuffer::reset() noexcept {

@@ -131,6 +131,7 @@ class EventLoop {
   LoopStats stats() const;
   void count_enobufs() noexcept { ++enobufs_; }
   void count_recv_pause() noexcept { ++recv_pauses_; }
+  void count_recv_dry_wait() noexcept { ++recv_dry_waits_; }
   void count_recv_spill(size_t bytes) noexcept {
     ++recv_spills_;
     recv_spilled_bytes_ += bytes;
@@ -242,6 +243,7 @@ class EventLoop {
   uint64_t recv_pauses_ = 0;
   uint64_t recv_spills_ = 0;
   uint64_t recv_spilled_bytes_ = 0;
+  uint64_t recv_dry_waits_ = 0;
   uint64_t msg_ring_sent_ = 0;
   uint64_t msg_ring_received_ = 0;
   uint64_t eventfd_wakes_ = 0;

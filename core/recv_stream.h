@@ -20,13 +20,19 @@
 // as a readiness-based server reads - and switches to multishot once
 // kPromoteAfter chunks in a row found the reader already waiting. A
 // multishot stream whose unread chunks reach its share (set_share(); 2 while
-// the ring is under a quarter free) cancels the op, goes back to single-shot
-// mode, and moves what it has queued out of the ring into memory of its own
-// (a copy, from the frame allocator). No multishot op is armed on a ring
-// under a quarter free. A reader that stops reading (stuck writing to a peer
-// that never reads) therefore holds no ring buffer, its peer is pushed back
-// by TCP flow control alone, and every other stream keeps receiving.
-// LoopStats::recv_pauses and recv_spills count this.
+// the ring is under a quarter free) pauses: it cancels the op and re-arms
+// once its reader has read the queue; no multishot op is armed on a ring
+// under a quarter free. The queued chunks stay in their ring buffers (the
+// stream is a BufferHolder): a reader busy writing its echo reads them soon,
+// and copying them would cost a memcpy each. But once some stream finds the
+// ring dry, the ring checks its holders every BufferRing::kReclaimPeriod, and
+// a stream whose reader took nothing over a whole period (stuck writing to a
+// peer that never reads, say) moves what it has queued out of the ring into
+// memory of its own (a copy, from the frame allocator), stops its recv, and
+// reads single-shot from then on. A stuck reader therefore holds no ring
+// buffer for long while others need one, its peer is pushed back by TCP flow
+// control alone, and every other stream keeps receiving. LoopStats::
+// recv_pauses and recv_spills count this.
 //
 // interrupt(why) wakes the reader (idle timeout, shutdown) without losing
 // data: the armed op is cancelled, chunks that already arrived are returned
@@ -49,12 +55,15 @@
 
 namespace coring {
 
-class RecvStream final : private detail::MultishotStream, private BufferWaiter {
+class RecvStream final : private detail::MultishotStream,
+                         private BufferWaiter,
+                         private BufferHolder {
  public:
   RecvStream(FileRef file, BufferRing& ring) noexcept
       : MultishotStream(&RecvStream::reclaim, ring.group()), file_(file), ring_(ring) {}
   ~RecvStream() {
     ring_.cancel_wait(this);
+    ring_.release(static_cast<BufferHolder*>(this));
     while (queued() > 0) {
       Item item = pop();
       if (item.copy != nullptr) {
@@ -74,6 +83,7 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
     absl::StatusOr<RecvBuffer> await_resume() noexcept {
       const bool empty = stream_->queued() == 0;
       Item item = NextAwaiter::await_resume();
+      stream_->took_chunk();
       if (item.res == kInterrupted || (empty && stream_->interrupt_pending_ && stream_->drained_)) {
         interrupted_ = true;
         stream_->interrupt_pending_ = false;
@@ -145,7 +155,10 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
       cancel_outstanding_ = false;
       // The end of the op interrupt() cancelled (or ENOBUFS got there first).
       if (!stopping_ && (r.res == -ECANCELED || r.res == -ENOBUFS)) {
-        if (r.res == -ENOBUFS) loop_->count_enobufs();
+        if (r.res == -ENOBUFS) {
+          loop_->count_enobufs();
+          ran_dry_ = true;
+        }
         mark_disarmed();
         if (!waiter_) return;  // the next next() drains and interrupts, or re-arms
         // Interrupted: drain what the socket already holds (the recv is
@@ -159,26 +172,52 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
         streak_ = 0;
         if (r.more() && !cancel_outstanding_ && !stopping_ && over_share()) {
           // Pause: this chunk is queued as usual below; the op's end
-          // (ECANCELED) is taken above, and the reader re-arms - single-shot -
-          // once it has read the queue.
-          single_ = true;
+          // (ECANCELED) is taken above, and the reader re-arms once it has
+          // read the queue. The queue stays in its ring buffers: a reader
+          // busy writing its echo reads them soon, and copying them out
+          // would cost a memcpy each. If the reader is stuck instead, the
+          // ring takes them back once streams starve (release_held()).
           cancel_outstanding_ = true;
           loop_->count_recv_pause();
           loop_->cancel_op(user_data_);
         }
+        MultishotStream::on_complete(r);  // queued: nobody to resume
         if (single_) {
-          // Paused (or a chunk the kernel posted before the pause took
-          // effect): the reader is busy, so what is queued moves out of the
-          // ring - it belongs to the streams whose readers read.
-          MultishotStream::on_complete(r);
+          // A stream the ring took its buffers back from (or a chunk the
+          // kernel posted before its recv ended): its reader does not read,
+          // so what it receives moves out of the ring at once.
           spill_queued();
-          return;
+        } else {
+          ring_.hold(this);
         }
-      } else if (single_ && ++streak_ >= kPromoteAfter) {
+        return;
+      }
+      if (single_ && ++streak_ >= kPromoteAfter) {
         single_ = false;  // the reader keeps up: the next arm is multishot
       }
     }
     MultishotStream::on_complete(r);
+  }
+
+  // The ring ran dry and this stream's reader took nothing for a whole
+  // reclaim period: it is stuck (writing to a peer that never reads, say).
+  // Its chunks move out of the ring, its recv stops, and it reads
+  // single-shot - one buffer at a time, only while its reader waits - from
+  // now on, until its reader keeps up again.
+  void release_held() noexcept override {
+    spill_queued();
+    single_ = true;
+    streak_ = 0;
+    if (armed_ && !cancel_outstanding_ && !stopping_) {
+      cancel_outstanding_ = true;
+      loop_->count_recv_pause();
+      loop_->cancel_op(user_data_);
+    }
+  }
+  // The reader took a chunk (or a status): progress, for the ring's check.
+  void took_chunk() noexcept {
+    ++reads_;
+    if (queued() == 0) ring_.release(static_cast<BufferHolder*>(this));
   }
 
   // Copies every queued chunk still in a ring buffer into memory of its own
@@ -195,6 +234,7 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
       item.flags &= ~static_cast<uint32_t>(IORING_CQE_F_BUFFER);
       loop_->count_recv_spill(held.size());
     }  // each `held` goes back to the ring here
+    ring_.release(static_cast<BufferHolder*>(this));
   }
 
   // With the chunk `r` carries queued too, is this stream at its share?
@@ -217,9 +257,17 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = ring_.group();
     file_.apply(sqe);
+    returns_at_arm_ = ring_.returns();
   }
   bool ready_to_arm() noexcept override {
-    if (ring_.available() > 0) return true;
+    // After ENOBUFS the ring is empty until a buffer comes back, whatever
+    // available() says (recvs in flight took buffers whose CQEs are not
+    // reaped yet): re-arming at once would only end in ENOBUFS again, a
+    // round trip per stream per turn, so wait in line for a buffer instead.
+    const bool dry = std::exchange(ran_dry_, false) && ring_.returns() == returns_at_arm_;
+    // (An interrupt's drain still tries: bytes the peer sent before it are
+    // to be answered.)
+    if (ring_.available() > 0 && (!dry || interrupt_pending_)) return true;
     if (interrupt_pending_ && waiter_) {
       // Nothing to drain into: the interrupt now (resumed from the loop; we
       // may be inside the reader's await_suspend).
@@ -228,19 +276,23 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
       loop_->schedule(std::exchange(waiter_, {}));
       return false;
     }
+    loop_->count_recv_dry_wait();
     ring_.wait_for_buffers(this);
+    ring_.note_starved();
     return false;
   }
   bool absorb_final(const OpResult& r) noexcept override {
     if (r.res != -ENOBUFS) return false;
     loop_->count_enobufs();
+    ran_dry_ = true;
     return true;
   }
   void on_cqe(const OpResult& r) noexcept override {
     if (r.has_buffer()) ring_.mark_taken();
   }
-  void on_buffers_available() noexcept override {
+  bool on_buffers_available() noexcept override {
     if (waiter_) arm_or_wait();
+    return armed_;
   }
   // Through the loop's ring registry and the ring's waiter list, so that a
   // stream (or ring) destroyed before the post runs is never touched.
@@ -275,6 +327,8 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
   bool interrupt_pending_ = false;
   bool cancel_outstanding_ = false;  // interrupt()'s or a pause's cancel of the armed op
   bool drained_ = false;             // interrupted, and the socket was read dry since
+  bool ran_dry_ = false;             // the last recv ended with ENOBUFS
+  uint64_t returns_at_arm_ = 0;      // ring_.returns() when it was armed
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;
   uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting

@@ -35,14 +35,20 @@ class StreamState;
 
 struct NetOptions {
   // The loop's shared receive ring: count (a power of two) x size.
-  uint32_t recv_buffers = 512;
+  // 1024 x 16 KiB, as the raw liburing baseline (bench/baselines): with
+  // hundreds of connections each pipelining, 512 ran the ring low (where
+  // paused streams copy their queue out) most of the time.
+  uint32_t recv_buffers = 1024;
   uint32_t recv_buffer_size = 16 * 1024;
   // Receive-side backpressure, per connection: received chunks (buffers of
   // the shared ring) a connection may hold unread before the loop stops
-  // taking its bytes (1 while the ring is under a quarter free). The peer is
-  // then pushed back by TCP flow control alone until the application reads,
-  // so a peer that sends without reading cannot starve the others of the
-  // ring (core/recv_stream.h).
+  // taking its bytes (2 while the ring is under a quarter free). The peer is
+  // then pushed back by TCP flow control alone until the application reads;
+  // a connection whose reader stopped reading gives its chunks back to the
+  // ring once others starve, so a peer that sends without reading cannot
+  // starve the others of the ring (core/recv_stream.h). Also the most
+  // received buffers a connection's send queue holds (Stream::write(
+  // RecvBuffer&&)).
   uint32_t recv_share = 8;
   // Per connection: bytes queued for sending (copied, or borrowed from a
   // waiting writer) beyond which writers wait. Bounds what a peer that never
@@ -106,6 +112,7 @@ struct NetStats {
   uint64_t send_buffer_fallbacks = 0;   // copied writes that found no free registered buffer
   uint64_t copied_writes = 0;           // writes copied into a send queue
   uint64_t borrowed_writes = 0;         // writes sent from the caller's memory
+  uint64_t adopted_writes = 0;          // received buffers the send queue took over (no copy)
   uint64_t writer_waits = 0;            // writers that waited for room (backpressure)
   uint64_t aborts = 0;                  // streams torn down with bytes or writers pending
   uint64_t lingered = 0;                // streams destroyed with bytes still queued

@@ -101,6 +101,13 @@ class Stream {
 
   ReadAwaiter read() noexcept;
   WriteAwaiter write(absl::Span<const uint8_t> bytes) noexcept;
+  // Writes a received buffer's bytes, handing the buffer over: the send
+  // queue sends from it and gives it back to the ring once sent, so the
+  // write returns at once without a copy (an echo's next reads and writes
+  // then leave in one send). A buffer up to NetOptions::copy_threshold, or
+  // one the shared ring cannot spare (see stream_state.h), is written as
+  // write(buf.span()) instead.
+  WriteAwaiter write(RecvBuffer&& buf) noexcept;
   // The parts leave in order, as one write; `parts` must stay valid until done.
   WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
   // As write(parts), always copying (returns without waiting for the send).
@@ -171,6 +178,11 @@ class Stream::WriteAwaiter {
       : state_(s), single_(bytes) {
     writer_.parts = absl::MakeConstSpan(&single_, 1);
   }
+  WriteAwaiter(detail::StreamState* s, RecvBuffer&& buf) noexcept
+      : state_(s), owned_(std::move(buf)), single_(owned_.span()) {
+    writer_.parts = absl::MakeConstSpan(&single_, 1);
+    writer_.adopt = &owned_;
+  }
   WriteAwaiter(const WriteAwaiter&) = delete;
   ~WriteAwaiter() {
     using Phase = detail::Writer::Phase;
@@ -185,6 +197,7 @@ class Stream::WriteAwaiter {
 
  private:
   detail::StreamState* state_;
+  RecvBuffer owned_;  // write(RecvBuffer&&): until the queue adopts it or the write is done
   absl::Span<const uint8_t> single_;
   detail::Writer writer_;
 };
@@ -192,6 +205,9 @@ class Stream::WriteAwaiter {
 inline Stream::ReadAwaiter Stream::read() noexcept { return ReadAwaiter(state_); }
 inline Stream::WriteAwaiter Stream::write(absl::Span<const uint8_t> bytes) noexcept {
   return WriteAwaiter(state_, bytes);
+}
+inline Stream::WriteAwaiter Stream::write(RecvBuffer&& buf) noexcept {
+  return WriteAwaiter(state_, std::move(buf));
 }
 inline Stream::WriteAwaiter Stream::write(
     absl::Span<const absl::Span<const uint8_t>> parts) noexcept {

@@ -25,7 +25,11 @@ constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COP
 namespace detail {
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
-    : ctx_(&ctx), loop_(&ctx.loop()), file_(file), deadline_(&StreamState::on_deadline, this) {
+    : ctx_(&ctx),
+      loop_(&ctx.loop()),
+      file_(file),
+      ring_(&ctx.buffers()),
+      deadline_(&StreamState::on_deadline, this) {
   channel_.emplace(file, ctx.buffers());
   channel_->set_share(ctx.options().recv_share);
   ctx.link(this);
@@ -233,11 +237,12 @@ void StreamState::admit(Writer& w) noexcept {
       complete(w, absl::OkStatus());
       return;
     }
-    segments_.push_back(Segment{nullptr, 0, nullptr, &w, -1});
+    segments_.push_back(Segment{nullptr, 0, nullptr, &w, -1, -1});
     w.segments_left = 1;
     w.phase = Writer::Phase::kQueued;
     return;
   }
+  if (w.adopt != nullptr && adopt(w)) return;
   if (copy) {
     ++ctx_->stats().copied_writes;
     copy_in(w.parts, w.bytes);
@@ -248,7 +253,7 @@ void StreamState::admit(Writer& w) noexcept {
     for (absl::Span<const uint8_t> p : w.parts) {
       if (p.empty()) continue;
       segments_.push_back(
-          Segment{p.data(), p.size(), nullptr, &w, registered_index(p.data(), p.size())});
+          Segment{p.data(), p.size(), nullptr, &w, registered_index(p.data(), p.size()), -1});
       ++n;
     }
     queued_bytes_ += w.bytes;
@@ -261,6 +266,39 @@ void StreamState::admit(Writer& w) noexcept {
     w.phase = Writer::Phase::kQueued;
   }
   start_send();
+}
+
+bool StreamState::adopt(Writer& w) noexcept {
+  RecvBuffer& b = *w.adopt;
+  // Only the context's own ring buffers, while the ring has room and this
+  // stream holds less than its share; never one a zero-copy send would take
+  // (its notification would have to hold the ring buffer too). Small ones
+  // are copied as any small write: they coalesce with their neighbours into
+  // one registered send buffer (one WRITE_FIXED) and free the ring buffer
+  // at once.
+  if (b.ring() != ring_ || b.size() <= ctx_->options().copy_threshold ||
+      ring_held_ >= ctx_->options().recv_share || ring_->available() < ring_->count() / 4 ||
+      (ctx_->zero_copy() && b.size() >= ctx_->options().zero_copy_threshold)) {
+    return false;
+  }
+  ++ctx_->stats().adopted_writes;
+  const uint8_t* data = b.data();
+  const size_t size = b.size();
+  const auto id = static_cast<int32_t>(b.buffer_id());
+  b.detach();
+  segments_.push_back(Segment{data, size, nullptr, nullptr, registered_index(data, size), id});
+  ++ring_held_;
+  queued_bytes_ += size;
+  complete(w, absl::OkStatus());
+  start_send();
+  return true;
+}
+
+void StreamState::let_go(Segment& s) noexcept {
+  if (s.ring_id >= 0) {
+    ring_->give_back(static_cast<uint16_t>(std::exchange(s.ring_id, -1)));
+    --ring_held_;
+  }
 }
 
 int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept {
@@ -321,7 +359,7 @@ void StreamState::copy_in(absl::Span<const absl::Span<const uint8_t>> parts,
       return;
     }
   }
-  segments_.push_back(Segment{start, bytes, fill_, nullptr, fill_->buf_index});
+  segments_.push_back(Segment{start, bytes, fill_, nullptr, fill_->buf_index, -1});
 }
 
 void StreamState::complete(Writer& w, absl::Status status) noexcept {
@@ -512,6 +550,7 @@ void StreamState::advance(size_t n) noexcept {
     queued_bytes_ -= take;
     if (s.buf != nullptr) s.buf->unsent -= take;
     if (s.size > 0) break;
+    let_go(s);
     if (s.buf != nullptr && s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);
     if (s.writer != nullptr && --s.writer->segments_left == 0 && s.writer->holds == 0) {
       complete(*s.writer, absl::OkStatus());
@@ -549,6 +588,7 @@ void StreamState::drop_queue(const absl::Status& why) noexcept {
   assert(!sending_);
   for (size_t i = seg_head_; i < segments_.size(); ++i) {
     Segment& s = segments_[i];
+    let_go(s);
     if (s.buf != nullptr) {
       s.buf->unsent -= s.size;
       if (s.buf->unsent == 0 && s.buf->holds == 0) free_buf(s.buf);

@@ -10,9 +10,15 @@
 // Writes queue segments: small writes are copied into send buffers (leased
 // from the loop's registered BufferArena, else slab-pool chunks) and return
 // at once; large ones are borrowed from the writer, who waits until they are
-// sent. Each completion advances through the segments by the byte count (a
-// short write is simply continued) and the next send takes everything queued
-// meanwhile, so writes made while a send is in flight are coalesced. Which
+// sent - unless they are a received buffer handed over whole
+// (Stream::write(RecvBuffer&&)): the queue then adopts the buffer, sends from
+// it and gives it back to the receive ring once sent, and the writer returns
+// at once, so an echo's next reads and writes coalesce into one send. A
+// stream adopts at most its receive share (NetOptions::recv_share) of
+// buffers, and none while the ring is under a quarter free: peers that never
+// read can park at most three quarters of the ring in their send queues. Each completion advances
+// through the segments by the byte count (a short write is simply continued) and the next send
+// takes everything queued meanwhile, so writes made while a send is in flight are coalesced. Which
 // op (start_send()):
 //  * the head segment is at least NetOptions::zero_copy_threshold bytes:
 //    SEND_ZC, with IORING_RECVSEND_FIXED_BUF when it lies in a registered
@@ -66,6 +72,9 @@ struct Writer {
   enum class Phase : uint8_t { kNew, kWaitingRoom, kQueued, kDone };
 
   absl::Span<const absl::Span<const uint8_t>> parts;
+  // Stream::write(RecvBuffer&&): the received buffer `parts` lies in, which
+  // the send queue may take over instead of copying or borrowing it.
+  RecvBuffer* adopt = nullptr;
   size_t bytes = 0;
   std::coroutine_handle<> handle;
   absl::Status status;
@@ -211,6 +220,7 @@ class StreamState final : private OpTarget {
     SendBuf* buf;       // copied bytes: the buffer holding them
     Writer* writer;     // borrowed bytes or barrier: whose
     int32_t buf_index;  // registered-buffer index of the bytes, or -1
+    int32_t ring_id;    // an adopted receive buffer (given back once sent), or -1
   };
   // One SEND_ZC: the op's target from submission to its notification CQE,
   // holding the buffer or writer it sends from.
@@ -229,6 +239,10 @@ class StreamState final : private OpTarget {
   void copy_in(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
   SendBuf* new_send_buf(size_t bytes) noexcept;
   int32_t registered_index(const uint8_t* p, size_t n) const noexcept;
+  // Takes w.adopt's receive buffer into the queue if that is cheap and fair.
+  bool adopt(Writer& w) noexcept;
+  // A segment is done with (sent or dropped): frees what it held.
+  void let_go(Segment& s) noexcept;
   void complete(Writer& w, absl::Status status) noexcept;
   void start_send() noexcept;
   void submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept;
@@ -276,6 +290,8 @@ class StreamState final : private OpTarget {
 
   std::vector<Segment> segments_;
   size_t seg_head_ = 0;
+  BufferRing* ring_;        // the context's receive ring (adopted buffers go back to it)
+  uint32_t ring_held_ = 0;  // adopted receive buffers in the queue
   SendBuf* fill_ = nullptr;
   // One freed SendBuf's memory (not constructed), kept for the next copied
   // write: a connection writing one small message at a time allocates no

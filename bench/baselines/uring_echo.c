@@ -9,7 +9,8 @@
  *   -> "listening on 127.0.0.1:NNNNN" on stdout's first line
  *
  * SIGINT/SIGTERM: exit 0, printing its counters (completions and bytes per
- * io_uring_enter) on stderr.
+ * io_uring_enter) on stderr. SIGUSR1: print "uring_echo: enters=N" on stderr
+ * (bench/run.sh counts messages per io_uring_enter per cell with it).
  *
  * Every completion is one of four kinds, tagged in user_data's low bits, and
  * has one handler each: accept, recv, send, and nothing else.
@@ -72,12 +73,14 @@ static int sbmp_mode;
 static struct conn** conns;                 /* by fd */
 static struct conn *starved, *starved_tail; /* FIFO of connections waiting for a buffer */
 static struct piece* free_pieces;
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, report;
 static struct { unsigned long long enters, cqes, recvs, sends, bytes_in, enobufs; } stats;
 
 static void on_signal(int sig) {
-  (void)sig;
-  stop = 1;
+  if (sig == SIGUSR1)
+    report = 1;
+  else
+    stop = 1;
 }
 
 static struct io_uring_sqe* get_sqe(void) {
@@ -362,6 +365,7 @@ int main(int argc, char** argv) {
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: io_uring_enter sees EINTR */
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGUSR1, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   struct rlimit rl;
@@ -403,6 +407,10 @@ int main(int argc, char** argv) {
   arm_accept(lfd);
 
   while (!stop) {
+    if (report) {
+      report = 0;
+      fprintf(stderr, "uring_echo: enters=%llu\n", stats.enters);
+    }
     ret = io_uring_submit_and_wait(&ring, 1);
     ++stats.enters;
     if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {

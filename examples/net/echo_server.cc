@@ -6,6 +6,10 @@
 // One listener and accept loop per thread; every connection echoes the bytes
 // it receives until the peer closes. SIGINT/SIGTERM: stop accepting, let
 // connections finish, exit 0 (2 if some had to be aborted at the deadline).
+// --stats prints the ring's counters at exit and on SIGUSR1 (bench/run.sh
+// reads messages per io_uring_enter from them).
+#include <signal.h>
+
 #include <cstdio>
 #include <string>
 
@@ -15,6 +19,7 @@
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
 #include "millis_flag.h"
+#include "runtime_stats.h"
 
 ABSL_FLAG(uint16_t, port, 7000, "TCP port to listen on (0: pick one)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "address to listen on");
@@ -26,12 +31,13 @@ ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more are closed (0: RLIMIT_NOFILE)");
 ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
           "on SIGINT/SIGTERM, abort connections still open after this long");
+ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 
 coring::Task<> echo(coring::net::Stream conn) {
   for (;;) {
-    auto buf = co_await conn.read();       // a chunk from the loop's buffer ring
-    if (!buf.ok() || buf->empty()) break;  // error, EOF or shutdown
-    auto st = co_await conn.write(buf->span());
+    auto buf = co_await conn.read();                 // a chunk from the loop's buffer ring
+    if (!buf.ok() || buf->empty()) break;            // error, EOF or shutdown
+    auto st = co_await conn.write(std::move(*buf));  // sent from the ring buffer, no copy
     if (!st.ok()) break;
   }
   (void)co_await conn.close();  // queued bytes first
@@ -42,9 +48,17 @@ int main(int argc, char** argv) {
       "raw TCP (or Unix-socket) byte echo server.\n\n"
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
+      "                   [--stats]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
       "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
+  const bool stats = absl::GetFlag(FLAGS_stats);
+  sigset_t signals;  // --stats: blocked before the threads start, so only sigwait() sees them
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  if (stats) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
   coring::net::Server server(rt,
                              {.port = absl::GetFlag(FLAGS_port),
@@ -60,5 +74,14 @@ int main(int argc, char** argv) {
   std::printf("echo_server: listening on %s with %zu threads\n",
               server.address().to_string().c_str(), rt.size());
   std::fflush(stdout);
-  return server.run_until_signal();
+  if (!stats) return server.run_until_signal();
+  for (int sig = 0; sig != SIGINT && sig != SIGTERM;) {
+    if (sigwait(&signals, &sig) == 0 && sig == SIGUSR1) {
+      coring::examples::print_runtime_stats(rt, server, stdout);
+    }
+  }
+  server.shutdown();
+  coring::examples::print_runtime_stats(rt, server, stdout);
+  rt.stop();
+  return server.stats().aborted_at_shutdown > 0 ? 2 : 0;
 }

@@ -78,6 +78,35 @@ TEST(StreamTest, ZeroByteWriteCompletes) {
   t.drain();
 }
 
+// Echoes by handing each received buffer to the send queue.
+Task<> handover_echo(Listener& listener) {
+  absl::StatusOr<Stream> s = co_await listener.accept();
+  if (!s.ok()) co_return;
+  for (;;) {
+    absl::StatusOr<RecvBuffer> buf = co_await s->read();
+    if (!buf.ok() || buf->empty()) break;
+    if (!(co_await s->write(std::move(*buf))).ok()) break;
+  }
+  (void)co_await s->close();
+}
+
+// write(RecvBuffer&&): the send queue sends from a large receive buffer
+// itself and gives it back once sent - no copy, every byte in order, and the
+// ring whole afterwards.
+TEST(StreamTest, HandedOverReceiveBuffersAreSentWithoutACopy) {
+  TestLoop t;
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  auto addr = (*listener)->local_address();
+  spawn(*t.loop, handover_echo(**listener));
+  absl::Status s = t.run(round_trip(*t.net, *addr, pattern(300000)));
+  EXPECT_TRUE(s.ok()) << s;
+  t.drain();
+  const NetStats& stats = t.net->stats();
+  EXPECT_GT(stats.adopted_writes, 0u);
+  EXPECT_EQ(t.net->buffers().outstanding(), 0u);
+}
+
 // The fixed-file table fills up: the listener backs off instead of failing
 // or spinning, the connections it already has keep working, and waiting
 // connections are served once slots free up.

@@ -39,18 +39,18 @@ enum class TlsVersion : uint8_t { kTls12, kTls13 };
 struct TlsOptions {
   // PEM certificate chain and private key: required for a server, optional
   // for a client (mutual TLS).
-  std::string cert_file;
-  std::string key_file;
+  std::string cert_file = {};
+  std::string key_file = {};
   // PEM trust anchors for the peer's certificate. Client: empty means the
   // system's default store.
-  std::string ca_file;
+  std::string ca_file = {};
   // Client: verify the server (chain and host name); on by default. Server:
   // require and verify a client certificate (needs ca_file).
   bool verify_peer = true;
   // ALPN protocols in order of preference ("h2", "sbmp/1.3"); empty: none.
   // A server picks the first of its own that the client offers; a client
   // offers these and accepts no other.
-  std::vector<std::string> alpn;
+  std::vector<std::string> alpn = {};
   TlsVersion min_version = TlsVersion::kTls12;
   // The whole handshake, from the first byte to Finished; a peer that stalls
   // longer is dropped with DeadlineExceeded.

@@ -115,7 +115,9 @@ inline Task<absl::Status> tls_sbmp_client(net::NetContext& net, TlsContext& tls,
 
 // A loop, a loopback listener and the two TLS contexts.
 struct TlsFixture {
-  explicit TlsFixture(TlsOptions server_options = {}, TlsOptions client_options = {}) {
+  explicit TlsFixture(TlsOptions server_options = {}, TlsOptions client_options = {},
+                      LoopOptions loop_options = {})
+      : t(std::move(loop_options)) {
     if (server_options.cert_file.empty()) {
       server_options.cert_file = pki.path("server.pem");
       server_options.key_file = pki.path("server.key");

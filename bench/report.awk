@@ -71,6 +71,7 @@ function mode_name(m) {
   if (m == "pingpong") return "ping-pong (1 in flight per connection)"
   if (m ~ /^pipe/) return "pipelined (" substr(m, 5) " in flight per connection)"
   if (m == "rate") return "fixed rate (open loop; the same offered load for every server)"
+  if (m == "handshakes") return "TLS handshakes (connect, full TLS 1.3 handshake, close; msgs/s = handshakes/s, µs/msg = server µs per handshake)"
   return m
 }
 function has(s) { return s in server_seen }
@@ -126,7 +127,7 @@ END {
   printf "Servers: `coring` = examples/net/echo_server, `coring_sbmp` = sbmp_echo_server (both\n" > md
   printf "--threads=1); `uring`/`uring_sbmp` = bench/baselines/uring_echo [--sbmp]; `asio_uring`,\n" > md
   printf "`asio_epoll` = standalone Asio 1.22 with C++20 coroutines on its io_uring / epoll backend;\n" > md
-  printf "`epoll` = bench/baselines/epoll_echo.c. The SBMP servers speak SBMP frames (HELLO first,\n" > md
+  printf "`epoll`/`epoll_sbmp` = bench/baselines/epoll_echo.c [--sbmp]. The SBMP servers speak SBMP frames (HELLO first,\n" > md
   printf "16-byte header per message), so their msgs/s are not the raw servers' msgs/s.\n\n" > md
 
   # ---- Summary: the issue's targets ----
@@ -183,6 +184,27 @@ END {
     printf "Load generator in the pipelined 16 × 64B cell: %s µs CPU per message against the fastest\n", fmt(lg, "%.3f") > md
     printf "raw server's %s µs (%s)%s.\n\n", fmt(best, "%.3f"), bests, \
       (lg != "" && best != "" ? (lg < best ? ": it is not the bottleneck" : ": NOT below it, the load generator may limit this cell") : "") > md
+  }
+  # TLS next to plain (bench/run.sh --tls): what TLS costs each framework.
+  if (has("coring_tls") || has("asio_tls")) {
+    printf "## TLS\n\n" > md
+    printf "Per cell, median of per-round ratios. TLS ÷ plain is what TLS costs a framework (msgs/s: below 1\n" > md
+    printf "is slower; µs/msg: above 1 is more CPU); coring_tls ÷ asio_tls µs/msg below 1 means coring's TLS\n" > md
+    printf "server spends less CPU per message (or per handshake) than the asio::ssl one.\n\n" > md
+    printf "| mode | cell | coring_tls msgs/s | asio_tls msgs/s | coring_tls ÷ coring msgs/s | coring_tls ÷ coring µs/msg | asio_tls ÷ asio_epoll msgs/s | asio_tls ÷ asio_epoll µs/msg | coring_tls ÷ asio_tls µs/msg |\n" > md
+    printf "|---|---|---|---|---|---|---|---|---|\n" > md
+    for (i = 1; i <= ncells; ++i) {
+      c = cells[i]; split(c, p, ":")
+      cn = p[1] == "handshakes" ? p[2] " connections" : cell_name(c)
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], cn, \
+        fmt_rate(med(c, "coring_tls", "msgs_per_sec")), fmt_rate(med(c, "asio_tls", "msgs_per_sec")), \
+        fmt_ratio(ratio(c, "coring_tls", "coring", "msgs_per_sec")), \
+        fmt_ratio(ratio(c, "coring_tls", "coring", "server_us_per_msg")), \
+        fmt_ratio(ratio(c, "asio_tls", "asio_epoll", "msgs_per_sec")), \
+        fmt_ratio(ratio(c, "asio_tls", "asio_epoll", "server_us_per_msg")), \
+        fmt_ratio(ratio(c, "coring_tls", "asio_tls", "server_us_per_msg")) > md
+    }
+    printf "\n" > md
   }
   if (nidle > 0) {
     printf "## Memory: idle SBMP connections (HELLO done)\n\n" > md

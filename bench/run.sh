@@ -6,9 +6,13 @@
 #                           bench/results.json and bench/plots/*.png
 #   bench/run.sh --quick    a reduced matrix in about a minute (results in
 #                           build/bench/quick only; bench/RESULTS.md is left alone)
+#   bench/run.sh --tls      TLS next to plain: coring and Asio (asio::ssl), each
+#                           with and without TLS, 16 connections x {64 B, 1 KiB,
+#                           16 KiB} x {ping-pong, 16 in flight, fixed rate}, and
+#                           TLS handshakes/s (results in build/bench/tls only)
 #
 # Options: --rounds=N (3), --seconds=S (measured window per run), --warmup=S,
-#   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,
+#   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,handshakes,
 #   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
 #   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
 #   report of the last run in the output folder from its records, no runs).
@@ -24,20 +28,25 @@
 # flagged and repeated (at most BENCH_RETRIES times, then kept and counted as
 # disturbed). Each cell reports the median over rounds, and each round's
 # ratio to the raw liburing baseline (uring) with the median of those ratios.
+# Servers named *_tls (or *_tls_sbmp) speak TLS 1.3 with a self-signed
+# certificate made for the run; the load generator then runs with --tls, and
+# the mode "handshakes" (TLS servers only) counts full handshakes per second
+# (reported as msgs/s, with server µs per handshake as µs/msg).
 # Only processes this script started are ever signalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/deps.sh
 
-report_only=0 quick=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
-servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll
+report_only=0 quick=0 tls=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
+servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
 user_set=()
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
+    --tls) tls=1 ;;
     --rounds=*) rounds=${arg#*=}; user_set+=(rounds) ;;
     --seconds=*) seconds=${arg#*=}; user_set+=(seconds) ;;
     --warmup=*) warmup=${arg#*=}; user_set+=(warmup) ;;
@@ -64,6 +73,15 @@ if [ "$quick" -eq 1 ]; then  # about a minute, build included when cached
   [[ " ${user_set[*]:-} " == *" out "* ]] || out=${BUILD_ROOT:-build}/bench/quick  # keeps a full run's records
   retries=${BENCH_RETRIES:-0}  # flagged, not repeated: a minute is a minute
 fi
+if [ "$tls" -eq 1 ]; then
+  is_set servers || servers=coring,coring_tls,asio_epoll,asio_tls,uring
+  is_set conns || conns_list=16
+  is_set sizes || sizes_list=64,1024,16384
+  is_set modes || modes_list=pingpong,pipe16,rate,handshakes
+  is_set idle || idle_conns=0
+  write_results=0
+  is_set out || out=${BUILD_ROOT:-build}/bench/tls
+fi
 max_other=${BENCH_MAX_OTHER:-5}
 [ -n "${retries:-}" ] || retries=${BENCH_RETRIES:-2}
 command_line="${BENCH_RETRIES:+BENCH_RETRIES=$BENCH_RETRIES }${BENCH_MAX_OTHER:+BENCH_MAX_OTHER=$BENCH_MAX_OTHER }bench/run.sh${*:+ $*}"
@@ -84,11 +102,13 @@ fi
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/coring-ccache}
 B=${BUILD_ROOT:-build}/bench
 [ "$report_only" -eq 1 ] || echo "== bench: building (Release) in $B"
-[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo echo_server sbmp_echo_server" \
+[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server" \
   coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
   -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
 
 loadgen=$B/bench/loadgen/loadgen
+tls_dir=  # the run's certificate, made when a TLS server is asked for
+tls_flags() { echo "--tls_cert=$tls_dir/cert.pem --tls_key=$tls_dir/key.pem"; }
 server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
   case $1 in
     coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
@@ -99,11 +119,17 @@ server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
     asio_uring_sbmp) echo "$B/bench/baselines/asio_uring_echo --port=0 --sbmp" ;;
     asio_epoll) echo "$B/bench/baselines/asio_epoll_echo --port=0" ;;
     asio_epoll_sbmp) echo "$B/bench/baselines/asio_epoll_echo --port=0 --sbmp" ;;
+    coring_tls) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1 $(tls_flags)" ;;
+    coring_tls_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 $(tls_flags)" ;;
+    asio_tls) echo "$B/bench/baselines/asio_tls_echo --port=0 $(tls_flags)" ;;
+    asio_tls_sbmp) echo "$B/bench/baselines/asio_tls_echo --port=0 --sbmp $(tls_flags)" ;;
     epoll) echo "$B/bench/baselines/epoll_echo --port=0" ;;
+    epoll_sbmp) echo "$B/bench/baselines/epoll_echo --port=0 --sbmp" ;;
     *) echo "bench/run.sh: unknown server $1" >&2; return 1 ;;
   esac
 }
 server_proto() { [[ $1 == *sbmp ]] && echo sbmp || echo raw; }
+server_tls() { [[ $1 == *_tls || $1 == *_tls_sbmp ]]; }
 rate_for_size() {  # the offered load of the fixed-rate mode, msgs/s in total
   if [ "$1" -le 1024 ]; then echo 50000; elif [ "$1" -le 16384 ]; then echo 20000; else echo 5000; fi
 }
@@ -166,10 +192,20 @@ IFS=, read -r -a server_names <<<"$servers"
 IFS=, read -r -a conns_values <<<"$conns_list"
 IFS=, read -r -a size_values <<<"$sizes_list"
 IFS=, read -r -a mode_values <<<"$modes_list"
-for s in "${server_names[@]}"; do server_cmd "$s" >/dev/null; done
+for s in "${server_names[@]}"; do
+  server_cmd "$s" >/dev/null
+  if server_tls "$s" && [ -z "$tls_dir" ]; then
+    tls_dir=$work/tls
+    mkdir -p "$tls_dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout "$tls_dir/key.pem" \
+      -out "$tls_dir/cert.pem" 2>/dev/null || { echo "bench: openssl req failed" >&2; exit 1; }
+  fi
+done
 cells=()
 for m in "${mode_values[@]}"; do
   for c in "${conns_values[@]}"; do
+    if [ "$m" = handshakes ]; then cells+=("$m:$c:0"); continue; fi  # no payload
     for z in "${size_values[@]}"; do cells+=("$m:$c:$z"); done
   done
 done
@@ -198,7 +234,11 @@ one_run() {
     pingpong) args=(--depth=1) ;;
     pipe*) args=(--depth="${mode#pipe}") ;;
     rate) args=(--rate="$(rate_for_size "$size")") ;;
+    handshakes)
+      server_tls "$name" || return 0  # a plain server has no handshakes to count
+      args=(--handshakes) ;;
   esac
+  server_tls "$name" && args+=(--tls --tls-ca="$tls_dir/cert.pem")
   # A deep pipeline of big messages (1000 x 16 x 64 KiB is 1 GiB in flight)
   # needs time to fill and to turn over: at least 1 s of warm-up and 2 s of
   # measuring per 512 MiB in flight.
@@ -213,6 +253,9 @@ one_run() {
     if [ -z "$line" ]; then
       line='{"label":"'$mode'","errors":1,"first_error":"loadgen printed nothing"}'
     fi
+    # Handshakes go into the columns of messages.
+    [ "$mode" = handshakes ] && line=$(sed -e 's/"handshakes_per_sec"/"msgs_per_sec"/' \
+      -e 's/_us_per_handshake"/_us_per_msg"/g' <<<"$line")
     other=$(sed -n 's/.*"host_other_pct":\([0-9.]*\).*/\1/p' <<<"$line")
     if awk -v o="${other:-0}" -v m="$max_other" 'BEGIN { exit !(o <= m) }'; then
       break
@@ -253,7 +296,7 @@ idle_file=$out/idle.jsonl
 [ "$report_only" -eq 1 ] || : >"$idle_file"
 if [ "$idle_conns" -gt 0 ]; then
   round=idle
-  for s in coring_sbmp asio_uring_sbmp asio_epoll_sbmp uring_sbmp; do
+  for s in coring_sbmp asio_uring_sbmp asio_epoll_sbmp uring_sbmp epoll_sbmp; do
     echo "== bench: memory, $idle_conns idle SBMP connections to $s" >&2
     start_server "$s"
     line=$("$loadgen" --port="${port_of[$s]}" --proto=sbmp --idle --conns="$idle_conns" \

@@ -115,4 +115,17 @@ void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {
   waiter->waiting_ = false;
 }
 
+void BufferRing::wake_waiter(const BufferWaiter* waiter) noexcept {
+  for (BufferWaiter** p = &waiters_; *p != nullptr; p = &(*p)->next_waiter_) {
+    if (*p == waiter) {
+      BufferWaiter* found = *p;
+      *p = found->next_waiter_;
+      found->next_waiter_ = nullptr;
+      found->waiting_ = false;
+      found->on_buffers_available();
+      return;
+    }
+  }
+}
+
 }  // namespace coring

@@ -135,6 +135,9 @@ class BufferRing {
   // Registers `waiter` to be told once buffers are given back.
   void wait_for_buffers(BufferWaiter* waiter) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
+  // Tells `waiter` now if it is still registered; `waiter` may name a
+  // destroyed object (then it is not in the list and is not touched).
+  void wake_waiter(const BufferWaiter* waiter) noexcept;
 
  private:
   BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count, uint32_t buffer_size);

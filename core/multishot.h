@@ -11,9 +11,15 @@
 // returning provided buffers), so nothing leaks.
 //
 // The waiting coroutine's stop token cancels the armed op; the waiter then
-// gets -ECANCELED.
+// gets -ECANCELED. A stop requested on another thread touches only two
+// atomics (foreign_stop_, armed_user_data_) and posts to the loop: the
+// cancel of the armed op (its user_data names a slot generation, so a stale
+// one is harmless), or, when the reader waits with nothing armed (recv: the
+// ring ran dry), a wake-up the derived class routes (wake_foreign()). The
+// loop thread turns the flag into -ECANCELED at the next arm or final CQE.
 #pragma once
 
+#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <coroutine>
@@ -64,6 +70,9 @@ class MultishotStream : protected OpTarget {
         return false;
       }
       if (stream_->loop_ == nullptr) stream_->loop_ = EventLoop::current();
+      // A flag a foreign stop of an earlier wait left behind is not ours (that
+      // wait's stop callback is gone, so none can be running now).
+      stream_->foreign_stop_.store(false, std::memory_order_relaxed);
       stream_->waiter_ = h;
       handle_ = h;
       if (!stream_->armed_) stream_->arm_or_wait();
@@ -105,6 +114,10 @@ class MultishotStream : protected OpTarget {
   // May the op be armed now (recv: are there buffers)? If not, the derived
   // class calls arm_or_wait() again when it may.
   virtual bool ready_to_arm() noexcept { return true; }
+  // A stop requested on another thread found nothing armed while a reader
+  // may be waiting for arm_or_wait() to be called again (recv: buffers):
+  // post a wake-up that reaches this stream only if it still waits.
+  virtual void wake_foreign() noexcept {}
   // A final CQE that is part of normal flow (recv: ENOBUFS): true to
   // swallow it and re-arm when possible instead of handing it to the reader.
   virtual bool absorb_final(const OpResult&) noexcept { return false; }
@@ -113,6 +126,12 @@ class MultishotStream : protected OpTarget {
 
   void arm_or_wait() noexcept {
     if (armed_) return;
+    if (waiter_ && take_foreign_stop()) {
+      // Stopped from another thread while nothing was armed.
+      push(Item{-ECANCELED, 0});
+      loop_->schedule(std::exchange(waiter_, {}));  // we may be inside await_suspend
+      return;
+    }
     if (!ready_to_arm()) return;
     if (loop_ == nullptr) loop_ = EventLoop::current();
     assert(loop_ != nullptr && "multishot stream used outside a running EventLoop");
@@ -126,23 +145,51 @@ class MultishotStream : protected OpTarget {
     user_data_ = ops.user_data(index_);
     sqe->user_data = user_data_;
     armed_ = true;
+    // seq_cst, paired with request_stop_foreign(): either the foreign thread
+    // sees this op and cancels it, or take_foreign_stop() above saw its flag.
+    armed_user_data_.store(user_data_ | kArmedBit);
   }
 
-  // The reader wants to stop waiting.
+  // The op ended (its final CQE, or a derived class's own bookkeeping).
+  void mark_disarmed() noexcept {
+    armed_ = false;
+    armed_user_data_.store(0);
+  }
+
+  bool take_foreign_stop() noexcept {
+    return foreign_stop_.load() && foreign_stop_.exchange(false);
+  }
+  // The reader wants to stop waiting (its stop callback: any thread).
   void request_stop() noexcept {
+    if (!loop_->is_owner_thread()) {
+      request_stop_foreign();
+      return;
+    }
     if (armed_) {
       stopping_ = true;
       loop_->cancel_op(user_data_);
-    } else if (waiter_ && loop_ != nullptr && loop_->is_owner_thread()) {
+    } else if (waiter_) {
       push(Item{-ECANCELED, 0});
       loop_->schedule(std::exchange(waiter_, {}));
+    }
+  }
+
+  // The stream is alive here (the stop callback's owner waits for us) but
+  // the loop thread runs on: only the atomics are touched.
+  void request_stop_foreign() noexcept {
+    foreign_stop_.store(true);
+    if (const uint64_t ud = armed_user_data_.load(); ud != 0) {
+      loop_->cancel_op(ud & ~kArmedBit);
+    } else {
+      wake_foreign();
     }
   }
 
   void on_complete(const OpResult& r) noexcept override {
     on_cqe(r);
     if (!r.more()) {
-      armed_ = false;
+      mark_disarmed();
+      if (take_foreign_stop()) stopping_ = true;
       const bool absorbed = absorb_final(r);
       if (std::exchange(stopping_, false)) {
         // The reader asked to stop: whatever ended the op, it gets Cancelled.
@@ -187,6 +234,12 @@ class MultishotStream : protected OpTarget {
   // The reader's stop token cancelled the armed op: its final CQE goes to
   // the reader even if the derived class would otherwise absorb it.
   bool stopping_ = false;
+  // Set by a stop on another thread; taken by the loop thread.
+  std::atomic<bool> foreign_stop_{false};
+  // user_data_ | kArmedBit while armed, else 0: what a foreign stop cancels
+  // (a user_data may itself be 0).
+  static constexpr uint64_t kArmedBit = uint64_t{1} << 63;
+  std::atomic<uint64_t> armed_user_data_{0};
   std::vector<Item> queue_;
   size_t head_ = 0;
   size_t count_ = 0;

@@ -133,7 +133,7 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
     if (interrupt_pending_ && r.res == -EAGAIN && !r.more()) {
       // The drain recv found the socket empty: now the interrupt.
       cancel_outstanding_ = false;
-      armed_ = false;
+      mark_disarmed();
       drained_ = true;
       if (waiter_) {
         push(Item{kInterrupted, 0});
@@ -146,7 +146,7 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
       // The end of the op interrupt() cancelled (or ENOBUFS got there first).
       if (!stopping_ && (r.res == -ECANCELED || r.res == -ENOBUFS)) {
         if (r.res == -ENOBUFS) loop_->count_enobufs();
-        armed_ = false;
+        mark_disarmed();
         if (!waiter_) return;  // the next next() drains and interrupts, or re-arms
         // Interrupted: drain what the socket already holds (the recv is
         // then non-blocking), then the interrupt; else read on.
@@ -241,6 +241,13 @@ class RecvStream final : private detail::MultishotStream, private BufferWaiter {
   }
   void on_buffers_available() noexcept override {
     if (waiter_) arm_or_wait();
+  }
+  // Through the loop's ring registry and the ring's waiter list, so that a
+  // stream (or ring) destroyed before the post runs is never touched.
+  void wake_foreign() noexcept override {
+    loop_->post([loop = loop_, group = ring_.group(), self = static_cast<BufferWaiter*>(this)] {
+      if (BufferRing* ring = loop->buffer_ring(group)) ring->wake_waiter(self);
+    });
   }
 
   absl::StatusOr<RecvBuffer> to_buffer(const Item& item) noexcept {

@@ -5,8 +5,8 @@ CORING_PACKAGES=(
   g++ cmake ninja-build pkg-config ccache git
   liburing-dev libabsl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  libmimalloc-dev libjemalloc-dev libasio-dev
-  libssl-dev openssl python3
+  libmimalloc-dev libjemalloc-dev libasio-dev libssl-dev openssl
+  python3  # tests/tls: Python's ssl module as an outside TLS peer
 )
 
 coring_ensure_packages() {

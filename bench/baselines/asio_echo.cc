@@ -2,9 +2,12 @@
 // and C++20 coroutines (co_spawn, awaitable, use_awaitable), single-threaded.
 // Built twice (bench/baselines/CMakeLists.txt): asio_uring_echo with Asio's
 // io_uring backend (ASIO_HAS_IO_URING + ASIO_DISABLE_EPOLL) and
-// asio_epoll_echo with its default epoll reactor.
+// asio_epoll_echo with its default epoll reactor; and a third time, with
+// ASIO_ECHO_TLS, as asio_tls_echo: asio::ssl (OpenSSL 3, TLS 1.3) on the
+// epoll reactor, the TLS server an Asio user would write.
 //
 //   asio_uring_echo --port=0 [--host=127.0.0.1] [--sbmp]
+//   asio_tls_echo --port=0 --tls_cert=CERT.pem --tls_key=KEY.pem [--sbmp]
 //   -> "listening on 127.0.0.1:NNNNN" on stdout's first line
 //
 // Raw: read_some into a 16 KiB buffer, async_write it back. --sbmp: the same
@@ -21,6 +24,9 @@
 #include "asio.hpp"
 #include "asio/experimental/as_tuple.hpp"
 #include "sbmp_wire.h"
+#ifdef ASIO_ECHO_TLS
+#include "asio/ssl.hpp"
+#endif
 
 namespace {
 
@@ -31,7 +37,8 @@ using asio::ip::tcp;
 
 constexpr size_t kBufferSize = 16384;
 
-awaitable<void> echo_raw(tcp::socket socket) {
+template <class Socket>
+awaitable<void> echo_raw(Socket socket) {
   std::array<char, kBufferSize> data;
   for (;;) {
     auto [ec, n] = co_await socket.async_read_some(asio::buffer(data), as_tuple(use_awaitable));
@@ -42,7 +49,8 @@ awaitable<void> echo_raw(tcp::socket socket) {
   }
 }
 
-awaitable<void> echo_sbmp(tcp::socket socket) {
+template <class Socket>
+awaitable<void> echo_sbmp(Socket socket) {
   std::array<uint8_t, kBufferSize> data;
   sbmp_scanner scanner;
   sbmp_scanner_init(&scanner, SBMP_DEFAULT_MAX_FRAME);
@@ -90,7 +98,23 @@ awaitable<void> echo_sbmp(tcp::socket socket) {
   }
 }
 
-awaitable<void> listen(tcp::acceptor& acceptor, bool sbmp) {
+#ifdef ASIO_ECHO_TLS
+using TlsSocket = asio::ssl::stream<tcp::socket>;
+
+// The handshake first (a peer that fails it is dropped), then the echo.
+awaitable<void> serve_tls(TlsSocket socket, bool sbmp) {
+  auto [ec] =
+      co_await socket.async_handshake(asio::ssl::stream_base::server, as_tuple(use_awaitable));
+  if (ec) co_return;
+  if (sbmp) {
+    co_await echo_sbmp(std::move(socket));
+  } else {
+    co_await echo_raw(std::move(socket));
+  }
+}
+#endif
+
+awaitable<void> listen(tcp::acceptor& acceptor, bool sbmp, [[maybe_unused]] void* tls) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(as_tuple(use_awaitable));
     if (ec) {
@@ -98,9 +122,16 @@ awaitable<void> listen(tcp::acceptor& acceptor, bool sbmp) {
       continue;  // e.g. EMFILE: that peer is refused
     }
     socket.set_option(tcp::no_delay(true));
+#ifdef ASIO_ECHO_TLS
+    asio::co_spawn(
+        acceptor.get_executor(),
+        serve_tls(TlsSocket(std::move(socket), *static_cast<asio::ssl::context*>(tls)), sbmp),
+        asio::detached);
+#else
     asio::co_spawn(acceptor.get_executor(),
                    sbmp ? echo_sbmp(std::move(socket)) : echo_raw(std::move(socket)),
                    asio::detached);
+#endif
   }
 }
 
@@ -110,6 +141,7 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   unsigned short port = 0;
   bool sbmp = false;
+  std::string cert, key;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--port=", 0) == 0) {
@@ -118,13 +150,41 @@ int main(int argc, char** argv) {
       host = a.substr(7);
     } else if (a == "--sbmp") {
       sbmp = true;
+#ifdef ASIO_ECHO_TLS
+    } else if (a.rfind("--tls_cert=", 0) == 0) {
+      cert = a.substr(11);
+    } else if (a.rfind("--tls_key=", 0) == 0) {
+      key = a.substr(10);
+#endif
     } else {
+#ifdef ASIO_ECHO_TLS
+      std::fprintf(stderr,
+                   "usage: %s --tls_cert=PEM --tls_key=PEM [--port=N] [--host=ADDR] [--sbmp]\n",
+                   argv[0]);
+#else
       std::fprintf(stderr, "usage: %s [--port=N] [--host=ADDR] [--sbmp]\n", argv[0]);
+#endif
       return a == "--help" ? 0 : 1;
     }
   }
+#ifdef ASIO_ECHO_TLS
+  if (cert.empty() || key.empty()) {
+    std::fprintf(stderr, "%s: --tls_cert and --tls_key are required\n", argv[0]);
+    return 1;
+  }
+#endif
   try {
     asio::io_context io(1);  // concurrency hint: one thread runs it
+    void* tls = nullptr;
+#ifdef ASIO_ECHO_TLS
+    asio::ssl::context context(asio::ssl::context::tls_server);
+    context.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                        asio::ssl::context::no_tlsv1_1);
+    context.use_certificate_chain_file(cert);
+    context.use_private_key_file(key, asio::ssl::context::pem);
+    tls = &context;
+#endif
     tcp::acceptor acceptor(io);
     tcp::endpoint endpoint(asio::ip::make_address(host), port);
     acceptor.open(endpoint.protocol());
@@ -135,7 +195,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const asio::error_code&, int) { io.stop(); });
-    asio::co_spawn(io, listen(acceptor, sbmp), asio::detached);
+    asio::co_spawn(io, listen(acceptor, sbmp, tls), asio::detached);
     io.run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", argv[0], e.what());

@@ -5,6 +5,8 @@
  *           [--depth=1 | --rate=MSGS_PER_S] [--duration=2] [--warmup=0.5]
  *           [--cpu=1] [--server-pid=PID]
  *   loadgen --port=N --proto=sbmp --idle --conns=10000 --server-pid=PID
+ *   loadgen --port=N --tls [--tls-ca=PEM [--tls-server-name=NAME]] ...
+ *   loadgen --port=N --tls --handshakes [--conns=16] [--duration=2]
  *
  * Modes: closed loop with --depth messages in flight per connection (1 is
  * ping-pong), or open loop at a fixed total --rate (message k goes to
@@ -26,6 +28,15 @@
  * window, the server's CPU time (/proc/PID/stat utime+stime, all threads),
  * its RSS, and /proc/stat: host CPU busy time not accounted to the server or
  * to the generator ("other") flags a disturbed run.
+ *
+ * --tls (built when OpenSSL was found): every connection speaks TLS 1.3
+ * (OpenSSL, non-blocking, driven by the same epoll loop) and the messages go
+ * through SSL_write/SSL_read; with --tls-ca the server's certificate is
+ * verified against it for --tls-server-name (default localhost), else not
+ * verified. --handshakes: each connection connects, completes the TLS
+ * handshake, closes (with RST, so that no TIME_WAIT piles up) and starts
+ * again; reports handshakes/s, the handshake latency and server CPU per
+ * handshake.
  *
  * Output: one JSON line on stdout, flat (no nesting, no commas in strings).
  */
@@ -52,6 +63,11 @@
 
 #include "sbmp_wire.h"
 
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
 /* ---- configuration ---- */
 static struct {
   const char* host;
@@ -63,14 +79,18 @@ static struct {
   int server_pid;
   int idle;
   const char* label;
-} cfg = {"127.0.0.1", 0, 0, 16, 64, 1, 64, 0, 2.0, 0.5, 0, -1, 0, 0, ""};
+  int tls, handshakes;
+  const char* tls_ca;
+  const char* tls_server_name;
+} cfg = {"127.0.0.1", 0, 0, 16, 64, 1, 64, 0, 2.0, 0.5, 0, -1, 0, 0, "", 0, 0, NULL, "localhost"};
 
 static void usage_exit(int code) {
   fprintf(code ? stderr : stdout,
           "usage: loadgen --port=N [--host=127.0.0.1] [--proto=raw|sbmp] [--conns=16]\n"
           "               [--size=64] [--depth=1 | --rate=MSGS_PER_S [--max-outstanding=64]]\n"
           "               [--duration=2] [--warmup=0.5] [--cpu=N] [--server-pid=PID]\n"
-          "               [--idle [--hold=S]] [--label=TEXT]\n");
+          "               [--idle [--hold=S]] [--label=TEXT]\n"
+          "               [--tls [--tls-ca=PEM] [--tls-server-name=NAME] [--handshakes]]\n");
   exit(code);
 }
 
@@ -117,6 +137,14 @@ static void parse_args(int argc, char** argv) {
       cfg.label = v;
     else if (strcmp(a, "--idle") == 0)
       cfg.idle = 1;
+    else if (strcmp(a, "--tls") == 0)
+      cfg.tls = 1;
+    else if (strcmp(a, "--handshakes") == 0)
+      cfg.handshakes = 1;
+    else if (IS("--tls-ca"))
+      cfg.tls_ca = v;
+    else if (IS("--tls-server-name"))
+      cfg.tls_server_name = v;
     else {
       fprintf(stderr, "loadgen: unknown argument %s\n", a);
       usage_exit(1);
@@ -126,6 +154,16 @@ static void parse_args(int argc, char** argv) {
   if (cfg.port <= 0 || cfg.conns == 0 || cfg.depth == 0 || cfg.max_outstanding == 0 ||
       cfg.size > (1u << 20) || cfg.duration <= 0) {
     usage_exit(1);
+  }
+#ifndef LOADGEN_TLS
+  if (cfg.tls) {
+    fprintf(stderr, "loadgen: built without OpenSSL: no --tls\n");
+    exit(1);
+  }
+#endif
+  if (cfg.handshakes && (!cfg.tls || cfg.idle)) {
+    fprintf(stderr, "loadgen: --handshakes needs --tls (and no --idle)\n");
+    exit(1);
   }
 }
 
@@ -243,7 +281,7 @@ static inline const uint8_t* payload_of(uint32_t conn, uint64_t seq) {
 }
 
 /* ---- connections ---- */
-enum { CONNECTING, HELLO_WAIT, READY, DONE };
+enum { CONNECTING, TLS_HANDSHAKE, HELLO_WAIT, READY, DONE };
 
 struct conn {
   int fd;
@@ -258,6 +296,10 @@ struct conn {
   uint64_t* sent_ns; /* release time of message seq, at [seq % window] */
   uint32_t hs_have;  /* HELLO_ACK bytes gathered */
   uint8_t hs[SBMP_HEADER_SIZE + 300];
+#ifdef LOADGEN_TLS
+  SSL* ssl;
+  uint64_t started_ns; /* --handshakes: when this connection's connect began */
+#endif
 };
 
 static struct conn* conns;
@@ -271,6 +313,77 @@ static uint64_t late;       /* --rate: messages not sent, the connection's windo
 static uint8_t rxbuf[1 << 18];
 static uint8_t txbuf[128 * (SBMP_HEADER_SIZE + 2048)]; /* 128 iovecs' worth of small messages */
 static uint64_t syscalls;                              /* read, writev and epoll_pwait2 calls */
+static uint8_t* tls_txbuf; /* --tls: what one SSL_write takes (512 KiB + a message) */
+
+/* ---- TLS: read and write as read(2)/write(2) do (EAGAIN when it would block) ---- */
+#ifdef LOADGEN_TLS
+static SSL_CTX* tls_ctx;
+static uint64_t handshakes_total;
+
+static const char* tls_reason(void) {
+  unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  const char* r = e ? ERR_reason_error_string(e) : NULL;
+  return r ? r : "TLS error";
+}
+
+static int tls_setup(void) {
+  tls_ctx = SSL_CTX_new(TLS_client_method());
+  if (!tls_ctx) return -1;
+  SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION);
+  SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (cfg.tls_ca) {
+    if (SSL_CTX_load_verify_locations(tls_ctx, cfg.tls_ca, NULL) != 1) {
+      fprintf(stderr, "loadgen: --tls-ca=%s: %s\n", cfg.tls_ca, tls_reason());
+      return -1;
+    }
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+  }
+  return 0;
+}
+
+/* After the TCP connect: a new SSL on the socket, client side. */
+static int tls_attach(struct conn* c) {
+  c->ssl = SSL_new(tls_ctx);
+  if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) return -1;
+  SSL_set_tlsext_host_name(c->ssl, cfg.tls_server_name);
+  if (cfg.tls_ca) SSL_set1_host(c->ssl, cfg.tls_server_name);
+  SSL_set_connect_state(c->ssl);
+  return 0;
+}
+
+static ssize_t tls_result(struct conn* c, int r) {
+  if (r > 0) return r;
+  switch (SSL_get_error(c->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      errno = EAGAIN;
+      return -1;
+    case SSL_ERROR_ZERO_RETURN:
+      return 0;
+    case SSL_ERROR_SYSCALL:
+      if (errno == 0) errno = ECONNRESET;
+      return -1;
+    default:
+      errno = EPROTO;
+      return -1;
+  }
+}
+#endif
+
+static ssize_t conn_read(struct conn* c, void* buf, size_t n) {
+#ifdef LOADGEN_TLS
+  if (c->ssl) return tls_result(c, SSL_read(c->ssl, buf, n > (1u << 30) ? 1 << 30 : (int)n));
+#endif
+  return read(c->fd, buf, n);
+}
+
+static ssize_t conn_write(struct conn* c, const void* buf, size_t n) {
+#ifdef LOADGEN_TLS
+  if (c->ssl) return tls_result(c, SSL_write(c->ssl, buf, n > (1u << 30) ? 1 << 30 : (int)n));
+#endif
+  return write(c->fd, buf, n);
+}
 
 static void conn_fail(struct conn* c) {
   if (c->state == DONE) return;
@@ -278,6 +391,10 @@ static void conn_fail(struct conn* c) {
   c->state = DONE;
   ++done_count;
   epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+#ifdef LOADGEN_TLS
+  SSL_free(c->ssl);
+  c->ssl = NULL;
+#endif
   close(c->fd);
   c->fd = -1;
 }
@@ -312,13 +429,14 @@ static void flush(struct conn* c) {
       off = 0;
     }
     ssize_t w;
-    if (msg_len <= 2048) { /* small messages: one copy is cheaper than many iovecs */
+    if (msg_len <= 2048 || tls_txbuf) { /* small messages: one copy beats many iovecs */
+      uint8_t* out = tls_txbuf ? tls_txbuf : txbuf;
       size_t at = 0;
       for (int i = 0; i < n; ++i) {
-        memcpy(txbuf + at, iov[i].iov_base, iov[i].iov_len);
+        memcpy(out + at, iov[i].iov_base, iov[i].iov_len);
         at += iov[i].iov_len;
       }
-      w = write(c->fd, txbuf, at);
+      w = conn_write(c, out, at);
     } else {
       w = writev(c->fd, iov, n);
     }
@@ -382,12 +500,13 @@ static int load_running; /* closed loop: refill windows */
 
 static void on_readable(struct conn* c) {
   for (;;) {
-    ssize_t r = read(c->fd, rxbuf, sizeof rxbuf);
+    ssize_t r = conn_read(c, rxbuf, sizeof rxbuf);
     ++syscalls;
     if (r > 0) {
       verify(c, rxbuf, (size_t)r);
       if (c->state != READY) return;
-      if ((size_t)r < sizeof rxbuf) break; /* drained (edge-triggered) */
+      /* drained (edge-triggered); TLS hands out one record per call */
+      if ((size_t)r < sizeof rxbuf && !tls_txbuf) break;
       continue;
     }
     if (r == 0) {
@@ -424,7 +543,7 @@ static void send_hello(struct conn* c) {
   sbmp_put32(p + 4, 0); /* max_frame: default */
   sbmp_put32(p + 8, 0); /* features: none, so no CHK trailers */
   memcpy(p + 12, agent, sizeof agent - 1);
-  if (write(c->fd, f, SBMP_HEADER_SIZE + len) != (ssize_t)(SBMP_HEADER_SIZE + len)) {
+  if (conn_write(c, f, SBMP_HEADER_SIZE + len) != (ssize_t)(SBMP_HEADER_SIZE + len)) {
     error_at(c->id, "HELLO not written");
     conn_fail(c);
     return;
@@ -442,7 +561,7 @@ static void on_hello_ack(struct conn* c) {
       return;
     }
     if (c->hs_have == need && need > SBMP_HEADER_SIZE) break;
-    ssize_t r = read(c->fd, c->hs + c->hs_have, need - c->hs_have);
+    ssize_t r = conn_read(c, c->hs + c->hs_have, need - c->hs_have);
     if (r <= 0) {
       if (r < 0 && errno == EAGAIN) return;
       error_at(c->id, "no HELLO_ACK (%s)", r == 0 ? "EOF" : strerror(errno));
@@ -469,6 +588,9 @@ static void on_hello_ack(struct conn* c) {
 }
 
 static int start_connect(struct conn* c, const struct sockaddr_in* addr) {
+#ifdef LOADGEN_TLS
+  c->started_ns = now_ns();
+#endif
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c->fd < 0) {
     error_at(c->id, "socket: %s", strerror(errno));
@@ -491,7 +613,61 @@ static int start_connect(struct conn* c, const struct sockaddr_in* addr) {
   return 0;
 }
 
+static void connected(struct conn* c) {
+  if (cfg.sbmp)
+    send_hello(c);
+  else
+    became_ready(c);
+}
+
+#ifdef LOADGEN_TLS
+static const struct sockaddr_in* server_addr;
+
+/* --handshakes: this connection is done; the next one starts. */
+static void handshake_done(struct conn* c) {
+  ++handshakes_total;
+  if (measuring) ++hist[hist_index(now_ns() - c->started_ns)];
+  struct linger lg = {1, 0}; /* RST: no TIME_WAIT on either side */
+  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  SSL_free(c->ssl);
+  c->ssl = NULL;
+  close(c->fd);
+  c->fd = -1;
+  start_connect(c, server_addr);
+}
+
+static void tls_step(struct conn* c) {
+  ERR_clear_error();
+  int r = SSL_do_handshake(c->ssl);
+  ++syscalls;
+  if (r == 1) {
+    if (cfg.handshakes) {
+      handshake_done(c);
+    } else {
+      connected(c);
+    }
+    return;
+  }
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+  const long verify = SSL_get_verify_result(c->ssl);
+  if (verify != X509_V_OK) {
+    error_at(c->id, "TLS handshake: certificate: %s", X509_verify_cert_error_string(verify));
+  } else {
+    error_at(c->id, "TLS handshake: %s", e == SSL_ERROR_SYSCALL ? "connection lost" : tls_reason());
+  }
+  conn_fail(c);
+}
+#endif
+
 static void on_event(struct conn* c, uint32_t events) {
+#ifdef LOADGEN_TLS
+  if (c->state == TLS_HANDSHAKE) {
+    tls_step(c);
+    return;
+  }
+#endif
   if (c->state == CONNECTING) {
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
     --connecting_count;
@@ -503,10 +679,19 @@ static void on_event(struct conn* c, uint32_t events) {
       conn_fail(c);
       return;
     }
-    if (cfg.sbmp)
-      send_hello(c);
-    else
-      became_ready(c);
+#ifdef LOADGEN_TLS
+    if (cfg.tls) {
+      if (tls_attach(c) != 0) {
+        error_at(c->id, "SSL_new: %s", tls_reason());
+        conn_fail(c);
+        return;
+      }
+      c->state = TLS_HANDSHAKE;
+      tls_step(c);
+      return;
+    }
+#endif
+    connected(c);
     return;
   }
   if (c->state == HELLO_WAIT) {
@@ -538,6 +723,59 @@ static void on_signal(int sig) {
   (void)sig;
   interrupted = 1;
 }
+
+static double cpu_seconds(const struct rusage* a, const struct rusage* b) {
+  return (double)(b->ru_utime.tv_sec - a->ru_utime.tv_sec) +
+         (double)(b->ru_stime.tv_sec - a->ru_stime.tv_sec) +
+         (double)(b->ru_utime.tv_usec - a->ru_utime.tv_usec) / 1e6 +
+         (double)(b->ru_stime.tv_usec - a->ru_stime.tv_usec) / 1e6;
+}
+
+#ifdef LOADGEN_TLS
+/* --handshakes: --conns connections handshake over and over. */
+static int run_handshakes(const struct sockaddr_in* addr) {
+  now = now_ns();
+  for (uint32_t i = 0; i < cfg.conns; ++i) {
+    conns[i].id = i;
+    start_connect(&conns[i], addr);
+  }
+  const uint64_t t_measure = now + (uint64_t)(cfg.warmup * 1e9);
+  const uint64_t t_end = t_measure + (uint64_t)(cfg.duration * 1e9);
+  while (!interrupted && now < t_measure && done_count < cfg.conns) poll_once(t_measure);
+  struct proc_sample s0, s1;
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
+  sample(&s0);
+  const uint64_t h0 = handshakes_total;
+  measuring = 1;
+  const uint64_t t0 = now_ns();
+  while (!interrupted && now < t_end && done_count < cfg.conns) poll_once(t_end);
+  measuring = 0;
+  const double seconds = (double)(now_ns() - t0) / 1e9;
+  getrusage(RUSAGE_SELF, &ru1);
+  sample(&s1);
+  const uint64_t n = handshakes_total - h0;
+  const double tck = (double)sysconf(_SC_CLK_TCK);
+  const double server_cpu =
+      s0.server_ok && s1.server_ok ? (double)(s1.server_ticks - s0.server_ticks) / tck : -1;
+  const double client_cpu = cpu_seconds(&ru0, &ru1);
+  const double m = n ? (double)n : 1;
+  if (n == 0) error_at(0, "no handshake completed");
+  printf(
+      "{\"label\":\"%s\",\"mode\":\"handshakes\",\"proto\":\"tls\",\"conns\":%u,"
+      "\"seconds\":%.3f,\"handshakes\":%" PRIu64
+      ",\"handshakes_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+      "\"client_cpu_s\":%.4f,\"client_us_per_handshake\":%.2f,\"server_cpu_s\":%.3f,"
+      "\"server_us_per_handshake\":%.2f,\"server_rss_kib\":%ld,\"errors\":%" PRIu64
+      ",\"first_error\":\"%s\"}\n",
+      cfg.label, cfg.conns, seconds, n, seconds > 0 ? (double)n / seconds : 0,
+      hist_quantile(0.5) / 1e3, hist_quantile(0.99) / 1e3, client_cpu, client_cpu * 1e6 / m,
+      server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1, s1.server_rss_kib, errors,
+      first_error);
+  fflush(stdout);
+  return errors ? 1 : 0;
+}
+#endif
 
 int main(int argc, char** argv) {
   parse_args(argc, argv);
@@ -575,6 +813,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   epfd = epoll_create1(EPOLL_CLOEXEC);
+#ifdef LOADGEN_TLS
+  if (cfg.tls) {
+    if (tls_setup() != 0) return 1;
+    tls_txbuf = malloc((1u << 19) + msg_len);
+    if (!tls_txbuf) return 2;
+    server_addr = &addr;
+    if (cfg.handshakes) return run_handshakes(&addr);
+  }
+#endif
 
   const long rss_before = cfg.server_pid > 0 ? rss_kib(cfg.server_pid) : -1;
   /* Connect, at most 256 handshakes at a time (a full backlog drops SYNs). */
@@ -703,10 +950,7 @@ int main(int argc, char** argv) {
     }
 
     const double tck = (double)sysconf(_SC_CLK_TCK);
-    const double client_cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
-                              (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
-                              (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
-                              (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
+    const double client_cpu = cpu_seconds(&ru0, &ru1);
     const double server_cpu =
         s0.server_ok && s1.server_ok ? (double)(s1.server_ticks - s0.server_ticks) / tck : -1;
     const double total = (double)(s1.total_ticks - s0.total_ticks);
@@ -717,7 +961,7 @@ int main(int argc, char** argv) {
     const double irq = (double)(s1.irq_ticks - s0.irq_ticks);
     const double m = msgs ? (double)msgs : 1;
     printf(
-        "{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s\",\"conns\":%u,\"size\":%u,"
+        "{\"label\":\"%s\",\"mode\":\"%s\",\"proto\":\"%s%s\",\"conns\":%u,\"size\":%u,"
         "\"depth\":%u,\"rate\":%.0f,\"seconds\":%.3f,\"msgs\":%" PRIu64
         ",\"msgs_per_sec\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
         "\"late\":%" PRIu64
@@ -726,7 +970,8 @@ int main(int argc, char** argv) {
         "\"client_syscalls_per_msg\":%.3f,\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,"
         "\"errors\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
         cfg.label, cfg.rate > 0 ? "rate" : (cfg.depth == 1 ? "pingpong" : "pipelined"),
-        cfg.sbmp ? "sbmp" : "raw", cfg.conns, cfg.size, cfg.depth, cfg.rate, seconds, msgs,
+        cfg.sbmp ? "sbmp" : "raw", cfg.tls ? "+tls" : "", cfg.conns, cfg.size, cfg.depth, cfg.rate,
+        seconds, msgs,
         seconds > 0 ? (double)msgs / seconds : 0, hist_quantile(0.5) / 1e3,
         hist_quantile(0.99) / 1e3, hist_quantile(0.999) / 1e3, late - late0, client_cpu,
         client_cpu * 1e6 / m, server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1,

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # bench.loadgen: the benchmark's load generator against real servers, briefly:
 # zero verification errors against the raw liburing baseline (raw and SBMP),
-# coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
-# a server that flips one bit. No timing is asserted: figures belong to
-# bench/run.sh.
-#   loadgen_test.sh LOADGEN URING_ECHO EPOLL_ECHO ECHO_SERVER SBMP_ECHO_SERVER
+# the epoll baseline's SBMP mode (frames split across reads: 64 KiB), coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
+# a server that flips one bit. With ASIO_TLS_ECHO (built when OpenSSL was
+# found): the load generator's --tls against asio::ssl, verified against a
+# certificate made here, a wrong server name refused, and --handshakes.
+# No timing is asserted: figures belong to bench/run.sh.
+#   loadgen_test.sh LOADGEN URING_ECHO EPOLL_ECHO ECHO_SERVER SBMP_ECHO_SERVER [ASIO_TLS_ECHO]
 set -uo pipefail
-loadgen=$1 uring=$2 epoll=$3 coring=$4 coring_sbmp=$5
+loadgen=$1 uring=$2 epoll=$3 coring=$4 coring_sbmp=$5 asio_tls=${6:-}
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -55,6 +57,9 @@ start uring "$uring" --port=0 &&
   expect_clean "uring raw rate" --conns=4 --size=64 --rate=2000 && stop
 start uring_sbmp "$uring" --port=0 --sbmp &&
   expect_clean "uring sbmp pipelined" --proto=sbmp --conns=8 --size=3000 --depth=8 && stop
+start epoll_sbmp "$epoll" --port=0 --sbmp &&
+  expect_clean "epoll sbmp pipelined 64K" --proto=sbmp --conns=8 --size=65536 --depth=8 &&
+  expect_clean "epoll sbmp ping-pong" --proto=sbmp --conns=4 --size=100 --depth=1 && stop
 start coring "$coring" --host=127.0.0.1 --port=0 --threads=1 &&
   expect_clean "coring echo_server" --conns=8 --size=1000 --depth=8 && stop
 start coring_sbmp "$coring_sbmp" --host=127.0.0.1 --port=0 --threads=1 &&
@@ -72,6 +77,32 @@ if start mangler "$epoll" --port=0 --mangle-after=5000; then
   grep -q '"mismatches":2,' <<<"$line" || fail "mangling server: want 2 mismatches"
   grep -q 'differs in message 5 near byte 0' <<<"$line" || fail "mangling server: wrong place"
   stop
+fi
+if [ -n "$asio_tls" ]; then
+  if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" \
+    -out "$work/cert.pem" 2>"$work/openssl.err"; then
+    tls=(--tls --tls-ca="$work/cert.pem")
+    start asio_tls "$asio_tls" --port=0 --tls_cert="$work/cert.pem" --tls_key="$work/key.pem" &&
+      expect_clean "asio_tls raw pipelined" "${tls[@]}" --conns=4 --size=20000 --depth=8 &&
+      expect_clean "asio_tls raw ping-pong" "${tls[@]}" --conns=4 --size=64 --depth=1 && {
+      rc=0
+      line=$("$loadgen" --port="$port" "${tls[@]}" --handshakes --conns=4 --duration=0.3 \
+        --warmup=0.1) || rc=$?
+      echo "asio_tls handshakes: $line"
+      [ "$rc" -eq 0 ] || fail "handshakes: loadgen exit $rc"
+      grep -q '"handshakes":[1-9]' <<<"$line" || fail "handshakes: none counted"
+      rc=0
+      line=$("$loadgen" --port="$port" "${tls[@]}" --tls-server-name=wrong.example --conns=1 \
+        --duration=0.2 --warmup=0) || rc=$?
+      echo "asio_tls wrong name: $line"
+      [ "$rc" -eq 1 ] || fail "wrong server name: loadgen exit $rc, want 1"
+      grep -q 'hostname mismatch' <<<"$line" || fail "wrong server name: not reported"
+      stop
+    }
+  else
+    fail "openssl req: $(cat "$work/openssl.err")"
+  fi
 fi
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -39,6 +39,9 @@ ABSL_FLAG(uint16_t, port, 0, "attack a server already listening on this loopback
 ABSL_FLAG(int, pid, 0, "with --port: the server's pid, for RSS");
 ABSL_FLAG(uint64_t, seed, 1, "attack order");
 ABSL_FLAG(int, parallel, 3, "attackers running at once");
+ABSL_FLAG(int, rss_growth_percent, 25,
+          "flat RSS: the second half's peak may exceed the first half's by this much "
+          "(plus 16 MiB) before the soak fails");
 
 namespace coring::hostile {
 namespace {
@@ -217,11 +220,19 @@ int soak_main() {
   const uint64_t rss_before = pid > 0 ? rss_kib_of(pid) : 0;
   std::atomic<uint64_t> rss_max{rss_before};
   std::atomic<bool> done{false};
+  const auto start = Clock::now();
+  const auto half = start + std::chrono::seconds(absl::GetFlag(FLAGS_soak)) / 2;
+  // Peak RSS of each half of the soak: every attack runs in both (a cycle
+  // takes a few seconds), so a server that keeps what it once used is flat
+  // and one that leaks is not.
+  uint64_t half_max[2] = {rss_before, 0};
   std::thread sampler([&] {
     while (!done.load()) {
       if (pid > 0) {
         const uint64_t r = rss_kib_of(pid);
         if (r > rss_max.load()) rss_max = r;
+        uint64_t& m = half_max[Clock::now() < half ? 0 : 1];
+        m = std::max(m, r);
       }
       std::this_thread::sleep_for(100ms);
     }
@@ -278,6 +289,9 @@ int soak_main() {
   done = true;
   sampler.join();
   const uint64_t rss_after = pid > 0 ? rss_kib_of(pid) : 0;
+  const uint64_t flat_limit =
+      half_max[0] * (100 + absl::GetFlag(FLAGS_rss_growth_percent)) / 100 + 16 * 1024;
+  const bool rss_flat = pid <= 0 || half_max[1] <= flat_limit;
   const bool alive = own ? own->alive() : (pid <= 0 || ::kill(pid, 0) == 0);
 
   std::map<std::string, Tally> tally;
@@ -310,18 +324,23 @@ int soak_main() {
         R"({"server":"%s","seconds":%d,"attacks_tried":%u,"attacks":{%s},)"
         R"("victim":{"echoes":%u,"bytes_verified":%u,"p50_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,)"
         R"("errors":%u,"restarts":%u,"first_error":"%s"},)"
-        R"("rss_kib":{"before":%u,"max":%u,"after":%u},"server_alive":%s})"
+        R"("rss_kib":{"before":%u,"max":%u,"first_half_max":%u,"second_half_max":%u,"after":%u,)"
+        R"("flat":%s},"server_alive":%s})"
         "\n",
         command, absl::GetFlag(FLAGS_soak), tried, absl::StrJoin(parts, ","), victim.frames,
         victim.bytes_verified, victim.p50_ms(), victim.p99_ms(), victim.max_ms(), victim.errors,
-        victim_restarts, json_escape(victim.first_error), rss_before, rss_max.load(), rss_after,
-        alive ? "true" : "false");
+        victim_restarts, json_escape(victim.first_error), rss_before, rss_max.load(), half_max[0],
+        half_max[1], rss_after, rss_flat ? "true" : "false", alive ? "true" : "false");
   } else {
     absl::PrintF("hostile_soak: %d s against %s\n", absl::GetFlag(FLAGS_soak), command);
     absl::PrintF("attacks tried: %u\n%s\n", tried, absl::StrJoin(parts, "\n"));
     absl::PrintF("%s; victim restarts: %u\n", victim.to_string(), victim_restarts);
-    absl::PrintF("RSS: before %u KiB, max %u KiB, after %u KiB\nserver: %s\n", rss_before,
-                 rss_max.load(), rss_after, alive ? "alive" : "DEAD");
+    absl::PrintF(
+        "RSS: before %u KiB, max %u KiB, after %u KiB; peak of the first half %u KiB, of the "
+        "second %u KiB: %s\nserver: %s\n",
+        rss_before, rss_max.load(), rss_after, half_max[0], half_max[1],
+        rss_flat ? "flat" : absl::StrFormat("GROWING (limit %u KiB)", flat_limit),
+        alive ? "alive" : "DEAD");
   }
   std::fflush(stdout);
   if (own) {
@@ -330,7 +349,7 @@ int soak_main() {
   }
   uint64_t unexpected = 0;
   for (const auto& [name, t] : tally) unexpected += t.judged - t.as_expected;
-  return victim.errors == 0 && unexpected == 0 && alive ? 0 : 1;
+  return victim.errors == 0 && unexpected == 0 && alive && rss_flat ? 0 : 1;
 }
 
 }  // namespace

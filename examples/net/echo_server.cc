@@ -2,11 +2,13 @@
 //
 //   echo_server --port=7000 --threads=4
 //   echo_server --unix=/tmp/echo.sock
+//   echo_server --port=7443 --tls_cert=cert.pem --tls_key=key.pem   # TLS
 //
 // One listener and accept loop per thread; every connection echoes the bytes
 // it receives until the peer closes. SIGINT/SIGTERM: stop accepting, let
 // connections finish, exit 0 (2 if some had to be aborted at the deadline).
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -14,6 +16,7 @@
 #include "command_line.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
+#include "coring/tls/tls_stream.h"
 #include "millis_flag.h"
 
 ABSL_FLAG(uint16_t, port, 7000, "TCP port to listen on (0: pick one)");
@@ -26,8 +29,12 @@ ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more are closed (0: RLIMIT_NOFILE)");
 ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
           "on SIGINT/SIGTERM, abort connections still open after this long");
+ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this PEM certificate chain (needs --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "the PEM private key of --tls_cert");
 
-coring::Task<> echo(coring::net::Stream conn) {
+// S: net::Stream, or tls::TlsStream with --tls_cert.
+template <class S>
+coring::Task<> echo(S conn) {
   for (;;) {
     auto buf = co_await conn.read();       // a chunk from the loop's buffer ring
     if (!buf.ok() || buf->empty()) break;  // error, EOF or shutdown
@@ -37,11 +44,17 @@ coring::Task<> echo(coring::net::Stream conn) {
   (void)co_await conn.close();  // queued bytes first
 }
 
+coring::Task<> echo_tls(coring::tls::TlsContext& tls, coring::net::Stream conn) {
+  auto t = co_await coring::tls::TlsStream::accept(tls, std::move(conn));
+  if (t.ok()) co_await echo(std::move(*t));  // else: closed, counted in tls.stats()
+}
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "raw TCP (or Unix-socket) byte echo server.\n\n"
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
+      "                   [--tls_cert=PEM --tls_key=PEM]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
       "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
@@ -53,7 +66,21 @@ int main(int argc, char** argv) {
                               .max_connections = absl::GetFlag(FLAGS_max_connections),
                               .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
                               .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});
-  if (absl::Status s = server.serve(echo); !s.ok()) {
+  std::unique_ptr<coring::tls::TlsContext> tls;
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    auto t = coring::tls::TlsContext::server(
+        {.cert_file = absl::GetFlag(FLAGS_tls_cert), .key_file = absl::GetFlag(FLAGS_tls_key)});
+    if (!t.ok()) {
+      std::fprintf(stderr, "echo_server: %s\n", t.status().ToString().c_str());
+      return 1;
+    }
+    tls = std::move(*t);
+  }
+  coring::net::Server::Handler handler = echo<coring::net::Stream>;
+  if (tls) {
+    handler = [&tls](coring::net::Stream s) { return echo_tls(*tls, std::move(s)); };
+  }
+  if (absl::Status s = server.serve(std::move(handler)); !s.ok()) {
     std::fprintf(stderr, "echo_server: %s\n", s.ToString().c_str());
     return 1;
   }

@@ -61,9 +61,9 @@
 #include "coring/core/buffer_ring.h"
 #include "coring/core/event_loop.h"
 #include "coring/core/task.h"
+#include "coring/net/byte_stream.h"
 #include "coring/net/callback_timer.h"
 #include "coring/net/frame_codec.h"
-#include "coring/net/byte_stream.h"
 #include "coring/net/stream.h"
 
 namespace coring::net {
@@ -306,7 +306,7 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     } else {
       // Another transport (TLS): its synchronous path when it has one, else
       // its write() as a coroutine.
-      if constexpr (requires(absl::Status& out) { s.stream_.try_write_now(parts, out); }) {
+      if constexpr (requires(absl::Status & out) { s.stream_.try_write_now(parts, out); }) {
         absl::Status out;
         if (s.stream_.try_write_now(parts, out)) {
           status_ = std::move(out);

@@ -37,7 +37,7 @@ struct RecordPathDecision {
 
 // After a completed handshake on `ssl` over `file`: which path carries the
 // records from now on. `wanted`: TlsOptions::kernel_tls.
-RecordPathDecision decide_record_path(bool wanted, const std::string& ulp_list_file,
-                                      FileRef file, ssl_st* ssl);
+RecordPathDecision decide_record_path(bool wanted, const std::string& ulp_list_file, FileRef file,
+                                      ssl_st* ssl);
 
 }  // namespace coring::tls

@@ -127,10 +127,9 @@ Task<absl::Status> TlsConnection::handshake() {
   handshake_timer_.cancel();
   TlsContext::Counters& counters = tls_->counters();
   if (timed_out_) {
-    result = absl::DeadlineExceededError(
-        absl::StrFormat("%s: not finished within %d ms", what_,
-                        std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout)
-                            .count()));
+    result = absl::DeadlineExceededError(absl::StrFormat(
+        "%s: not finished within %d ms", what_,
+        std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout).count()));
     counters.handshake_timeouts.fetch_add(1, std::memory_order_relaxed);
   }
   if (!result.ok()) {
@@ -152,15 +151,13 @@ void TlsConnection::after_handshake() {
   if (alpn != nullptr) info_.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   info_.resumed = SSL_session_reused(ssl_) == 1;
   const TlsOptions& o = tls_->options();
-  RecordPathDecision path =
-      decide_record_path(o.kernel_tls, o.ulp_list_file, stream_.file(), ssl_);
+  RecordPathDecision path = decide_record_path(o.kernel_tls, o.ulp_list_file, stream_.file(), ssl_);
   info_.record_path = path.path;
   info_.record_path_reason = std::move(path.reason);
   TlsContext::Counters& counters = tls_->counters();
   counters.handshakes.fetch_add(1, std::memory_order_relaxed);
   if (info_.resumed) counters.resumed.fetch_add(1, std::memory_order_relaxed);
-  (info_.record_path == RecordPath::kKernel ? counters.kernel_records
-                                            : counters.user_space_records)
+  (info_.record_path == RecordPath::kKernel ? counters.kernel_records : counters.user_space_records)
       .fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -210,8 +207,8 @@ absl::Status TlsConnection::ssl_write(const uint8_t* data, size_t size) {
   return absl::OkStatus();
 }
 
-absl::Status TlsConnection::encrypt(absl::Span<const absl::Span<const uint8_t>> parts,
-                                    size_t& part, size_t& offset, size_t budget) {
+absl::Status TlsConnection::encrypt(absl::Span<const absl::Span<const uint8_t>> parts, size_t& part,
+                                    size_t& offset, size_t budget) {
   if (stage_.empty()) stage_.resize(kRecordPlain);
   size_t staged = 0;
   auto flush_stage = [&]() -> absl::Status {
@@ -284,8 +281,7 @@ bool TlsConnection::try_write_now(absl::Span<const absl::Span<const uint8_t>> pa
   return true;
 }
 
-Task<absl::Status> TlsConnection::write_locked(
-    absl::Span<const absl::Span<const uint8_t>> parts) {
+Task<absl::Status> TlsConnection::write_locked(absl::Span<const absl::Span<const uint8_t>> parts) {
   if (absl::Status s = writable(); !s.ok()) co_return s;
   size_t part = 0;
   size_t offset = 0;

@@ -91,8 +91,7 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::make(bool server, TlsOpt
   } else {
     if (o.verify_peer) SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     if (o.resume_sessions) {
-      SSL_CTX_set_session_cache_mode(ctx,
-                                     SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
       SSL_CTX_sess_set_new_cb(ctx, &TlsContext::on_new_session);
     } else {
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -157,8 +156,7 @@ void TlsContext::store_session(const std::string& key, SSL_SESSION* session) {
 }
 
 int TlsContext::on_new_session(SSL* ssl, SSL_SESSION* session) {
-  auto* self =
-      static_cast<TlsContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
+  auto* self = static_cast<TlsContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
   const char* key = static_cast<const char*>(SSL_get_app_data(ssl));
   if (self == nullptr || key == nullptr) return 0;
   self->store_session(key, session);

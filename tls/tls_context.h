@@ -71,7 +71,7 @@ struct TlsOptions {
 
 // Counters over every connection of the context (relaxed; any thread).
 struct TlsStats {
-  uint64_t handshakes = 0;         // completed
+  uint64_t handshakes = 0;          // completed
   uint64_t handshake_failures = 0;  // includes timeouts
   uint64_t handshake_timeouts = 0;
   uint64_t resumed = 0;             // completed by resuming a session

@@ -12,9 +12,8 @@
 // read here.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 struct ssl_st;
 

@@ -42,10 +42,10 @@ absl::Status serve_tls(
     net::Server& server, TlsContext& tls, H handler,
     std::function<C()> make_codec = [] { return C(); }) {
   const net::FramedOptions framed = server.options().framed;
-  return server.serve([&tls, handler = std::move(handler), make_codec,
-                       framed](net::Stream s) -> Task<> {
-    return detail::tls_framed_connection<C>(tls, std::move(s), handler, make_codec(), framed);
-  });
+  return server.serve(
+      [&tls, handler = std::move(handler), make_codec, framed](net::Stream s) -> Task<> {
+        return detail::tls_framed_connection<C>(tls, std::move(s), handler, make_codec(), framed);
+      });
 }
 
 }  // namespace coring::tls

@@ -11,8 +11,7 @@ TlsStream::~TlsStream() = default;
 TlsStream::TlsStream(std::unique_ptr<detail::TlsConnection> conn) noexcept
     : conn_(std::move(conn)) {}
 
-Task<absl::StatusOr<TlsStream>> TlsStream::handshake(
-    std::unique_ptr<detail::TlsConnection> conn) {
+Task<absl::StatusOr<TlsStream>> TlsStream::handshake(std::unique_ptr<detail::TlsConnection> conn) {
   absl::Status s = co_await conn->handshake();
   if (!s.ok()) {
     // The alert (if any) was queued: close() sends it, bounded by linger.

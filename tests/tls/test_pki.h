@@ -29,11 +29,11 @@ class TestPki {
     dir_ = d != nullptr ? d : "/tmp";
     Pair ca = make("coring test CA", nullptr, nullptr, /*is_ca=*/true, -3600, 86400, "");
     Pair other = make("another CA", nullptr, nullptr, /*is_ca=*/true, -3600, 86400, "");
-    Pair server = make("localhost", ca.cert, ca.key, false, -3600, 86400,
-                       "DNS:localhost,IP:127.0.0.1");
+    Pair server =
+        make("localhost", ca.cert, ca.key, false, -3600, 86400, "DNS:localhost,IP:127.0.0.1");
     // Valid from two days ago until yesterday.
-    Pair expired = make("localhost", ca.cert, ca.key, false, -2 * 86400, -86400,
-                        "DNS:localhost,IP:127.0.0.1");
+    Pair expired =
+        make("localhost", ca.cert, ca.key, false, -2 * 86400, -86400, "DNS:localhost,IP:127.0.0.1");
     Pair client = make("coring test client", ca.cert, ca.key, false, -3600, 86400, "");
     save(ca, "ca");
     save(other, "other_ca");

@@ -33,10 +33,9 @@ uint16_t listening_port(ChildProcess& child) {
 
 std::vector<std::string> client_args(uint16_t port, const testing::TestPki& pki,
                                      std::vector<std::string> extra) {
-  std::vector<std::string> a = {kBin + "pingpong_client", "--host=127.0.0.1",
-                                "--port=" + std::to_string(port), "--conns=4",
-                                "--duration=300ms", "--depth=3",
-                                "--tls_ca=" + pki.path("ca.pem"), "--json"};
+  std::vector<std::string> a = {
+      kBin + "pingpong_client", "--host=127.0.0.1", "--port=" + std::to_string(port), "--conns=4",
+      "--duration=300ms",       "--depth=3",        "--tls_ca=" + pki.path("ca.pem"), "--json"};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }

@@ -56,8 +56,8 @@ TEST(TlsHostileTest, ThousandIdleTlsConnectionsThenOneMoreIsServed) {
   }
   EXPECT_EQ(f.server_tls->stats().handshakes, uint64_t(kIdle));
   // One more, echoing frames, while the thousand sit there.
-  s = f.t.run(testing::tls_sbmp_client(*f.t.net, *f.client_tls, f.addr, "localhost",
-                                       {0, 100, 70000}));
+  s = f.t.run(
+      testing::tls_sbmp_client(*f.t.net, *f.client_tls, f.addr, "localhost", {0, 100, 70000}));
   EXPECT_TRUE(s.ok()) << s;
   f.t.run([](std::vector<TlsStream>& idle) -> Task<> {
     for (TlsStream& t : idle) (void)co_await t.close();

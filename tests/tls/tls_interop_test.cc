@@ -108,32 +108,33 @@ TEST(TlsInteropTest, CoringClientAgainstOpensslServer) {
   TlsFixture f;
   const uint16_t port = free_port();
   ChildProcess server({"/usr/bin/openssl", "s_server", "-accept", absl::StrCat("127.0.0.1:", port),
-                       "-cert", f.pki.path("server.pem"), "-key", f.pki.path("server.key"),
-                       "-rev", "-naccept", "1"});
+                       "-cert", f.pki.path("server.pem"), "-key", f.pki.path("server.key"), "-rev",
+                       "-naccept", "1"});
   for (std::string l = server.read_line(10s); l.find("ACCEPT") == std::string::npos;
        l = server.read_line(10s)) {
     ASSERT_FALSE(l.empty()) << "openssl s_server did not start";
   }
   auto addr = net::SocketAddress::ipv4_loopback(port);
-  auto got = f.t.run([](TlsFixture& f, net::SocketAddress addr) -> Task<absl::StatusOr<std::string>> {
-    auto t = co_await TlsStream::connect(*f.client_tls, *f.t.net, addr, "localhost");
-    if (!t.ok()) co_return t.status();
-    const std::string line = "hello coring\n";
-    if (auto s = co_await t->write(absl::MakeConstSpan(
-            reinterpret_cast<const uint8_t*>(line.data()), line.size()));
-        !s.ok()) {
-      co_return s;
-    }
-    std::string back;
-    while (back.find('\n') == std::string::npos) {
-      auto buf = co_await t->read();
-      if (!buf.ok()) co_return buf.status();
-      if (buf->empty()) break;
-      back.append(reinterpret_cast<const char*>(buf->data()), buf->size());
-    }
-    (void)co_await t->close();
-    co_return back;
-  }(f, addr));
+  auto got =
+      f.t.run([](TlsFixture& f, net::SocketAddress addr) -> Task<absl::StatusOr<std::string>> {
+        auto t = co_await TlsStream::connect(*f.client_tls, *f.t.net, addr, "localhost");
+        if (!t.ok()) co_return t.status();
+        const std::string line = "hello coring\n";
+        if (auto s = co_await t->write(
+                absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
+            !s.ok()) {
+          co_return s;
+        }
+        std::string back;
+        while (back.find('\n') == std::string::npos) {
+          auto buf = co_await t->read();
+          if (!buf.ok()) co_return buf.status();
+          if (buf->empty()) break;
+          back.append(reinterpret_cast<const char*>(buf->data()), buf->size());
+        }
+        (void)co_await t->close();
+        co_return back;
+      }(f, addr));
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_NE(got->find("gniroc olleh"), std::string::npos) << *got;  // -rev: reversed
 }
@@ -158,9 +159,9 @@ TEST(TlsInteropTest, PythonClientEchoesEverySizeThroughCoringServer) {
   TlsFixture f;
   f.sides.resize(1);
   spawn(*f.t.loop, raw_tls_echo(*f.server_tls, *f.listener, false, &f.sides[0]));
-  std::vector<std::string> argv = {"/usr/bin/python3", CORING_TLS_PEER_PY,
-                                   "client", std::to_string(f.addr.port()),
-                                   f.pki.path("ca.pem"), "localhost"};
+  std::vector<std::string> argv = {
+      "/usr/bin/python3",   CORING_TLS_PEER_PY, "client", std::to_string(f.addr.port()),
+      f.pki.path("ca.pem"), "localhost"};
   for (size_t n : {0, 1, 100, 4095, 16384, 16385, 65536, 100000, 1 << 20, 3}) {
     argv.push_back(std::to_string(n));
   }
@@ -175,8 +176,8 @@ TEST(TlsInteropTest, PythonClientEchoesEverySizeThroughCoringServer) {
 
 TEST(TlsInteropTest, CoringSbmpClientThroughPythonServer) {
   TlsFixture f;
-  ChildProcess server({"/usr/bin/python3", CORING_TLS_PEER_PY, "server",
-                       f.pki.path("server.pem"), f.pki.path("server.key")});
+  ChildProcess server({"/usr/bin/python3", CORING_TLS_PEER_PY, "server", f.pki.path("server.pem"),
+                       f.pki.path("server.key")});
   const std::string line = server.read_line(10s);
   ASSERT_EQ(line.rfind("listening ", 0), 0u) << line;
   const auto port = static_cast<uint16_t>(std::stoi(line.substr(10)));

@@ -19,8 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::TlsFixture;
 
-const std::vector<size_t> kSizes = {0,     1,      100,     4095, 16384, 16385,
-                                    65536, 100000, 1 << 20, 3,    0};
+const std::vector<size_t> kSizes = {0, 1, 100, 4095, 16384, 16385, 65536, 100000, 1 << 20, 3, 0};
 
 TEST(TlsStreamTest, EchoesSbmpFramesOfEverySizeBothWays) {
   TlsFixture f;
@@ -103,8 +102,8 @@ Task<absl::StatusOr<std::string>> plain_peer(net::NetContext& net, net::SocketAd
   auto c = co_await net::Stream::connect(net, addr);
   if (!c.ok()) co_return c.status();
   if (!bytes.empty()) {
-    const auto span = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                          bytes.size());
+    const auto span =
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
     if (auto s = co_await c->write(span); !s.ok()) co_return s;
   }
   std::string got;
@@ -291,8 +290,8 @@ TEST(TlsStreamTest, KernelTlsDetectionFallsBackToUserSpace) {
   TlsFixture f({}, TlsOptions{.ulp_list_file = with_tls.path()});
   f.serve(1);
   TlsInfo info;
-  absl::Status s = f.t.run(
-      testing::tls_sbmp_client(*f.t.net, *f.client_tls, f.addr, "localhost", {100}, &info));
+  absl::Status s =
+      f.t.run(testing::tls_sbmp_client(*f.t.net, *f.client_tls, f.addr, "localhost", {100}, &info));
   EXPECT_TRUE(s.ok()) << s;
   f.wait_server(0);
   EXPECT_EQ(info.record_path, RecordPath::kUserSpace);

@@ -297,9 +297,8 @@ Task<absl::Status> TlsConnection::write_locked(absl::Span<const absl::Span<const
 
 Task<absl::Status> TlsConnection::write(absl::Span<const absl::Span<const uint8_t>> parts) {
   co_await lock_.lock();
-  absl::Status s = co_await write_locked(parts);
-  lock_.unlock();
-  co_return s;
+  WriteLockGuard locked(lock_);
+  co_return co_await write_locked(parts);
 }
 
 Task<absl::StatusOr<TlsBuffer>> TlsConnection::read() {
@@ -318,9 +317,9 @@ Task<absl::StatusOr<TlsBuffer>> TlsConnection::read() {
     // What reading made OpenSSL write (a KeyUpdate answer, an alert). A
     // writer holding the lock sends it with its own records.
     if (BIO_ctrl_pending(wbio_) > 0 && lock_.try_lock()) {
+      WriteLockGuard locked(lock_);
       // A failed send shows on the next write; the plaintext read is still good.
       (void)co_await send_pending();
-      lock_.unlock();
     }
     if (!failed.ok()) co_return failed;
     if (kind == SSL_ERROR_NONE) co_return TlsBuffer(plain_in_.data(), got);
@@ -344,6 +343,7 @@ Task<> TlsConnection::send_close_notify() {
   net::detail::StreamState* st = stream_.state();
   if (st == nullptr || st->file_closed() || !st->write_error().ok()) co_return;
   co_await lock_.lock();
+  WriteLockGuard locked(lock_);
   if (!close_notify_sent_ && fatal_.ok()) {
     close_notify_sent_ = true;
     ERR_clear_error();
@@ -351,7 +351,6 @@ Task<> TlsConnection::send_close_notify() {
     ERR_clear_error();
     (void)co_await send_pending();
   }
-  lock_.unlock();
 }
 
 }  // namespace coring::tls::detail

@@ -72,6 +72,19 @@ class WriteLock::Acquire {
 
 inline WriteLock::Acquire WriteLock::lock() noexcept { return Acquire(this); }
 
+// Unlocks when it goes: also when the coroutine holding the lock is
+// destroyed while it waits for its send, so later writers are not stuck.
+class WriteLockGuard {
+ public:
+  explicit WriteLockGuard(WriteLock& lock) noexcept : lock_(&lock) {}
+  WriteLockGuard(const WriteLockGuard&) = delete;
+  WriteLockGuard& operator=(const WriteLockGuard&) = delete;
+  ~WriteLockGuard() { lock_->unlock(); }
+
+ private:
+  WriteLock* lock_;
+};
+
 inline void WriteLock::unlock() noexcept {
   Acquire* next = head_;
   if (next == nullptr) {

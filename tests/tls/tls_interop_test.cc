@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,10 @@ Task<> raw_tls_echo(TlsContext& tls, net::Listener& l, bool until_newline,
   out->done = true;
 }
 
+void write_file(const std::string& path, const std::string& contents) {
+  std::ofstream(path) << contents;
+}
+
 void run_until_done(TlsFixture& f, testing::ServerSide& side, std::chrono::milliseconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (!side.done && std::chrono::steady_clock::now() < until) f.t.loop->run_once(false);
@@ -75,10 +80,12 @@ TEST(TlsInteropTest, OpensslClientAgainstCoringServer) {
   TlsFixture f;
   f.sides.resize(1);
   spawn(*f.t.loop, raw_tls_echo(*f.server_tls, *f.listener, true, &f.sides[0]));
+  // exec: the child is s_client itself, so the test's kill reaches it.
+  write_file(f.pki.path("input.txt"), "hello coring\n");
   const std::string cmd = absl::StrFormat(
-      "printf 'hello coring\\n' | openssl s_client -connect 127.0.0.1:%d -CAfile %s "
-      "-verify_return_error -verify_hostname localhost -servername localhost -quiet -ign_eof",
-      f.addr.port(), f.pki.path("ca.pem"));
+      "exec openssl s_client -connect 127.0.0.1:%d -CAfile %s -verify_return_error "
+      "-verify_hostname localhost -servername localhost -quiet -ign_eof < %s",
+      f.addr.port(), f.pki.path("ca.pem"), f.pki.path("input.txt"));
   ChildProcess client({"/bin/sh", "-c", cmd});
   run_until_done(f, f.sides[0], 10s);
   EXPECT_TRUE(f.sides[0].handshake.ok()) << f.sides[0].handshake;
@@ -91,10 +98,11 @@ TEST(TlsInteropTest, OpensslClientWithTheWrongCaIsRefused) {
   TlsFixture f;
   f.sides.resize(1);
   spawn(*f.t.loop, raw_tls_echo(*f.server_tls, *f.listener, true, &f.sides[0]));
+  write_file(f.pki.path("input.txt"), "x\n");
   const std::string cmd = absl::StrFormat(
-      "printf 'x\\n' | openssl s_client -connect 127.0.0.1:%d -CAfile %s -verify_return_error "
-      "-servername localhost -quiet 2>&1",
-      f.addr.port(), f.pki.path("other_ca.pem"));
+      "exec openssl s_client -connect 127.0.0.1:%d -CAfile %s -verify_return_error "
+      "-servername localhost -quiet < %s 2>&1",
+      f.addr.port(), f.pki.path("other_ca.pem"), f.pki.path("input.txt"));
   ChildProcess client({"/bin/sh", "-c", cmd});
   run_until_done(f, f.sides[0], 10s);
   // s_client's alert (unknown CA) is the reason the server gives.

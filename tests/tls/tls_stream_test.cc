@@ -256,6 +256,30 @@ TEST(TlsStreamTest, NegotiatesAlpn) {
   EXPECT_EQ(f.sides[0].info.alpn, "sbmp/1.3");
 }
 
+TEST(TlsStreamTest, MutualTlsNeedsTheClientCertificate) {
+  TlsFixture f;
+  auto server = TlsContext::server({.cert_file = f.pki.path("server.pem"),
+                                    .key_file = f.pki.path("server.key"),
+                                    .ca_file = f.pki.path("ca.pem"),
+                                    .verify_peer = true});
+  ASSERT_TRUE(server.ok()) << server.status();
+  f.server_tls = std::move(*server);
+  auto with_cert = TlsContext::client({.cert_file = f.pki.path("client.pem"),
+                                       .key_file = f.pki.path("client.key"),
+                                       .ca_file = f.pki.path("ca.pem")});
+  ASSERT_TRUE(with_cert.ok()) << with_cert.status();
+  f.serve(2);
+  absl::Status s =
+      f.t.run(testing::tls_sbmp_client(*f.t.net, **with_cert, f.addr, "localhost", {10}));
+  EXPECT_TRUE(s.ok()) << s;
+  // Without a certificate: TLS 1.3 finishes the client's handshake first;
+  // the server's refusal (an alert) ends the echo.
+  s = f.t.run(testing::tls_sbmp_client(*f.t.net, *f.client_tls, f.addr, "localhost", {10}));
+  EXPECT_FALSE(s.ok());
+  f.wait_server(1);
+  EXPECT_TRUE(absl::IsUnauthenticated(f.sides[1].handshake)) << f.sides[1].handshake;
+}
+
 class TempFile {
  public:
   explicit TempFile(const std::string& contents) {

@@ -224,21 +224,23 @@ absl::Status TlsConnection::encrypt(absl::Span<const absl::Span<const uint8_t>> 
       offset = 0;
       continue;
     }
-    if (staged + n <= stage_.size()) {
-      // Small pieces (a frame's header, a small payload) share one record.
-      std::memcpy(stage_.data() + staged, p.data(), n);
-      staged += n;
-    } else {
-      if (absl::Status s = flush_stage(); !s.ok()) return s;
-      if (n >= stage_.size()) {
-        if (absl::Status s = ssl_write(p.data(), n); !s.ok()) return s;
-      } else {
-        std::memcpy(stage_.data(), p.data(), n);
-        staged = n;
+    // Records are filled: pieces (a frame's header, its payload, its
+    // trailer) are staged together until a record is full; only whole
+    // records go to OpenSSL straight from the caller's memory.
+    size_t take = 0;
+    if (staged > 0 || n < stage_.size()) {
+      take = std::min(n, stage_.size() - staged);
+      std::memcpy(stage_.data() + staged, p.data(), take);
+      staged += take;
+      if (staged == stage_.size()) {
+        if (absl::Status s = flush_stage(); !s.ok()) return s;
       }
+    } else {
+      take = n - n % stage_.size();
+      if (absl::Status s = ssl_write(p.data(), take); !s.ok()) return s;
     }
-    budget -= n;
-    offset += n;
+    budget -= take;
+    offset += take;
     if (offset == parts[part].size()) {
       ++part;
       offset = 0;

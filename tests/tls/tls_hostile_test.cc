@@ -89,7 +89,7 @@ TEST(TlsHostileTest, PeerThatNeverReadsDoesNotStopOthers) {
   bool bad_done = false;
   spawn(*f.t.loop, never_reading_writer(&*bad_conn, &bad_done));
   // Let it fill the socket buffers both ways: the server's echo then waits.
-  f.t.run([]() -> Task<> { co_await sleep_for(300ms); }());
+  f.t.run([]() -> Task<> { (void)co_await sleep_for(300ms); }());
   EXPECT_FALSE(bad_done);
   const auto start = std::chrono::steady_clock::now();
   absl::Status s = f.t.run(

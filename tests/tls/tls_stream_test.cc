@@ -214,8 +214,9 @@ TEST(TlsStreamTest, GarbageAfterTheHandshakeEndsTheConnection) {
     if (!t.ok()) co_return t.status();
     // An application-data record header announcing 100 bytes, then junk,
     // bypassing TLS: the record's authentication fails.
-    std::vector<uint8_t> junk = {0x17, 0x03, 0x03, 0x00, 0x64};
-    junk.resize(5 + 100, 0xab);
+    std::vector<uint8_t> junk(5 + 100, 0xab);
+    const uint8_t header[5] = {0x17, 0x03, 0x03, 0x00, 0x64};
+    std::copy(std::begin(header), std::end(header), junk.begin());
     if (auto s = co_await t->transport().write(absl::MakeConstSpan(junk)); !s.ok()) co_return s;
     auto buf = co_await t->read();  // the server's alert, then EOF
     (void)co_await t->transport().close();

@@ -29,7 +29,7 @@
 //   plaintext buffer - valid until the next read(); empty at the end of the
 //   stream (the peer's close_notify, or TCP EOF without one: info().truncated).
 //   Interrupts (idle timeout, shutdown) come through as the Stream's do.
-// * write(): encrypts (small parts coalesced into one record) and queues the
+// * write(): encrypts (a frame's parts share full records) and queues the
 //   records; ordered across concurrent writers. try_write_now() is the
 //   synchronous path FramedStream takes when the queue has room.
 // * shutdown_write() / close(): close_notify first, then as Stream.

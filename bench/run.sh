@@ -9,7 +9,7 @@
 #   bench/run.sh --tls      TLS next to plain: coring and Asio (asio::ssl), each
 #                           with and without TLS, 16 connections x {64 B, 1 KiB,
 #                           16 KiB} x {ping-pong, 16 in flight, fixed rate}, and
-#                           TLS handshakes/s (results in build/bench/tls only)
+#                           TLS handshakes/s (results in build/bench/tls-results only)
 #
 # Options: --rounds=N (3), --seconds=S (measured window per run), --warmup=S,
 #   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,handshakes,
@@ -86,7 +86,7 @@ if [ "$tls" -eq 1 ]; then
   is_set modes || modes_list=pingpong,pipe16,rate,handshakes
   is_set idle || idle_conns=0
   write_results=0
-  is_set out || out=${BUILD_ROOT:-build}/bench/tls
+  is_set out || out=${BUILD_ROOT:-build}/bench/tls-results
 fi
 max_other=${BENCH_MAX_OTHER:-5}
 [ -n "${retries:-}" ] || retries=${BENCH_RETRIES:-2}
@@ -167,7 +167,9 @@ start_server() {  # start_server NAME: sets pid_of[NAME], port_of[NAME]
   started+=("$pid")
   local address=
   for _ in $(seq 200); do
-    address=$(sed -n '1s/.*listening on \([^ ]*\).*/\1/p' "$work/$name.out" 2>/dev/null)
+    # The background job may not have created the file yet: sed then fails,
+    # which must not end the script (set -e).
+    address=$(sed -n '1s/.*listening on \([^ ]*\).*/\1/p' "$work/$name.out" 2>/dev/null || true)
     [ -n "$address" ] && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.025

@@ -1,5 +1,7 @@
 // FramedStream<Codec>: whole frames over a Stream, driven by a FrameCodec
-// (frame_codec.h) — e.g. FramedStream<coring::sbmp::Codec>.
+// (frame_codec.h) — e.g. FramedStream<coring::sbmp::Codec>. The transport is
+// a template parameter (ByteStream, byte_stream.h), Stream by default, so the
+// same framing runs over a TLS stream: FramedStream<sbmp::Codec, tls::TlsStream>.
 //
 //   Task<> serve(FramedStream<sbmp::Codec> conn) {
 //     for (;;) {
@@ -50,6 +52,7 @@
 #include <exception>
 #include <optional>
 #include <stop_token>
+#include <type_traits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -58,6 +61,7 @@
 #include "coring/core/buffer_ring.h"
 #include "coring/core/event_loop.h"
 #include "coring/core/task.h"
+#include "coring/net/byte_stream.h"
 #include "coring/net/callback_timer.h"
 #include "coring/net/frame_codec.h"
 #include "coring/net/stream.h"
@@ -70,7 +74,7 @@ struct FramedOptions {
   std::chrono::nanoseconds close_timeout = std::chrono::seconds(2);
 };
 
-template <FrameCodec C>
+template <FrameCodec C, ByteStream S = Stream>
 class FramedStream {
  public:
   using Codec = C;
@@ -79,7 +83,7 @@ class FramedStream {
   class ReadFrameAwaiter;
   class WriteFrameAwaiter;
 
-  FramedStream(Stream stream, C codec, FramedOptions options = {})
+  FramedStream(S stream, C codec, FramedOptions options = {})
       : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {}
   FramedStream(FramedStream&&) noexcept = default;
   FramedStream& operator=(FramedStream&&) noexcept = default;
@@ -103,7 +107,7 @@ class FramedStream {
   const absl::Status& status() const noexcept { return terminal_; }
   bool closed() const noexcept { return closed_; }
   C& codec() noexcept { return codec_; }
-  Stream& stream() noexcept { return stream_; }
+  S& stream() noexcept { return stream_; }
   const FramedOptions& options() const noexcept { return options_; }
 
   void hold() noexcept { ++holds_; }
@@ -234,10 +238,10 @@ class FramedStream {
   // the connection is broken.
   Task<> end(absl::Status why, bool graceful);
 
-  Stream stream_;
+  S stream_;
   C codec_;
   FramedOptions options_;
-  RecvBuffer current_;
+  typename S::Buffer current_;
   absl::Span<const uint8_t> input_;
   absl::Status terminal_;
   std::optional<absl::Status> decode_error_;  // found by try_read_now(), for the reader
@@ -249,8 +253,8 @@ class FramedStream {
   ReaderSlot reader_;  // last: destroyed first, while what it uses is alive
 };
 
-template <FrameCodec C>
-class FramedStream<C>::ReadFrameAwaiter {
+template <FrameCodec C, ByteStream S>
+class FramedStream<C, S>::ReadFrameAwaiter {
  public:
   explicit ReadFrameAwaiter(FramedStream* self) noexcept : self_(self) {}
   ReadFrameAwaiter(const ReadFrameAwaiter&) = delete;
@@ -291,8 +295,8 @@ class FramedStream<C>::ReadFrameAwaiter {
   bool waiting_ = false;
 };
 
-template <FrameCodec C>
-class FramedStream<C>::WriteFrameAwaiter {
+template <FrameCodec C, ByteStream S>
+class FramedStream<C, S>::WriteFrameAwaiter {
  public:
   WriteFrameAwaiter(FramedStream* self, const Frame& frame) noexcept
       : self_(self), frame_(&frame) {}
@@ -315,8 +319,22 @@ class FramedStream<C>::WriteFrameAwaiter {
       return false;
     }
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
-    write_.emplace(s.stream_.state(), parts, detail::Writer::Kind::kAuto);
-    return write_->await_ready();
+    if constexpr (std::is_same_v<S, Stream>) {
+      write_.emplace(s.stream_.state(), parts, detail::Writer::Kind::kAuto);
+      return write_->await_ready();
+    } else {
+      // Another transport (TLS): its synchronous path when it has one, else
+      // its write() as a coroutine.
+      if constexpr (requires(absl::Status & out) { s.stream_.try_write_now(parts, out); }) {
+        absl::Status out;
+        if (s.stream_.try_write_now(parts, out)) {
+          status_ = std::move(out);
+          return true;
+        }
+      }
+      slow_.emplace(s.flush_then_write(encoded_));
+      return false;
+    }
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
@@ -339,8 +357,8 @@ class FramedStream<C>::WriteFrameAwaiter {
   std::optional<Stream::WriteAwaiter> write_;  // destroyed before encoded_
 };
 
-template <FrameCodec C>
-class FramedStream<C>::HoldWait {
+template <FrameCodec C, ByteStream S>
+class FramedStream<C, S>::HoldWait {
  public:
   explicit HoldWait(FramedStream* self) noexcept : self_(self), timer_(&HoldWait::on_timer, this) {}
   bool await_ready() const noexcept { return self_->holds_ == 0; }
@@ -361,8 +379,8 @@ class FramedStream<C>::HoldWait {
   detail::CallbackTimer timer_;  // destroyed armed: its op is orphaned
 };
 
-template <FrameCodec C>
-bool FramedStream<C>::try_read_now(std::optional<absl::StatusOr<Frame>>& out) {
+template <FrameCodec C, ByteStream S>
+bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out) {
   if (!terminal_.ok()) {
     out.emplace(terminal_);
     return true;
@@ -386,8 +404,8 @@ bool FramedStream<C>::try_read_now(std::optional<absl::StatusOr<Frame>>& out) {
   return false;
 }
 
-template <FrameCodec C>
-absl::StatusOr<typename C::Frame> FramedStream<C>::take_reader_result() {
+template <FrameCodec C, ByteStream S>
+absl::StatusOr<typename C::Frame> FramedStream<C, S>::take_reader_result() {
   ReaderHandle reader = reader_.peek();
   ReaderPromise& p = reader.promise();
   if (reader.done()) {
@@ -402,8 +420,8 @@ absl::StatusOr<typename C::Frame> FramedStream<C>::take_reader_result() {
 
 // The reader: one request per resumption by ReadFrameAwaiter, then back to
 // the caller. The loop never ends; the frame is destroyed by ReaderSlot.
-template <FrameCodec C>
-typename FramedStream<C>::ReaderCoroutine FramedStream<C>::run_reader() {
+template <FrameCodec C, ByteStream S>
+typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
   ReaderPromise& p = co_await PromiseOf{};
   for (;;) {
     FramedStream& s = *p.self;
@@ -446,7 +464,7 @@ typename FramedStream<C>::ReaderCoroutine FramedStream<C>::run_reader() {
       }
       s.current_.reset();
       s.watch_idle(true);
-      absl::StatusOr<RecvBuffer> buf = co_await s.stream_.read();
+      auto buf = co_await s.stream_.read();
       s.watch_idle(false);
       if (!buf.ok()) {
         if (s.stream_.state()->last_read_interrupted()) {
@@ -474,15 +492,15 @@ typename FramedStream<C>::ReaderCoroutine FramedStream<C>::run_reader() {
   }
 }
 
-template <FrameCodec C>
-Task<absl::Status> FramedStream<C>::flush_then_write(const typename C::Encoded& encoded) {
+template <FrameCodec C, ByteStream S>
+Task<absl::Status> FramedStream<C, S>::flush_then_write(const typename C::Encoded& encoded) {
   if (absl::Status s = co_await flush_output(); !s.ok()) co_return s;
   absl::Span<const absl::Span<const uint8_t>> parts = encoded.parts();
   co_return co_await stream_.write(parts);
 }
 
-template <FrameCodec C>
-Task<absl::Status> FramedStream<C>::flush_output() {
+template <FrameCodec C, ByteStream S>
+Task<absl::Status> FramedStream<C, S>::flush_output() {
   // Always copied: the codec may move its output buffer once consumed.
   // Writes complete in order, so consuming in completion order is right.
   absl::Span<const uint8_t> pending = codec_.pending_output();
@@ -496,16 +514,16 @@ Task<absl::Status> FramedStream<C>::flush_output() {
   co_return s;
 }
 
-template <FrameCodec C>
-Task<absl::Status> FramedStream<C>::close(absl::Status why) {
+template <FrameCodec C, ByteStream S>
+Task<absl::Status> FramedStream<C, S>::close(absl::Status why) {
   // (No conditional expression inside co_await: GCC 12 destroys its
   // temporary twice.)
   if (!closed_) co_await end(std::move(why), /*graceful=*/true);
   co_return absl::OkStatus();
 }
 
-template <FrameCodec C>
-Task<> FramedStream<C>::refuse(absl::Status why) {
+template <FrameCodec C, ByteStream S>
+Task<> FramedStream<C, S>::refuse(absl::Status why) {
   if (closed_) co_return;
   closed_ = true;
   terminal_ = why;
@@ -515,8 +533,8 @@ Task<> FramedStream<C>::refuse(absl::Status why) {
   (void)co_await stream_.close();
 }
 
-template <FrameCodec C>
-Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
+template <FrameCodec C, ByteStream S>
+Task<> FramedStream<C, S>::end(absl::Status why, bool graceful) {
   if (closed_ || ending_) co_return;
   ending_ = true;
   // close() with OK leaves reading "ended" as FailedPrecondition.
@@ -541,7 +559,7 @@ Task<> FramedStream<C>::end(absl::Status why, bool graceful) {
   const absl::Status half_closed = co_await stream_.shutdown_write();
   if (half_closed.ok()) {
     for (;;) {  // until the peer closes, or the deadline aborts the stream
-      absl::StatusOr<RecvBuffer> buf = co_await stream_.read();
+      auto buf = co_await stream_.read();
       if (!buf.ok() || buf->empty()) break;
     }
   }

@@ -71,6 +71,9 @@ struct ConnectOptions {
 
 class Stream {
  public:
+  // What read() delivers (ByteStream, byte_stream.h).
+  using Buffer = RecvBuffer;
+
   Stream() = default;
   Stream(Stream&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
   Stream& operator=(Stream&& other) noexcept {

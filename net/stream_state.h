@@ -163,6 +163,10 @@ class StreamState final : private OpTarget {
   void close_for_writing() noexcept { write_closed_ = true; }
   size_t queued_bytes() const noexcept { return queued_bytes_; }
   const absl::Status& write_error() const noexcept { return write_error_; }
+  // A write of `bytes` begun now would be admitted without waiting (no
+  // writer waits, the queue has room): a transport that must commit to a
+  // write before starting it (TLS encrypts first) asks this.
+  bool admits_now(size_t bytes) const noexcept { return wait_head_ == nullptr && fits(bytes); }
 
   // ---- Closing ----
   // Arms (or re-arms) a deadline after which the stream is aborted.

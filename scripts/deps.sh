@@ -6,6 +6,7 @@ CORING_PACKAGES=(
   liburing-dev libabsl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev
   libmimalloc-dev libjemalloc-dev libasio-dev libssl-dev openssl
+  python3  # tests/tls: Python's ssl module as an outside TLS peer
 )
 
 coring_ensure_packages() {

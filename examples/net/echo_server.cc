@@ -2,6 +2,7 @@
 //
 //   echo_server --port=7000 --threads=4
 //   echo_server --unix=/tmp/echo.sock
+//   echo_server --port=7443 --tls_cert=cert.pem --tls_key=key.pem   # TLS
 //
 // One listener and accept loop per thread; every connection echoes the bytes
 // it receives until the peer closes. SIGINT/SIGTERM: stop accepting, let
@@ -11,6 +12,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -18,6 +20,7 @@
 #include "command_line.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
+#include "coring/tls/tls_stream.h"
 #include "millis_flag.h"
 #include "runtime_stats.h"
 
@@ -32,15 +35,29 @@ ABSL_FLAG(size_t, max_connections, 0,
 ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)},
           "on SIGINT/SIGTERM, abort connections still open after this long");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
+ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this PEM certificate chain (needs --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "the PEM private key of --tls_cert");
 
-coring::Task<> echo(coring::net::Stream conn) {
+// S: net::Stream, or tls::TlsStream with --tls_cert.
+template <class S>
+coring::Task<> echo(S conn) {
   for (;;) {
-    auto buf = co_await conn.read();                 // a chunk from the loop's buffer ring
-    if (!buf.ok() || buf->empty()) break;            // error, EOF or shutdown
-    auto st = co_await conn.write(std::move(*buf));  // sent from the ring buffer, no copy
+    auto buf = co_await conn.read();       // a chunk from the loop's buffer ring
+    if (!buf.ok() || buf->empty()) break;  // error, EOF or shutdown
+    absl::Status st;
+    if constexpr (requires { conn.write(std::move(*buf)); }) {
+      st = co_await conn.write(std::move(*buf));  // sent from the ring buffer, no copy
+    } else {
+      st = co_await conn.write(buf->span());  // TLS: encrypted into records of its own
+    }
     if (!st.ok()) break;
   }
   (void)co_await conn.close();  // queued bytes first
+}
+
+coring::Task<> echo_tls(coring::tls::TlsContext& tls, coring::net::Stream conn) {
+  auto t = co_await coring::tls::TlsStream::accept(tls, std::move(conn));
+  if (t.ok()) co_await echo(std::move(*t));  // else: closed, counted in tls.stats()
 }
 
 int main(int argc, char** argv) {
@@ -48,7 +65,7 @@ int main(int argc, char** argv) {
       "raw TCP (or Unix-socket) byte echo server.\n\n"
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
-      "                   [--stats]\n"
+      "                   [--stats] [--tls_cert=PEM --tls_key=PEM]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
       "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
@@ -67,7 +84,21 @@ int main(int argc, char** argv) {
                               .max_connections = absl::GetFlag(FLAGS_max_connections),
                               .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
                               .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});
-  if (absl::Status s = server.serve(echo); !s.ok()) {
+  std::unique_ptr<coring::tls::TlsContext> tls;
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    auto t = coring::tls::TlsContext::server(
+        {.cert_file = absl::GetFlag(FLAGS_tls_cert), .key_file = absl::GetFlag(FLAGS_tls_key)});
+    if (!t.ok()) {
+      std::fprintf(stderr, "echo_server: %s\n", t.status().ToString().c_str());
+      return 1;
+    }
+    tls = std::move(*t);
+  }
+  coring::net::Server::Handler handler = echo<coring::net::Stream>;
+  if (tls) {
+    handler = [&tls](coring::net::Stream s) { return echo_tls(*tls, std::move(s)); };
+  }
+  if (absl::Status s = server.serve(std::move(handler)); !s.ok()) {
     std::fprintf(stderr, "echo_server: %s\n", s.ToString().c_str());
     return 1;
   }

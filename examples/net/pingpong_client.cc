@@ -3,6 +3,7 @@
 //
 //   pingpong_client --port=7000 --conns=64 --depth=4 --size=64 --duration=10s
 //   pingpong_client --raw --unix=/tmp/echo.sock --json
+//   pingpong_client --tls_ca=ca.pem --tls_server_name=localhost   # over TLS
 //
 // Every connection keeps --depth messages in flight (pipelined): a writer
 // sends while the reader checks each echo byte for byte. A message's payload
@@ -41,6 +42,8 @@
 #include "coring/net/net_context.h"
 #include "coring/net/socket_address.h"
 #include "coring/net/stream.h"
+#include "coring/tls/tls_context.h"
+#include "coring/tls/tls_stream.h"
 #include "latency_histogram.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "server address (numeric IPv4/IPv6 or localhost)");
@@ -54,18 +57,24 @@ ABSL_FLAG(absl::Duration, duration, absl::Seconds(10), "how long to send (e.g. 1
 ABSL_FLAG(uint32_t, threads, 1, "event-loop threads; connections are spread over them");
 ABSL_FLAG(bool, hello, false, "SBMP: open with HELLO (offers CRC32C: frames then carry CHK)");
 ABSL_FLAG(bool, json, false, "print the result as one JSON object instead of a table");
+ABSL_FLAG(std::string, tls_ca, "",
+          "speak TLS, verifying the server against these PEM trust anchors (empty with "
+          "--tls_server_name: the system's)");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "speak TLS; the name the server's certificate must carry (default: --host)");
 
 namespace {
 
 using coring::Task;
 using coring::net::Stream;
 using Clock = std::chrono::steady_clock;
-using Conn = coring::net::FramedStream<coring::sbmp::Codec>;
 
 constexpr uint16_t kEchoType = coring::sbmp::kFirstApplicationType;
 
 struct Config {
   coring::net::SocketAddress address = coring::net::SocketAddress::ipv4_loopback(0);
+  coring::tls::TlsContext* tls = nullptr;  // TLS when set
+  std::string tls_server_name;
   bool raw = false;
   bool hello = false;
   uint32_t conns = 0;
@@ -194,6 +203,8 @@ struct Pipeline {
 };
 
 // ---- SBMP ----
+// Conn: FramedStream<sbmp::Codec, S> for S = Stream or tls::TlsStream.
+template <class Conn>
 Task<> sbmp_writer(Conn& conn, Pipeline& p) {
   coring::sbmp::ExtensionBuilder ext;
   for (;;) {
@@ -212,6 +223,7 @@ Task<> sbmp_writer(Conn& conn, Pipeline& p) {
   p.finish_writing();
 }
 
+template <class Conn>
 Task<> sbmp_reader(Conn& conn, Pipeline& p) {
   for (;;) {
     while (!p.reader_may_go()) co_await p.reader_baton;
@@ -230,7 +242,9 @@ Task<> sbmp_reader(Conn& conn, Pipeline& p) {
   }
 }
 
-Task<> sbmp_connection(Stream stream, Pipeline& p) {
+template <class S>
+Task<> sbmp_connection(S stream, Pipeline& p) {
+  using Conn = coring::net::FramedStream<coring::sbmp::Codec, S>;
   coring::sbmp::CodecOptions options{.role = coring::sbmp::Role::kClient,
                                      .send_hello = p.shared.config.hello,
                                      .agent = "coring-pingpong/0.1"};
@@ -240,7 +254,8 @@ Task<> sbmp_connection(Stream stream, Pipeline& p) {
 }
 
 // ---- Raw bytes: messages are `size` bytes of the byte stream ----
-Task<> raw_writer(Stream& s, Pipeline& p) {
+template <class S>
+Task<> raw_writer(S& s, Pipeline& p) {
   for (;;) {
     while (!p.window_open() && !p.writer_should_stop()) co_await p.writer_baton;
     if (p.writer_should_stop()) break;
@@ -254,7 +269,8 @@ Task<> raw_writer(Stream& s, Pipeline& p) {
   p.finish_writing();
 }
 
-Task<> raw_reader(Stream& s, Pipeline& p) {
+template <class S>
+Task<> raw_reader(S& s, Pipeline& p) {
   size_t offset = 0;  // into the message being received
   for (;;) {
     while (!p.reader_may_go()) co_await p.reader_baton;
@@ -280,9 +296,12 @@ Task<> raw_reader(Stream& s, Pipeline& p) {
   }
 }
 
-Task<> raw_connection(Stream stream, Pipeline& p) {
+template <class S>
+Task<> raw_connection(S stream, Pipeline& p) {
   co_await coring::when_all(raw_writer(stream, p), raw_reader(stream, p));
-  if (!p.failed && (co_await stream.shutdown_write()).ok()) {
+  absl::Status half_closed = absl::CancelledError("not tried");
+  if (!p.failed) half_closed = co_await stream.shutdown_write();
+  if (half_closed.ok()) {
     auto eof = co_await stream.read();  // the echo server closes after our EOF
     if (eof.ok() && !eof->empty()) p.mismatch("bytes after the last message");
   }
@@ -293,12 +312,24 @@ Task<> connection(coring::net::NetContext& net, Shared& shared, ThreadStats& sta
   auto stream =
       co_await Stream::connect(net, shared.config.address, {.timeout = std::chrono::seconds(5)});
   if (!stream.ok()) co_return stats.error(id, "connect", stream.status());
-  stats.connected.fetch_add(1, std::memory_order_relaxed);
   Pipeline p(shared, stats, id);
-  if (shared.config.raw) {
-    co_await raw_connection(std::move(*stream), p);
+  if (coring::tls::TlsContext* tls = shared.config.tls) {
+    auto t = co_await coring::tls::TlsStream::connect(*tls, std::move(*stream),
+                                                      shared.config.tls_server_name);
+    if (!t.ok()) co_return stats.error(id, "TLS handshake", t.status());
+    stats.connected.fetch_add(1, std::memory_order_relaxed);
+    if (shared.config.raw) {
+      co_await raw_connection(std::move(*t), p);
+    } else {
+      co_await sbmp_connection(std::move(*t), p);
+    }
   } else {
-    co_await sbmp_connection(std::move(*stream), p);
+    stats.connected.fetch_add(1, std::memory_order_relaxed);
+    if (shared.config.raw) {
+      co_await raw_connection(std::move(*stream), p);
+    } else {
+      co_await sbmp_connection(std::move(*stream), p);
+    }
   }
   stats.connected.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -382,7 +413,7 @@ int main(int argc, char** argv) {
       "load generator for sbmp_echo_server (and, with --raw, echo_server).\n\n"
       "Usage: pingpong_client [--host=ADDR] [--port=N | --unix=PATH] [--raw] [--hello]\n"
       "                       [--conns=N] [--depth=N] [--size=BYTES] [--duration=10s]\n"
-      "                       [--threads=N] [--json]\n"
+      "                       [--threads=N] [--json] [--tls_ca=PEM] [--tls_server_name=NAME]\n"
       "Keeps --depth messages in flight on each connection, checks every echoed byte,\n"
       "prints msgs/s, MB/s, RTT percentiles and errors. Exit 1 on any mismatch or error.");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
@@ -390,6 +421,18 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::fprintf(stderr, "pingpong_client: %s\n", std::string(config.status().message()).c_str());
     return 1;
+  }
+  std::unique_ptr<coring::tls::TlsContext> tls;
+  if (!absl::GetFlag(FLAGS_tls_ca).empty() || !absl::GetFlag(FLAGS_tls_server_name).empty()) {
+    auto t = coring::tls::TlsContext::client({.ca_file = absl::GetFlag(FLAGS_tls_ca)});
+    if (!t.ok()) {
+      std::fprintf(stderr, "pingpong_client: %s\n", t.status().ToString().c_str());
+      return 1;
+    }
+    tls = std::move(*t);
+    config->tls = tls.get();
+    config->tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
+    if (config->tls_server_name.empty()) config->tls_server_name = absl::GetFlag(FLAGS_host);
   }
   sigset_t signals;  // SIGINT/SIGTERM end the run early (gracefully)
   sigemptyset(&signals);

@@ -4,6 +4,7 @@
 //
 //   sbmp_echo_server --port=0 --host=127.0.0.1 --threads=1 --stats
 //   -> "listening on 127.0.0.1:NNNNN" on stdout's first line
+//   sbmp_echo_server --tls_cert=cert.pem --tls_key=key.pem    # the same over TLS
 //
 // SIGINT/SIGTERM: stop accepting, answer the frames already received,
 // GOAWAY(SHUTDOWN) to every peer, exit 0 - or 2 when some connection had to
@@ -12,6 +13,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -20,6 +22,7 @@
 #include "coring/codec/codec.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
+#include "coring/tls/tls_server.h"
 #include "millis_flag.h"
 #include "runtime_stats.h"
 
@@ -41,9 +44,11 @@ ABSL_FLAG(size_t, max_partial_frame_mib, 64,
 ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
           "buffers in each thread's shared receive ring (a power of two)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
+ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this PEM certificate chain (needs --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "the PEM private key of --tls_cert");
 
-using Conn = coring::net::FramedStream<coring::sbmp::Codec>;
-
+// Conn: FramedStream<sbmp::Codec>, or FramedStream<sbmp::Codec, tls::TlsStream> with --tls_cert.
+template <class Conn>
 coring::Task<> echo(Conn conn) {
   for (;;) {
     auto frame = co_await conn.read_frame();  // a view into the receive buffer
@@ -61,6 +66,7 @@ int main(int argc, char** argv) {
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
       "                        [--shutdown_deadline=D] [--recv_buffers=N] [--stats]\n"
+      "                        [--tls_cert=PEM --tls_key=PEM]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
@@ -86,7 +92,22 @@ int main(int argc, char** argv) {
            .frame_timeout = absl::GetFlag(FLAGS_frame_timeout).value,
            .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});
   auto codec = [max_frame] { return coring::sbmp::Codec({.max_frame = max_frame}); };
-  if (absl::Status s = server.serve<coring::sbmp::Codec>(echo, codec); !s.ok()) {
+  std::unique_ptr<coring::tls::TlsContext> tls;
+  if (!absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty()) {
+    auto t = coring::tls::TlsContext::server(
+        {.cert_file = absl::GetFlag(FLAGS_tls_cert), .key_file = absl::GetFlag(FLAGS_tls_key)});
+    if (!t.ok()) {
+      std::fprintf(stderr, "sbmp_echo_server: %s\n", t.status().ToString().c_str());
+      return 1;
+    }
+    tls = std::move(*t);
+  }
+  using TlsConn = coring::net::FramedStream<coring::sbmp::Codec, coring::tls::TlsStream>;
+  const absl::Status served =
+      tls ? coring::tls::serve_tls<coring::sbmp::Codec>(server, *tls, echo<TlsConn>, codec)
+          : server.serve<coring::sbmp::Codec>(echo<coring::net::FramedStream<coring::sbmp::Codec>>,
+                                              codec);
+  if (const absl::Status& s = served; !s.ok()) {
     std::fprintf(stderr, "sbmp_echo_server: %s\n", s.ToString().c_str());
     return 1;
   }
@@ -97,10 +118,12 @@ int main(int argc, char** argv) {
   for (int sig = 0; sig != SIGINT && sig != SIGTERM;) {
     if (sigwait(&signals, &sig) == 0 && sig == SIGUSR1 && stats) {
       coring::examples::print_runtime_stats(rt, server, stdout);
+      if (tls) std::printf("%s\n", tls->stats().to_string().c_str());
     }
   }
   server.shutdown();  // GOAWAY(SHUTDOWN), in-flight frames answered, bounded
   if (stats) coring::examples::print_runtime_stats(rt, server, stdout);
+  if (stats && tls) std::printf("%s\n", tls->stats().to_string().c_str());
   rt.stop();
   if (!server.finished()) return 1;
   if (const uint64_t aborted = server.stats().aborted_at_shutdown; aborted > 0) {

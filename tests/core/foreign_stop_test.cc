@@ -28,14 +28,10 @@ namespace {
 using testing::Fd;
 using testing::make_loop;
 
-// Non-blocking iterations until `done()` (bounded: ~5 s): a loop whose only
-// event is a post from another thread must not block the test.
+// Bounded (~5 s) and non-blocking: a loop whose only event is a post from
+// another thread must not block the test.
 bool run_until(EventLoop& loop, const std::function<bool()>& done) {
-  for (int i = 0; i < 5000 && !done(); ++i) {
-    loop.run_once(false);
-    if (!done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return done();
+  return testing::poll_until(loop, done, 5000);
 }
 
 pool::BufferArena make_arena() {

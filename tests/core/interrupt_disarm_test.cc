@@ -25,14 +25,10 @@ namespace {
 
 using testing::make_loop;
 
-// Non-blocking iterations until `done()` (bounded: ~2 s), so that a loop
-// with an armed op and nothing else to do never blocks the test.
+// Bounded (~2 s) and non-blocking: a loop with an armed op and nothing else
+// to do must not block the test.
 bool run_until(EventLoop& loop, const std::function<bool()>& done, int = 0) {
-  for (int i = 0; i < 2000 && !done(); ++i) {
-    loop.run_once(false);
-    if (!done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return done();
+  return testing::poll_until(loop, done);
 }
 
 pool::BufferArena make_arena() {

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <thread>
 
 #include "coring/core/event_loop.h"
 
@@ -24,6 +26,17 @@ inline std::unique_ptr<EventLoop> make_loop(LoopOptions options = {}) {
 inline bool run_until(EventLoop& loop, const std::function<bool()>& done,
                       int max_iterations = 10000) {
   for (int i = 0; i < max_iterations && !done(); ++i) loop.run_once(true);
+  return done();
+}
+
+// Non-blocking iterations until `done()`, sleeping 1 ms between them (at
+// most about `max_ms`): for a loop whose next event may come from another
+// thread, or whose armed ops may never complete, so that it never blocks.
+inline bool poll_until(EventLoop& loop, const std::function<bool()>& done, int max_ms = 2000) {
+  for (int i = 0; i < max_ms && !done(); ++i) {
+    loop.run_once(false);
+    if (!done()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return done();
 }
 

@@ -429,8 +429,8 @@ static void flush(struct conn* c) {
       off = 0;
     }
     ssize_t w;
-    if (msg_len <= 2048 || tls_txbuf) { /* small messages: one copy beats many iovecs */
-      uint8_t* out = tls_txbuf ? tls_txbuf : txbuf;
+    if (msg_len <= 2048 || cfg.tls) { /* small messages (or TLS): one copy, one write */
+      uint8_t* out = cfg.tls ? tls_txbuf : txbuf;
       size_t at = 0;
       for (int i = 0; i < n; ++i) {
         memcpy(out + at, iov[i].iov_base, iov[i].iov_len);
@@ -506,7 +506,7 @@ static void on_readable(struct conn* c) {
       verify(c, rxbuf, (size_t)r);
       if (c->state != READY) return;
       /* drained (edge-triggered); TLS hands out one record per call */
-      if ((size_t)r < sizeof rxbuf && !tls_txbuf) break;
+      if ((size_t)r < sizeof rxbuf && !cfg.tls) break;
       continue;
     }
     if (r == 0) {

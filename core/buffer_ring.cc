@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <cstdio>
@@ -13,6 +14,28 @@
 #include "coring/pool/buffer_arena.h"
 
 namespace coring {
+namespace {
+
+// Every buffer of a ring gets written by the kernel sooner or later, and the
+// first write into an untouched page faults inside the recv (with huge
+// pages, zeroing 2 MiB there). Touching the block up front moves that cost
+// to start-up and makes the ring a fixed cost in the server's RSS, not one
+// that looks like it grows with connections.
+void prefault(uint8_t* p, size_t bytes) noexcept {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;  // Linux 5.14
+#endif
+  const size_t page = 4096;
+  const auto begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(p) + bytes;
+  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0) return;
+  // Older kernels: one write per page does the same.
+  for (uintptr_t a = begin; a < end; a += page) {
+    reinterpret_cast<volatile uint8_t*>(std::max(a, reinterpret_cast<uintptr_t>(p)))[0] = 0;
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(EventLoop& loop,
                                                                pool::BufferArena& arena,
@@ -25,6 +48,7 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(EventLoop& loop,
   if (buffer_size == 0) return absl::InvalidArgumentError("BufferRing: buffer_size must be > 0");
   absl::StatusOr<pool::BufferBlock> block = arena.carve(count, buffer_size);
   if (!block.ok()) return block.status();
+  prefault(block->buffer(0), size_t{count} * buffer_size);
   std::unique_ptr<BufferRing> ring(new BufferRing(loop, std::move(*block), count, buffer_size));
 
   ring->ring_bytes_ = count * sizeof(io_uring_buf);

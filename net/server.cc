@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coring/core/spawn.h"
 #include "coring/core/timer.h"
@@ -27,6 +28,11 @@ struct Server::Shared {
   std::atomic<bool> shutting_down{false};
   std::mutex mu;
   std::vector<std::pair<EventLoop*, std::weak_ptr<struct LoopServer>>> loops;
+  // Loops that have set up (or failed to set up) their NetContext, and the
+  // first failure: what start() waits for on a Runtime. Under mu.
+  size_t loops_set_up = 0;
+  absl::Status set_up_error;
+  std::condition_variable set_up_cv;
 };
 
 // One loop's share of the server. Held by the loop's tasks (accept loop,
@@ -172,6 +178,12 @@ Task<> drain(std::shared_ptr<LoopServer> ls) {
 Task<> run_loop(std::shared_ptr<Server::Shared> shared, EventLoop* loop, int fd) {
   auto ls = std::make_shared<LoopServer>(shared, *loop);
   absl::StatusOr<std::unique_ptr<NetContext>> net = NetContext::create(*loop, shared->options.net);
+  {
+    std::lock_guard<std::mutex> lock(shared->mu);
+    if (!net.ok() && shared->set_up_error.ok()) shared->set_up_error = net.status();
+    ++shared->loops_set_up;
+    shared->set_up_cv.notify_all();
+  }
   if (!net.ok()) {
     std::fprintf(stderr, "coring: server thread not serving: %s\n",
                  net.status().ToString().c_str());
@@ -273,7 +285,31 @@ absl::Status Server::start(Handler handler, Reject reject) {
     const int fd = sockets_[shared_socket ? 0 : i].get();
     spawn(*loops_[i], run_loop(shared_, loops_[i], fd));
   }
-  return absl::OkStatus();
+  return wait_until_set_up();
+}
+
+absl::Status Server::wait_until_set_up() {
+  // Only a Runtime's loops run by themselves; loops handed in may be driven
+  // by this very thread later, so waiting for them here could never end.
+  if (runtime_ == nullptr) return absl::OkStatus();
+  for (EventLoop* loop : loops_) {
+    if (EventLoop::current() == loop) return absl::OkStatus();
+  }
+  absl::Status error;
+  {
+    std::unique_lock<std::mutex> lock(shared_->mu);
+    // Setting up is an mmap and a few io_uring registrations; the bound only
+    // keeps a wedged loop from hanging serve().
+    shared_->set_up_cv.wait_for(lock, std::chrono::seconds(10),
+                                [&] { return shared_->loops_set_up == loops_.size(); });
+    error = shared_->set_up_error;
+  }
+  if (error.ok()) return error;
+  // A server with a thread that cannot serve would accept connections into
+  // its backlog and never answer them: refuse to run at all.
+  shutdown();
+  return absl::Status(error.code(),
+                      absl::StrCat("Server: an event loop cannot serve: ", error.message()));
 }
 
 void Server::loop_finished() {

@@ -102,7 +102,10 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Raw byte streams. Binds now (errors are returned), then starts a listener
-  // on every loop (posted: it starts when the loop runs). Once only.
+  // on every loop (posted: it starts when the loop runs). On a Runtime it
+  // also waits until every loop has set up its receive ring, and returns a
+  // loop's error (bad NetOptions, no memory) instead of a server that
+  // accepts and never answers. Once only.
   absl::Status serve(Handler handler);
 
   // Frames: `handler` gets FramedStream<C>(stream, make_codec()).
@@ -132,6 +135,9 @@ class Server {
  private:
   using Reject = std::function<Task<>(Stream)>;
   absl::Status start(Handler handler, Reject reject);
+  // On a Runtime: waits until every loop has its NetContext, so that serve()
+  // returns a loop's set-up error (and "listening" means serving).
+  absl::Status wait_until_set_up();
 
   Runtime* runtime_ = nullptr;
   uint64_t shutdown_hook_ = 0;  // in runtime_: shutdown() on SIGINT/SIGTERM

@@ -4,6 +4,7 @@
 // Runtime.
 #include "coring/net/server.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -271,6 +272,21 @@ TEST(ServerTest, RuntimeWithTwoThreads) {
     EXPECT_EQ(client.run(many_clients(*client.net, a, 50, {10, 5000})), 50);
   }
   server.shutdown();
+  EXPECT_TRUE(server.finished());
+  rt.stop();
+}
+
+// A loop that cannot set up (here: a receive ring of 3 buffers, not a power
+// of two) makes serve() fail with that loop's reason, instead of a server
+// that binds, accepts into its backlog and never answers.
+TEST(ServerTest, RuntimeServeReturnsALoopsSetUpError) {
+  Runtime rt({.threads = 2});
+  ServerOptions options{.host = "127.0.0.1"};
+  options.net.recv_buffers = 3;
+  Server server(rt, options);
+  const absl::Status s = server.serve<LengthPrefixCodec>(echo);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("power of two")) << s;
   EXPECT_TRUE(server.finished());
   rt.stop();
 }

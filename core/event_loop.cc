@@ -194,6 +194,7 @@ void EventLoop::iterate(bool block) {
   Mailbox& mailbox = *mailbox_;
   if (!mailbox.queue.empty()) drain_remote();
   if (options_.slab_pool != nullptr) options_.slab_pool->drain();
+  if (hooks_head_ != nullptr) run_submit_hooks();
   const bool idle =
       ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() && mailbox.queue.empty() &&
       !mailbox.stop_requested.load(std::memory_order_relaxed) && !(until_ != nullptr && *until_);
@@ -218,6 +219,31 @@ void EventLoop::run_ready() {
     ++posts_run_;
     node->run(node);
     node = next;
+  }
+}
+
+void EventLoop::before_submit(SubmitHook& hook) noexcept {
+  if (hook.armed_) return;
+  hook.armed_ = true;
+  hook.next_ = nullptr;
+  hook.prev_ = hooks_tail_;
+  (hooks_tail_ != nullptr ? hooks_tail_->next_ : hooks_head_) = &hook;
+  hooks_tail_ = &hook;
+}
+
+void EventLoop::cancel_before_submit(SubmitHook& hook) noexcept {
+  if (!hook.armed_) return;
+  hook.armed_ = false;
+  (hook.prev_ != nullptr ? hook.prev_->next_ : hooks_head_) = hook.next_;
+  (hook.next_ != nullptr ? hook.next_->prev_ : hooks_tail_) = hook.prev_;
+  hook.prev_ = hook.next_ = nullptr;
+}
+
+void EventLoop::run_submit_hooks() noexcept {
+  // Hooks armed while these run (by a hook) run too, before the submit.
+  while (SubmitHook* hook = hooks_head_) {
+    cancel_before_submit(*hook);
+    hook->run(hook);
   }
 }
 

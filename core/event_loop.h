@@ -6,11 +6,11 @@
 //   (*loop)->run();                           // until stop()
 //
 // Each iteration runs the coroutines made ready since the last one, runs the
-// work other threads posted, drains the slab pool's remote-free queue, submits
-// every SQE queued during the iteration with one io_uring_enter (which also
-// waits when there is nothing else to do), then reaps CQEs in batches and
-// resumes their coroutines. SQ full: submit and retry. CQ overflow: counted
-// and flushed, never dropped.
+// work other threads posted, drains the slab pool's remote-free queue, runs
+// the SubmitHooks armed meanwhile (submit_hook.h), submits every SQE queued during the iteration
+// with one io_uring_enter (which also waits when there is nothing else to do), then reaps CQEs in
+// batches and resumes their coroutines. SQ full: submit and retry. CQ overflow: counted and
+// flushed, never dropped.
 //
 // Threads: a loop is created on, and only ever run by, the thread that owns
 // it (SINGLE_ISSUER rings refuse anyone else). Other threads talk to it only
@@ -44,6 +44,7 @@
 #include "coring/core/operation.h"
 #include "coring/core/post_queue.h"
 #include "coring/core/ring.h"
+#include "coring/core/submit_hook.h"
 #include "coring/core/task.h"
 
 namespace coring {
@@ -117,6 +118,11 @@ class EventLoop {
   void post_node(PostNode* node) noexcept;
   // Resumes `h` in the next iteration. Owner thread only.
   void schedule(std::coroutine_handle<> h);
+  // Runs `hook` once, just before the next submit to the kernel (see
+  // submit_hook.h); arming an armed hook does nothing. Owner thread only.
+  void before_submit(SubmitHook& hook) noexcept;
+  // Disarms `hook` if armed. Owner thread only.
+  void cancel_before_submit(SubmitHook& hook) noexcept;
 
   // Starts a detached task (see spawn.h). Any thread.
   void spawn_task(Task<> task);
@@ -180,6 +186,7 @@ class EventLoop {
   io_uring_sqe* get_sqe_slow() noexcept;
   void dispatch_deferred() noexcept;
   void run_ready();
+  void run_submit_hooks() noexcept;
   void drain_remote();
   void reap();
   void dispatch(const Cqe& cqe) noexcept;
@@ -202,6 +209,9 @@ class EventLoop {
   std::vector<std::coroutine_handle<>> running_;
   PostNode* local_head_ = nullptr;
   PostNode* local_tail_ = nullptr;
+  // Armed SubmitHooks, in arming order.
+  SubmitHook* hooks_head_ = nullptr;
+  SubmitHook* hooks_tail_ = nullptr;
   // CQEs reaped while the SQ was stuck (reap_aside), dispatched next.
   std::vector<Cqe> deferred_cqes_;
 

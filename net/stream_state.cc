@@ -25,7 +25,8 @@ constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COP
 namespace detail {
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
-    : ctx_(&ctx),
+    : SubmitHook(&StreamState::on_submit_hook),
+      ctx_(&ctx),
       loop_(&ctx.loop()),
       file_(file),
       ring_(&ctx.buffers()),
@@ -38,6 +39,7 @@ StreamState::StreamState(NetContext& ctx, FileRef file)
 StreamState::~StreamState() {
   assert(!sending_);
   assert(zc_busy_ == 0);
+  loop_->cancel_before_submit(*this);
   drop_queue(absl::CancelledError("stream destroyed"));
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
   if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
@@ -86,6 +88,7 @@ void StreamState::finish_if_done() noexcept {
 
 void StreamState::leave_context() noexcept {
   if (ctx_ == nullptr) return;
+  loop_->cancel_before_submit(*this);
   cancel_deadline();
   ctx_->unlink(this);
   ctx_ = nullptr;
@@ -265,7 +268,7 @@ void StreamState::admit(Writer& w) noexcept {
     w.holds = 0;
     w.phase = Writer::Phase::kQueued;
   }
-  start_send();
+  request_send();
 }
 
 bool StreamState::adopt(Writer& w) noexcept {
@@ -290,7 +293,7 @@ bool StreamState::adopt(Writer& w) noexcept {
   ++ring_held_;
   queued_bytes_ += size;
   complete(w, absl::OkStatus());
-  start_send();
+  request_send();
   return true;
 }
 
@@ -368,6 +371,14 @@ void StreamState::complete(Writer& w, absl::Status status) noexcept {
   w.segments_left = 0;
   // Resumed from the loop, never from here: the writer may destroy us.
   if (w.handle) loop_->schedule(std::exchange(w.handle, {}));
+}
+
+void StreamState::request_send() noexcept {
+  if (!sending_) loop_->before_submit(*this);
+}
+
+void StreamState::on_submit_hook(SubmitHook* self) noexcept {
+  static_cast<StreamState*>(self)->start_send();
 }
 
 void StreamState::start_send() noexcept {

@@ -6,20 +6,20 @@
 // stream destroyed with bytes still queued can finish sending them on its own
 // (it "lingers", bounded by NetOptions::linger) and then close itself.
 //
-// Sending: one send in flight per connection, so bytes leave in order.
-// Writes queue segments: small writes are copied into send buffers (leased
-// from the loop's registered BufferArena, else slab-pool chunks) and return
-// at once; large ones are borrowed from the writer, who waits until they are
-// sent - unless they are a received buffer handed over whole
-// (Stream::write(RecvBuffer&&)): the queue then adopts the buffer, sends from
-// it and gives it back to the receive ring once sent, and the writer returns
-// at once, so an echo's next reads and writes coalesce into one send. A
-// stream adopts at most its receive share (NetOptions::recv_share) of
-// buffers, and none while the ring is under a quarter free: peers that never
-// read can park at most three quarters of the ring in their send queues. Each completion advances
-// through the segments by the byte count (a short write is simply continued) and the next send
-// takes everything queued meanwhile, so writes made while a send is in flight are coalesced. Which
-// op (start_send()):
+// Sending: one send in flight per connection, so bytes leave in order. A
+// write does not start a send itself: the send starts just before the loop
+// next submits to the kernel (a SubmitHook), so everything written in one
+// loop iteration leaves in one send. Writes queue segments: small writes are copied into send
+// buffers (leased from the loop's registered BufferArena, else slab-pool chunks) and return at
+// once; large ones are borrowed from the writer, who waits until they are sent - unless they are a
+// received buffer handed over whole (Stream::write(RecvBuffer&&)): the queue then adopts the
+// buffer, sends from it and gives it back to the receive ring once sent, and the writer returns at
+// once, so an echo's next reads and writes coalesce into one send. A stream adopts at most its
+// receive share (NetOptions::recv_share) of buffers, and none while the ring is under a quarter
+// free: peers that never read can park at most three quarters of the ring in their send queues.
+// Each completion advances through the segments by the byte count (a short write is simply
+// continued) and the next send takes everything queued meanwhile, so writes made while a send is in
+// flight are coalesced. Which op (start_send()):
 //  * the head segment is at least NetOptions::zero_copy_threshold bytes:
 //    SEND_ZC, with IORING_RECVSEND_FIXED_BUF when it lies in a registered
 //    region (a copied run, or a borrowed payload still in its provided
@@ -59,6 +59,7 @@
 #include "coring/core/frame_allocator.h"
 #include "coring/core/operation.h"
 #include "coring/core/recv_stream.h"
+#include "coring/core/submit_hook.h"
 #include "coring/net/callback_timer.h"
 #include "coring/net/net_context.h"
 #include "coring/pool/buffer_lease.h"
@@ -85,7 +86,7 @@ struct Writer {
   Phase phase = Phase::kNew;
 };
 
-class StreamState final : private OpTarget {
+class StreamState final : private OpTarget, private SubmitHook {
  public:
   // From the loop's slab pool (frame_allocate), like coroutine frames: a
   // connection's fixed state then lives where the pool can give it back to
@@ -249,6 +250,11 @@ class StreamState final : private OpTarget {
   void let_go(Segment& s) noexcept;
   void complete(Writer& w, absl::Status status) noexcept;
   void start_send() noexcept;
+  // A write was queued: the send starts just before the loop's next submit
+  // (SubmitHook), so that the writes the writer makes until then - the echoes
+  // of every frame of one received chunk, say - leave in that one send.
+  void request_send() noexcept;
+  static void on_submit_hook(SubmitHook* self) noexcept;
   void submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept;
   void on_complete(const OpResult& r) noexcept override;
   void on_zc_complete(ZcSend& z, const OpResult& r) noexcept;

@@ -147,6 +147,60 @@ TEST(EventLoopTest, PostOnTheOwnerThreadRunsNextIteration) {
   EXPECT_EQ(ran, 1);
 }
 
+// A hook armed several times runs once, before the iteration's submit, in
+// arming order; one it disarms does not run; one armed by a hook runs in the
+// same pass.
+struct CountingHook : SubmitHook {
+  CountingHook(std::vector<int>* log, int id) : SubmitHook(&CountingHook::fire), log(log), id(id) {}
+  static void fire(SubmitHook* self) noexcept {
+    auto* h = static_cast<CountingHook*>(self);
+    h->log->push_back(h->id);
+    if (h->chain != nullptr) EventLoop::current()->before_submit(*h->chain);
+  }
+  std::vector<int>* log;
+  int id;
+  SubmitHook* chain = nullptr;
+};
+
+TEST(EventLoopTest, SubmitHookRunsOnceBeforeTheNextSubmit) {
+  auto loop = make_loop();
+  std::vector<int> log;
+  CountingHook a(&log, 1), b(&log, 2), c(&log, 3), d(&log, 4);
+  a.chain = &d;
+  loop->before_submit(a);
+  loop->before_submit(b);
+  loop->before_submit(a);  // already armed: nothing
+  loop->before_submit(c);
+  loop->cancel_before_submit(b);
+  EXPECT_TRUE(a.armed());
+  EXPECT_FALSE(b.armed());
+  loop->run_once(false);
+  EXPECT_EQ(log, (std::vector<int>{1, 3, 4}));
+  EXPECT_FALSE(a.armed());
+  EXPECT_FALSE(d.armed());
+  loop->run_once(false);
+  EXPECT_EQ(log.size(), 3u);  // disarmed once run
+}
+
+// An SQE a hook queues goes to the kernel in that same iteration's submit.
+TEST(EventLoopTest, SubmitHookQueuesIntoTheSameSubmit) {
+  auto loop = make_loop();
+  struct NopHook : SubmitHook {
+    NopHook() : SubmitHook(&NopHook::fire) {}
+    static void fire(SubmitHook*) noexcept {
+      io_uring_sqe* sqe = EventLoop::current()->get_sqe();
+      io_uring_prep_nop(sqe);
+      sqe->user_data = kIgnoreUserData;
+    }
+  } hook;
+  loop->before_submit(hook);
+  const uint64_t cqes_before = loop->stats().cqes;
+  // Hook, submit, reap: a NOP completes within the submit, so its CQE is
+  // reaped by this very iteration - it would not be if the hook ran after.
+  loop->run_once(false);
+  EXPECT_EQ(loop->stats().cqes, cqes_before + 1);
+}
+
 TEST(EventLoopTest, StopBeforeRunReturnsImmediately) {
   auto loop = make_loop();
   loop->stop();

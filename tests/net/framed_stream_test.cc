@@ -130,6 +130,45 @@ TEST(FramedStreamTest, SteadyStateEchoAllocatesNoSlabBlocks) {
   EXPECT_TRUE(absl::IsAborted(whys[0])) << whys[0];  // the client's goodbye
 }
 
+// 16 frames arrive in one chunk; the server answers each with its own
+// write_frame(). The answers must leave in one send (the stream starts its
+// send just before the loop's next submit), not one send per frame.
+Task<absl::Status> burst_of_frames(NetContext& net, SocketAddress addr, uint64_t* sends) {
+  auto c = co_await Stream::connect(net, addr);
+  if (!c.ok()) co_return c.status();
+  constexpr int kFrames = 16;
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < kFrames; ++i) {
+    const std::vector<uint8_t> frame = lp_frame(pattern(24, static_cast<uint32_t>(i)));
+    burst.insert(burst.end(), frame.begin(), frame.end());
+  }
+  const uint64_t before = net.stats().sends;
+  if (auto s = co_await c->write(absl::MakeConstSpan(burst)); !s.ok()) co_return s;
+  std::vector<uint8_t> echoed;
+  while (echoed.size() < burst.size()) {
+    auto b = co_await c->read();
+    if (!b.ok()) co_return b.status();
+    if (b->empty()) co_return absl::DataLossError("EOF before every echo arrived");
+    echoed.insert(echoed.end(), b->data(), b->data() + b->size());
+  }
+  *sends = net.stats().sends - before;  // the client's one send and the server's
+  if (echoed != burst) co_return absl::DataLossError("echoed bytes differ");
+  (void)co_await c->close();
+  co_return absl::OkStatus();
+}
+
+TEST(FramedStreamTest, EchoesOfTheFramesOfOneChunkLeaveInOneSend) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
+  uint64_t sends = 0;
+  absl::Status s = f.t.run(burst_of_frames(*f.t.net, f.addr, &sends));
+  ASSERT_TRUE(s.ok()) << s;
+  // The client's one send and the server's one: the burst (448 bytes, one
+  // send on loopback) arrives as one chunk. Starting a send at the first
+  // echo made it 3 (the first echo alone, then the 15 queued behind it).
+  EXPECT_EQ(sends, 2u);
+}
+
 TEST(FramedStreamTest, FramesSentOneByteAtATime) {
   Fixture f;
   spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));

@@ -18,21 +18,23 @@
 // may hold its buffers only while its reader reads. A stream starts in
 // single-shot mode - one recv, one buffer, armed only while its reader waits,
 // as a readiness-based server reads - and switches to multishot once
-// kPromoteAfter chunks in a row found the reader already waiting. A
-// multishot stream whose unread chunks reach its share (set_share(); 2 while
-// the ring is under a quarter free) pauses: it cancels the op and re-arms
-// once its reader has read the queue; no multishot op is armed on a ring
-// under a quarter free. The queued chunks stay in their ring buffers (the
-// stream is a BufferHolder): a reader busy writing its echo reads them soon,
-// and copying them would cost a memcpy each. But once some stream finds the
-// ring dry, the ring checks its holders every BufferRing::kReclaimPeriod, and
-// a stream whose reader took nothing over a whole period (stuck writing to a
-// peer that never reads, say) moves what it has queued out of the ring into
-// memory of its own (a copy, from the frame allocator), stops its recv, and
-// reads single-shot from then on. A stuck reader therefore holds no ring
-// buffer for long while others need one, its peer is pushed back by TCP flow
-// control alone, and every other stream keeps receiving. LoopStats::
-// recv_pauses and recv_spills count this.
+// kPromoteAfter chunks in a row found the reader already waiting;
+// start_multishot() skips that (net's streams: most readers keep up, and a
+// socket read one buffer per wake-up never grows its TCP receive window,
+// which caps a connection's throughput at a window per round trip). A
+// multishot op is armed only while its reader waits, also on a ring under a
+// quarter free (where a single recv per wake-up would again starve the
+// window), but a multishot stream whose unread chunks reach its share
+// (set_share(); 2 while the ring is under a quarter free) pauses: it cancels
+// the op and re-arms once its reader has read the queue. The queued chunks
+// stay in their ring buffers (the stream is a BufferHolder): a reader busy writing its echo reads
+// them soon, and copying them would cost a memcpy each. But once some stream finds the ring dry,
+// the ring checks its holders every BufferRing::kReclaimPeriod, and a stream whose reader took
+// nothing over a whole period (stuck writing to a peer that never reads, say) moves what it has
+// queued out of the ring into memory of its own (a copy, from the frame allocator), stops its recv,
+// and reads single-shot from then on. A stuck reader therefore holds no ring buffer for long while
+// others need one, its peer is pushed back by TCP flow control alone, and every other stream keeps
+// receiving. LoopStats:: recv_pauses and recv_spills count this.
 //
 // interrupt(why) wakes the reader (idle timeout, shutdown) without losing
 // data: the armed op is cancelled, chunks that already arrived are returned
@@ -129,7 +131,8 @@ class RecvStream final : private detail::MultishotStream,
   void set_share(uint32_t max_queued) noexcept { max_queued_ = max_queued > 0 ? max_queued : 1; }
   uint32_t share() const noexcept { return max_queued_; }
   // Arms multishot from the start instead of after kPromoteAfter chunks (a
-  // reader known to keep up); the share still applies.
+  // reader expected to keep up); the share still applies, and a reader that
+  // turns out stuck still falls back to single-shot (release_held()).
   void start_multishot() noexcept { single_ = false; }
   bool multishot() const noexcept { return !single_; }
 
@@ -249,7 +252,7 @@ class RecvStream final : private detail::MultishotStream,
       // Drain: bytes the peer sent before the interrupt are still read (and
       // answered); EAGAIN once the socket is empty ends it.
       io_uring_prep_recv(sqe, file_.fd, nullptr, 0, MSG_DONTWAIT);
-    } else if (single_ || ring_low()) {
+    } else if (single_) {
       io_uring_prep_recv(sqe, file_.fd, nullptr, 0, 0);  // one chunk; no F_MORE
     } else {
       io_uring_prep_recv_multishot(sqe, file_.fd, nullptr, 0, 0);

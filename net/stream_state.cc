@@ -33,6 +33,10 @@ StreamState::StreamState(NetContext& ctx, FileRef file)
       deadline_(&StreamState::on_deadline, this) {
   channel_.emplace(file, ctx.buffers());
   channel_->set_share(ctx.options().recv_share);
+  // A connection's reader usually keeps up (an echo, a framed reader):
+  // reading multishot from the first byte lets the socket's receive window
+  // grow; one that does not is moved back to single-shot by the ring.
+  channel_->start_multishot();
   ctx.link(this);
 }
 

@@ -76,7 +76,10 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
   if (stats) pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  coring::Runtime rt({.threads = absl::GetFlag(FLAGS_threads)});
+  // Rings sized for thousands of busy connections (as bench/'s raw liburing
+  // server): a multishot recv per connection can post many CQEs per turn.
+  coring::Runtime rt(
+      {.threads = absl::GetFlag(FLAGS_threads), .ring = {.sq_entries = 2048, .cq_entries = 16384}});
   coring::net::Server server(rt,
                              {.port = absl::GetFlag(FLAGS_port),
                               .host = absl::GetFlag(FLAGS_host),

@@ -234,6 +234,54 @@ TEST(BufferRingTest, DestroyedStreamReturnsItsBuffers) {
   EXPECT_EQ((*ring)->outstanding(), 0u);
 }
 
+// Reads `n` chunks; notes for each whether the recv that brought it is
+// still armed (multishot: it reads on by itself) when the reader gets it.
+Task<> read_noting_armed(RecvStream* stream, int n, std::vector<bool>* armed) {
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<RecvBuffer> buf = co_await stream->next();
+    if (!buf.ok() || buf->empty()) co_return;
+    armed->push_back(stream->armed());
+  }
+}
+
+// A reader that keeps up is read multishot even while the ring is under a
+// quarter free: one recv per wake-up would keep its socket's receive window
+// from growing (the many-connection, large-message throughput cap).
+TEST(BufferRingTest, ReaderThatKeepsUpReadsInBurstsOnALowRing) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  // Another reader keeps 7 of the 8 buffers: the ring is low.
+  auto [hog_a, hog_b] = testing::socket_pair();
+  RecvStream hog = recv_multishot(hog_a.fd, **ring);
+  Received hog_got;
+  spawn(*loop, read_stream(&hog, &hog_got, 7));
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_EQ(::write(hog_b.fd, "h", 1), 1);
+    ASSERT_TRUE(run_until(
+        *loop, [&] { return hog_got.held.size() == static_cast<size_t>(i + 1); }, 100));
+  }
+  ASSERT_LT((*ring)->available(), (*ring)->count() / 4);
+
+  auto [a, b] = testing::socket_pair();
+  RecvStream stream = recv_multishot(a.fd, **ring);
+  stream.start_multishot();
+  std::vector<bool> armed;
+  spawn(*loop, read_noting_armed(&stream, 3, &armed));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(::write(b.fd, "x", 1), 1);
+    ASSERT_TRUE(run_until(
+        *loop, [&] { return armed.size() == static_cast<size_t>(i + 1); }, 100));
+  }
+  EXPECT_EQ(armed, (std::vector<bool>{true, true, true}));
+  EXPECT_TRUE(stream.multishot());
+  hog_got.held.clear();
+  ::shutdown(hog_b.fd, SHUT_WR);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return hog_got.eof; }, 100));
+}
+
 // Writes as much of `data` as the socket takes now (non-blocking).
 size_t write_some(int fd, const std::string& data) {
   const ssize_t n = ::send(fd, data.data(), data.size(), MSG_DONTWAIT);

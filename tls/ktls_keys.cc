@@ -2,6 +2,7 @@
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/ssl.h>
 
@@ -11,6 +12,8 @@
 #include "absl/strings/str_format.h"
 
 namespace coring::tls {
+
+static_assert(EVP_MAX_MD_SIZE <= 64, "a traffic secret fits KtlsCapture's buffers");
 
 namespace {
 

@@ -19,7 +19,6 @@
 #pragma once
 
 #include <linux/tls.h>
-#include <openssl/evp.h>
 
 #include <array>
 #include <cstddef>
@@ -111,8 +110,11 @@ class KtlsCapture {
   bool key_update_ = false;
   uint64_t written_ = 0;
   uint64_t read_ = 0;
-  uint8_t client_secret_[EVP_MAX_MD_SIZE] = {};
-  uint8_t server_secret_[EVP_MAX_MD_SIZE] = {};
+  // Up to SHA-384's 48 bytes (EVP_MAX_MD_SIZE: 64); kept out of OpenSSL's
+  // headers, which tls_context.h's users do not include.
+  static constexpr size_t kMaxSecret = 64;
+  uint8_t client_secret_[kMaxSecret] = {};
+  uint8_t server_secret_[kMaxSecret] = {};
   size_t client_secret_len_ = 0;
   size_t server_secret_len_ = 0;
 };

@@ -1,25 +1,40 @@
-// Kernel TLS: the switch, tried after each handshake, that would hand a
+// Kernel TLS: the switch, tried once after each handshake, that hands a
 // connection's record encryption to the kernel (setsockopt TCP_ULP "tls",
-// then TLS_TX / TLS_RX with the traffic keys) so that the data path is plain
-// io_uring send/recv again.
+// then TLS_TX and TLS_RX with the traffic keys) so that the data path is
+// plain io_uring send/recv again. With memory BIOs OpenSSL never does this
+// itself (it does only for socket BIOs), so coring does: the keys come from
+// KtlsCapture (ktls_keys.h), the steps are here, and TlsConnection carries
+// plaintext once they succeed (ktls_records.h has the kernel-side record
+// handling).
 //
-// What is here: detection. The kernel offers kTLS only when "tls" is among
-// its TCP upper-layer protocols (/proc/sys/net/ipv4/tcp_available_ulp); the
-// machines coring is developed on list only "mptcp", so every connection
-// falls back to user-space records and says so (TlsInfo::record_path, the
-// context's TlsStats). What is not here yet: installing the keys. With
-// memory BIOs OpenSSL does not do it itself (it does for socket BIOs), so
-// even where the kernel has the ULP the connection stays in user space, with
-// that reason recorded - the switch is one function, decide_record_path().
+// decide_record_path() goes step by step and stops, with a reason, at the
+// first that fails; the connection then keeps its user-space records
+// (TlsInfo::record_path / record_path_reason, the context's TlsStats):
+//  * TlsOptions::kernel_tls off;
+//  * the kernel offers no "tls" upper-layer protocol
+//    (/proc/sys/net/ipv4/tcp_available_ulp; the machines coring is
+//    developed on list only "mptcp");
+//  * ciphertext past the handshake was already taken off the socket (in
+//    OpenSSL's buffers, the stream's queue or an armed recv): the kernel
+//    would start mid-stream;
+//  * no keys for it (TLS 1.2, AES-CCM, a KeyUpdate before the switch);
+//  * the install: the socket is an io_uring fixed file (liburing 2.3 and
+//    these kernel headers have no SOCKET_URING_OP_SETSOCKOPT, and no raw fd
+//    is kept), or a setsockopt fails - the reason names the step and errno:
+//    `kernel TLS install failed: TCP_ULP "tls": setsockopt: ENOENT`.
+// A failed TCP_ULP or TLS_TX leaves the socket passing bytes as before. A
+// TLS_RX that fails after TLS_TX succeeded cannot be undone: the decision
+// then carries a fatal status and the handshake fails with it.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "coring/core/operation.h"
-
-struct ssl_st;
+#include "coring/tls/ktls_keys.h"
 
 namespace coring::tls {
 
@@ -30,14 +45,40 @@ std::string_view to_string(RecordPath path);
 // names "tls". A file that cannot be read counts as "no".
 bool kernel_offers_tls(const std::string& ulp_list_file);
 
+// How the keys reach the socket. Not OK: nothing was installed. The
+// default is the setsockopt calls (install_kernel_tls()); tests pass their
+// own (TlsOptions::kernel_tls_install) to see the keys at the switch point.
+using KtlsInstall = std::function<absl::Status(FileRef file, const KtlsKeys& keys)>;
+
+// What a connection knows at the switch point (right after its handshake,
+// with everything OpenSSL wrote already sent).
+struct KtlsSwitchPoint {
+  bool wanted = true;  // TlsOptions::kernel_tls
+  std::string ulp_list_file;
+  FileRef file;
+  const KtlsCapture* capture = nullptr;
+  // Ciphertext received but not read by OpenSSL: the kernel would never
+  // see those bytes. In the read BIO; elsewhere (OpenSSL's own buffer, the
+  // stream's queue, or a recv armed that may take some).
+  size_t unread_bytes = 0;
+  bool unread_elsewhere = false;
+  const KtlsInstall* install = nullptr;  // nullptr: the setsockopt calls
+};
+
 struct RecordPathDecision {
   RecordPath path = RecordPath::kUserSpace;
   std::string reason;  // why user space, when it is
+  absl::Status fatal;  // not OK: half installed, the connection cannot go on
 };
 
-// After a completed handshake on `ssl` over `file`: which path carries the
-// records from now on. `wanted`: TlsOptions::kernel_tls.
-RecordPathDecision decide_record_path(bool wanted, const std::string& ulp_list_file, FileRef file,
-                                      ssl_st* ssl);
+// Whether the switch is worth trying at all (cheap: no keys, no syscalls
+// but reading the ULP list); the user-space reason when it is not.
+RecordPathDecision precheck_record_path(bool wanted, const std::string& ulp_list_file);
+
+RecordPathDecision decide_record_path(const KtlsSwitchPoint& at);
+
+// The setsockopt steps on a socket with a raw fd. `tx_installed`: the
+// kernel took TLS_TX (so a later failure cannot fall back).
+absl::Status install_kernel_tls(FileRef file, const KtlsKeys& keys, bool& tx_installed);
 
 }  // namespace coring::tls

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coring/core/event_loop.h"
+#include "coring/tls/ktls_records.h"
 #include "coring/tls/tls_error.h"
 
 namespace coring::tls::detail {
@@ -23,6 +24,7 @@ TlsConnection::TlsConnection(TlsContext& tls, net::Stream stream)
       handshake_timer_(&TlsConnection::on_handshake_deadline, this) {}
 
 TlsConnection::~TlsConnection() {
+  ktls_.detach();  // unhooks from ssl_ while it exists
   if (ssl_ != nullptr) SSL_free(ssl_);
 }
 
@@ -42,6 +44,11 @@ absl::Status TlsConnection::init(bool server, std::string server_name) {
   BIO_set_mem_eof_return(rbio_, -1);
   SSL_set_bio(ssl_, rbio_, wbio_);
   plain_in_.resize(kRecordPlain);
+  const TlsOptions& options = tls_->options();
+  ktls_precheck_ = precheck_record_path(options.kernel_tls, options.ulp_list_file);
+  if (ktls_precheck_.path == RecordPath::kKernel && !ktls_.attach(ssl_, server)) {
+    ktls_precheck_ = {RecordPath::kUserSpace, "kernel TLS: SSL_set_ex_data failed", {}};
+  }
   if (server) {
     what_ = "TLS handshake (server)";
     SSL_set_accept_state(ssl_);
@@ -132,6 +139,7 @@ Task<absl::Status> TlsConnection::handshake() {
         std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout).count()));
     counters.handshake_timeouts.fetch_add(1, std::memory_order_relaxed);
   }
+  if (result.ok()) result = co_await switch_record_path();
   if (!result.ok()) {
     if (fatal_.ok()) fatal_ = result;
     counters.handshake_failures.fetch_add(1, std::memory_order_relaxed);
@@ -150,15 +158,38 @@ void TlsConnection::after_handshake() {
   SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
   if (alpn != nullptr) info_.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   info_.resumed = SSL_session_reused(ssl_) == 1;
-  const TlsOptions& o = tls_->options();
-  RecordPathDecision path = decide_record_path(o.kernel_tls, o.ulp_list_file, stream_.file(), ssl_);
-  info_.record_path = path.path;
-  info_.record_path_reason = std::move(path.reason);
   TlsContext::Counters& counters = tls_->counters();
   counters.handshakes.fetch_add(1, std::memory_order_relaxed);
   if (info_.resumed) counters.resumed.fetch_add(1, std::memory_order_relaxed);
   (info_.record_path == RecordPath::kKernel ? counters.kernel_records : counters.user_space_records)
       .fetch_add(1, std::memory_order_relaxed);
+}
+
+Task<absl::Status> TlsConnection::switch_record_path() {
+  RecordPathDecision d = std::move(ktls_precheck_);
+  if (d.path == RecordPath::kKernel) {
+    // What OpenSSL wrote (the last flight, tickets) must be on the socket
+    // before TLS_TX: the kernel would encrypt it a second time.
+    if (absl::Status s = co_await stream_.flush(); !s.ok()) co_return s;
+    const TlsOptions& o = tls_->options();
+    net::detail::StreamState* st = stream_.state();
+    const RecvStream* channel = st->channel();
+    d = decide_record_path(KtlsSwitchPoint{
+        .wanted = o.kernel_tls,
+        .ulp_list_file = o.ulp_list_file,
+        .file = stream_.file(),
+        .capture = &ktls_,
+        .unread_bytes = BIO_ctrl_pending(rbio_),
+        .unread_elsewhere = SSL_has_pending(ssl_) == 1 ||
+                            (channel != nullptr && (channel->queued() > 0 || channel->armed())),
+        .install = &o.kernel_tls_install,
+    });
+  }
+  ktls_.detach();  // the secrets are wiped either way
+  kernel_ = d.path == RecordPath::kKernel;
+  info_.record_path = d.path;
+  info_.record_path_reason = std::move(d.reason);
+  co_return d.fatal;
 }
 
 void TlsConnection::feed(absl::Span<const uint8_t> bytes) {
@@ -257,7 +288,8 @@ bool TlsConnection::try_write_now(absl::Span<const absl::Span<const uint8_t>> pa
   }
   size_t total = 0;
   for (absl::Span<const uint8_t> p : parts) total += p.size();
-  if (total > kRound || !lock_.try_lock()) return false;
+  // Kernel TLS: write() hands the plaintext to the stream as it is.
+  if (kernel_ || total > kRound || !lock_.try_lock()) return false;
   const size_t pending = BIO_ctrl_pending(wbio_);
   const size_t bound = pending + total + kRecordOverhead * (total / kRecordPlain + 2);
   net::detail::StreamState* st = stream_.state();
@@ -298,12 +330,14 @@ Task<absl::Status> TlsConnection::write_locked(absl::Span<const absl::Span<const
 }
 
 Task<absl::Status> TlsConnection::write(absl::Span<const absl::Span<const uint8_t>> parts) {
+  if (kernel_) co_return co_await kernel_write(parts);
   co_await lock_.lock();
   WriteLockGuard locked(lock_);
   co_return co_await write_locked(parts);
 }
 
 Task<absl::StatusOr<TlsBuffer>> TlsConnection::read() {
+  if (kernel_) co_return co_await kernel_read();
   for (;;) {
     if (eof_) co_return TlsBuffer();
     if (!fatal_.ok()) co_return fatal_;
@@ -346,12 +380,63 @@ Task<> TlsConnection::send_close_notify() {
   if (st == nullptr || st->file_closed() || !st->write_error().ok()) co_return;
   co_await lock_.lock();
   WriteLockGuard locked(lock_);
-  if (!close_notify_sent_ && fatal_.ok()) {
+  if (!close_notify_sent_ && fatal_.ok() && kernel_) {
+    close_notify_sent_ = true;
+    // After the plaintext queued before it; a failure shows as the peer's
+    // truncated stream, as a failed user-space close_notify would.
+    // (Only a plain fd gets here from the real install; a test's pretended
+    // install may leave a fixed file, which has no fd for sendmsg.)
+    if ((co_await stream_.flush()).ok() && !stream_.file().fixed) {
+      (void)send_close_notify_alert(stream_.file().fd);
+    }
+  } else if (!close_notify_sent_ && fatal_.ok()) {
     close_notify_sent_ = true;
     ERR_clear_error();
     (void)SSL_shutdown(ssl_);  // 0: sent, the peer's not yet seen - we do not wait for it here
     ERR_clear_error();
     (void)co_await send_pending();
+  }
+}
+
+// ---- Kernel TLS: the kernel seals and opens the records ----
+
+Task<absl::Status> TlsConnection::kernel_write(absl::Span<const absl::Span<const uint8_t>> parts) {
+  if (absl::Status s = writable(); !s.ok()) co_return s;
+  co_return co_await stream_.write(parts);
+}
+
+Task<absl::StatusOr<TlsBuffer>> TlsConnection::kernel_read() {
+  for (;;) {
+    kernel_in_ = RecvBuffer();  // the previous read's buffer goes back to the ring
+    if (eof_) co_return TlsBuffer();
+    if (!fatal_.ok()) co_return fatal_;
+    absl::StatusOr<RecvBuffer> buf = co_await stream_.read();
+    if (!buf.ok()) {
+      // EIO (DataLoss) is the kernel saying the next record is not
+      // application data: read it with its type.
+      if (!absl::IsDataLoss(buf.status()) || stream_.state()->last_read_interrupted()) {
+        co_return buf.status();
+      }
+      if (stream_.file().fixed) co_return buf.status();  // no fd to recvmsg on (test installs)
+      absl::StatusOr<ControlRecord> c =
+          take_control_record(stream_.file().fd, absl::MakeSpan(plain_in_));
+      if (!c.ok()) {
+        fail(c.status());
+        co_return c.status();
+      }
+      if (*c == ControlRecord::kCloseNotify) {
+        eof_ = true;
+        co_return TlsBuffer();
+      }
+      continue;  // a ticket OpenSSL cannot take any more: read on
+    }
+    if (buf->empty()) {
+      info_.truncated = true;  // TCP EOF without close_notify
+      eof_ = true;
+      co_return TlsBuffer();
+    }
+    kernel_in_ = std::move(*buf);
+    co_return TlsBuffer(kernel_in_.data(), kernel_in_.size());
   }
 }
 

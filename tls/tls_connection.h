@@ -10,6 +10,12 @@
 // cipher_out_ itself, holding the write lock until they are sent. Whatever
 // OpenSSL writes on its own (handshake flights, alerts, KeyUpdate answers,
 // close_notify) is sent by the same path (send_pending()).
+//
+// Kernel TLS (ktls.h): right after the handshake the connection may hand
+// its records to the kernel (switch_record_path()); from then on read() and
+// write() pass plaintext straight through the stream, and OpenSSL is only
+// kept for what the handshake told (TlsInfo). The kernel-side reading of
+// alerts and tickets is in ktls_records.h.
 #pragma once
 
 #include <chrono>
@@ -24,6 +30,8 @@
 #include "coring/core/task.h"
 #include "coring/net/callback_timer.h"
 #include "coring/net/stream.h"
+#include "coring/tls/ktls.h"
+#include "coring/tls/ktls_keys.h"
 #include "coring/tls/tls_context.h"
 #include "coring/tls/tls_stream.h"
 #include "coring/tls/write_lock.h"
@@ -76,7 +84,13 @@ class TlsConnection {
   // Feeds received ciphertext to OpenSSL.
   void feed(absl::Span<const uint8_t> bytes);
   void fail(absl::Status why);
+  // Tries kernel TLS (ktls.h) and records the path taken in info_; not OK
+  // when a half-done install leaves the connection unusable.
+  Task<absl::Status> switch_record_path();
   void after_handshake();
+  // read() and write() once the kernel carries the records.
+  Task<absl::StatusOr<TlsBuffer>> kernel_read();
+  Task<absl::Status> kernel_write(absl::Span<const absl::Span<const uint8_t>> parts);
   static void on_handshake_deadline(void* self, bool fired) noexcept;
 
   TlsContext* tls_;
@@ -98,6 +112,12 @@ class TlsConnection {
   std::string session_key_;  // client: the session cache's key
   TlsInfo info_;
   net::detail::CallbackTimer handshake_timer_;
+  // Kernel TLS: whether it was worth a try (init()), the keys gathered
+  // during the handshake, and once switched, the buffer read() last gave.
+  RecordPathDecision ktls_precheck_;
+  KtlsCapture ktls_;
+  bool kernel_ = false;
+  RecvBuffer kernel_in_;
 };
 
 }  // namespace coring::tls::detail

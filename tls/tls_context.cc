@@ -49,6 +49,15 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::make(bool server, TlsOpt
   SSL_CTX_set_ex_data(ctx, context_index(), self.get());
   SSL_CTX_set_min_proto_version(
       ctx, o.min_version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  if (!o.tls13_ciphersuites.empty() &&
+      SSL_CTX_set_ciphersuites(ctx, o.tls13_ciphersuites.c_str()) != 1) {
+    return openssl_error(absl::StatusCode::kInvalidArgument,
+                         absl::StrFormat("TLS 1.3 cipher suites '%s'", o.tls13_ciphersuites));
+  }
+  // The traffic secrets for kernel TLS (ktls_keys.h). The only keylog use in
+  // coring: a key log file, if one is added, is written from the same
+  // callback (OpenSSL takes one per context).
+  if (o.kernel_tls) SSL_CTX_set_keylog_callback(ctx, &KtlsCapture::on_keylog);
   // Memory BIOs never block, but a write may move (the send path copies).
   SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (o.release_idle_buffers) SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);

@@ -27,6 +27,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "coring/tls/ktls.h"
 
 struct ssl_ctx_st;
 struct ssl_session_st;
@@ -52,6 +53,9 @@ struct TlsOptions {
   // offers these and accepts no other.
   std::vector<std::string> alpn = {};
   TlsVersion min_version = TlsVersion::kTls12;
+  // TLS 1.3 cipher suites in order of preference, OpenSSL's syntax
+  // ("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"); empty: OpenSSL's.
+  std::string tls13_ciphersuites = {};
   // The whole handshake, from the first byte to Finished; a peer that stalls
   // longer is dropped with DeadlineExceeded.
   std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(10);
@@ -64,6 +68,9 @@ struct TlsOptions {
   // Where the kernel lists its TCP upper-layer protocols (a test points it
   // elsewhere to exercise the detection).
   std::string ulp_list_file = "/proc/sys/net/ipv4/tcp_available_ulp";
+  // Tests: takes the place of the setsockopt calls that install the keys
+  // (ktls.h); not OK means nothing was installed.
+  KtlsInstall kernel_tls_install = nullptr;
   // OpenSSL frees a connection's record buffers (~34 KiB) while it is idle:
   // for many idle connections, at the price of an allocation per burst.
   bool release_idle_buffers = false;

@@ -33,6 +33,9 @@
 //   records; ordered across concurrent writers. try_write_now() is the
 //   synchronous path FramedStream takes when the queue has room.
 // * shutdown_write() / close(): close_notify first, then as Stream.
+// * Kernel TLS (ktls.h): right after the handshake the records may go to
+//   the kernel; read() and write() then move plaintext through the Stream.
+//   info().record_path says which path a connection took, and why.
 //
 // Memory per connection: the TlsConnection (a few hundred bytes), a 16 KiB
 // plaintext buffer, and, once it writes, a 16 KiB staging buffer and a

@@ -134,6 +134,14 @@ class RecvStream final : private detail::MultishotStream,
   // reader expected to keep up); the share still applies, and a reader that
   // turns out stuck still falls back to single-shot (release_held()).
   void start_multishot() noexcept { single_ = false; }
+  // Reads single-shot (one recv per wait) until start_multishot() or
+  // promotion: nothing is left armed between reads, for a reader that must
+  // know that no byte past what it read is taken off the socket (TLS before
+  // handing the socket to kernel TLS).
+  void start_single_shot() noexcept {
+    single_ = true;
+    streak_ = 0;
+  }
   bool multishot() const noexcept { return !single_; }
 
   using MultishotStream::armed;

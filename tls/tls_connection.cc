@@ -49,6 +49,12 @@ absl::Status TlsConnection::init(bool server, std::string server_name) {
   if (ktls_precheck_.path == RecordPath::kKernel && !ktls_.attach(ssl_, server)) {
     ktls_precheck_ = {RecordPath::kUserSpace, "kernel TLS: SSL_set_ex_data failed", {}};
   }
+  if (ktls_precheck_.path == RecordPath::kKernel) {
+    // A multishot recv armed past the handshake's last read could take the
+    // first kernel-TLS record off the socket: read one recv at a time until
+    // the switch (switch_record_path() turns multishot back on).
+    if (RecvStream* channel = stream_.state()->channel()) channel->start_single_shot();
+  }
   if (server) {
     what_ = "TLS handshake (server)";
     SSL_set_accept_state(ssl_);
@@ -186,6 +192,7 @@ Task<absl::Status> TlsConnection::switch_record_path() {
     });
   }
   ktls_.detach();  // the secrets are wiped either way
+  if (RecvStream* channel = stream_.state()->channel()) channel->start_multishot();
   kernel_ = d.path == RecordPath::kKernel;
   info_.record_path = d.path;
   info_.record_path_reason = std::move(d.reason);

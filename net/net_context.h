@@ -177,6 +177,9 @@ class NetContext {
   detail::StreamState* head_ = nullptr;
   size_t live_ = 0;
   size_t partial_frame_bytes_ = 0;
+  // Receive buffers the streams' send queues hold (adopted writes), of the
+  // ring's count: capped at three quarters (StreamState::adopt()).
+  uint32_t adopted_ = 0;
 };
 
 }  // namespace coring::net

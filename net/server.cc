@@ -373,4 +373,15 @@ ServerStats Server::stats() const {
   return s;
 }
 
+std::optional<NetStats> Server::net_stats(EventLoop& loop) const {
+  if (!shared_) return std::nullopt;
+  std::lock_guard<std::mutex> lock(shared_->mu);
+  for (const auto& [l, weak] : shared_->loops) {
+    if (l != &loop) continue;
+    std::shared_ptr<LoopServer> ls = weak.lock();
+    if (ls && ls->net) return ls->net->stats();
+  }
+  return std::nullopt;
+}
+
 }  // namespace coring::net

@@ -127,6 +127,10 @@ class Server {
   int run_until_signal();
 
   ServerStats stats() const;
+  // The send/receive counters of the server's NetContext on `loop`; call on
+  // that loop's thread. nullopt when the loop serves no context (not set up,
+  // or gone).
+  std::optional<NetStats> net_stats(EventLoop& loop) const;
   const ServerOptions& options() const { return options_; }
 
   struct Shared;         // state the loops share (server.cc)

@@ -277,14 +277,18 @@ void StreamState::admit(Writer& w) noexcept {
 
 bool StreamState::adopt(Writer& w) noexcept {
   RecvBuffer& b = *w.adopt;
-  // Only the context's own ring buffers, while the ring has room and this
-  // stream holds less than its share; never one a zero-copy send would take
-  // (its notification would have to hold the ring buffer too). Small ones
-  // are copied as any small write: they coalesce with their neighbours into
-  // one registered send buffer (one WRITE_FIXED) and free the ring buffer
-  // at once.
+  // Only the context's own ring buffers, while this stream holds less than
+  // its share and all send queues together hold less than three quarters of
+  // the ring (peers that never read park no more than that; the rest is
+  // for receiving); never one a zero-copy send would take (its notification
+  // would have to hold the ring buffer too). Small ones are copied as any
+  // small write: they coalesce with their neighbours into one registered
+  // send buffer (one WRITE_FIXED) and free the ring buffer at once. Not
+  // "while the ring has room": under load the ring is low most of the
+  // time, and an echo whose write then waits for each send sends one
+  // buffer per send instead of all it received meanwhile.
   if (b.ring() != ring_ || b.size() <= ctx_->options().copy_threshold ||
-      ring_held_ >= ctx_->options().recv_share || ring_->available() < ring_->count() / 4 ||
+      ring_held_ >= ctx_->options().recv_share || ctx_->adopted_ >= ring_->count() / 4 * 3 ||
       (ctx_->zero_copy() && b.size() >= ctx_->options().zero_copy_threshold)) {
     return false;
   }
@@ -295,6 +299,7 @@ bool StreamState::adopt(Writer& w) noexcept {
   b.detach();
   segments_.push_back(Segment{data, size, nullptr, nullptr, registered_index(data, size), id});
   ++ring_held_;
+  ++ctx_->adopted_;
   queued_bytes_ += size;
   complete(w, absl::OkStatus());
   request_send();
@@ -305,6 +310,7 @@ void StreamState::let_go(Segment& s) noexcept {
   if (s.ring_id >= 0) {
     ring_->give_back(static_cast<uint16_t>(std::exchange(s.ring_id, -1)));
     --ring_held_;
+    if (ctx_ != nullptr) --ctx_->adopted_;
   }
 }
 

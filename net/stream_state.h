@@ -15,8 +15,8 @@
 // received buffer handed over whole (Stream::write(RecvBuffer&&)): the queue then adopts the
 // buffer, sends from it and gives it back to the receive ring once sent, and the writer returns at
 // once, so an echo's next reads and writes coalesce into one send. A stream adopts at most its
-// receive share (NetOptions::recv_share) of buffers, and none while the ring is under a quarter
-// free: peers that never read can park at most three quarters of the ring in their send queues.
+// receive share (NetOptions::recv_share) of buffers, and the send queues of a context together
+// at most three quarters of the ring: peers that never read can park no more than that.
 // Each completion advances through the segments by the byte count (a short write is simply
 // continued) and the next send takes everything queued meanwhile, so writes made while a send is in
 // flight are coalesced. Which op (start_send()):

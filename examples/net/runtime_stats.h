@@ -1,6 +1,7 @@
 // print_runtime_stats(): one block of counters per event-loop thread - its
 // ring (LoopStats), its coroutine-frame slab pool and its registered-buffer
-// arena - then the server's connection counters. Each loop's figures are
+// arena - and its share of the server (NetStats), then the server's
+// connection counters. Each loop's figures are
 // read on its own thread (they are owner-thread only), so call this while the
 // Runtime is running, from any thread that is not one of its loops.
 #pragma once
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_format.h"
@@ -31,13 +33,23 @@ inline std::string loop_stats_text(EventLoop& loop) {
   return text;
 }
 
+// With the server's NetContext counters on that loop (sends, copied /
+// borrowed / adopted writes): read on the loop's thread too.
+inline std::string loop_stats_text(EventLoop& loop, const net::Server& server) {
+  std::string text = loop_stats_text(loop);
+  if (std::optional<net::NetStats> net = server.net_stats(loop)) {
+    absl::StrAppendFormat(&text, "  net: %s\n", net->to_string());
+  }
+  return text;
+}
+
 inline void print_runtime_stats(Runtime& rt, const net::Server& server, std::FILE* out) {
   for (size_t i = 0; i < rt.size(); ++i) {
     // Shared: a loop too busy to answer in time still sets it later.
     auto text = std::make_shared<std::promise<std::string>>();
     std::future<std::string> ready = text->get_future();
     EventLoop& loop = rt.loop(i);
-    loop.post([&loop, text] { text->set_value(loop_stats_text(loop)); });
+    loop.post([&loop, &server, text] { text->set_value(loop_stats_text(loop, server)); });
     if (ready.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
       std::fprintf(out, "thread %zu: no answer\n", i);
       continue;

@@ -180,7 +180,9 @@ Task<absl::Status> TlsConnection::switch_record_path() {
     const TlsOptions& o = tls_->options();
     net::detail::StreamState* st = stream_.state();
     const RecvStream* channel = st->channel();
-    d = decide_record_path(KtlsSwitchPoint{
+    // Named, not a temporary in the co_await: g++ 12 may destroy an
+    // aggregate temporary there twice.
+    KtlsSwitchPoint at{
         .wanted = o.kernel_tls,
         .ulp_list_file = o.ulp_list_file,
         .file = stream_.file(),
@@ -189,7 +191,8 @@ Task<absl::Status> TlsConnection::switch_record_path() {
         .unread_elsewhere = SSL_has_pending(ssl_) == 1 ||
                             (channel != nullptr && (channel->queued() > 0 || channel->armed())),
         .install = &o.kernel_tls_install,
-    });
+    };
+    d = co_await decide_record_path(std::move(at));
   }
   ktls_.detach();  // the secrets are wiped either way
   if (RecvStream* channel = stream_.state()->channel()) channel->start_multishot();

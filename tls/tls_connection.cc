@@ -393,11 +393,10 @@ Task<> TlsConnection::send_close_notify() {
   if (!close_notify_sent_ && fatal_.ok() && kernel_) {
     close_notify_sent_ = true;
     // After the plaintext queued before it; a failure shows as the peer's
-    // truncated stream, as a failed user-space close_notify would.
-    // (Only a plain fd gets here from the real install; a test's pretended
-    // install may leave a fixed file, which has no fd for sendmsg.)
-    if ((co_await stream_.flush()).ok() && !stream_.file().fixed) {
-      (void)send_close_notify_alert(stream_.file().fd);
+    // truncated stream, as a failed user-space close_notify would. (A
+    // test's pretended install sends these two bytes as plaintext.)
+    if ((co_await stream_.flush()).ok()) {
+      (void)co_await send_close_notify_alert(stream_.file(), kernel_out_msg_);
     }
   } else if (!close_notify_sent_ && fatal_.ok()) {
     close_notify_sent_ = true;
@@ -427,9 +426,8 @@ Task<absl::StatusOr<TlsBuffer>> TlsConnection::kernel_read() {
       if (!absl::IsDataLoss(buf.status()) || stream_.state()->last_read_interrupted()) {
         co_return buf.status();
       }
-      if (stream_.file().fixed) co_return buf.status();  // no fd to recvmsg on (test installs)
       absl::StatusOr<ControlRecord> c =
-          take_control_record(stream_.file().fd, absl::MakeSpan(plain_in_));
+          co_await take_control_record(stream_.file(), kernel_in_msg_, absl::MakeSpan(plain_in_));
       if (!c.ok()) {
         fail(c.status());
         co_return c.status();

@@ -474,6 +474,8 @@ TEST(KtlsFallbackTest, Tls12SaysItIsNotCovered) {
 }
 
 // ---- The kernel path's plumbing, with an install that pretends ----
+// (on fixed files, the fixture's default; a real kernel-TLS socket cannot
+// be had here)
 
 TEST(KtlsFallbackTest, PretendedInstallCarriesPlaintextThroughTheStream) {
   TempFile ulp("tls\n");
@@ -486,6 +488,7 @@ TEST(KtlsFallbackTest, PretendedInstallCarriesPlaintextThroughTheStream) {
   EXPECT_EQ(p.client->info().record_path, RecordPath::kKernel);
   EXPECT_EQ(p.server->info().record_path, RecordPath::kKernel);
   EXPECT_EQ(p.client->info().record_path_reason, "");
+  EXPECT_TRUE(p.client->transport().file().fixed);
   EXPECT_EQ(f.client_tls->stats().kernel_records, 1u);
   EXPECT_EQ(f.server_tls->stats().kernel_records, 1u);
   auto got = f.t.run([](Pair& p) -> Task<absl::StatusOr<std::string>> {
@@ -500,6 +503,21 @@ TEST(KtlsFallbackTest, PretendedInstallCarriesPlaintextThroughTheStream) {
   }(p));
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, "plain ping");  // the stream carried it as it was
+  // close_notify goes out by sendmsg through the ring on the fixed file;
+  // plain TCP ignores its TLS_SET_RECORD_TYPE, so the peer sees the alert's
+  // two bytes (warning, close_notify) and then EOF.
+  auto tail = f.t.run([](Pair& p) -> Task<absl::StatusOr<std::string>> {
+    if (auto s = co_await p.client->shutdown_write(); !s.ok()) co_return s;
+    std::string bytes;
+    for (;;) {
+      absl::StatusOr<RecvBuffer> b = co_await p.server->transport().read();
+      if (!b.ok()) co_return b.status();
+      if (b->empty()) co_return bytes;
+      bytes.append(reinterpret_cast<const char*>(b->data()), b->size());
+    }
+  }(p));
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  EXPECT_EQ(*tail, std::string("\x01\x00", 2));
   f.t.run(close_both(p));
 }
 

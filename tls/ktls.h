@@ -18,13 +18,19 @@
 //    OpenSSL's buffers, the stream's queue or an armed recv): the kernel
 //    would start mid-stream;
 //  * no keys for it (TLS 1.2, AES-CCM, a KeyUpdate before the switch);
-//  * the install: the socket is an io_uring fixed file (liburing 2.3 and
-//    these kernel headers have no SOCKET_URING_OP_SETSOCKOPT, and no raw fd
-//    is kept), or a setsockopt fails - the reason names the step and errno:
+//  * the install: a setsockopt fails - the reason names the step and errno:
 //    `kernel TLS install failed: TCP_ULP "tls": setsockopt: ENOENT`.
 // A failed TCP_ULP or TLS_TX leaves the socket passing bytes as before. A
 // TLS_RX that fails after TLS_TX succeeded cannot be undone: the decision
 // then carries a fatal status and the handshake fails with it.
+//
+// The setsockopt calls: a plain fd takes the syscall (kernel TLS works from
+// Linux 4.13 on, and so keeps working where the ring has no setsockopt); an
+// io_uring fixed file - coring's default, with no fd in the process - goes
+// through the ring (core/setsockopt.h, IORING_OP_URING_CMD, Linux 6.7+; an
+// older kernel's EOPNOTSUPP/EINVAL is the reason then). Past the switch, the
+// records that are not data are read and close_notify is sent with io_uring
+// recvmsg / sendmsg on either kind (ktls_records.h).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "coring/core/operation.h"
+#include "coring/core/task.h"
 #include "coring/tls/ktls_keys.h"
 
 namespace coring::tls {
@@ -48,6 +55,7 @@ bool kernel_offers_tls(const std::string& ulp_list_file);
 // How the keys reach the socket. Not OK: nothing was installed. The
 // default is the setsockopt calls (install_kernel_tls()); tests pass their
 // own (TlsOptions::kernel_tls_install) to see the keys at the switch point.
+// Synchronous: a test's install only looks at the keys or pretends.
 using KtlsInstall = std::function<absl::Status(FileRef file, const KtlsKeys& keys)>;
 
 // What a connection knows at the switch point (right after its handshake,
@@ -75,10 +83,11 @@ struct RecordPathDecision {
 // but reading the ULP list); the user-space reason when it is not.
 RecordPathDecision precheck_record_path(bool wanted, const std::string& ulp_list_file);
 
-RecordPathDecision decide_record_path(const KtlsSwitchPoint& at);
+// Runs on the connection's loop (the install may go through its ring).
+Task<RecordPathDecision> decide_record_path(KtlsSwitchPoint at);
 
-// The setsockopt steps on a socket with a raw fd. `tx_installed`: the
+// The setsockopt steps, on a plain fd or a fixed file. `tx_installed`: the
 // kernel took TLS_TX (so a later failure cannot fall back).
-absl::Status install_kernel_tls(FileRef file, const KtlsKeys& keys, bool& tx_installed);
+Task<absl::Status> install_kernel_tls(FileRef file, const KtlsKeys& keys, bool& tx_installed);
 
 }  // namespace coring::tls

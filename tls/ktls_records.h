@@ -10,14 +10,26 @@
 // close_notify. Not covered: sending KeyUpdate, renewing keys, reading a
 // control record larger than the caller's buffer.
 //
+// Both go through the ring (IORING_OP_RECVMSG / IORING_OP_SENDMSG), so a
+// fixed file - coring's default socket, with no fd in this process - works
+// as a plain fd does. The msghdr, iovec and control buffer the kernel reads
+// and writes until the completion live in a ControlRecordMsg that the
+// connection owns, not in the awaiting coroutine's frame.
+//
 // None of this runs on the machines coring is developed on (no TLS ULP):
 // it is kept to these two calls so that what cannot be tested stays small.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "coring/core/operation.h"
+#include "coring/core/task.h"
 
 namespace coring::tls {
 
@@ -26,11 +38,23 @@ enum class ControlRecord : uint8_t {
   kSkipped,      // nothing for the reader: read on
 };
 
-// Reads the non-data record waiting on `fd` (without blocking) into
+// The memory of one recvmsg or sendmsg of a control record. One per
+// direction: a reader and a closer may each have one in flight.
+struct ControlRecordMsg {
+  msghdr msg{};
+  iovec iov{};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint8_t))] = {};
+  uint8_t alert[2] = {};
+};
+
+// Reads the non-data record waiting on `file` (without blocking) into
 // `scratch`: what it means for the reader, or the error it amounts to.
-absl::StatusOr<ControlRecord> take_control_record(int fd, absl::Span<uint8_t> scratch);
+// `m` and `scratch` must stay alive until the completion.
+Task<absl::StatusOr<ControlRecord>> take_control_record(FileRef file, ControlRecordMsg& m,
+                                                        absl::Span<uint8_t> scratch);
 
 // Sends a close_notify alert through the kernel's TLS (without blocking).
-absl::Status send_close_notify_alert(int fd);
+// `m` must stay alive until the completion.
+Task<absl::Status> send_close_notify_alert(FileRef file, ControlRecordMsg& m);
 
 }  // namespace coring::tls

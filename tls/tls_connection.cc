@@ -180,7 +180,9 @@ Task<absl::Status> TlsConnection::switch_record_path() {
     const TlsOptions& o = tls_->options();
     net::detail::StreamState* st = stream_.state();
     const RecvStream* channel = st->channel();
-    d = decide_record_path(KtlsSwitchPoint{
+    // Named, not a temporary in the co_await: g++ 12 may destroy an
+    // aggregate temporary there twice.
+    KtlsSwitchPoint at{
         .wanted = o.kernel_tls,
         .ulp_list_file = o.ulp_list_file,
         .file = stream_.file(),
@@ -189,7 +191,8 @@ Task<absl::Status> TlsConnection::switch_record_path() {
         .unread_elsewhere = SSL_has_pending(ssl_) == 1 ||
                             (channel != nullptr && (channel->queued() > 0 || channel->armed())),
         .install = &o.kernel_tls_install,
-    });
+    };
+    d = co_await decide_record_path(std::move(at));
   }
   ktls_.detach();  // the secrets are wiped either way
   if (RecvStream* channel = stream_.state()->channel()) channel->start_multishot();
@@ -390,11 +393,10 @@ Task<> TlsConnection::send_close_notify() {
   if (!close_notify_sent_ && fatal_.ok() && kernel_) {
     close_notify_sent_ = true;
     // After the plaintext queued before it; a failure shows as the peer's
-    // truncated stream, as a failed user-space close_notify would.
-    // (Only a plain fd gets here from the real install; a test's pretended
-    // install may leave a fixed file, which has no fd for sendmsg.)
-    if ((co_await stream_.flush()).ok() && !stream_.file().fixed) {
-      (void)send_close_notify_alert(stream_.file().fd);
+    // truncated stream, as a failed user-space close_notify would. (A
+    // test's pretended install sends these two bytes as plaintext.)
+    if ((co_await stream_.flush()).ok()) {
+      (void)co_await send_close_notify_alert(stream_.file(), kernel_out_msg_);
     }
   } else if (!close_notify_sent_ && fatal_.ok()) {
     close_notify_sent_ = true;
@@ -424,9 +426,8 @@ Task<absl::StatusOr<TlsBuffer>> TlsConnection::kernel_read() {
       if (!absl::IsDataLoss(buf.status()) || stream_.state()->last_read_interrupted()) {
         co_return buf.status();
       }
-      if (stream_.file().fixed) co_return buf.status();  // no fd to recvmsg on (test installs)
       absl::StatusOr<ControlRecord> c =
-          take_control_record(stream_.file().fd, absl::MakeSpan(plain_in_));
+          co_await take_control_record(stream_.file(), kernel_in_msg_, absl::MakeSpan(plain_in_));
       if (!c.ok()) {
         fail(c.status());
         co_return c.status();

@@ -15,7 +15,8 @@
 // its records to the kernel (switch_record_path()); from then on read() and
 // write() pass plaintext straight through the stream, and OpenSSL is only
 // kept for what the handshake told (TlsInfo). The kernel-side reading of
-// alerts and tickets is in ktls_records.h.
+// alerts and tickets is in ktls_records.h; it goes through the ring, so a
+// fixed file is served like a plain fd.
 #pragma once
 
 #include <chrono>
@@ -32,6 +33,7 @@
 #include "coring/net/stream.h"
 #include "coring/tls/ktls.h"
 #include "coring/tls/ktls_keys.h"
+#include "coring/tls/ktls_records.h"
 #include "coring/tls/tls_context.h"
 #include "coring/tls/tls_stream.h"
 #include "coring/tls/write_lock.h"
@@ -113,11 +115,15 @@ class TlsConnection {
   TlsInfo info_;
   net::detail::CallbackTimer handshake_timer_;
   // Kernel TLS: whether it was worth a try (init()), the keys gathered
-  // during the handshake, and once switched, the buffer read() last gave.
+  // during the handshake, and once switched, the buffer read() last gave
+  // and the msghdrs of control records read and sent (ktls_records.h:
+  // here, not in a coroutine frame, until their completions).
   RecordPathDecision ktls_precheck_;
   KtlsCapture ktls_;
   bool kernel_ = false;
   RecvBuffer kernel_in_;
+  ControlRecordMsg kernel_in_msg_;
+  ControlRecordMsg kernel_out_msg_;
 };
 
 }  // namespace coring::tls::detail

@@ -142,6 +142,9 @@ class NetContext {
     return options_.max_partial_frame_bytes == 0 ||
            partial_frame_bytes_ + more <= options_.max_partial_frame_bytes;
   }
+  // Receive buffers the streams' send queues hold (Stream::write(
+  // RecvBuffer&&)): at most three quarters of the ring.
+  uint32_t adopted_buffers() const noexcept { return adopted_; }
   // Sets stream `s`'s share of partial_frame_bytes() (FramedStream).
   void account_partial_frame(detail::StreamState& s, size_t bytes) noexcept;
   // True when the loop has a fixed-file table: streams use fixed files.

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -18,6 +19,7 @@
 #include "coring/core/timer.h"
 #include "coring/core/when_all.h"
 #include "coring/net/listener.h"
+#include "coring/net/unique_fd.h"
 #include "net_test_support.h"
 
 namespace coring::net {
@@ -90,6 +92,24 @@ Task<> handover_echo(Listener& listener) {
   (void)co_await s->close();
 }
 
+Task<> handover_handler(Stream s) {
+  for (;;) {
+    absl::StatusOr<RecvBuffer> buf = co_await s.read();
+    if (!buf.ok() || buf->empty()) break;
+    if (!(co_await s.write(std::move(*buf))).ok()) break;
+  }
+  (void)co_await s.close();
+}
+
+// Accepts `count` connections, each echoed by handover_handler.
+Task<> handover_acceptor(Listener& listener, int count) {
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<Stream> s = co_await listener.accept();
+    if (!s.ok()) co_return;
+    spawn(listener.context().loop(), handover_handler(std::move(*s)));
+  }
+}
+
 // write(RecvBuffer&&): the send queue sends from a large receive buffer
 // itself and gives it back once sent - no copy, every byte in order, and the
 // ring whole afterwards.
@@ -105,6 +125,54 @@ TEST(StreamTest, HandedOverReceiveBuffersAreSentWithoutACopy) {
   const NetStats& stats = t.net->stats();
   EXPECT_GT(stats.adopted_writes, 0u);
   EXPECT_EQ(t.net->buffers().outstanding(), 0u);
+  EXPECT_EQ(t.net->adopted_buffers(), 0u);
+}
+
+// Peers that send and never read: their echoes' send queues adopt receive
+// buffers (each up to its share, 8) until, together, they hold three
+// quarters of the ring - never more, however low the ring runs - and a
+// well-behaved client is still echoed meanwhile.
+TEST(StreamTest, SendQueuesTogetherAdoptAtMostThreeQuartersOfTheRing) {
+  NetOptions options;
+  options.recv_buffers = 64;
+  TestLoop t({}, options);
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  const SocketAddress addr = *(*listener)->local_address();
+  constexpr int kPeers = 8;  // 8 x a share of 8 = all 64 buffers, were there no cap
+  spawn(*t.loop, handover_acceptor(**listener, kPeers + 1));
+  std::vector<UniqueFd> peers;
+  for (int i = 0; i < kPeers; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    const int small = 2048;  // a small window: the echoes back up soon
+    ASSERT_EQ(::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    const int r = ::connect(fd.get(), addr.data(), addr.size());
+    ASSERT_TRUE(r == 0 || errno == EINPROGRESS);
+    peers.push_back(std::move(fd));
+  }
+  const std::vector<uint8_t> chunk = pattern(16 * 1024);
+  uint32_t most = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  int quiet = 0;  // rounds in which no peer could write
+  while (std::chrono::steady_clock::now() < until && quiet < 200) {
+    bool wrote = false;
+    for (UniqueFd& fd : peers) {
+      if (::send(fd.get(), chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+        wrote = true;
+      }
+    }
+    quiet = wrote ? 0 : quiet + 1;
+    t.loop->run_once(false);
+    most = std::max(most, t.net->adopted_buffers());
+  }
+  EXPECT_EQ(most, 48u) << "3/4 of 64 buffers: reached, and never passed";
+  // A fourth client still gets its echo.
+  absl::Status s = t.run(round_trip(*t.net, addr, pattern(100000)));
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_LE(t.net->adopted_buffers(), 48u);
+  peers.clear();  // reset: the stuck echoes end
+  t.drain();
+  EXPECT_EQ(t.net->adopted_buffers(), 0u);
 }
 
 // The fixed-file table fills up: the listener backs off instead of failing

@@ -173,7 +173,8 @@ void TlsConnection::after_handshake() {
 
 Task<absl::Status> TlsConnection::switch_record_path() {
   RecordPathDecision d = std::move(ktls_precheck_);
-  if (d.path == RecordPath::kKernel) {
+  const bool tried = d.path == RecordPath::kKernel;
+  if (tried) {
     // What OpenSSL wrote (the last flight, tickets) must be on the socket
     // before TLS_TX: the kernel would encrypt it a second time.
     if (absl::Status s = co_await stream_.flush(); !s.ok()) co_return s;
@@ -195,7 +196,10 @@ Task<absl::Status> TlsConnection::switch_record_path() {
     d = co_await decide_record_path(std::move(at));
   }
   ktls_.detach();  // the secrets are wiped either way
-  if (RecvStream* channel = stream_.state()->channel()) channel->start_multishot();
+  if (tried) {
+    // init() made the stream read single-shot for the switch: done.
+    if (RecvStream* channel = stream_.state()->channel()) channel->start_multishot();
+  }
   kernel_ = d.path == RecordPath::kKernel;
   info_.record_path = d.path;
   info_.record_path_reason = std::move(d.reason);

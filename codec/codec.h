@@ -96,6 +96,9 @@ class Codec {
   bool mid_frame() const { return decoder_.mid_frame(); }
   // Memory held for reassembling a split frame (for memory budgets).
   size_t buffered_bytes() const { return decoder_.buffer_bytes(); }
+  // `p` lies in memory of the codec's that a decoded frame may view (the
+  // reassembly buffer), reused by a later decode().
+  bool owns(const uint8_t* p) const { return decoder_.owns(p); }
   // The connection is idle between frames: frees the reassembly buffer kept
   // for the next split frame (a frame decoded into it must not be in use)
   // and the output buffer when nothing is pending.

@@ -66,6 +66,11 @@ class Decoder {
     if (buffered_ == 0) std::vector<uint8_t>().swap(buffer_);
   }
   static constexpr size_t kMaxGrowth = 1024 * 1024;
+  // True when `p` lies in the reassembly buffer: a frame there is
+  // overwritten by a later next().
+  bool owns(const uint8_t* p) const {
+    return p >= buffer_.data() && p < buffer_.data() + buffer_.size();
+  }
   // Stream offset of the next frame's first byte.
   uint64_t offset() const { return offset_; }
   bool failed() const { return !error_.ok(); }

@@ -74,6 +74,10 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //    (the connection's frame deadline runs: ServerOptions::frame_timeout);
 //  * size_t buffered_bytes() const - memory held to reassemble a split frame
 //    (counted against NetOptions::max_partial_frame_bytes);
+//  * bool owns(const uint8_t* p) const - p lies in the codec's own memory that
+//    a decoded frame may view (a reassembly buffer), which a later decode()
+//    reuses; FramedStream then treats a write from it as it treats one from
+//    the receive buffer (see write_frame());
 //  * void trim() - the connection has been idle a while, between frames:
 //    free memory kept for reuse (called from the server's idle sweep while
 //    the reader waits for input; no frame handed out is in use then).

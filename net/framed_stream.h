@@ -19,6 +19,11 @@
 //   codec queued before it. The payload is not copied when it is larger than
 //   NetOptions::copy_threshold: the write then completes once it is sent, so
 //   echoing a frame needs no copy and is done before the next read_frame().
+//   Except when the payload is a frame this connection read (it lies in the
+//   receive buffer, or in the codec's reassembly buffer) and more input is
+//   already waiting - a pipelining peer: then it is copied and the write
+//   completes at once, so the next frames are read meanwhile and their
+//   echoes leave together, instead of one send and one wait per frame.
 // * When reading must stop, read_frame() closes the connection itself and
 //   returns why: a protocol error (the codec's goodbye is sent first), the
 //   peer's goodbye, EOF (is_end_of_stream()), a reset, or an interrupt —
@@ -196,6 +201,22 @@ class FramedStream {
   Task<absl::Status> flush_then_write(const typename C::Encoded& encoded);
 
   bool has_output() const { return codec_.pending_output().size() > output_in_flight_; }
+  // How write_frame() queues `parts` (see the top of this file): copied when
+  // they view memory the next read_frame() reuses and input is waiting.
+  detail::Writer::Kind write_kind(absl::Span<const absl::Span<const uint8_t>> parts) const {
+    const RecvStream* channel = stream_.state()->channel();
+    if (input_.empty() && (channel == nullptr || channel->queued() == 0)) {
+      return detail::Writer::Kind::kAuto;  // nothing to read meanwhile: waiting costs nothing
+    }
+    const absl::Span<const uint8_t> received = current_.span();
+    for (absl::Span<const uint8_t> p : parts) {
+      if (p.empty()) continue;
+      bool own = p.data() >= received.data() && p.data() < received.data() + received.size();
+      if constexpr (requires(const C& c) { c.owns(p.data()); }) own = own || codec_.owns(p.data());
+      if (own) return detail::Writer::Kind::kCopy;
+    }
+    return detail::Writer::Kind::kAuto;
+  }
   // A frame was decoded: its deadline is over.
   void frame_done() noexcept {
     detail::StreamState* st = stream_.state();
@@ -320,7 +341,7 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     }
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
     if constexpr (std::is_same_v<S, Stream>) {
-      write_.emplace(s.stream_.state(), parts, detail::Writer::Kind::kAuto);
+      write_.emplace(s.stream_.state(), parts, s.write_kind(parts));
       return write_->await_ready();
     } else {
       // Another transport (TLS): its synchronous path when it has one, else

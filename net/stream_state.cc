@@ -331,9 +331,9 @@ StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
   auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease()};
   if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
     // Prefer a buffer that holds many small writes; else any that fits.
-    absl::StatusOr<pool::BufferLease> lease = arena->acquire(std::max(kChunkSize, bytes));
-    if (!lease.ok() && bytes < kChunkSize) lease = arena->acquire(bytes);
-    if (lease.ok()) {
+    std::optional<pool::BufferLease> lease = arena->try_acquire(std::max(kChunkSize, bytes));
+    if (!lease && bytes < kChunkSize) lease = arena->try_acquire(bytes);
+    if (lease) {
       b->lease = std::move(*lease);
       b->data = b->lease.data();
       b->capacity = b->lease.size();
@@ -350,29 +350,45 @@ StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
 void StreamState::copy_in(absl::Span<const absl::Span<const uint8_t>> parts,
                           size_t bytes) noexcept {
   if (bytes == 0) return;
-  if (fill_ == nullptr || fill_->capacity - fill_->used < bytes) {
+  if (fill_ == nullptr || fill_->capacity - fill_->used < std::min(bytes, kMaxSendBuf)) {
     // The previous fill buffer is freed once its bytes are sent (advance,
     // release_zc); it has bytes unsent or held, or it would be gone.
-    fill_ = new_send_buf(bytes);
+    fill_ = new_send_buf(std::min(bytes, kMaxSendBuf));
   }
-  uint8_t* dst = fill_->data + fill_->used;
-  for (absl::Span<const uint8_t> p : parts) {
-    if (!p.empty()) std::memcpy(dst, p.data(), p.size());
-    dst += p.size();
-  }
-  const uint8_t* start = fill_->data + fill_->used;
-  fill_->used += bytes;
-  fill_->unsent += bytes;
-  queued_bytes_ += bytes;
-  // Extend the last segment when it is the copied run just before ours.
-  if (!queue_empty()) {
-    Segment& last = segments_.back();
-    if (last.buf == fill_ && last.data + last.size == start) {
-      last.size += bytes;
-      return;
+  // A write larger than one send buffer continues in the next ones (a copy
+  // of a large frame stays in pool-sized pieces, never a heap block).
+  size_t part = 0;
+  size_t offset = 0;  // into parts[part]
+  for (;;) {
+    const size_t room = std::min(fill_->capacity - fill_->used, bytes);
+    uint8_t* const start = fill_->data + fill_->used;
+    uint8_t* dst = start;
+    for (size_t left = room; left > 0;) {
+      const absl::Span<const uint8_t> p = parts[part];
+      const size_t n = std::min(left, p.size() - offset);
+      if (n > 0) std::memcpy(dst, p.data() + offset, n);
+      dst += n;
+      left -= n;
+      offset += n;
+      if (offset == p.size()) {
+        ++part;
+        offset = 0;
+      }
     }
+    fill_->used += room;
+    fill_->unsent += room;
+    queued_bytes_ += room;
+    bytes -= room;
+    // Extend the last segment when it is the copied run just before ours.
+    Segment* last = queue_empty() ? nullptr : &segments_.back();
+    if (last != nullptr && last->buf == fill_ && last->data + last->size == start) {
+      last->size += room;
+    } else {
+      segments_.push_back(Segment{start, room, fill_, nullptr, fill_->buf_index, -1});
+    }
+    if (bytes == 0) return;
+    fill_ = new_send_buf(std::min(bytes, kMaxSendBuf));
   }
-  segments_.push_back(Segment{start, bytes, fill_, nullptr, fill_->buf_index, -1});
 }
 
 void StreamState::complete(Writer& w, absl::Status status) noexcept {

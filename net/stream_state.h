@@ -96,6 +96,9 @@ class StreamState final : private OpTarget, private SubmitHook {
 
   static constexpr size_t kMaxIov = 64;
   static constexpr size_t kChunkSize = 16 * 1024 - 64;
+  // The largest send buffer one copied write takes: larger writes are split
+  // over several (the slab pool serves blocks up to 64 KiB, header included).
+  static constexpr size_t kMaxSendBuf = 64 * 1024 - 64;
   // Zero-copy sends awaiting their notification, per connection.
   static constexpr size_t kMaxZeroCopy = 4;
 

@@ -221,16 +221,26 @@ absl::Status BufferArena::check_memlock() const { return pool::check_memlock(reg
 const std::string& BufferArena::name() const { return state_->name; }
 
 absl::StatusOr<BufferLease> BufferArena::acquire(size_t size) {
+  if (std::optional<BufferLease> lease = try_acquire(size)) return std::move(*lease);
+  detail::ArenaState& s = *state_;
+  for (const detail::ArenaState::Class& c : s.classes) {
+    if (c.buffer_size < size) continue;
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "buffer arena '%s' exhausted: all %d buffers of %d bytes are leased (request: %d "
+        "bytes; %d leases and blocks live in the arena)",
+        s.name, c.count, c.buffer_size, size, s.allocs - s.frees));
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "buffer arena '%s': a %d-byte buffer is larger than the largest class (%d bytes)", s.name,
+      size, s.classes.back().buffer_size));
+}
+
+std::optional<BufferLease> BufferArena::try_acquire(size_t size) noexcept {
   detail::ArenaState& s = *state_;
   for (uint32_t i = 0; i < s.classes.size(); ++i) {
     detail::ArenaState::Class& c = s.classes[i];
     if (c.buffer_size < size) continue;
-    if (c.free_slots.empty()) {
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "buffer arena '%s' exhausted: all %d buffers of %d bytes are leased (request: %d "
-          "bytes; %d leases and blocks live in the arena)",
-          s.name, c.count, c.buffer_size, size, s.allocs - s.frees));
-    }
+    if (c.free_slots.empty()) return std::nullopt;
     const uint32_t slot = c.free_slots.back();
     c.free_slots.pop_back();
     if (slot < c.touched) {
@@ -243,9 +253,7 @@ absl::StatusOr<BufferLease> BufferArena::acquire(size_t size) {
     return BufferLease(&s, c.base + region_offset, c.buffer_size, i, slot, c.buf_index,
                        region_offset);
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "buffer arena '%s': a %d-byte buffer is larger than the largest class (%d bytes)", s.name,
-      size, s.classes.back().buffer_size));
+  return std::nullopt;
 }
 
 absl::StatusOr<BufferBlock> BufferArena::carve(uint32_t count, uint32_t buffer_size) {

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,9 @@ class BufferArena {
   // One buffer of at least `size` bytes. ResourceExhausted (naming the arena,
   // the class and its figures) when that class has none free.
   absl::StatusOr<BufferLease> acquire(size_t size);
+  // acquire() for a caller with a fallback (a hot path): nullopt where
+  // acquire() fails, without building its message.
+  std::optional<BufferLease> try_acquire(size_t size) noexcept;
   // `count` contiguous buffers of `buffer_size` bytes from the carve region
   // (start 4 KiB aligned). ResourceExhausted when no free run is long enough.
   absl::StatusOr<BufferBlock> carve(uint32_t count, uint32_t buffer_size);

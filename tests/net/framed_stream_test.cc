@@ -169,6 +169,63 @@ TEST(FramedStreamTest, EchoesOfTheFramesOfOneChunkLeaveInOneSend) {
   EXPECT_EQ(sends, 2u);
 }
 
+// Large frames, each split across receive buffers (reassembled by the
+// codec), arrive back to back (a pipelining peer), or one at a time.
+// `echoed`: the stats once every echo is in, before the goodbye.
+Task<absl::Status> large_frames(NetContext& net, SocketAddress addr, bool pipelined,
+                                NetStats* echoed_stats) {
+  auto c = co_await Stream::connect(net, addr);
+  if (!c.ok()) co_return c.status();
+  constexpr int kFrames = 16;
+  std::vector<uint8_t> all;
+  for (int i = 0; i < kFrames; ++i) {
+    const std::vector<uint8_t> frame = lp_frame(pattern(40000, static_cast<uint32_t>(i)));
+    if (!pipelined) {
+      if (auto s = co_await c->write(absl::MakeConstSpan(frame)); !s.ok()) co_return s;
+      std::vector<uint8_t> echo;
+      if (auto s = co_await testing::read_exactly(*c, frame.size(), echo); !s.ok()) co_return s;
+      if (echo != frame) co_return absl::DataLossError("echoed frame differs");
+    }
+    all.insert(all.end(), frame.begin(), frame.end());
+  }
+  if (pipelined) {
+    if (auto s = co_await c->write(absl::MakeConstSpan(all)); !s.ok()) co_return s;
+    std::vector<uint8_t> echoed;
+    if (auto s = co_await testing::read_exactly(*c, all.size(), echoed); !s.ok()) co_return s;
+    if (echoed != all) co_return absl::DataLossError("echoed bytes differ");
+  }
+  *echoed_stats = net.stats();
+  (void)co_await c->close();
+  co_return absl::OkStatus();
+}
+
+// Borrowing such a frame's echo would hold the reader until it is sent: one
+// send and one wait per frame. With more input waiting, the echo is copied
+// instead, the next frames are read meanwhile, and the echoes share sends.
+TEST(FramedStreamTest, PipelinedFramesFromTheReassemblyBufferAreCopiedNotWaitedFor) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
+  NetStats st;
+  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st));
+  ASSERT_TRUE(s.ok()) << s;
+  // The client's one write is borrowed; of the server's 16 echoes at most
+  // the last (nothing left to read by then) is.
+  EXPECT_GE(st.copied_writes, 15u) << st.to_string();
+  EXPECT_LE(st.borrowed_writes, 2u) << st.to_string();
+}
+
+// A frame at a time: nothing else to read while the echo is sent, so it is
+// borrowed (no copy), as before.
+TEST(FramedStreamTest, FramesOneAtATimeAreBorrowedNotCopied) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));
+  NetStats st;
+  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/false, &st));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
+  EXPECT_EQ(st.borrowed_writes, 32u) << st.to_string();  // 16 writes, 16 echoes
+}
+
 TEST(FramedStreamTest, FramesSentOneByteAtATime) {
   Fixture f;
   spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys));

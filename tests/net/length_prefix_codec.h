@@ -149,6 +149,14 @@ class LengthPrefixCodec {
     queue_goodbye(why.code());
   }
 
+  // A frame handed out from the reassembly buffers is reused by a later decode().
+  bool owns(const uint8_t* p) const {
+    const auto in = [p](const std::vector<uint8_t>& v) {
+      return p >= v.data() && p < v.data() + v.size();
+    };
+    return in(assembled_) || in(partial_);
+  }
+
   std::optional<absl::StatusCode> goodbye_received() const { return goodbye_received_; }
   bool goodbye_sent() const { return goodbye_sent_; }
   int pings() const { return pings_; }

@@ -19,6 +19,7 @@
 #include "coring/net/listener.h"
 #include "coring/net/stream.h"
 #include "coring/pool/buffer_arena.h"
+#include "coring/pool/slab_pool.h"
 #include "net_test_support.h"
 
 namespace coring::net {
@@ -222,6 +223,47 @@ TEST(SendPathTest, NoFreeRegisteredBufferFallsBackToChunks) {
   EXPECT_EQ(sink.wait(), all);
   EXPECT_GT(t.net->stats().send_buffer_fallbacks, 0u);
   EXPECT_EQ(t.net->stats().fixed_sends, 0u);
+  held.clear();
+}
+
+// A copied write larger than one send buffer (its parts cut across buffer
+// boundaries) is split over several pool-sized ones: from the slab pool
+// here (every registered buffer is held), never as one heap block, and it
+// arrives intact.
+TEST(SendPathTest, CopiedWriteLargerThanASendBufferIsSplitAcrossBuffers) {
+  pool::SlabPool slab;
+  auto arena = pool::BufferArena::create(
+      {.name = "coring.net_send_test.v1", .classes = {{4096, 2}, {65536, 1}}});
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  std::vector<pool::BufferLease> held;
+  for (size_t size : {4096, 4096, 65536}) held.push_back(std::move(*arena->acquire(size)));
+  LoopOptions lo;
+  lo.slab_pool = &slab;
+  lo.arena = &*arena;
+  testing::TestLoop t(std::move(lo));
+  const std::vector<uint8_t> all = pattern(7 + 70000 + 3 + 100000 + 1, 9);
+  Sink sink(all.size());
+  uint64_t slab_blocks = 0;  // taken by the write itself
+  absl::Status s = t.run([](NetContext& net, SocketAddress a, const std::vector<uint8_t>& bytes,
+                            pool::SlabPool& slab, uint64_t& blocks) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    const absl::Span<const uint8_t> b = absl::MakeConstSpan(bytes);
+    const absl::Span<const uint8_t> parts[] = {b.subspan(0, 7),          b.subspan(7, 70000),
+                                               b.subspan(70007, 3),      b.subspan(70010, 0),
+                                               b.subspan(70010, 100000), b.subspan(170010, 1)};
+    const uint64_t before = slab.stats().allocs_total;
+    if (auto w = co_await c->write_copy(parts); !w.ok()) co_return w;
+    blocks = slab.stats().allocs_total - before;
+    co_return co_await c->close();
+  }(*t.net, sink.address, all, slab, slab_blocks));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(sink.wait(), all);
+  EXPECT_EQ(t.net->stats().copied_writes, 1u);
+  // 170,011 bytes in buffers of at most 64 KiB: three of them and their
+  // headers, from the slab (one heap block of 170 KB and its header: 1).
+  EXPECT_GE(slab_blocks, 6u);
+  t.drain();
   held.clear();
 }
 

@@ -41,12 +41,14 @@ Task<> frame_echo(Framed conn, absl::Status* why) {
   }
 }
 
-Task<> accept_framed(Listener& l, int count, std::vector<absl::Status>* whys) {
+Task<> accept_framed(Listener& l, int count, std::vector<absl::Status>* whys,
+                     FramedOptions options = {}) {
   whys->resize(count);
   for (int i = 0; i < count; ++i) {
     auto s = co_await l.accept();
     if (!s.ok()) co_return;
-    spawn(l.context().loop(), frame_echo(Framed(std::move(*s), LengthPrefixCodec()), &(*whys)[i]));
+    spawn(l.context().loop(),
+          frame_echo(Framed(std::move(*s), LengthPrefixCodec(), options), &(*whys)[i]));
   }
 }
 
@@ -171,6 +173,7 @@ TEST(FramedStreamTest, EchoesOfTheFramesOfOneChunkLeaveInOneSend) {
 
 // Large frames, each split across receive buffers (reassembled by the
 // codec), arrive back to back (a pipelining peer), or one at a time.
+constexpr size_t kLargeFrame = 30000;  // over copy_threshold, under copy_pipelined_up_to
 // `echoed`: the stats once every echo is in, before the goodbye.
 Task<absl::Status> large_frames(NetContext& net, SocketAddress addr, bool pipelined,
                                 NetStats* echoed_stats) {
@@ -179,7 +182,7 @@ Task<absl::Status> large_frames(NetContext& net, SocketAddress addr, bool pipeli
   constexpr int kFrames = 16;
   std::vector<uint8_t> all;
   for (int i = 0; i < kFrames; ++i) {
-    const std::vector<uint8_t> frame = lp_frame(pattern(40000, static_cast<uint32_t>(i)));
+    const std::vector<uint8_t> frame = lp_frame(pattern(kLargeFrame, static_cast<uint32_t>(i)));
     if (!pipelined) {
       if (auto s = co_await c->write(absl::MakeConstSpan(frame)); !s.ok()) co_return s;
       std::vector<uint8_t> echo;
@@ -212,6 +215,17 @@ TEST(FramedStreamTest, PipelinedFramesFromTheReassemblyBufferAreCopiedNotWaitedF
   // the last (nothing left to read by then) is.
   EXPECT_GE(st.copied_writes, 15u) << st.to_string();
   EXPECT_LE(st.borrowed_writes, 2u) << st.to_string();
+}
+
+// Frames over FramedOptions::copy_pipelined_up_to are borrowed even then.
+TEST(FramedStreamTest, PipelinedFramesOverTheCopyLimitAreBorrowed) {
+  Fixture f;
+  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys, {.copy_pipelined_up_to = kLargeFrame - 1}));
+  NetStats st;
+  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
+  EXPECT_EQ(st.borrowed_writes, 17u) << st.to_string();
 }
 
 // A frame at a time: nothing else to read while the echo is sent, so it is

@@ -220,7 +220,8 @@ TEST(FramedStreamTest, PipelinedFramesFromTheReassemblyBufferAreCopiedNotWaitedF
 // Frames over FramedOptions::copy_pipelined_up_to are borrowed even then.
 TEST(FramedStreamTest, PipelinedFramesOverTheCopyLimitAreBorrowed) {
   Fixture f;
-  spawn(*f.t.loop, accept_framed(*f.listener, 1, &f.whys, {.copy_pipelined_up_to = kLargeFrame - 1}));
+  spawn(*f.t.loop,
+        accept_framed(*f.listener, 1, &f.whys, {.copy_pipelined_up_to = kLargeFrame - 1}));
   NetStats st;
   absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st));
   ASSERT_TRUE(s.ok()) << s;

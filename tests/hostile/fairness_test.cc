@@ -16,11 +16,16 @@ namespace {
 class FairnessTest : public HostileTest {
  protected:
   // Floods with `peers` never-reading peers (frames of `payload` bytes, one
-  // per send) while the victim echoes.
-  void flood_while_victim_echoes(size_t peers, size_t payload, bool raw) {
+  // per send) while the victim echoes. `grown_kib`: the server's largest RSS
+  // growth seen during the attack.
+  void flood_while_victim_echoes(size_t peers, size_t payload, bool raw,
+                                 uint64_t* grown_kib = nullptr, size_t opening = 4 << 20) {
+    const uint64_t baseline_kib = server_->rss_kib();
+    uint64_t max_kib = baseline_kib;
     Victim early({.port = port(), .raw = raw});
     ASSERT_TRUE(early.wait_for_frames(20, 3s)) << "victim not served before the attack";
-    Flooder flood({.port = port(), .peers = peers, .payload = payload, .raw = raw});
+    Flooder flood(
+        {.port = port(), .peers = peers, .opening = opening, .payload = payload, .raw = raw});
     ASSERT_EQ(flood.connected(), peers);
     const auto attack = std::chrono::seconds(env_size("HOSTILE_ATTACK_SECONDS", 3));
     const auto start = Clock::now();
@@ -29,14 +34,17 @@ class FairnessTest : public HostileTest {
     Victim late({.port = port(), .raw = raw, .seed = 2});
     while (Clock::now() < start + attack && !early.failed() && !late.failed()) {
       std::this_thread::sleep_for(50ms);
+      max_kib = std::max(max_kib, server_->rss_kib());
     }
     flood.stop();
-    note("%u never-reading peers (%u-byte %s) pushed %u KiB in %d s", peers, payload,
-         raw ? "writes" : "frames", flood.bytes_sent() >> 10, static_cast<int>(attack.count()));
+    note("%u never-reading peers (%u-byte %s) pushed %u KiB in %d s; server RSS +%u KiB", peers,
+         payload, raw ? "writes" : "frames", flood.bytes_sent() >> 10,
+         static_cast<int>(attack.count()), max_kib - baseline_kib);
     // At least one echo per 10 ms of attack on average.
     expect_victim_served(early.stop(), 20 + attack / 10ms);
     expect_victim_served(late.stop(), (attack * 2 / 3) / 10ms);
     expect_alive_and_serving(raw);
+    if (grown_kib != nullptr) *grown_kib = max_kib - baseline_kib;
   }
 };
 
@@ -54,6 +62,23 @@ TEST_F(FairnessTest, ManyNeverReadingPeersDoNotStallTheVictim) {
 TEST_F(FairnessTest, ManyNeverReadingPeersWithLargeFramesDoNotStallTheVictim) {
   ASSERT_NE(start_sbmp(), nullptr);
   flood_while_victim_echoes(env_size("HOSTILE_FLOOD_PEERS", 64), 64 << 10, false);
+}
+
+// Frames over copy_threshold but under FramedOptions::copy_pipelined_up_to,
+// split across receive buffers, from the first byte (no large opening frame
+// whose echo would stop the reader at once): a pipelining peer's echoes of
+// these are copied into send buffers instead of waiting for their sends. A
+// peer that never reads then holds at most NetOptions::max_queued_bytes
+// (256 KiB) of them, and its reassembly buffer.
+TEST_F(FairnessTest, ManyNeverReadingPeersWithCopiedFramesDoNotStallTheVictim) {
+  ASSERT_NE(start_sbmp(), nullptr);
+  const size_t peers = env_size("HOSTILE_FLOOD_PEERS", 64);
+  uint64_t grown_kib = 0;
+  flood_while_victim_echoes(peers, 24 << 10, false, &grown_kib, /*opening=*/0);
+#ifndef HOSTILE_SANITIZED
+  // Queues and reassembly buffers, plus 64 MiB for everything else.
+  EXPECT_LE(grown_kib, peers * (256 + 64) + (64 << 10));
+#endif
 }
 
 TEST_F(FairnessTest, EchoServerNeverReadingPeersDoNotStallTheVictim) {

@@ -346,7 +346,7 @@ void BM_DecodeSplitReads(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * stream.size()));
   report_allocs(state, body, static_cast<double>(frames));
 }
-BENCHMARK(BM_DecodeSplitReads)->Arg(1024)->Arg(16384)->Arg(1 << 20);
+BENCHMARK(BM_DecodeSplitReads)->Arg(1024)->Arg(16384)->Arg(65536)->Arg(1 << 20);
 
 // Encode to a scatter list (payload not copied), without and with CHK.
 void BM_Encode(benchmark::State& state) {

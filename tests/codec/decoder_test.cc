@@ -93,8 +93,8 @@ TEST(DecoderTest, SplitFramesUpToTheKeptSizeReuseOneBufferSizedAtOnce) {
   Decoder d;
   std::vector<const uint8_t*> payloads;
   for (size_t at = 0; at < stream.size(); at += 16 * 1024) {
-    absl::Span<const uint8_t> chunk = absl::MakeConstSpan(stream).subspan(
-        at, std::min<size_t>(16 * 1024, stream.size() - at));
+    absl::Span<const uint8_t> chunk =
+        absl::MakeConstSpan(stream).subspan(at, std::min<size_t>(16 * 1024, stream.size() - at));
     if (at == 0) {
       auto r = d.next(chunk);
       ASSERT_TRUE(r.ok() && !r->has_value());

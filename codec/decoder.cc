@@ -30,17 +30,15 @@ absl::Status Decoder::fail(absl::Status status) {
 void Decoder::append(absl::Span<const uint8_t>& input, size_t n, size_t limit) {
   if (n == 0) return;
   if (buffer_.size() < buffered_ + n) {
-    // A frame no larger than the buffer kept between frames gets its whole
-    // size at once: one allocation, no moves. (One such frame leaves a buffer
-    // that size kept anyway, so a header can make us hold no more than that.)
-    // A larger one grows with the bytes that actually arrived (its header's
-    // `length` alone must not make us allocate), doubling so it costs few
+    // Grow with the bytes that actually arrived (a header's `length` alone
+    // must not make us allocate: thousands of 16-byte headers would fill a
+    // server's partial-frame budget), doubling so a big frame costs few
     // moves - by at most kMaxGrowth at a time, so that memory budgets checked
-    // between reads overshoot little - and never past the frame once its
-    // header is in.
+    // between reads overshoot little - and never past the frame being
+    // reassembled once its header is in. A buffer up to kKeptBuffer is kept,
+    // so in a stream of such frames only the first one grows it.
     const size_t doubled = buffer_.size() + std::min(buffer_.size(), kMaxGrowth);
-    const size_t target =
-        std::max(buffered_ + n, limit <= kKeptBuffer ? limit : std::min(doubled, limit));
+    const size_t target = std::max(buffered_ + n, std::min(doubled, limit));
     buffer_.reserve(target);  // exactly: resize() alone would double the capacity
     buffer_.resize(target);
   }

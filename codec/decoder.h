@@ -13,11 +13,10 @@
 //
 // A frame that lies whole inside `input` comes back as a view into `input`
 // (no copy). Only a frame split across inputs is copied, into one internal
-// buffer: sized for the whole frame at once when the frame is at most
-// kKeptBuffer bytes, else grown with the bytes received (at most max_frame +
-// 16 bytes). It is kept for the next split frame when it is at most
-// kKeptBuffer bytes, and released otherwise. A frame from it stays valid
-// until the next call to next().
+// buffer that grows with the bytes received (at most max_frame + 16 bytes);
+// it is kept for the next split frame when it is at most kKeptBuffer bytes,
+// and released otherwise. A frame from it stays valid until the next call
+// to next().
 // The header is validated as soon as its 16 bytes are in, so an oversized
 // `length` is refused before any body byte is read or buffered. Errors are
 // final: every later call returns the same error.
@@ -55,10 +54,9 @@ class Decoder {
   // True when part of a frame has been received: at end of stream, the
   // stream is incomplete.
   bool mid_frame() const { return buffered_ > 0; }
-  // Memory the decoder holds for reassembling split frames: a split frame's
-  // size once its header is in (frames up to kKeptBuffer), or what has
-  // arrived of it (larger ones); a buffer over kKeptBuffer is released once
-  // its frame has been handed out.
+  // Memory the decoder holds for reassembling split frames. It grows with
+  // the bytes of a split frame received, and a buffer over kKeptBuffer is
+  // released once its frame has been handed out.
   size_t buffer_bytes() const { return buffer_.capacity(); }
   // 64 KiB of payload with its header, trailer and up to ~1 KiB of
   // extensions: a stream of 64 KiB messages reassembles without allocating.

@@ -211,13 +211,16 @@ class FramedStream {
   // How write_frame() queues `parts` (see the top of this file): copied when
   // they view memory the next read_frame() reuses and input is waiting.
   detail::Writer::Kind write_kind(absl::Span<const absl::Span<const uint8_t>> parts) const {
+    size_t bytes = 0;
+    for (absl::Span<const uint8_t> p : parts) bytes += p.size();
+    if (bytes <= stream_.context().options().copy_threshold ||
+        bytes > options_.copy_pipelined_up_to) {
+      return detail::Writer::Kind::kAuto;  // copied anyway, or too large to copy
+    }
     const RecvStream* channel = stream_.state()->channel();
     if (input_.empty() && (channel == nullptr || channel->queued() == 0)) {
       return detail::Writer::Kind::kAuto;  // nothing to read meanwhile: waiting costs nothing
     }
-    size_t bytes = 0;
-    for (absl::Span<const uint8_t> p : parts) bytes += p.size();
-    if (bytes > options_.copy_pipelined_up_to) return detail::Writer::Kind::kAuto;
     const absl::Span<const uint8_t> received = current_.span();
     for (absl::Span<const uint8_t> p : parts) {
       if (p.empty()) continue;

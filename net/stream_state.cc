@@ -349,17 +349,16 @@ StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
 
 void StreamState::copy_in(absl::Span<const absl::Span<const uint8_t>> parts,
                           size_t bytes) noexcept {
-  if (bytes == 0) return;
-  if (fill_ == nullptr || fill_->capacity - fill_->used < std::min(bytes, kMaxSendBuf)) {
-    // The previous fill buffer is freed once its bytes are sent (advance,
-    // release_zc); it has bytes unsent or held, or it would be gone.
-    fill_ = new_send_buf(std::min(bytes, kMaxSendBuf));
-  }
   // A write larger than one send buffer continues in the next ones (a copy
   // of a large frame stays in pool-sized pieces, never a heap block).
   size_t part = 0;
   size_t offset = 0;  // into parts[part]
-  for (;;) {
+  while (bytes > 0) {
+    if (fill_ == nullptr || fill_->capacity - fill_->used < std::min(bytes, kMaxSendBuf)) {
+      // The previous fill buffer is freed once its bytes are sent (advance,
+      // release_zc); it has bytes unsent or held, or it would be gone.
+      fill_ = new_send_buf(std::min(bytes, kMaxSendBuf));
+    }
     const size_t room = std::min(fill_->capacity - fill_->used, bytes);
     uint8_t* const start = fill_->data + fill_->used;
     uint8_t* dst = start;
@@ -386,8 +385,6 @@ void StreamState::copy_in(absl::Span<const absl::Span<const uint8_t>> parts,
     } else {
       segments_.push_back(Segment{start, room, fill_, nullptr, fill_->buf_index, -1});
     }
-    if (bytes == 0) return;
-    fill_ = new_send_buf(std::min(bytes, kMaxSendBuf));
   }
 }
 

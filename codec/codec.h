@@ -99,6 +99,12 @@ class Codec {
   // `p` lies in memory of the codec's that a decoded frame may view (the
   // reassembly buffer), reused by a later decode().
   bool owns(const uint8_t* p) const { return decoder_.owns(p); }
+  // Gives the reassembly buffer holding the frame just decoded (`p` lies in
+  // it) to the caller in exchange for `other` (Decoder::exchange_buffer):
+  // FramedStream sends an echoed frame from it instead of copying it.
+  bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) {
+    return decoder_.exchange_buffer(p, other);
+  }
   // The connection is idle between frames: frees the reassembly buffer kept
   // for the next split frame (a frame decoded into it must not be in use)
   // and the output buffer when nothing is pending.

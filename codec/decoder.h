@@ -73,6 +73,18 @@ class Decoder {
   bool owns(const uint8_t* p) const {
     return p >= buffer_.data() && p < buffer_.data() + buffer_.size();
   }
+  // Trades the reassembly buffer holding the frame just decoded (`p` lies in
+  // it) for `other`, so that the frame's bytes can be sent from it with no
+  // copy: the caller owns them now, and the decoder reassembles the next
+  // split frame in `other` (a buffer it gave up before, or an empty one).
+  // False, changing nothing, unless `p` lies in the buffer, no split frame
+  // is under way and the buffer is one the decoder would keep
+  // (<= kKeptBuffer).
+  bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) {
+    if (buffered_ != 0 || buffer_.capacity() > kKeptBuffer || !owns(p)) return false;
+    buffer_.swap(other);
+    return true;
+  }
   // Stream offset of the next frame's first byte.
   uint64_t offset() const { return offset_; }
   bool failed() const { return !error_.ok(); }

@@ -78,6 +78,12 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //    a decoded frame may view (a reassembly buffer), which a later decode()
 //    reuses; FramedStream then treats a write from it as it treats one from
 //    the receive buffer (see write_frame());
+//  * bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) -
+//    hands over the codec's buffer that `p` (a frame just decoded) lies in,
+//    taking `other` in its place; false, changing nothing, when it will not.
+//    FramedStream over a Stream then sends that frame from the buffer it got
+//    without a copy or a wait, and gives the buffer back as `other` once
+//    sent (write_frame());
 //  * void trim() - the connection has been idle a while, between frames:
 //    free memory kept for reuse (called from the server's idle sweep while
 //    the reader waits for input; no frame handed out is in use then).

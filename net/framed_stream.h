@@ -19,12 +19,15 @@
 //   codec queued before it. The payload is not copied when it is larger than
 //   NetOptions::copy_threshold: the write then completes once it is sent, so
 //   echoing a frame needs no copy and is done before the next read_frame().
-//   Except when the payload is a frame this connection read (it lies in the
-//   receive buffer, or in the codec's reassembly buffer), more input is
-//   already waiting - a pipelining peer - and the frame is at most
-//   FramedOptions::copy_pipelined_up_to: then it is copied and the write
-//   completes at once, so the next frames are read meanwhile and their
-//   echoes leave together, instead of one send and one wait per frame.
+//   Except when the payload is a frame this connection read and more input
+//   is already waiting (a pipelining peer): then the write completes at
+//   once, so the next frames are read meanwhile and their echoes leave
+//   together, instead of one send and one wait per frame. A frame in the
+//   codec's reassembly buffer is sent from that buffer, which the codec
+//   trades for one sent before (when the codec has exchange_buffer(), as
+//   sbmp::Codec does; no copy); one in the receive buffer, or in a codec
+//   that does not trade, is copied if at most
+//   FramedOptions::copy_pipelined_up_to.
 // * When reading must stop, read_frame() closes the connection itself and
 //   returns why: a protocol error (the codec's goodbye is sent first), the
 //   peer's goodbye, EOF (is_end_of_stream()), a reset, or an interrupt —
@@ -54,12 +57,14 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <coroutine>
 #include <exception>
 #include <optional>
 #include <stop_token>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -79,7 +84,8 @@ struct FramedOptions {
   // waiting for the peer to close.
   std::chrono::nanoseconds close_timeout = std::chrono::seconds(2);
   // Largest frame write_frame() copies rather than borrows when the frame
-  // was read from this connection and more input waits (see write_frame()).
+  // was read from this connection, more input waits, and the codec does not
+  // trade the buffer the frame lies in (see write_frame()).
   // Copying costs per byte, waiting for the send per frame: measured here
   // (bench/run.sh, SBMP echo, 16 in flight), copying cut the CPU per
   // message of 16 KiB frames by 11-29% and cost up to 18% more at 64 KiB.
@@ -217,10 +223,7 @@ class FramedStream {
         bytes > options_.copy_pipelined_up_to) {
       return detail::Writer::Kind::kAuto;  // copied anyway, or too large to copy
     }
-    const RecvStream* channel = stream_.state()->channel();
-    if (input_.empty() && (channel == nullptr || channel->queued() == 0)) {
-      return detail::Writer::Kind::kAuto;  // nothing to read meanwhile: waiting costs nothing
-    }
+    if (!input_waiting()) return detail::Writer::Kind::kAuto;  // waiting costs nothing
     const absl::Span<const uint8_t> received = current_.span();
     for (absl::Span<const uint8_t> p : parts) {
       if (p.empty()) continue;
@@ -229,6 +232,38 @@ class FramedStream {
       if (own) return detail::Writer::Kind::kCopy;
     }
     return detail::Writer::Kind::kAuto;
+  }
+  // Bytes received and not decoded yet: the next read_frame() has input.
+  bool input_waiting() const {
+    const RecvStream* channel = stream_.state()->channel();
+    return !input_.empty() || (channel != nullptr && channel->queued() > 0);
+  }
+  // write_frame() of a frame that lies in the codec's reassembly buffer (it
+  // was split across receive buffers) while more input waits (a pipelining
+  // peer): the codec trades that buffer for one this stream sent before
+  // (Stream::spare_buffer()), and the send queue sends the frame from it. No
+  // copy, and no wait for the send, so the next frames are read meanwhile
+  // and their echoes leave together. Not for small frames (copied: they
+  // coalesce with their neighbours and hold no whole buffer while queued),
+  // nor with no input waiting (borrowed: waiting for the send then costs
+  // nothing, and one buffer stays in use instead of two taking turns).
+  bool exchange_frame_buffer(absl::Span<const absl::Span<const uint8_t>> parts,
+                             std::vector<uint8_t>& out) {
+    if constexpr (requires(C & c, std::vector<uint8_t> & v) {
+                    { c.exchange_buffer(nullptr, v) } -> std::same_as<bool>;
+                  }) {
+      size_t bytes = 0;
+      for (absl::Span<const uint8_t> p : parts) bytes += p.size();
+      if (bytes <= stream_.context().options().copy_threshold || !input_waiting()) return false;
+      for (absl::Span<const uint8_t> p : parts) {
+        if (p.empty() || !codec_.owns(p.data())) continue;
+        out = stream_.spare_buffer();
+        if (codec_.exchange_buffer(p.data(), out)) return true;
+        stream_.state()->keep_spare(std::move(out));  // a large frame's buffer: not traded
+        return false;
+      }
+    }
+    return false;
   }
   // A frame was decoded: its deadline is over.
   void frame_done() noexcept {
@@ -354,7 +389,11 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     }
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
     if constexpr (std::is_same_v<S, Stream>) {
-      write_.emplace(s.stream_.state(), parts, s.write_kind(parts));
+      if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, taken)) {
+        write_.emplace(s.stream_.state(), parts, std::move(taken));
+      } else {
+        write_.emplace(s.stream_.state(), parts, s.write_kind(parts));
+      }
       return write_->await_ready();
     } else {
       // Another transport (TLS): its synchronous path when it has one, else
@@ -423,6 +462,9 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
     out.emplace(absl::FailedPreconditionError("read_frame: closed"));
     return true;
   }
+  // The last frame read is no longer in use: the buffer it was sent from
+  // (exchange_frame_buffer()) may now be reused.
+  if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
   while (!input_.empty()) {
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {

@@ -50,6 +50,7 @@
 #include <optional>
 #include <stop_token>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -113,6 +114,20 @@ class Stream {
   WriteAwaiter write(RecvBuffer&& buf) noexcept;
   // The parts leave in order, as one write; `parts` must stay valid until done.
   WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
+  // As write(parts), but the queue takes `owner` over (the memory `parts`
+  // point into, or some of them): parts inside it are sent from it without a
+  // copy, the rest copied, and the write completes once queued, without
+  // waiting for the send. The buffer stays readable until the next such
+  // write or release_taken(); once also sent, it is kept for spare_buffer().
+  WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts,
+                     std::vector<uint8_t>&& owner) noexcept;
+  // The bytes of the last write(parts, owner) are no longer looked at.
+  void release_taken() noexcept;
+  // A buffer given to write(parts, owner) and since sent and released, its
+  // size and capacity as they were (a stream of such writes reuses the same
+  // few buffers); empty if none is kept. Up to NetOptions::max_queued_bytes
+  // of them are kept, none once the stream is idle.
+  std::vector<uint8_t> spare_buffer() noexcept;
   // As write(parts), always copying (returns without waiting for the send).
   WriteAwaiter write_copy(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
   WriteAwaiter flush() noexcept;
@@ -181,6 +196,12 @@ class Stream::WriteAwaiter {
       : state_(s), single_(bytes) {
     writer_.parts = absl::MakeConstSpan(&single_, 1);
   }
+  WriteAwaiter(detail::StreamState* s, absl::Span<const absl::Span<const uint8_t>> parts,
+               std::vector<uint8_t>&& owner) noexcept
+      : state_(s), taken_(std::move(owner)) {
+    writer_.parts = parts;
+    writer_.take = &taken_;
+  }
   WriteAwaiter(detail::StreamState* s, RecvBuffer&& buf) noexcept
       : state_(s), owned_(std::move(buf)), single_(owned_.span()) {
     writer_.parts = absl::MakeConstSpan(&single_, 1);
@@ -202,6 +223,7 @@ class Stream::WriteAwaiter {
   detail::StreamState* state_;
   RecvBuffer owned_;  // write(RecvBuffer&&): until the queue adopts it or the write is done
   absl::Span<const uint8_t> single_;
+  std::vector<uint8_t> taken_;  // write(parts, owner): until the queue takes it over
   detail::Writer writer_;
 };
 
@@ -215,6 +237,16 @@ inline Stream::WriteAwaiter Stream::write(RecvBuffer&& buf) noexcept {
 inline Stream::WriteAwaiter Stream::write(
     absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
   return WriteAwaiter(state_, parts, detail::Writer::Kind::kAuto);
+}
+inline Stream::WriteAwaiter Stream::write(absl::Span<const absl::Span<const uint8_t>> parts,
+                                          std::vector<uint8_t>&& owner) noexcept {
+  return WriteAwaiter(state_, parts, std::move(owner));
+}
+inline void Stream::release_taken() noexcept {
+  if (state_ != nullptr) state_->release_taken();
+}
+inline std::vector<uint8_t> Stream::spare_buffer() noexcept {
+  return state_ != nullptr ? state_->spare_buffer() : std::vector<uint8_t>();
 }
 inline Stream::WriteAwaiter Stream::write_copy(
     absl::Span<const absl::Span<const uint8_t>> parts) noexcept {

@@ -45,6 +45,7 @@ StreamState::~StreamState() {
   assert(zc_busy_ == 0);
   loop_->cancel_before_submit(*this);
   drop_queue(absl::CancelledError("stream destroyed"));
+  release_taken();
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
   if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
   if (zc_ != nullptr) free_zc_array();
@@ -54,6 +55,8 @@ StreamState::~StreamState() {
 void StreamState::trim_idle() noexcept {
   if (idle_hook_ != nullptr) idle_hook_(idle_hook_context_);
   if (spare_ != nullptr) frame_deallocate(std::exchange(spare_, nullptr), sizeof(SendBuf));
+  std::vector<std::vector<uint8_t>>().swap(spare_bufs_);
+  spare_buf_bytes_ = 0;
   // A sendmsg in flight still reads its msghdr and iovecs.
   if (scratch_ != nullptr && !sending_) {
     frame_deallocate(std::exchange(scratch_, nullptr), sizeof(SendScratch));
@@ -250,6 +253,10 @@ void StreamState::admit(Writer& w) noexcept {
     return;
   }
   if (w.adopt != nullptr && adopt(w)) return;
+  if (w.take != nullptr) {
+    take_over(w);
+    return;
+  }
   if (copy) {
     ++ctx_->stats().copied_writes;
     copy_in(w.parts, w.bytes);
@@ -306,6 +313,54 @@ bool StreamState::adopt(Writer& w) noexcept {
   return true;
 }
 
+void StreamState::take_over(Writer& w) noexcept {
+  ++ctx_->stats().taken_writes;
+  std::vector<uint8_t>& bytes = *w.take;
+  void* memory =
+      spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
+  // Full (used == capacity): copy_in() never fills it.
+  auto* b = new (memory)
+      SendBuf{bytes.data(), bytes.size(), bytes.size(), 0, 0, -1, pool::BufferLease(), {}};
+  b->owned = std::move(bytes);
+  for (const absl::Span<const uint8_t>& p : w.parts) {
+    if (p.empty()) continue;
+    if (p.data() >= b->data && p.data() + p.size() <= b->data + b->capacity) {
+      segments_.push_back(Segment{p.data(), p.size(), b, nullptr, -1, -1});
+      b->unsent += p.size();
+      queued_bytes_ += p.size();
+    } else {
+      copy_in(absl::MakeConstSpan(&p, 1), p.size());  // the header a codec put in front, say
+    }
+  }
+  release_taken();
+  ++b->holds;
+  taken_ = b;
+  complete(w, absl::OkStatus());
+  request_send();
+}
+
+void StreamState::release_taken() noexcept {
+  SendBuf* b = std::exchange(taken_, nullptr);
+  if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
+}
+
+std::vector<uint8_t> StreamState::spare_buffer() noexcept {
+  if (spare_bufs_.empty()) return {};
+  std::vector<uint8_t> bytes = std::move(spare_bufs_.back());
+  spare_bufs_.pop_back();
+  spare_buf_bytes_ -= bytes.capacity();
+  return bytes;
+}
+
+void StreamState::keep_spare(std::vector<uint8_t>&& bytes) noexcept {
+  if (ctx_ == nullptr || !write_error_.ok() ||
+      spare_buf_bytes_ + bytes.capacity() > ctx_->options().max_queued_bytes) {
+    return;  // left to the caller, who frees it
+  }
+  spare_buf_bytes_ += bytes.capacity();
+  spare_bufs_.push_back(std::move(bytes));
+}
+
 void StreamState::let_go(Segment& s) noexcept {
   if (s.ring_id >= 0) {
     ring_->give_back(static_cast<uint16_t>(std::exchange(s.ring_id, -1)));
@@ -328,7 +383,7 @@ int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept
 StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
   void* memory =
       spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
-  auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease()};
+  auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease(), {}};
   if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
     // Prefer a buffer that holds many small writes; else any that fits.
     std::optional<pool::BufferLease> lease = arena->try_acquire(std::max(kChunkSize, bytes));
@@ -609,7 +664,11 @@ void StreamState::pump_waiters() noexcept {
 
 void StreamState::free_buf(SendBuf* b) noexcept {
   if (b == fill_) fill_ = nullptr;
-  if (b->buf_index < 0) frame_deallocate(b->data, b->capacity);
+  if (!b->owned.empty()) {
+    keep_spare(std::move(b->owned));
+  } else if (b->buf_index < 0) {
+    frame_deallocate(b->data, b->capacity);
+  }
   b->~SendBuf();  // gives a lease back to the arena
   if (spare_ == nullptr) {
     spare_ = b;  // the next copied write's header: no allocation per write

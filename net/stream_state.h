@@ -17,6 +17,10 @@
 // once, so an echo's next reads and writes coalesce into one send. A stream adopts at most its
 // receive share (NetOptions::recv_share) of buffers, and the send queues of a context together
 // at most three quarters of the ring: peers that never read can park no more than that.
+// Likewise a heap buffer handed over with the write (Stream::write(parts, std::vector&&), e.g. the
+// codec's reassembly buffer an echoed frame lies in): the queue sends the parts inside it from it,
+// copies the rest, returns at once, and keeps the buffer once sent for the owner's next hand-over
+// (spare_buffer()), so a stream of such writes allocates nothing.
 // Each completion advances through the segments by the byte count (a short write is simply
 // continued) and the next send takes everything queued meanwhile, so writes made while a send is in
 // flight are coalesced. Which op (start_send()):
@@ -76,6 +80,9 @@ struct Writer {
   // Stream::write(RecvBuffer&&): the received buffer `parts` lies in, which
   // the send queue may take over instead of copying or borrowing it.
   RecvBuffer* adopt = nullptr;
+  // Stream::write(parts, std::vector&&): a buffer the queue takes over;
+  // parts inside it are sent from it, the rest copied.
+  std::vector<uint8_t>* take = nullptr;
   size_t bytes = 0;
   std::coroutine_handle<> handle;
   absl::Status status;
@@ -166,6 +173,16 @@ class StreamState final : private OpTarget, private SubmitHook {
   // Later writes fail with FailedPrecondition (after shutdown(SHUT_WR)).
   void close_for_writing() noexcept { write_closed_ = true; }
   size_t queued_bytes() const noexcept { return queued_bytes_; }
+  // A buffer the queue took over (Writer::take) and has sent, for the next
+  // hand-over (its size and capacity as they were); empty when none is kept.
+  std::vector<uint8_t> spare_buffer() noexcept;
+  // Keeps `bytes` for spare_buffer() if within bounds (else leaves it).
+  void keep_spare(std::vector<uint8_t>&& bytes) noexcept;
+  // The last buffer taken over stays readable (not reused, not freed) even
+  // once sent, until the next take-over or this call: its owner may still
+  // view the bytes (FramedStream: the frame just read, valid until the next
+  // read_frame(), which calls this).
+  void release_taken() noexcept;
   const absl::Status& write_error() const noexcept { return write_error_; }
   // A write of `bytes` begun now would be admitted without waiting (no
   // writer waits, the queue has room): a transport that must commit to a
@@ -212,7 +229,8 @@ class StreamState final : private OpTarget, private SubmitHook {
   size_t partial_bytes = 0;
 
  private:
-  // Copied bytes: a registered buffer (lease) or a slab-pool chunk.
+  // Copied bytes: a registered buffer (lease) or a slab-pool chunk; or a
+  // taken-over heap buffer (owned, not copied into).
   struct SendBuf {
     uint8_t* data;
     size_t capacity;
@@ -221,6 +239,7 @@ class StreamState final : private OpTarget, private SubmitHook {
     uint32_t holds;     // zero-copy sends awaiting their notification
     int32_t buf_index;  // registered-buffer index, -1 for a slab chunk
     pool::BufferLease lease;
+    std::vector<uint8_t> owned;
   };
   struct Segment {
     const uint8_t* data;
@@ -249,6 +268,8 @@ class StreamState final : private OpTarget, private SubmitHook {
   int32_t registered_index(const uint8_t* p, size_t n) const noexcept;
   // Takes w.adopt's receive buffer into the queue if that is cheap and fair.
   bool adopt(Writer& w) noexcept;
+  // Queues w's parts, sending those inside *w.take from it (Writer::take).
+  void take_over(Writer& w) noexcept;
   // A segment is done with (sent or dropped): frees what it held.
   void let_go(Segment& s) noexcept;
   void complete(Writer& w, absl::Status status) noexcept;
@@ -310,6 +331,12 @@ class StreamState final : private OpTarget, private SubmitHook {
   // write: a connection writing one small message at a time allocates no
   // header per write. Its data (an arena lease or a slab chunk) is not kept.
   void* spare_ = nullptr;
+  // Taken-over buffers sent and kept for the next hand-over: at most
+  // NetOptions::max_queued_bytes of them (as many as the queue can hold at
+  // once), none once idle (trim_idle()).
+  std::vector<std::vector<uint8_t>> spare_bufs_;
+  size_t spare_buf_bytes_ = 0;
+  SendBuf* taken_ = nullptr;  // the last taken over, held (holds) until release_taken()
   size_t queued_bytes_ = 0;
   Writer* wait_head_ = nullptr;
   Writer* wait_tail_ = nullptr;

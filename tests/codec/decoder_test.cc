@@ -114,6 +114,54 @@ TEST(DecoderTest, SplitFramesUpToTheKeptSizeReuseOneBuffer) {
   EXPECT_EQ(d.buffer_bytes(), frame_size);
 }
 
+// exchange_buffer(): the buffer a split frame was reassembled in goes to the
+// caller, frame and all, and the next split frame is reassembled in the
+// buffer given in exchange. A whole frame (a view into the input), or a
+// buffer over kKeptBuffer, is not traded.
+TEST(DecoderTest, ExchangeBufferTradesTheSplitFramesBuffer) {
+  const std::vector<uint8_t> one = make(0x100, std::string(20000, 'x'));
+  const std::vector<uint8_t> two = make(0x101, std::string(20000, 'y'));
+  Decoder d;
+  std::vector<uint8_t> given(one.size());
+  const uint8_t* const given_memory = given.data();
+
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(one).subspan(0, 100);
+  ASSERT_TRUE(d.next(in).ok());
+  in = absl::MakeConstSpan(one).subspan(100);
+  auto f1 = d.next(in);
+  ASSERT_TRUE(f1.ok() && f1->has_value());
+  const uint8_t* const payload = (*f1)->payload.data();
+  EXPECT_FALSE(d.exchange_buffer(one.data() + kHeaderSize, given));  // not the decoder's
+  ASSERT_TRUE(d.exchange_buffer(payload, given));
+  EXPECT_GE(payload, given.data());  // the frame now lies in the buffer handed over
+  EXPECT_LT(payload, given.data() + given.size());
+  EXPECT_EQ(std::string(payload, payload + 20000), std::string(20000, 'x'));
+  EXPECT_FALSE(d.owns(payload));
+
+  in = absl::MakeConstSpan(two).subspan(0, 100);
+  ASSERT_TRUE(d.next(in).ok());
+  in = absl::MakeConstSpan(two).subspan(100);
+  auto f2 = d.next(in);
+  ASSERT_TRUE(f2.ok() && f2->has_value());
+  EXPECT_EQ((*f2)->payload.data(), given_memory + kHeaderSize);  // reassembled in the one given
+  EXPECT_EQ((*f2)->payload[0], 'y');
+
+  in = absl::MakeConstSpan(one);
+  auto whole = d.next(in);
+  ASSERT_TRUE(whole.ok() && whole->has_value());
+  std::vector<uint8_t> other;
+  EXPECT_FALSE(d.exchange_buffer((*whole)->payload.data(), other));
+
+  const std::vector<uint8_t> big = make(0x102, std::string(Decoder::kKeptBuffer, 'z'));
+  in = absl::MakeConstSpan(big).subspan(0, 100);
+  ASSERT_TRUE(d.next(in).ok());
+  in = absl::MakeConstSpan(big).subspan(100);
+  auto f3 = d.next(in);
+  ASSERT_TRUE(f3.ok() && f3->has_value());
+  EXPECT_FALSE(d.exchange_buffer((*f3)->payload.data(), other));
+  EXPECT_TRUE(other.empty());
+}
+
 // A header claiming a frame the kept buffer would hold allocates no more
 // than the bytes that came with it.
 TEST(DecoderTest, HeaderAloneAllocatesOnlyWhatArrived) {

@@ -30,14 +30,16 @@ using testing::TestLoop;
 using Framed = FramedStream<LengthPrefixCodec>;
 
 // Echoes frames until reading stops; records why.
-Task<> frame_echo(Framed conn, absl::Status* why) {
+template <class Codec>
+Task<> frame_echo(FramedStream<Codec> conn, absl::Status* why) {
   for (;;) {
     auto f = co_await conn.read_frame();
     if (!f.ok()) {
       *why = f.status();
       co_return;
     }
-    if (!(co_await conn.write_frame(*f)).ok()) co_return;
+    absl::Status written = co_await conn.write_frame(*f);
+    if (!written.ok()) co_return;
   }
 }
 
@@ -50,6 +52,15 @@ Task<> accept_framed(Listener& l, int count, std::vector<absl::Status>* whys,
     spawn(l.context().loop(),
           frame_echo(Framed(std::move(*s), LengthPrefixCodec(), options), &(*whys)[i]));
   }
+}
+
+// One connection whose codec trades its reassembly buffers.
+Task<> accept_trading(Listener& l, testing::TradeCounts* counts, absl::Status* why) {
+  auto s = co_await l.accept();
+  if (!s.ok()) co_return;
+  spawn(l.context().loop(), frame_echo(FramedStream<testing::TradingCodec>(
+                                           std::move(*s), testing::TradingCodec(counts)),
+                                       why));
 }
 
 struct Fixture {
@@ -175,8 +186,9 @@ TEST(FramedStreamTest, EchoesOfTheFramesOfOneChunkLeaveInOneSend) {
 // codec), arrive back to back (a pipelining peer), or one at a time.
 constexpr size_t kLargeFrame = 30000;  // over copy_threshold, under copy_pipelined_up_to
 // `echoed`: the stats once every echo is in, before the goodbye.
+// Pipelined: `bursts` times, all frames in one write, then all echoes.
 Task<absl::Status> large_frames(NetContext& net, SocketAddress addr, bool pipelined,
-                                NetStats* echoed_stats) {
+                                NetStats* echoed_stats, int bursts = 1) {
   auto c = co_await Stream::connect(net, addr);
   if (!c.ok()) co_return c.status();
   constexpr int kFrames = 16;
@@ -191,7 +203,7 @@ Task<absl::Status> large_frames(NetContext& net, SocketAddress addr, bool pipeli
     }
     all.insert(all.end(), frame.begin(), frame.end());
   }
-  if (pipelined) {
+  for (int b = 0; pipelined && b < bursts; ++b) {
     if (auto s = co_await c->write(absl::MakeConstSpan(all)); !s.ok()) co_return s;
     std::vector<uint8_t> echoed;
     if (auto s = co_await testing::read_exactly(*c, all.size(), echoed); !s.ok()) co_return s;
@@ -239,6 +251,90 @@ TEST(FramedStreamTest, FramesOneAtATimeAreBorrowedNotCopied) {
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
   EXPECT_EQ(st.borrowed_writes, 32u) << st.to_string();  // 16 writes, 16 echoes
+}
+
+// A codec that trades its reassembly buffer (exchange_buffer()): the echo
+// of a pipelined split frame is sent from the buffer it was reassembled in,
+// neither copied nor waited for, and the codec gets a buffer sent before in
+// exchange - after the first burst, one it used already.
+TEST(FramedStreamTest, PipelinedFramesOfATradingCodecAreSentFromItsBuffer) {
+  Fixture f;
+  testing::TradeCounts counts;
+  absl::Status why;
+  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &why));
+  NetStats st;
+  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st, /*bursts=*/2));
+  ASSERT_TRUE(s.ok()) << s;
+  // Of each burst's 16 echoes, at most the last (nothing left to read by
+  // then) is borrowed, as is the client's one write per burst.
+  EXPECT_GE(st.taken_writes, 30u) << st.to_string();
+  EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
+  EXPECT_LE(st.borrowed_writes, 4u) << st.to_string();
+  EXPECT_EQ(counts.exchanges, static_cast<int>(st.taken_writes));
+  EXPECT_GT(counts.recycled, 0);
+}
+
+// One frame at a time, the echo of a trading codec's frame is borrowed:
+// waiting for its send costs nothing, and the codec keeps one buffer.
+TEST(FramedStreamTest, FramesOneAtATimeOfATradingCodecAreNotTraded) {
+  Fixture f;
+  testing::TradeCounts counts;
+  absl::Status why;
+  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &why));
+  NetStats st;
+  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/false, &st));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(counts.exchanges, 0);
+  EXPECT_EQ(st.borrowed_writes, 32u) << st.to_string();
+}
+
+// Echoes each frame twice, the second time once the first was sent.
+Task<> echo_twice_after_send(Listener& l, testing::TradeCounts* counts) {
+  auto s = co_await l.accept();
+  if (!s.ok()) co_return;
+  FramedStream<testing::TradingCodec> conn(std::move(*s), testing::TradingCodec(counts));
+  for (;;) {
+    auto f = co_await conn.read_frame();
+    if (!f.ok()) co_return;
+    absl::Status w = co_await conn.write_frame(*f);
+    if (w.ok()) w = co_await conn.stream().flush();
+    if (w.ok()) w = co_await conn.write_frame(*f);
+    if (!w.ok()) co_return;
+  }
+}
+
+// The frame just read stays valid until the next read_frame(), also once
+// the buffer it lies in was traded and sent: with a queue bound too low to
+// keep any sent buffer for reuse, a buffer let go once sent would be freed
+// under the second write (ASan; or other bytes echoed).
+TEST(FramedStreamTest, ATradedFrameStaysValidUntilTheNextRead) {
+  NetOptions o;
+  o.max_queued_bytes = 4096;
+  TestLoop t({}, o);
+  auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(l.ok()) << l.status();
+  testing::TradeCounts counts;
+  spawn(*t.loop, echo_twice_after_send(**l, &counts));
+  absl::Status s = t.run([](NetContext& net, SocketAddress addr) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, addr);
+    if (!c.ok()) co_return c.status();
+    std::vector<uint8_t> all, expected;
+    for (int i = 0; i < 8; ++i) {
+      const std::vector<uint8_t> frame = lp_frame(pattern(kLargeFrame, static_cast<uint32_t>(i)));
+      all.insert(all.end(), frame.begin(), frame.end());
+      for (int twice = 0; twice < 2; ++twice) {
+        expected.insert(expected.end(), frame.begin(), frame.end());
+      }
+    }
+    if (auto w = co_await c->write(absl::MakeConstSpan(all)); !w.ok()) co_return w;
+    std::vector<uint8_t> echoed;
+    if (auto r = co_await testing::read_exactly(*c, expected.size(), echoed); !r.ok()) co_return r;
+    if (echoed != expected) co_return absl::DataLossError("echoed bytes differ");
+    co_return co_await c->close();
+  }(*t.net, *(*l)->local_address()));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_GT(counts.exchanges, 0);
+  t.drain();
 }
 
 TEST(FramedStreamTest, FramesSentOneByteAtATime) {

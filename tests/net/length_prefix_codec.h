@@ -161,7 +161,7 @@ class LengthPrefixCodec {
   bool goodbye_sent() const { return goodbye_sent_; }
   int pings() const { return pings_; }
 
- private:
+ protected:
   void queue_goodbye(absl::StatusCode code) {
     goodbye_sent_ = true;
     closing_ = true;
@@ -188,6 +188,30 @@ class LengthPrefixCodec {
 };
 
 static_assert(FrameCodec<LengthPrefixCodec>);
+
+// A LengthPrefixCodec that trades its reassembly buffer for another (the
+// optional FrameCodec member exchange_buffer()), counting the trades and
+// those where it got a used buffer back (one with capacity).
+struct TradeCounts {
+  int exchanges = 0;
+  int recycled = 0;
+};
+class TradingCodec : public LengthPrefixCodec {
+ public:
+  explicit TradingCodec(TradeCounts* counts) : counts_(counts) {}
+  bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) {
+    if (p < assembled_.data() || p >= assembled_.data() + assembled_.size()) return false;
+    ++counts_->exchanges;
+    if (other.capacity() > 0) ++counts_->recycled;
+    assembled_.swap(other);
+    return true;
+  }
+
+ private:
+  TradeCounts* counts_;
+};
+
+static_assert(FrameCodec<TradingCodec>);
 
 // Encodes one data frame.
 inline std::vector<uint8_t> lp_frame(absl::Span<const uint8_t> payload) {

@@ -267,6 +267,52 @@ TEST(SendPathTest, CopiedWriteLargerThanASendBufferIsSplitAcrossBuffers) {
   held.clear();
 }
 
+// write(parts, owner): the parts inside `owner` are sent from it (no copy),
+// the others copied; the write completes without waiting for the send. The
+// buffer stays readable until release_taken(); once also sent, it comes back
+// from spare_buffer() as it was - the same memory, so a stream of such
+// writes reuses one buffer.
+TEST(SendPathTest, TakenOverBufferIsSentFromAndKeptForReuse) {
+  testing::TestLoop t;
+  const std::vector<uint8_t> head = pattern(5, 1), body = pattern(40000, 2);
+  std::vector<uint8_t> all = head;
+  all.insert(all.end(), body.begin(), body.end());
+  all.insert(all.end(), body.begin(), body.end());
+  Sink sink(all.size());
+  absl::Status s = t.run([](NetContext& net, SocketAddress a, const std::vector<uint8_t>& head,
+                            const std::vector<uint8_t>& body) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    if (!c->spare_buffer().empty()) co_return absl::InternalError("a spare before any write");
+    std::vector<uint8_t> owner = body;
+    const uint8_t* const memory = owner.data();
+    const absl::Span<const uint8_t> parts[] = {absl::MakeConstSpan(head),
+                                               absl::MakeConstSpan(owner)};
+    auto w = c->write(parts, std::move(owner));
+    if (!w.await_ready()) co_return absl::InternalError("the write waited for its send");
+    if (absl::Status st = w.await_resume(); !st.ok()) co_return st;
+    if (net.stats().taken_writes != 1 || net.stats().copied_writes != 0) {
+      co_return absl::InternalError(net.stats().to_string());
+    }
+    if (auto f = co_await c->flush(); !f.ok()) co_return f;
+    if (!c->spare_buffer().empty()) co_return absl::InternalError("reused before released");
+    if (memory[0] != body[0]) co_return absl::InternalError("changed before released");
+    c->release_taken();
+    std::vector<uint8_t> again = c->spare_buffer();
+    if (again.data() != memory || again.size() != body.size()) {
+      co_return absl::InternalError("the sent buffer did not come back as it was");
+    }
+    if (!c->spare_buffer().empty()) co_return absl::InternalError("one buffer came back twice");
+    const absl::Span<const uint8_t> second[] = {absl::MakeConstSpan(again)};
+    if (auto w2 = co_await c->write(second, std::move(again)); !w2.ok()) co_return w2;
+    co_return co_await c->close();
+  }(*t.net, sink.address, head, body));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(sink.wait(), all);
+  EXPECT_EQ(t.net->stats().taken_writes, 2u);
+  t.drain();
+}
+
 // The peer resets while zero-copy and fixed sends are queued: writes fail
 // with a status (no SIGPIPE from WRITE_FIXED), every buffer comes back
 // (checked by ~RegisteredLoop), nothing is touched after it is freed (ASan).

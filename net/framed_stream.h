@@ -240,8 +240,10 @@ class FramedStream {
   }
   // write_frame() of a frame that lies in the codec's reassembly buffer (it
   // was split across receive buffers) while more input waits (a pipelining
-  // peer): the codec trades that buffer for one this stream sent before
-  // (Stream::spare_buffer()), and the send queue sends the frame from it. No
+  // peer): the codec trades that buffer for one sent before on this loop
+  // (NetContext::spare_for_trade(): none once the loop's traded buffers
+  // reach NetOptions::spare_buffer_bytes), and the send queue sends the
+  // frame from it. No
   // copy, and no wait for the send, so the next frames are read meanwhile
   // and their echoes leave together. Not for small frames (copied: they
   // coalesce with their neighbours and hold no whole buffer while queued),
@@ -255,12 +257,19 @@ class FramedStream {
       size_t bytes = 0;
       for (absl::Span<const uint8_t> p : parts) bytes += p.size();
       if (bytes <= stream_.context().options().copy_threshold || !input_waiting()) return false;
+      NetContext& ctx = stream_.context();
       for (absl::Span<const uint8_t> p : parts) {
         if (p.empty() || !codec_.owns(p.data())) continue;
-        out = stream_.spare_buffer();
-        if (codec_.exchange_buffer(p.data(), out)) return true;
-        stream_.state()->keep_spare(std::move(out));  // a large frame's buffer: not traded
-        return false;
+        std::optional<std::vector<uint8_t>> spare = ctx.spare_for_trade();
+        if (!spare) return false;  // the loop's traded buffers are at their bound
+        const size_t given = spare->capacity();
+        out = std::move(*spare);
+        if (!codec_.exchange_buffer(p.data(), out)) {
+          ctx.keep_spare_buffer(std::move(out));  // a large frame's buffer: not traded
+          return false;
+        }
+        ctx.traded(out.capacity(), given);
+        return true;
       }
     }
     return false;

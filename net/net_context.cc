@@ -58,6 +58,26 @@ std::string NetStats::to_string() const {
       taken_writes, writer_waits, aborts, lingered, partial_frame_refusals);
 }
 
+std::vector<uint8_t> NetContext::take_spare_buffer() noexcept {
+  if (spare_buffers_.empty()) return {};
+  std::vector<uint8_t> bytes = std::move(spare_buffers_.back());
+  spare_buffers_.pop_back();
+  spare_bytes_ -= bytes.capacity();
+  return bytes;
+}
+
+std::optional<std::vector<uint8_t>> NetContext::spare_for_trade() noexcept {
+  if (!spare_buffers_.empty()) return take_spare_buffer();
+  if (traded_bytes_ >= options_.spare_buffer_bytes) return std::nullopt;
+  return std::vector<uint8_t>();
+}
+
+void NetContext::keep_spare_buffer(std::vector<uint8_t>&& bytes) noexcept {
+  if (spare_bytes_ + bytes.capacity() > options_.spare_buffer_bytes) return;
+  spare_bytes_ += bytes.capacity();
+  spare_buffers_.push_back(std::move(bytes));
+}
+
 absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
                                                                NetOptions options) {
   if (options.max_queued_bytes == 0) {

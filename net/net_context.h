@@ -15,12 +15,14 @@
 // application lets go of it, so idle connections hold none.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "coring/core/buffer_ring.h"
@@ -94,6 +96,15 @@ struct NetOptions {
   // peers each parking most of a large frame cannot grow memory without
   // bound. 0: no budget.
   size_t max_partial_frame_bytes = 64 * 1024 * 1024;
+  // Heap buffers that send queues took over (Stream::write(parts, owner):
+  // FramedStream's echo of a reassembled frame) and have sent are kept for
+  // the next hand-over on any of the loop's streams, so that a stream of
+  // such writes allocates nothing. FramedStream trades a codec's buffer only
+  // while the loop's traded buffers (queued, and kept) stay within this
+  // many bytes, or a kept one is free; past that it copies or borrows as
+  // without trading. Shared by the loop rather than kept per connection:
+  // what is held follows the bytes in flight, not every connection's peak.
+  size_t spare_buffer_bytes = 8 * 1024 * 1024;
   // How long a stream destroyed with bytes still queued keeps sending them.
   std::chrono::milliseconds linger{2000};
 };
@@ -158,6 +169,27 @@ class NetContext {
   bool zero_copy() const noexcept { return zero_copy_; }
   void disable_zero_copy() noexcept { zero_copy_ = false; }
 
+  // A buffer kept by keep_spare_buffer() (size and capacity as they were),
+  // or an empty one.
+  std::vector<uint8_t> take_spare_buffer() noexcept;
+  // Keeps a sent buffer for take_spare_buffer() while they fit
+  // NetOptions::spare_buffer_bytes; otherwise leaves it to the caller.
+  void keep_spare_buffer(std::vector<uint8_t>&& bytes) noexcept;
+  // A sent buffer that was not kept is freed: it leaves the traded bytes.
+  void drop_traded(size_t capacity) noexcept { traded_bytes_ -= std::min(traded_bytes_, capacity); }
+  // For a trade (FramedStream::exchange_frame_buffer()): a kept buffer, or
+  // an empty one while the traded bytes have room; nullopt: do not trade.
+  std::optional<std::vector<uint8_t>> spare_for_trade() noexcept;
+  // A trade gave the send queue `taken` bytes of buffer and the codec
+  // `given` (the spare_for_trade() buffer).
+  void traded(size_t taken, size_t given) noexcept {
+    traded_bytes_ += taken;
+    drop_traded(given);
+  }
+  // Bytes of buffer kept, and of traded buffers (queued or kept).
+  size_t spare_buffer_bytes() const noexcept { return spare_bytes_; }
+  size_t traded_bytes() const noexcept { return traded_bytes_; }
+
   // Calls fn(detail::StreamState&) for every live stream. `fn` may interrupt
   // or abort streams, and kill() the stream it is given. (Defined in
   // stream_state.h.)
@@ -184,6 +216,9 @@ class NetContext {
   // Receive buffers the streams' send queues hold (adopted writes), of the
   // ring's count: capped at three quarters (StreamState::adopt()).
   uint32_t adopted_ = 0;
+  std::vector<std::vector<uint8_t>> spare_buffers_;
+  size_t spare_bytes_ = 0;
+  size_t traded_bytes_ = 0;
 };
 
 }  // namespace coring::net

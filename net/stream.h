@@ -123,10 +123,10 @@ class Stream {
                      std::vector<uint8_t>&& owner) noexcept;
   // The bytes of the last write(parts, owner) are no longer looked at.
   void release_taken() noexcept;
-  // A buffer given to write(parts, owner) and since sent and released, its
-  // size and capacity as they were (a stream of such writes reuses the same
-  // few buffers); empty if none is kept. Up to NetOptions::max_queued_bytes
-  // of them are kept, none once the stream is idle.
+  // A buffer given to write(parts, owner) on a stream of this loop, since
+  // sent and released, its size and capacity as they were (such writes reuse
+  // the same few buffers); empty if none is kept. The loop keeps up to
+  // NetOptions::spare_buffer_bytes of them.
   std::vector<uint8_t> spare_buffer() noexcept;
   // As write(parts), always copying (returns without waiting for the send).
   WriteAwaiter write_copy(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;

@@ -55,8 +55,6 @@ StreamState::~StreamState() {
 void StreamState::trim_idle() noexcept {
   if (idle_hook_ != nullptr) idle_hook_(idle_hook_context_);
   if (spare_ != nullptr) frame_deallocate(std::exchange(spare_, nullptr), sizeof(SendBuf));
-  std::vector<std::vector<uint8_t>>().swap(spare_bufs_);
-  spare_buf_bytes_ = 0;
   // A sendmsg in flight still reads its msghdr and iovecs.
   if (scratch_ != nullptr && !sending_) {
     frame_deallocate(std::exchange(scratch_, nullptr), sizeof(SendScratch));
@@ -342,23 +340,6 @@ void StreamState::take_over(Writer& w) noexcept {
 void StreamState::release_taken() noexcept {
   SendBuf* b = std::exchange(taken_, nullptr);
   if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
-}
-
-std::vector<uint8_t> StreamState::spare_buffer() noexcept {
-  if (spare_bufs_.empty()) return {};
-  std::vector<uint8_t> bytes = std::move(spare_bufs_.back());
-  spare_bufs_.pop_back();
-  spare_buf_bytes_ -= bytes.capacity();
-  return bytes;
-}
-
-void StreamState::keep_spare(std::vector<uint8_t>&& bytes) noexcept {
-  if (ctx_ == nullptr || !write_error_.ok() ||
-      spare_buf_bytes_ + bytes.capacity() > ctx_->options().max_queued_bytes) {
-    return;  // left to the caller, who frees it
-  }
-  spare_buf_bytes_ += bytes.capacity();
-  spare_bufs_.push_back(std::move(bytes));
 }
 
 void StreamState::let_go(Segment& s) noexcept {

@@ -20,7 +20,7 @@
 // Likewise a heap buffer handed over with the write (Stream::write(parts, std::vector&&), e.g. the
 // codec's reassembly buffer an echoed frame lies in): the queue sends the parts inside it from it,
 // copies the rest, returns at once, and keeps the buffer once sent for the owner's next hand-over
-// (spare_buffer()), so a stream of such writes allocates nothing.
+// (spare_buffer(), shared by the context's streams), so a stream of such writes allocates nothing.
 // Each completion advances through the segments by the byte count (a short write is simply
 // continued) and the next send takes everything queued meanwhile, so writes made while a send is in
 // flight are coalesced. Which op (start_send()):
@@ -173,11 +173,18 @@ class StreamState final : private OpTarget, private SubmitHook {
   // Later writes fail with FailedPrecondition (after shutdown(SHUT_WR)).
   void close_for_writing() noexcept { write_closed_ = true; }
   size_t queued_bytes() const noexcept { return queued_bytes_; }
-  // A buffer the queue took over (Writer::take) and has sent, for the next
-  // hand-over (its size and capacity as they were); empty when none is kept.
-  std::vector<uint8_t> spare_buffer() noexcept;
-  // Keeps `bytes` for spare_buffer() if within bounds (else leaves it).
-  void keep_spare(std::vector<uint8_t>&& bytes) noexcept;
+  // A buffer a send queue of this context took over (Writer::take) and has
+  // sent, for the next hand-over (NetContext::take_spare_buffer()).
+  std::vector<uint8_t> spare_buffer() noexcept {
+    return ctx_ != nullptr ? ctx_->take_spare_buffer() : std::vector<uint8_t>();
+  }
+  // Gives `bytes` to the context's spares if they have room; else it is
+  // left (to be freed) and leaves the context's traded bytes.
+  void keep_spare(std::vector<uint8_t>&& bytes) noexcept {
+    if (ctx_ == nullptr) return;
+    ctx_->keep_spare_buffer(std::move(bytes));
+    if (!bytes.empty()) ctx_->drop_traded(bytes.capacity());
+  }
   // The last buffer taken over stays readable (not reused, not freed) even
   // once sent, until the next take-over or this call: its owner may still
   // view the bytes (FramedStream: the frame just read, valid until the next
@@ -331,11 +338,6 @@ class StreamState final : private OpTarget, private SubmitHook {
   // write: a connection writing one small message at a time allocates no
   // header per write. Its data (an arena lease or a slab chunk) is not kept.
   void* spare_ = nullptr;
-  // Taken-over buffers sent and kept for the next hand-over: at most
-  // NetOptions::max_queued_bytes of them (as many as the queue can hold at
-  // once), none once idle (trim_idle()).
-  std::vector<std::vector<uint8_t>> spare_bufs_;
-  size_t spare_buf_bytes_ = 0;
   SendBuf* taken_ = nullptr;  // the last taken over, held (holds) until release_taken()
   size_t queued_bytes_ = 0;
   Writer* wait_head_ = nullptr;

@@ -243,12 +243,14 @@ class FramedStream {
   // peer): the codec trades that buffer for one sent before on this loop
   // (NetContext::spare_for_trade(): none once the loop's traded buffers
   // reach NetOptions::spare_buffer_bytes), and the send queue sends the
-  // frame from it. No
-  // copy, and no wait for the send, so the next frames are read meanwhile
-  // and their echoes leave together. Not for small frames (copied: they
-  // coalesce with their neighbours and hold no whole buffer while queued),
-  // nor with no input waiting (borrowed: waiting for the send then costs
-  // nothing, and one buffer stays in use instead of two taking turns).
+  // frame from it. No copy, and no wait for the send, so the next frames are
+  // read meanwhile and their echoes leave together. Not for small frames
+  // (copied: they coalesce with their neighbours and hold no whole buffer
+  // while queued), nor with no input waiting (borrowed: waiting for the send
+  // then costs nothing, and one buffer stays in use instead of two taking
+  // turns), nor when the write would not be queued at once (it would wait,
+  // or fail, holding the frame's buffer in the awaiter, which frees it when
+  // done: the frame must stay valid until the next read_frame()).
   bool exchange_frame_buffer(absl::Span<const absl::Span<const uint8_t>> parts,
                              std::vector<uint8_t>& out) {
     if constexpr (requires(C & c, std::vector<uint8_t> & v) {
@@ -256,7 +258,10 @@ class FramedStream {
                   }) {
       size_t bytes = 0;
       for (absl::Span<const uint8_t> p : parts) bytes += p.size();
-      if (bytes <= stream_.context().options().copy_threshold || !input_waiting()) return false;
+      if (bytes <= stream_.context().options().copy_threshold || !input_waiting() ||
+          !stream_.state()->queues_now(bytes)) {
+        return false;
+      }
       NetContext& ctx = stream_.context();
       for (absl::Span<const uint8_t> p : parts) {
         if (p.empty() || !codec_.owns(p.data())) continue;

@@ -195,6 +195,11 @@ class StreamState final : private OpTarget, private SubmitHook {
   // writer waits, the queue has room): a transport that must commit to a
   // write before starting it (TLS encrypts first) asks this.
   bool admits_now(size_t bytes) const noexcept { return wait_head_ == nullptr && fits(bytes); }
+  // A write of `bytes` begun now would be queued at once: admitted, and not
+  // failed for an error or a closed stream.
+  bool queues_now(size_t bytes) const noexcept {
+    return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes);
+  }
 
   // ---- Closing ----
   // Arms (or re-arms) a deadline after which the stream is aborted.

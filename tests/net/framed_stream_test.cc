@@ -266,9 +266,10 @@ TEST(FramedStreamTest, PipelinedFramesOfATradingCodecAreSentFromItsBuffer) {
   absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st, /*bursts=*/2));
   ASSERT_TRUE(s.ok()) << s;
   // Of each burst's 16 echoes, at most the last (nothing left to read by
-  // then) is borrowed, as is the client's one write per burst.
-  EXPECT_GE(st.taken_writes, 30u) << st.to_string();
-  EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
+  // then) is borrowed, as is the client's one write per burst. One that
+  // finds the queue full (256 KiB: 8 frames) is copied instead of traded.
+  EXPECT_GE(st.taken_writes, 16u) << st.to_string();
+  EXPECT_GE(st.taken_writes + st.copied_writes, 30u) << st.to_string();
   EXPECT_LE(st.borrowed_writes, 4u) << st.to_string();
   EXPECT_EQ(counts.exchanges, static_cast<int>(st.taken_writes));
   EXPECT_GT(counts.recycled, 0);

@@ -119,6 +119,8 @@ class Stream {
   // copy, the rest copied, and the write completes once queued, without
   // waiting for the send. The buffer stays readable until the next such
   // write or release_taken(); once also sent, it is kept for spare_buffer().
+  // A write that has to wait for room holds the buffer in its awaiter, and
+  // one that fails frees it with the awaiter.
   WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts,
                      std::vector<uint8_t>&& owner) noexcept;
   // The bytes of the last write(parts, owner) are no longer looked at.

@@ -258,10 +258,10 @@ TEST(FramedStreamTest, FramesOneAtATimeAreBorrowedNotCopied) {
 // neither copied nor waited for, and the codec gets a buffer sent before in
 // exchange - after the first burst, one it used already.
 TEST(FramedStreamTest, PipelinedFramesOfATradingCodecAreSentFromItsBuffer) {
+  testing::TradeCounts counts;  // the handler's codec counts: outlives the loop
   Fixture f;
-  testing::TradeCounts counts;
-  absl::Status why;
-  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &why));
+  f.whys.resize(1);  // written by the handler: must outlive the loop
+  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &f.whys[0]));
   NetStats st;
   absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st, /*bursts=*/2));
   ASSERT_TRUE(s.ok()) << s;
@@ -278,10 +278,10 @@ TEST(FramedStreamTest, PipelinedFramesOfATradingCodecAreSentFromItsBuffer) {
 // One frame at a time, the echo of a trading codec's frame is borrowed:
 // waiting for its send costs nothing, and the codec keeps one buffer.
 TEST(FramedStreamTest, FramesOneAtATimeOfATradingCodecAreNotTraded) {
+  testing::TradeCounts counts;  // the handler's codec counts: outlives the loop
   Fixture f;
-  testing::TradeCounts counts;
-  absl::Status why;
-  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &why));
+  f.whys.resize(1);  // written by the handler: must outlive the loop
+  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &f.whys[0]));
   NetStats st;
   absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/false, &st));
   ASSERT_TRUE(s.ok()) << s;
@@ -309,12 +309,12 @@ Task<> echo_twice_after_send(Listener& l, testing::TradeCounts* counts) {
 // keep any sent buffer for reuse, a buffer let go once sent would be freed
 // under the second write (ASan; or other bytes echoed).
 TEST(FramedStreamTest, ATradedFrameStaysValidUntilTheNextRead) {
+  testing::TradeCounts counts;  // the handler's codec counts: outlives the loop
   NetOptions o;
   o.max_queued_bytes = 4096;
   TestLoop t({}, o);
   auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
   ASSERT_TRUE(l.ok()) << l.status();
-  testing::TradeCounts counts;
   spawn(*t.loop, echo_twice_after_send(**l, &counts));
   absl::Status s = t.run([](NetContext& net, SocketAddress addr) -> Task<absl::Status> {
     auto c = co_await Stream::connect(net, addr);

@@ -14,13 +14,16 @@
 #     (cpu-clock samples; this host has no hardware counters, and valgrind
 #     stalls coring's multi-threaded runtime, so instruction counts are out).
 # Prints a markdown table; the perf data files stay in the output folder.
+# The windows start --settle seconds after the load does (default 0.7): with
+# hundreds of connections, raise it (2 for 1000) so that their warm-up - each
+# connection's first buffers - is not counted as allocations per message.
 #
 #   bench/profile.sh [--servers=coring,uring,...] [--conns=16] [--size=64] [--depth=16]
-#                    [--seconds=3] [--out=DIR]
+#                    [--seconds=3] [--settle=0.7] [--out=DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 servers=coring,uring,coring_sbmp,uring_sbmp,asio_uring
-conns=16 size=64 depth=16 seconds=3
+conns=16 size=64 depth=16 seconds=3 settle=0.7
 out=${BUILD_ROOT:-build}/bench/profile
 for arg in "$@"; do
   case $arg in
@@ -29,11 +32,13 @@ for arg in "$@"; do
     --size=*) size=${arg#*=} ;;
     --depth=*) depth=${arg#*=} ;;
     --seconds=*) seconds=${arg#*=} ;;
+    --settle=*) settle=${arg#*=} ;;
     --out=*) out=${arg#*=} ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/profile.sh: unknown argument $arg" >&2; exit 1 ;;
   esac
 done
+[[ $settle =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench/profile.sh: --settle wants seconds, got '$settle'" >&2; exit 1; }
 B=${BUILD_ROOT:-build}/bench
 loadgen=$B/bench/loadgen/loadgen
 [ -x "$loadgen" ] || { echo "bench/profile.sh: run bench/run.sh first (no $loadgen)" >&2; exit 1; }
@@ -98,10 +103,11 @@ ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
 for name in "${names[@]}"; do
   start "$name"
   "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
-    --depth="$depth" --warmup=0.5 --duration="$seconds" --cpu=1 --server-pid="$pid" \
+    --depth="$depth" --warmup=0.5 --duration="$(awk -v s="$seconds" -v t="$settle" 'BEGIN { print s + t - 0.7 }')" \
+    --cpu=1 --server-pid="$pid" \
     >"$work/lg.json" 2>/dev/null &
   lg=$!
-  sleep 0.7
+  sleep "$settle"
   # 1. System calls and user/kernel CPU over 1 s.
   read -r u0 s0 < <(ticks "$pid")
   perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \

@@ -15,6 +15,23 @@ namespace {
 
 class FairnessTest : public HostileTest {
  protected:
+  // Frames over copy_threshold, split across receive buffers, from the first
+  // byte (no large opening frame whose echo would stop the reader at once): a
+  // pipelining peer's echo of such a frame is queued at once from the buffer
+  // it was reassembled in (FramedStream trades the codec's buffer) instead of
+  // waiting for its send. A peer that never reads then holds at most
+  // NetOptions::max_queued_bytes (256 KiB) of them, and its reassembly
+  // buffer; the loop keeps up to NetOptions::spare_buffer_bytes (8 MiB) of
+  // sent ones for reuse.
+  void flood_with_pipelined_split_frames(size_t frame) {
+    const size_t peers = env_size("HOSTILE_FLOOD_PEERS", 64);
+    uint64_t grown_kib = 0;
+    flood_while_victim_echoes(peers, frame, false, &grown_kib, /*opening=*/0);
+#ifndef HOSTILE_SANITIZED
+    // Queues and reassembly buffers, plus 64 MiB for everything else.
+    EXPECT_LE(grown_kib, peers * (256 + 80) + (64 << 10));
+#endif
+  }
   // Floods with `peers` never-reading peers (frames of `payload` bytes, one
   // per send) while the victim echoes. `grown_kib`: the server's largest RSS
   // growth seen during the attack.
@@ -64,21 +81,16 @@ TEST_F(FairnessTest, ManyNeverReadingPeersWithLargeFramesDoNotStallTheVictim) {
   flood_while_victim_echoes(env_size("HOSTILE_FLOOD_PEERS", 64), 64 << 10, false);
 }
 
-// Frames over copy_threshold but under FramedOptions::copy_pipelined_up_to,
-// split across receive buffers, from the first byte (no large opening frame
-// whose echo would stop the reader at once): a pipelining peer's echoes of
-// these are copied into send buffers instead of waiting for their sends. A
-// peer that never reads then holds at most NetOptions::max_queued_bytes
-// (256 KiB) of them, and its reassembly buffer.
-TEST_F(FairnessTest, ManyNeverReadingPeersWithCopiedFramesDoNotStallTheVictim) {
+TEST_F(FairnessTest, ManyNeverReadingPeersWithPipelinedSplitFramesDoNotStallTheVictim) {
   ASSERT_NE(start_sbmp(), nullptr);
-  const size_t peers = env_size("HOSTILE_FLOOD_PEERS", 64);
-  uint64_t grown_kib = 0;
-  flood_while_victim_echoes(peers, 24 << 10, false, &grown_kib, /*opening=*/0);
-#ifndef HOSTILE_SANITIZED
-  // Queues and reassembly buffers, plus 64 MiB for everything else.
-  EXPECT_LE(grown_kib, peers * (256 + 64) + (64 << 10));
-#endif
+  flood_with_pipelined_split_frames(24 << 10);
+}
+
+// As above, with frames near the decoder's kept buffer (64 KiB): three fill
+// a peer's queue, and the echo of the next one waits for room.
+TEST_F(FairnessTest, ManyNeverReadingPeersWithPipelinedLargeSplitFramesDoNotStallTheVictim) {
+  ASSERT_NE(start_sbmp(), nullptr);
+  flood_with_pipelined_split_frames(60 << 10);
 }
 
 TEST_F(FairnessTest, EchoServerNeverReadingPeersDoNotStallTheVictim) {

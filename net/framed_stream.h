@@ -216,9 +216,8 @@ class FramedStream {
   bool has_output() const { return codec_.pending_output().size() > output_in_flight_; }
   // How write_frame() queues `parts` (see the top of this file): copied when
   // they view memory the next read_frame() reuses and input is waiting.
-  detail::Writer::Kind write_kind(absl::Span<const absl::Span<const uint8_t>> parts) const {
-    size_t bytes = 0;
-    for (absl::Span<const uint8_t> p : parts) bytes += p.size();
+  detail::Writer::Kind write_kind(absl::Span<const absl::Span<const uint8_t>> parts,
+                                  size_t bytes) const {
     if (bytes <= stream_.context().options().copy_threshold ||
         bytes > options_.copy_pipelined_up_to) {
       return detail::Writer::Kind::kAuto;  // copied anyway, or too large to copy
@@ -251,13 +250,11 @@ class FramedStream {
   // turns), nor when the write would not be queued at once (it would wait,
   // or fail, holding the frame's buffer in the awaiter, which frees it when
   // done: the frame must stay valid until the next read_frame()).
-  bool exchange_frame_buffer(absl::Span<const absl::Span<const uint8_t>> parts,
+  bool exchange_frame_buffer(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes,
                              std::vector<uint8_t>& out) {
     if constexpr (requires(C & c, std::vector<uint8_t> & v) {
                     { c.exchange_buffer(nullptr, v) } -> std::same_as<bool>;
                   }) {
-      size_t bytes = 0;
-      for (absl::Span<const uint8_t> p : parts) bytes += p.size();
       if (bytes <= stream_.context().options().copy_threshold || !input_waiting() ||
           !stream_.state()->queues_now(bytes)) {
         return false;
@@ -403,10 +400,12 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     }
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
     if constexpr (std::is_same_v<S, Stream>) {
-      if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, taken)) {
+      size_t bytes = 0;
+      for (absl::Span<const uint8_t> p : parts) bytes += p.size();
+      if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
         write_.emplace(s.stream_.state(), parts, std::move(taken));
       } else {
-        write_.emplace(s.stream_.state(), parts, s.write_kind(parts));
+        write_.emplace(s.stream_.state(), parts, s.write_kind(parts, bytes));
       }
       return write_->await_ready();
     } else {

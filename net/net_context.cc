@@ -73,7 +73,10 @@ std::optional<std::vector<uint8_t>> NetContext::spare_for_trade() noexcept {
 }
 
 void NetContext::keep_spare_buffer(std::vector<uint8_t>&& bytes) noexcept {
-  if (spare_bytes_ + bytes.capacity() > options_.spare_buffer_bytes) return;
+  if (spare_bytes_ + bytes.capacity() > options_.spare_buffer_bytes) {
+    drop_traded(bytes.capacity());
+    return;
+  }
   spare_bytes_ += bytes.capacity();
   spare_buffers_.push_back(std::move(bytes));
 }

@@ -173,10 +173,9 @@ class NetContext {
   // or an empty one.
   std::vector<uint8_t> take_spare_buffer() noexcept;
   // Keeps a sent buffer for take_spare_buffer() while they fit
-  // NetOptions::spare_buffer_bytes; otherwise leaves it to the caller.
+  // NetOptions::spare_buffer_bytes; otherwise leaves it to the caller, who
+  // frees it (it no longer counts as traded).
   void keep_spare_buffer(std::vector<uint8_t>&& bytes) noexcept;
-  // A sent buffer that was not kept is freed: it leaves the traded bytes.
-  void drop_traded(size_t capacity) noexcept { traded_bytes_ -= std::min(traded_bytes_, capacity); }
   // For a trade (FramedStream::exchange_frame_buffer()): a kept buffer, or
   // an empty one while the traded bytes have room; nullopt: do not trade.
   std::optional<std::vector<uint8_t>> spare_for_trade() noexcept;
@@ -186,9 +185,6 @@ class NetContext {
     traded_bytes_ += taken;
     drop_traded(given);
   }
-  // Bytes of buffer kept, and of traded buffers (queued or kept).
-  size_t spare_buffer_bytes() const noexcept { return spare_bytes_; }
-  size_t traded_bytes() const noexcept { return traded_bytes_; }
 
   // Calls fn(detail::StreamState&) for every live stream. `fn` may interrupt
   // or abort streams, and kill() the stream it is given. (Defined in
@@ -200,6 +196,7 @@ class NetContext {
   friend class detail::StreamState;
   NetContext(EventLoop& loop, NetOptions options) : loop_(loop), options_(options) {}
   void link(detail::StreamState* s) noexcept;
+  void drop_traded(size_t capacity) noexcept { traded_bytes_ -= std::min(traded_bytes_, capacity); }
   void unlink(detail::StreamState* s) noexcept;
 
   EventLoop& loop_;

@@ -646,7 +646,7 @@ void StreamState::pump_waiters() noexcept {
 void StreamState::free_buf(SendBuf* b) noexcept {
   if (b == fill_) fill_ = nullptr;
   if (!b->owned.empty()) {
-    keep_spare(std::move(b->owned));
+    if (ctx_ != nullptr) ctx_->keep_spare_buffer(std::move(b->owned));  // else freed below
   } else if (b->buf_index < 0) {
     frame_deallocate(b->data, b->capacity);
   }

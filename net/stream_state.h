@@ -178,13 +178,6 @@ class StreamState final : private OpTarget, private SubmitHook {
   std::vector<uint8_t> spare_buffer() noexcept {
     return ctx_ != nullptr ? ctx_->take_spare_buffer() : std::vector<uint8_t>();
   }
-  // Gives `bytes` to the context's spares if they have room; else it is
-  // left (to be freed) and leaves the context's traded bytes.
-  void keep_spare(std::vector<uint8_t>&& bytes) noexcept {
-    if (ctx_ == nullptr) return;
-    ctx_->keep_spare_buffer(std::move(bytes));
-    if (!bytes.empty()) ctx_->drop_traded(bytes.capacity());
-  }
   // The last buffer taken over stays readable (not reused, not freed) even
   // once sent, until the next take-over or this call: its owner may still
   // view the bytes (FramedStream: the frame just read, valid until the next

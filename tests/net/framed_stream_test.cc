@@ -253,6 +253,15 @@ TEST(FramedStreamTest, FramesOneAtATimeAreBorrowedNotCopied) {
   EXPECT_EQ(st.borrowed_writes, 32u) << st.to_string();  // 16 writes, 16 echoes
 }
 
+// large_frames() against one connection whose codec trades its buffers
+// (counted in `counts`, which must outlive `f`'s loop).
+absl::Status large_frames_to_trading_codec(Fixture& f, testing::TradeCounts& counts, bool pipelined,
+                                           NetStats* st, int bursts = 1) {
+  f.whys.resize(1);  // written by the handler: must outlive the loop
+  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &f.whys[0]));
+  return f.t.run(large_frames(*f.t.net, f.addr, pipelined, st, bursts));
+}
+
 // A codec that trades its reassembly buffer (exchange_buffer()): the echo
 // of a pipelined split frame is sent from the buffer it was reassembled in,
 // neither copied nor waited for, and the codec gets a buffer sent before in
@@ -260,10 +269,8 @@ TEST(FramedStreamTest, FramesOneAtATimeAreBorrowedNotCopied) {
 TEST(FramedStreamTest, PipelinedFramesOfATradingCodecAreSentFromItsBuffer) {
   testing::TradeCounts counts;  // the handler's codec counts: outlives the loop
   Fixture f;
-  f.whys.resize(1);  // written by the handler: must outlive the loop
-  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &f.whys[0]));
   NetStats st;
-  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/true, &st, /*bursts=*/2));
+  absl::Status s = large_frames_to_trading_codec(f, counts, /*pipelined=*/true, &st, /*bursts=*/2);
   ASSERT_TRUE(s.ok()) << s;
   // Of each burst's 16 echoes, at most the last (nothing left to read by
   // then) is borrowed, as is the client's one write per burst. One that
@@ -280,10 +287,8 @@ TEST(FramedStreamTest, PipelinedFramesOfATradingCodecAreSentFromItsBuffer) {
 TEST(FramedStreamTest, FramesOneAtATimeOfATradingCodecAreNotTraded) {
   testing::TradeCounts counts;  // the handler's codec counts: outlives the loop
   Fixture f;
-  f.whys.resize(1);  // written by the handler: must outlive the loop
-  spawn(*f.t.loop, accept_trading(*f.listener, &counts, &f.whys[0]));
   NetStats st;
-  absl::Status s = f.t.run(large_frames(*f.t.net, f.addr, /*pipelined=*/false, &st));
+  absl::Status s = large_frames_to_trading_codec(f, counts, /*pipelined=*/false, &st);
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(counts.exchanges, 0);
   EXPECT_EQ(st.borrowed_writes, 32u) << st.to_string();

@@ -23,10 +23,13 @@
 //   is already waiting (a pipelining peer): then the write completes at
 //   once, so the next frames are read meanwhile and their echoes leave
 //   together, instead of one send and one wait per frame. A frame in the
-//   codec's reassembly buffer is sent from that buffer, which the codec
-//   trades for one sent before (when the codec has exchange_buffer(), as
-//   sbmp::Codec does; no copy); one in the receive buffer, or in a codec
-//   that does not trade, is copied if at most
+//   receive buffer is sent from that buffer, which the send queue shares
+//   with the reader (Stream::share_received(); its header too, when encoded
+//   as received: a buffer's echoes leave as one run of it; no copy). A frame
+//   in the codec's reassembly buffer is sent from that buffer, which the
+//   codec trades for one sent before (when the codec has exchange_buffer(),
+//   as sbmp::Codec does; no copy). Otherwise (the ring cannot spare the
+//   buffer, a codec that does not trade) it is copied if at most
 //   FramedOptions::copy_pipelined_up_to.
 // * When reading must stop, read_frame() closes the connection itself and
 //   returns why: a protocol error (the codec's goodbye is sent first), the
@@ -223,7 +226,7 @@ class FramedStream {
       return detail::Writer::Kind::kAuto;  // copied anyway, or too large to copy
     }
     if (!input_waiting()) return detail::Writer::Kind::kAuto;  // waiting costs nothing
-    const absl::Span<const uint8_t> received = current_.span();
+    const absl::Span<const uint8_t> received = received_;
     for (absl::Span<const uint8_t> p : parts) {
       if (p.empty()) continue;
       bool own = p.data() >= received.data() && p.data() < received.data() + received.size();
@@ -276,6 +279,37 @@ class FramedStream {
     }
     return false;
   }
+  // write_frame() of a frame that lies in the receive buffer being decoded
+  // while more input waits (a pipelining peer), or once that buffer is
+  // shared already: the send queue takes the buffer over (Stream::
+  // share_received(), within the ring's bounds for buffers parked in send
+  // queues) and sends the frame from it, its header too when encoded as
+  // received. No copy, and no wait for the send: the echoes of a buffer's
+  // frames leave as one run of it, as a raw echo's would. The buffer stays
+  // readable for decoding until let_go_received().
+  bool share_frame(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
+    if constexpr (std::is_same_v<S, Stream>) {
+      if ((!shared_ && !input_waiting()) || !stream_.state()->queues_now(bytes)) return false;
+      bool in_buffer = false;
+      for (absl::Span<const uint8_t> p : parts) {
+        in_buffer = in_buffer || (!p.empty() && p.data() >= received_.data() &&
+                                  p.data() < received_.data() + received_.size());
+      }
+      if (!in_buffer) return false;
+      if (!shared_) shared_ = stream_.share_received(current_);
+      return shared_;
+    } else {
+      return false;
+    }
+  }
+  // The receive buffer being decoded is used up (or reading ends).
+  void let_go_received() noexcept {
+    current_.reset();
+    received_ = {};
+    if constexpr (std::is_same_v<S, Stream>) {
+      if (std::exchange(shared_, false)) stream_.release_shared();
+    }
+  }
   // A frame was decoded: its deadline is over.
   void frame_done() noexcept {
     detail::StreamState* st = stream_.state();
@@ -322,6 +356,8 @@ class FramedStream {
   C codec_;
   FramedOptions options_;
   typename S::Buffer current_;
+  absl::Span<const uint8_t> received_;  // current_'s bytes (also once shared)
+  bool shared_ = false;                 // current_ was handed to the send queue
   absl::Span<const uint8_t> input_;
   absl::Status terminal_;
   std::optional<absl::Status> decode_error_;  // found by try_read_now(), for the reader
@@ -404,6 +440,8 @@ class FramedStream<C, S>::WriteFrameAwaiter {
       for (absl::Span<const uint8_t> p : parts) bytes += p.size();
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
         write_.emplace(s.stream_.state(), parts, std::move(taken));
+      } else if (s.share_frame(parts, bytes)) {
+        write_.emplace(s.stream_.state(), parts, detail::Writer::Kind::kShared);
       } else {
         write_.emplace(s.stream_.state(), parts, s.write_kind(parts, bytes));
       }
@@ -551,7 +589,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
           break;
         }
       }
-      s.current_.reset();
+      s.let_go_received();
       s.watch_idle(true);
       auto buf = co_await s.stream_.read();
       s.watch_idle(false);
@@ -574,7 +612,8 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       s.current_ = std::move(*buf);
-      s.input_ = s.current_.span();
+      s.received_ = s.current_.span();
+      s.input_ = s.received_;
     }
     p.token = {};
     co_await HandBack{};
@@ -629,7 +668,7 @@ Task<> FramedStream<C, S>::end(absl::Status why, bool graceful) {
   // close() with OK leaves reading "ended" as FailedPrecondition.
   terminal_ = why.ok() ? absl::FailedPreconditionError("closed by this side") : why;
   input_ = {};
-  current_.reset();
+  let_go_received();
   if (graceful && stream_.valid() && stream_.state()->write_error().ok()) {
     co_await HoldWait(this);  // answers owed go out before the goodbye
   }

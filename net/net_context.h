@@ -125,6 +125,7 @@ struct NetStats {
   uint64_t borrowed_writes = 0;         // writes sent from the caller's memory
   uint64_t adopted_writes = 0;          // received buffers the send queue took over (no copy)
   uint64_t taken_writes = 0;            // heap buffers the send queue took over (no copy)
+  uint64_t shared_writes = 0;           // writes sent from the reader's receive buffer (no copy)
   uint64_t writer_waits = 0;            // writers that waited for room (backpressure)
   uint64_t aborts = 0;                  // streams torn down with bytes or writers pending
   uint64_t lingered = 0;                // streams destroyed with bytes still queued

@@ -130,6 +130,22 @@ class Stream {
   // the same few buffers); empty if none is kept. The loop keeps up to
   // NetOptions::spare_buffer_bytes of them.
   std::vector<uint8_t> spare_buffer() noexcept;
+  // Hands the send queue `buf`, the buffer just read (left empty; its bytes
+  // stay readable), so that write_shared() sends what lies in it without a
+  // copy. The reader keeps it until release_shared(); it goes back to the
+  // ring once that happened and its bytes written are sent. False, `buf`
+  // unchanged, when the ring cannot spare it (the bounds of write(RecvBuffer&&)).
+  bool share_received(RecvBuffer& buf) noexcept {
+    return state_ != nullptr && state_->share_received(buf);
+  }
+  void release_shared() noexcept {
+    if (state_ != nullptr) state_->release_shared();
+  }
+  // As write(parts), but parts inside the buffer share_received() took are
+  // sent from it - as is a small part equal to the bytes just before the
+  // next part there (a header encoded as received) - and the rest copied;
+  // completes once queued.
+  WriteAwaiter write_shared(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
   // As write(parts), always copying (returns without waiting for the send).
   WriteAwaiter write_copy(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
   WriteAwaiter flush() noexcept;
@@ -253,6 +269,10 @@ inline std::vector<uint8_t> Stream::spare_buffer() noexcept {
 inline Stream::WriteAwaiter Stream::write_copy(
     absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
   return WriteAwaiter(state_, parts, detail::Writer::Kind::kCopy);
+}
+inline Stream::WriteAwaiter Stream::write_shared(
+    absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
+  return WriteAwaiter(state_, parts, detail::Writer::Kind::kShared);
 }
 inline Stream::WriteAwaiter Stream::flush() noexcept {
   return WriteAwaiter(state_, {}, detail::Writer::Kind::kBarrier);

@@ -23,6 +23,15 @@ constexpr uint32_t kNotifUsageZcCopied = 1U << 31;  // IORING_NOTIF_USAGE_ZC_COP
 }  // namespace
 
 namespace detail {
+namespace {
+
+// memcmp() == 0, inlined for the common 16 bytes (an SBMP header).
+bool same_bytes(const uint8_t* a, const uint8_t* b, size_t n) noexcept {
+  if (n == 16) return std::memcmp(a, b, 16) == 0;
+  return std::memcmp(a, b, n) == 0;
+}
+
+}  // namespace
 
 StreamState::StreamState(NetContext& ctx, FileRef file)
     : SubmitHook(&StreamState::on_submit_hook),
@@ -46,6 +55,7 @@ StreamState::~StreamState() {
   loop_->cancel_before_submit(*this);
   drop_queue(absl::CancelledError("stream destroyed"));
   release_taken();
+  release_shared();
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
   if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
   if (zc_ != nullptr) free_zc_array();
@@ -66,6 +76,7 @@ void StreamState::trim_idle() noexcept {
 
 void StreamState::release() noexcept {
   owned_ = false;
+  release_shared();  // its reader is gone
   drop_channel(absl::CancelledError("read: the stream was destroyed"));
   if (wait_head_ != nullptr) abort(absl::CancelledError("stream destroyed with writers waiting"));
   if (!queue_empty() && write_error_.ok() && !file_closed_) {
@@ -255,6 +266,10 @@ void StreamState::admit(Writer& w) noexcept {
     take_over(w);
     return;
   }
+  if (w.kind == Writer::Kind::kShared) {
+    queue_shared(w);
+    return;
+  }
   if (copy) {
     ++ctx_->stats().copied_writes;
     copy_in(w.parts, w.bytes);
@@ -314,18 +329,14 @@ bool StreamState::adopt(Writer& w) noexcept {
 void StreamState::take_over(Writer& w) noexcept {
   ++ctx_->stats().taken_writes;
   std::vector<uint8_t>& bytes = *w.take;
-  void* memory =
-      spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
   // Full (used == capacity): copy_in() never fills it.
-  auto* b = new (memory)
+  auto* b = new (send_buf_memory())
       SendBuf{bytes.data(), bytes.size(), bytes.size(), 0, 0, -1, pool::BufferLease(), {}};
   b->owned = std::move(bytes);
   for (const absl::Span<const uint8_t>& p : w.parts) {
     if (p.empty()) continue;
     if (p.data() >= b->data && p.data() + p.size() <= b->data + b->capacity) {
-      segments_.push_back(Segment{p.data(), p.size(), b, nullptr, -1, -1});
-      b->unsent += p.size();
-      queued_bytes_ += p.size();
+      queue_in(b, p);
     } else {
       copy_in(absl::MakeConstSpan(&p, 1), p.size());  // the header a codec put in front, say
     }
@@ -340,6 +351,85 @@ void StreamState::take_over(Writer& w) noexcept {
 void StreamState::release_taken() noexcept {
   SendBuf* b = std::exchange(taken_, nullptr);
   if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
+}
+
+bool StreamState::share_received(RecvBuffer& rb) noexcept {
+  // The bounds of adopt(): peers that never read park at most their share
+  // of the ring, and all send queues together three quarters of it.
+  if (ctx_ == nullptr || rb.ring() != ring_ || rb.empty() ||
+      ring_held_ >= ctx_->options().recv_share || ctx_->adopted_ >= ring_->count() / 4 * 3 ||
+      (ctx_->zero_copy() && rb.size() >= ctx_->options().zero_copy_threshold)) {
+    return false;
+  }
+  release_shared();
+  // Full (used == capacity): copy_in() never fills it. One hold: the reader's.
+  auto* b = new (send_buf_memory()) SendBuf{rb.data(),
+                                            rb.size(),
+                                            rb.size(),
+                                            0,
+                                            1,
+                                            registered_index(rb.data(), rb.size()),
+                                            pool::BufferLease(),
+                                            {},
+                                            static_cast<int32_t>(rb.buffer_id())};
+  rb.detach();
+  ++ring_held_;
+  ++ctx_->adopted_;
+  shared_ = b;
+  return true;
+}
+
+void StreamState::release_shared() noexcept {
+  SendBuf* b = std::exchange(shared_, nullptr);
+  if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
+}
+
+void StreamState::queue_shared(Writer& w) noexcept {
+  ++ctx_->stats().shared_writes;
+  SendBuf* const b = shared_;
+  const auto inside = [b](const uint8_t* p, size_t n) {
+    return b != nullptr && p >= b->data && p + n <= b->data + b->capacity;
+  };
+  const absl::Span<const absl::Span<const uint8_t>> parts = w.parts;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const absl::Span<const uint8_t> p = parts[i];
+    if (p.empty()) continue;
+    if (inside(p.data(), p.size())) {
+      queue_in(b, p);
+      continue;
+    }
+    // A small part equal to the bytes just before the next part, inside the
+    // buffer - an echoed frame's header, encoded as it was received - is
+    // sent from there: the frame, and a run of echoed frames, is one run of
+    // the buffer.
+    size_t j = i + 1;
+    while (j < parts.size() && parts[j].empty()) ++j;
+    if (p.size() <= 64 && j < parts.size() && inside(parts[j].data(), parts[j].size()) &&
+        static_cast<size_t>(parts[j].data() - b->data) >= p.size() &&
+        same_bytes(parts[j].data() - p.size(), p.data(), p.size())) {
+      queue_in(b, absl::MakeConstSpan(parts[j].data() - p.size(), p.size()));
+      continue;
+    }
+    copy_in(absl::MakeConstSpan(&p, 1), p.size());
+  }
+  complete(w, absl::OkStatus());
+  request_send();
+}
+
+void StreamState::queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept {
+  b->unsent += bytes.size();
+  queued_bytes_ += bytes.size();
+  // Extend the last segment when it ends where these bytes begin.
+  Segment* last = queue_empty() ? nullptr : &segments_.back();
+  if (last != nullptr && last->buf == b && last->data + last->size == bytes.data()) {
+    last->size += bytes.size();
+  } else {
+    segments_.push_back(Segment{bytes.data(), bytes.size(), b, nullptr, b->buf_index, -1});
+  }
+}
+
+void* StreamState::send_buf_memory() noexcept {
+  return spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
 }
 
 void StreamState::let_go(Segment& s) noexcept {
@@ -362,9 +452,7 @@ int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept
 }
 
 StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
-  void* memory =
-      spare_ != nullptr ? std::exchange(spare_, nullptr) : frame_allocate(sizeof(SendBuf));
-  auto* b = new (memory) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease(), {}};
+  auto* b = new (send_buf_memory()) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease(), {}};
   if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
     // Prefer a buffer that holds many small writes; else any that fits.
     std::optional<pool::BufferLease> lease = arena->try_acquire(std::max(kChunkSize, bytes));
@@ -645,7 +733,11 @@ void StreamState::pump_waiters() noexcept {
 
 void StreamState::free_buf(SendBuf* b) noexcept {
   if (b == fill_) fill_ = nullptr;
-  if (!b->owned.empty()) {
+  if (b->ring_id >= 0) {
+    ring_->give_back(static_cast<uint16_t>(b->ring_id));
+    --ring_held_;
+    if (ctx_ != nullptr) --ctx_->adopted_;
+  } else if (!b->owned.empty()) {
     if (ctx_ != nullptr) ctx_->keep_spare_buffer(std::move(b->owned));  // else freed below
   } else if (b->buf_index < 0) {
     frame_deallocate(b->data, b->capacity);

@@ -21,6 +21,10 @@
 // codec's reassembly buffer an echoed frame lies in): the queue sends the parts inside it from it,
 // copies the rest, returns at once, and keeps the buffer once sent for the owner's next hand-over
 // (spare_buffer(), shared by the context's streams), so a stream of such writes allocates nothing.
+// And the receive buffer a reader is decoding can be shared with the queue (share_received(),
+// within the bounds of an adopted buffer): writes of kind kShared send their parts inside it from
+// it and return at once; the buffer goes back to the ring once the reader let go of it
+// (release_shared()) and its bytes are sent.
 // Each completion advances through the segments by the byte count (a short write is simply
 // continued) and the next send takes everything queued meanwhile, so writes made while a send is in
 // flight are coalesced. Which op (start_send()):
@@ -73,7 +77,9 @@ namespace coring::net::detail {
 // One write waiting in, or passing through, a stream's send queue. Lives in
 // the awaiting coroutine's frame (inside the write awaiter).
 struct Writer {
-  enum class Kind : uint8_t { kAuto, kCopy, kBarrier };
+  // kShared: parts inside the stream's shared receive buffer
+  // (StreamState::share_received) are sent from it, the rest copied.
+  enum class Kind : uint8_t { kAuto, kCopy, kBarrier, kShared };
   enum class Phase : uint8_t { kNew, kWaitingRoom, kQueued, kDone };
 
   absl::Span<const absl::Span<const uint8_t>> parts;
@@ -183,6 +189,15 @@ class StreamState final : private OpTarget, private SubmitHook {
   // view the bytes (FramedStream: the frame just read, valid until the next
   // read_frame(), which calls this).
   void release_taken() noexcept;
+  // Takes over `b`, the receive buffer the reader is decoding (left empty:
+  // a view of its bytes stays valid), so that writes of kind kShared send
+  // the parts inside it straight from it. The reader's hold on it ends with
+  // release_shared(); the buffer goes back to the ring once that happened
+  // and its bytes queued are sent. False, `b` unchanged, when the ring
+  // cannot spare it: the bounds of an adopted buffer (adopt()).
+  bool share_received(RecvBuffer& b) noexcept;
+  // The reader is done with the buffer share_received() took.
+  void release_shared() noexcept;
   const absl::Status& write_error() const noexcept { return write_error_; }
   // A write of `bytes` begun now would be admitted without waiting (no
   // writer waits, the queue has room): a transport that must commit to a
@@ -235,16 +250,18 @@ class StreamState final : private OpTarget, private SubmitHook {
 
  private:
   // Copied bytes: a registered buffer (lease) or a slab-pool chunk; or a
-  // taken-over heap buffer (owned, not copied into).
+  // taken-over heap buffer (owned, not copied into); or a shared receive
+  // buffer (ring_id, not copied into).
   struct SendBuf {
     uint8_t* data;
     size_t capacity;
     size_t used;
     size_t unsent;
-    uint32_t holds;     // zero-copy sends awaiting their notification
+    uint32_t holds;     // zero-copy sends awaiting their notification; the owner's hold
     int32_t buf_index;  // registered-buffer index, -1 for a slab chunk
     pool::BufferLease lease;
     std::vector<uint8_t> owned;
+    int32_t ring_id = -1;  // a receive buffer, given back to the ring when freed
   };
   struct Segment {
     const uint8_t* data;
@@ -275,6 +292,12 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool adopt(Writer& w) noexcept;
   // Queues w's parts, sending those inside *w.take from it (Writer::take).
   void take_over(Writer& w) noexcept;
+  // Queues w's parts, sending those inside shared_ from it (Kind::kShared).
+  void queue_shared(Writer& w) noexcept;
+  // Queues `bytes` (inside b, not copied) after the segments queued.
+  void queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept;
+  // Memory for a SendBuf header (the spare one, else from the slab pool).
+  void* send_buf_memory() noexcept;
   // A segment is done with (sent or dropped): frees what it held.
   void let_go(Segment& s) noexcept;
   void complete(Writer& w, absl::Status status) noexcept;
@@ -336,7 +359,8 @@ class StreamState final : private OpTarget, private SubmitHook {
   // write: a connection writing one small message at a time allocates no
   // header per write. Its data (an arena lease or a slab chunk) is not kept.
   void* spare_ = nullptr;
-  SendBuf* taken_ = nullptr;  // the last taken over, held (holds) until release_taken()
+  SendBuf* taken_ = nullptr;   // the last taken over, held (holds) until release_taken()
+  SendBuf* shared_ = nullptr;  // the reader's receive buffer, held until release_shared()
   size_t queued_bytes_ = 0;
   Writer* wait_head_ = nullptr;
   Writer* wait_tail_ = nullptr;

@@ -15,11 +15,12 @@ namespace {
 
 class FairnessTest : public HostileTest {
  protected:
-  // Frames over copy_threshold, split across receive buffers, from the first
-  // byte (no large opening frame whose echo would stop the reader at once): a
-  // pipelining peer's echo of such a frame is queued at once from the buffer
-  // it was reassembled in (FramedStream trades the codec's buffer) instead of
-  // waiting for its send. A peer that never reads then holds at most
+  // Frames from the first byte (no large opening frame whose echo would stop
+  // the reader at once), pipelined: a peer's echo is queued at once instead
+  // of waiting for its send - sent from the receive buffer the frame arrived
+  // in (shared with the reader), or, for a frame over copy_threshold split
+  // across receive buffers, from the buffer it was reassembled in
+  // (FramedStream trades the codec's buffer). A peer that never reads then holds at most
   // NetOptions::max_queued_bytes (256 KiB) of them, and its reassembly
   // buffer; the loop keeps up to NetOptions::spare_buffer_bytes (8 MiB) of
   // sent ones for reuse.
@@ -84,6 +85,16 @@ TEST_F(FairnessTest, ManyNeverReadingPeersWithLargeFramesDoNotStallTheVictim) {
 TEST_F(FairnessTest, ManyNeverReadingPeersWithPipelinedSplitFramesDoNotStallTheVictim) {
   ASSERT_NE(start_sbmp(), nullptr);
   flood_with_pipelined_split_frames(24 << 10);
+}
+
+// Small frames from the first byte: a pipelining peer's echoes are sent
+// from the receive buffers they arrived in (the send queue shares them with
+// the reader). Peers that never read park at most their share of the
+// thread's receive ring each, and all send queues together three quarters
+// of it: the victims still get buffers to receive into.
+TEST_F(FairnessTest, ManyNeverReadingPeersWithPipelinedSmallFramesDoNotStallTheVictim) {
+  ASSERT_NE(start_sbmp(), nullptr);
+  flood_with_pipelined_split_frames(100);
 }
 
 // As above, with frames near the decoder's kept buffer (64 KiB): three fill

@@ -12,9 +12,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "coring/core/timer.h"
 #include "coring/core/when_all.h"
 #include "coring/net/listener.h"
 #include "coring/net/stream.h"
@@ -311,6 +313,171 @@ TEST(SendPathTest, TakenOverBufferIsSentFromAndKeptForReuse) {
   EXPECT_EQ(sink.wait(), all);
   EXPECT_EQ(t.net->stats().taken_writes, 2u);
   t.drain();
+}
+
+// share_received() + write_shared(), as an echo of records uses them: each
+// record's body is sent from the receive buffer it arrived in, and so is its
+// header when it equals the bytes before the body (encoded as received): the
+// echoes are then one run of the buffer (one WRITE_FIXED). A header that
+// differs is copied. The buffer goes back to the ring only once the reader
+// released it and its bytes are sent, in either order.
+struct SharedEcho {
+  absl::Status status;
+  uint32_t adopted_after_share = 0, adopted_after_send = 0, adopted_after_release = 0;
+  uint32_t adopted_released_unsent = 0, adopted_at_end = 0;
+  uint64_t sendmsg_first = 0, shared = 0, fixed_sends_second = 0, sends_second = 0;
+  bool done = false;
+};
+
+// Runs `t`'s loop until `done` (at most 5 s).
+void run_until(RegisteredLoop& t, const bool& done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done && std::chrono::steady_clock::now() < until) {
+    t.loop->run_once(false);
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+constexpr size_t kRecords = 8, kRecordBody = 60, kRecord = 4 + kRecordBody;
+
+std::vector<uint8_t> records(uint8_t tag) {
+  std::vector<uint8_t> all;
+  for (size_t i = 0; i < kRecords; ++i) {
+    const std::vector<uint8_t> body = pattern(kRecordBody, static_cast<uint32_t>(i + tag));
+    all.insert(all.end(), {'R', static_cast<uint8_t>(i), tag, kRecordBody});
+    all.insert(all.end(), body.begin(), body.end());
+  }
+  return all;
+}
+
+Task<> shared_echo(Listener& l, SharedEcho* r) {
+  NetContext& net = l.context();
+  auto fail = [r](std::string why) { r->status = absl::InternalError(why); };
+  auto s = co_await l.accept();
+  if (!s.ok()) co_return fail("accept");
+  for (int round = 0; round < 2; ++round) {
+    auto buf = co_await s->read();
+    if (!buf.ok() || buf->size() != kRecords * kRecord) co_return fail("not all records at once");
+    const absl::Span<const uint8_t> bytes = buf->span();
+    if (!s->share_received(*buf) || !buf->empty()) co_return fail("not shared");
+    if (round == 0) r->adopted_after_share = net.adopted_buffers();
+    const uint64_t sendmsgs = net.stats().sendmsg_sends, fixed = net.stats().fixed_sends,
+                   sends = net.stats().sends;
+    for (size_t i = 0; i < kRecords; ++i) {
+      const absl::Span<const uint8_t> record = bytes.subspan(i * kRecord, kRecord);
+      uint8_t header[4] = {record[0], record[1], record[2], record[3]};
+      if (round == 0 && i == 3) header[0] = 'X';  // differs: copied
+      const absl::Span<const uint8_t> parts[] = {absl::MakeConstSpan(header), record.subspan(4)};
+      auto w = s->write_shared(parts);
+      if (!w.await_ready()) co_return fail("a shared write waited for its send");
+      if (absl::Status st = w.await_resume(); !st.ok()) co_return fail(st.ToString());
+    }
+    if (round == 0) {
+      if (auto f = co_await s->flush(); !f.ok()) co_return fail(f.ToString());
+      r->sendmsg_first = net.stats().sendmsg_sends - sendmsgs;
+      r->adopted_after_send = net.adopted_buffers();  // the reader still holds it
+      s->release_shared();
+      r->adopted_after_release = net.adopted_buffers();
+    } else {
+      s->release_shared();  // before the send: it waits for the send
+      r->adopted_released_unsent = net.adopted_buffers();
+      if (auto f = co_await s->flush(); !f.ok()) co_return fail(f.ToString());
+      r->adopted_at_end = net.adopted_buffers();
+      r->fixed_sends_second = net.stats().fixed_sends - fixed;
+      r->sends_second = net.stats().sends - sends;
+    }
+  }
+  r->shared = net.stats().shared_writes;
+  (void)co_await s->close();
+  r->done = true;
+}
+
+TEST(SendPathTest, SharedReceiveBufferIsSentFromUntilReleasedAndSent) {
+  SharedEcho r;  // written by the server: outlives the loop
+  RegisteredLoop t;
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  spawn(*t.loop, shared_echo(**listener, &r));
+  absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    for (uint8_t round = 0; round < 2; ++round) {
+      const std::vector<uint8_t> sent = records(round);
+      std::vector<uint8_t> expected = sent;
+      if (round == 0) expected[3 * kRecord] = 'X';
+      if (auto w = co_await c->write(absl::MakeConstSpan(sent)); !w.ok()) co_return w;
+      std::vector<uint8_t> got;
+      if (auto rd = read_exactly(*c, sent.size(), got); !(co_await rd).ok()) {
+        co_return absl::DataLossError("echo cut short");
+      }
+      if (got != expected) co_return absl::DataLossError("echo differs");
+    }
+    co_return co_await c->close();
+  }(*t.net, *(*listener)->local_address()));
+  ASSERT_TRUE(s.ok()) << s;
+  run_until(t, r.done);
+  ASSERT_TRUE(r.done);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.shared, 2 * kRecords);
+  // Three pieces (the run before the header that differs, its copy, the
+  // rest), in one sendmsg; the client saw the copy's 'X'.
+  EXPECT_EQ(r.sendmsg_first, 1u);
+  EXPECT_EQ(r.adopted_after_share, 1u);
+  EXPECT_EQ(r.adopted_after_send, 1u);
+  EXPECT_EQ(r.adopted_after_release, 0u);
+  EXPECT_EQ(r.adopted_released_unsent, 1u);
+  EXPECT_EQ(r.adopted_at_end, 0u);
+  EXPECT_EQ(r.sends_second, 1u);
+  EXPECT_EQ(r.fixed_sends_second, 1u) << "the echoes were not one run of the buffer";
+}
+
+// A stream shares at most NetOptions::recv_share receive buffers at once.
+TEST(SendPathTest, SharingStopsAtTheStreamsShareOfTheRing) {
+  absl::Status server_status = absl::UnknownError("not run");  // outlives the loop
+  bool done = false;
+  NetOptions o;
+  o.recv_share = 1;
+  RegisteredLoop t(o);
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  spawn(*t.loop, [](Listener& l, absl::Status* out, bool* done) -> Task<> {
+    auto s = co_await l.accept();
+    if (!s.ok()) co_return;
+    auto first = co_await s->read();
+    auto second = co_await s->read();
+    if (!first.ok() || !second.ok() || first->empty() || second->empty()) {
+      *out = absl::InternalError("two reads");
+      *done = true;
+      co_return;
+    }
+    const size_t size = second->size();
+    if (!s->share_received(*first)) {
+      *out = absl::InternalError("the first buffer was not shared");
+    } else if (s->share_received(*second) || second->size() != size) {
+      *out = absl::InternalError("a second buffer was shared past recv_share, or changed");
+    } else {
+      s->release_shared();
+      *out = l.context().adopted_buffers() == 0 ? absl::OkStatus()
+                                                : absl::InternalError("not given back");
+    }
+    (void)co_await s->close();
+    *done = true;
+  }(**listener, &server_status, &done));
+  absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    const std::vector<uint8_t> one = pattern(100, 1), two = pattern(100, 2);
+    if (auto w = co_await c->write(absl::MakeConstSpan(one)); !w.ok()) co_return w;
+    if (auto w = co_await c->flush(); !w.ok()) co_return w;
+    // Apart: the server reads them as two receive buffers.
+    if (auto z = co_await sleep_for(std::chrono::milliseconds(20)); !z.ok()) co_return z;
+    if (auto w = co_await c->write(absl::MakeConstSpan(two)); !w.ok()) co_return w;
+    auto eof = co_await c->read();  // the server closes
+    (void)eof;
+    co_return co_await c->close();
+  }(*t.net, *(*listener)->local_address()));
+  ASSERT_TRUE(s.ok()) << s;
+  run_until(t, done);
+  EXPECT_TRUE(server_status.ok()) << server_status;
 }
 
 // The peer resets while zero-copy and fixed sends are queued: writes fail

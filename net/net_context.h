@@ -37,11 +37,15 @@ class StreamState;
 
 struct NetOptions {
   // The loop's shared receive ring: count (a power of two) x size.
-  // 1024 x 16 KiB, as the raw liburing baseline (bench/baselines): with
+  // 1024 buffers, as the raw liburing baseline (bench/baselines): with
   // hundreds of connections each pipelining, 512 ran the ring low (where
-  // paused streams copy their queue out) most of the time.
+  // paused streams copy their queue out) most of the time. 16 KiB and 512
+  // bytes each, so that a message of 16 KiB with its framing - an SBMP
+  // header and extensions, an HTTP/2 frame header, a TLS record's overhead -
+  // arrives in one buffer and is read in place, not split across two and
+  // reassembled by a copy.
   uint32_t recv_buffers = 1024;
-  uint32_t recv_buffer_size = 16 * 1024;
+  uint32_t recv_buffer_size = 16 * 1024 + 512;
   // Receive-side backpressure, per connection: received chunks (buffers of
   // the shared ring) a connection may hold unread before the loop stops
   // taking its bytes (2 while the ring is under a quarter free). The peer is

@@ -326,6 +326,50 @@ TEST(FramedStreamTest, AFrameInASharedBufferStaysValidUntilTheNextRead) {
   EXPECT_GT(st.shared_writes, 0u) << st.to_string();
 }
 
+// Echoes frames, counting those read in place (views into the receive
+// buffer, not reassembled by the codec).
+Task<> echo_counting_in_place(Listener& l, int* in_place, absl::Status* why) {
+  auto s = co_await l.accept();
+  if (!s.ok()) co_return;
+  Framed conn(std::move(*s), LengthPrefixCodec());
+  for (;;) {
+    auto f = co_await conn.read_frame();
+    if (!f.ok()) {
+      *why = f.status();
+      co_return;
+    }
+    if (!conn.codec().owns(f->payload.data())) ++*in_place;
+    if (!(co_await conn.write_frame(*f)).ok()) co_return;
+  }
+}
+
+// With the default receive buffers (NetOptions::recv_buffer_size), a message
+// of 16 KiB with up to 512 bytes of framing sent at once arrives in one
+// buffer and is read in place: no reassembly copy. (With buffers of exactly
+// 16 KiB, every such frame was split across two.)
+TEST(FramedStreamTest, SixteenKiBMessagesWithTheirFramingAreReadInPlace) {
+  int in_place = 0;  // written by the handler: outlives the loop
+  Fixture f;
+  f.whys.resize(1);
+  spawn(*f.t.loop, echo_counting_in_place(*f.listener, &in_place, &f.whys[0]));
+  constexpr int kFrames = 8;
+  absl::Status s = f.t.run([](NetContext& net, SocketAddress addr) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, addr);
+    if (!c.ok()) co_return c.status();
+    for (int i = 0; i < kFrames; ++i) {
+      // 4 bytes of length prefix + 16 KiB + 508: 16 KiB + 512 on the wire.
+      const std::vector<uint8_t> frame = lp_frame(pattern(16 * 1024 + 508, i));
+      if (auto w = co_await c->write(absl::MakeConstSpan(frame)); !w.ok()) co_return w;
+      std::vector<uint8_t> echo;
+      if (auto r = co_await testing::read_exactly(*c, frame.size(), echo); !r.ok()) co_return r;
+      if (echo != frame) co_return absl::DataLossError("echo differs");
+    }
+    co_return co_await c->close();
+  }(*f.t.net, f.addr));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(in_place, kFrames);
+}
+
 // large_frames() against one connection whose codec trades its buffers
 // (counted in `counts`, which must outlive `f`'s loop).
 absl::Status large_frames_to_trading_codec(Fixture& f, testing::TradeCounts& counts, bool pipelined,

@@ -182,6 +182,16 @@ TEST(FramedStreamTest, EchoesOfTheFramesOfOneChunkLeaveInOneSend) {
   EXPECT_EQ(sends, 2u);
 }
 
+// Writes `burst` at once, then reads until `expected` came back.
+Task<absl::Status> burst_and_echoes(Stream& c, const std::vector<uint8_t>& burst,
+                                    const std::vector<uint8_t>& expected) {
+  if (auto s = co_await c.write(absl::MakeConstSpan(burst)); !s.ok()) co_return s;
+  std::vector<uint8_t> echoed;
+  if (auto s = co_await testing::read_exactly(c, expected.size(), echoed); !s.ok()) co_return s;
+  if (echoed != expected) co_return absl::DataLossError("echoed bytes differ");
+  co_return absl::OkStatus();
+}
+
 // Large frames, each split across receive buffers (reassembled by the
 // codec), arrive back to back (a pipelining peer), or one at a time.
 constexpr size_t kLargeFrame = 30000;  // over copy_threshold, under copy_pipelined_up_to
@@ -196,18 +206,12 @@ Task<absl::Status> large_frames(NetContext& net, SocketAddress addr, bool pipeli
   for (int i = 0; i < kFrames; ++i) {
     const std::vector<uint8_t> frame = lp_frame(pattern(kLargeFrame, static_cast<uint32_t>(i)));
     if (!pipelined) {
-      if (auto s = co_await c->write(absl::MakeConstSpan(frame)); !s.ok()) co_return s;
-      std::vector<uint8_t> echo;
-      if (auto s = co_await testing::read_exactly(*c, frame.size(), echo); !s.ok()) co_return s;
-      if (echo != frame) co_return absl::DataLossError("echoed frame differs");
+      if (auto s = co_await burst_and_echoes(*c, frame, frame); !s.ok()) co_return s;
     }
     all.insert(all.end(), frame.begin(), frame.end());
   }
   for (int b = 0; pipelined && b < bursts; ++b) {
-    if (auto s = co_await c->write(absl::MakeConstSpan(all)); !s.ok()) co_return s;
-    std::vector<uint8_t> echoed;
-    if (auto s = co_await testing::read_exactly(*c, all.size(), echoed); !s.ok()) co_return s;
-    if (echoed != all) co_return absl::DataLossError("echoed bytes differ");
+    if (auto s = co_await burst_and_echoes(*c, all, all); !s.ok()) co_return s;
   }
   *echoed_stats = net.stats();
   (void)co_await c->close();
@@ -268,10 +272,7 @@ Task<absl::Status> small_frame_bursts(NetContext& net, SocketAddress addr, int b
         expected.insert(expected.end(), frame.begin(), frame.end());
       }
     }
-    if (auto s = co_await c->write(absl::MakeConstSpan(all)); !s.ok()) co_return s;
-    std::vector<uint8_t> echoed;
-    if (auto s = co_await testing::read_exactly(*c, expected.size(), echoed); !s.ok()) co_return s;
-    if (echoed != expected) co_return absl::DataLossError("echoed bytes differ");
+    if (auto s = co_await burst_and_echoes(*c, all, expected); !s.ok()) co_return s;
   }
   *st = net.stats();
   (void)co_await c->close();
@@ -359,10 +360,7 @@ TEST(FramedStreamTest, SixteenKiBMessagesWithTheirFramingAreReadInPlace) {
     for (int i = 0; i < kFrames; ++i) {
       // 4 bytes of length prefix + 16 KiB + 508: 16 KiB + 512 on the wire.
       const std::vector<uint8_t> frame = lp_frame(pattern(16 * 1024 + 508, i));
-      if (auto w = co_await c->write(absl::MakeConstSpan(frame)); !w.ok()) co_return w;
-      std::vector<uint8_t> echo;
-      if (auto r = co_await testing::read_exactly(*c, frame.size(), echo); !r.ok()) co_return r;
-      if (echo != frame) co_return absl::DataLossError("echo differs");
+      if (auto e = co_await burst_and_echoes(*c, frame, frame); !e.ok()) co_return e;
     }
     co_return co_await c->close();
   }(*f.t.net, f.addr));

@@ -136,11 +136,11 @@ absl::Status Codec::on_negotiation(const Frame& frame) {
   // An application frame changes nothing but a server's wait for a HELLO
   // (none came first: the defaults hold). Past that, the common case is
   // this one test per frame.
-  if (!is_control_type(frame.type())) {
-    ServerNegotiation* server = this->server();
-    if (server == nullptr || server->established()) return absl::OkStatus();
+  ServerNegotiation* server = this->server();
+  if (!is_control_type(frame.type()) && (server == nullptr || server->established())) {
+    return absl::OkStatus();
   }
-  if (ServerNegotiation* server = this->server()) {
+  if (server != nullptr) {
     absl::StatusOr<std::optional<HelloAck>> step = server->on_frame(frame);
     if (!step.ok()) return fail(step.status(), server->goaway_reason());
     if (step->has_value()) {

@@ -295,31 +295,44 @@ void StreamState::admit(Writer& w) noexcept {
   request_send();
 }
 
-bool StreamState::adopt(Writer& w) noexcept {
-  RecvBuffer& b = *w.adopt;
+bool StreamState::may_park(const RecvBuffer& b) const noexcept {
   // Only the context's own ring buffers, while this stream holds less than
   // its share and all send queues together hold less than three quarters of
   // the ring (peers that never read park no more than that; the rest is
   // for receiving); never one a zero-copy send would take (its notification
-  // would have to hold the ring buffer too). Small ones are copied as any
-  // small write: they coalesce with their neighbours into one registered
-  // send buffer (one WRITE_FIXED) and free the ring buffer at once. Not
-  // "while the ring has room": under load the ring is low most of the
-  // time, and an echo whose write then waits for each send sends one
-  // buffer per send instead of all it received meanwhile.
-  if (b.ring() != ring_ || b.size() <= ctx_->options().copy_threshold ||
-      ring_held_ >= ctx_->options().recv_share || ctx_->adopted_ >= ring_->count() / 4 * 3 ||
-      (ctx_->zero_copy() && b.size() >= ctx_->options().zero_copy_threshold)) {
-    return false;
-  }
+  // would have to hold the ring buffer too).
+  return ctx_ != nullptr && !b.empty() && b.ring() == ring_ &&
+         ring_held_ < ctx_->options().recv_share && ctx_->adopted_ < ring_->count() / 4 * 3 &&
+         !(ctx_->zero_copy() && b.size() >= ctx_->options().zero_copy_threshold);
+}
+
+int32_t StreamState::park(RecvBuffer& b) noexcept {
+  const auto id = static_cast<int32_t>(b.buffer_id());
+  b.detach();
+  ++ring_held_;
+  ++ctx_->adopted_;
+  return id;
+}
+
+void StreamState::unpark(int32_t ring_id) noexcept {
+  ring_->give_back(static_cast<uint16_t>(ring_id));
+  --ring_held_;
+  if (ctx_ != nullptr) --ctx_->adopted_;
+}
+
+bool StreamState::adopt(Writer& w) noexcept {
+  RecvBuffer& b = *w.adopt;
+  // Small ones are copied as any small write: they coalesce with their
+  // neighbours into one registered send buffer (one WRITE_FIXED) and free
+  // the ring buffer at once. Not "while the ring has room": under load the
+  // ring is low most of the time, and an echo whose write then waits for
+  // each send sends one buffer per send instead of all it received meanwhile.
+  if (b.size() <= ctx_->options().copy_threshold || !may_park(b)) return false;
   ++ctx_->stats().adopted_writes;
   const uint8_t* data = b.data();
   const size_t size = b.size();
-  const auto id = static_cast<int32_t>(b.buffer_id());
-  b.detach();
+  const int32_t id = park(b);
   segments_.push_back(Segment{data, size, nullptr, nullptr, registered_index(data, size), id});
-  ++ring_held_;
-  ++ctx_->adopted_;
   queued_bytes_ += size;
   complete(w, absl::OkStatus());
   request_send();
@@ -354,27 +367,12 @@ void StreamState::release_taken() noexcept {
 }
 
 bool StreamState::share_received(RecvBuffer& rb) noexcept {
-  // The bounds of adopt(): peers that never read park at most their share
-  // of the ring, and all send queues together three quarters of it.
-  if (ctx_ == nullptr || rb.ring() != ring_ || rb.empty() ||
-      ring_held_ >= ctx_->options().recv_share || ctx_->adopted_ >= ring_->count() / 4 * 3 ||
-      (ctx_->zero_copy() && rb.size() >= ctx_->options().zero_copy_threshold)) {
-    return false;
-  }
-  release_shared();
+  if (!may_park(rb)) return false;
+  release_shared();  // the reader is done with the one before, if any
   // Full (used == capacity): copy_in() never fills it. One hold: the reader's.
-  auto* b = new (send_buf_memory()) SendBuf{rb.data(),
-                                            rb.size(),
-                                            rb.size(),
-                                            0,
-                                            1,
-                                            registered_index(rb.data(), rb.size()),
-                                            pool::BufferLease(),
-                                            {},
-                                            static_cast<int32_t>(rb.buffer_id())};
-  rb.detach();
-  ++ring_held_;
-  ++ctx_->adopted_;
+  auto* b = new (send_buf_memory()) SendBuf{
+      rb.data(), rb.size(), rb.size(), 0, 1, registered_index(rb.data(), rb.size()), {}, {}};
+  b->ring_id = park(rb);
   shared_ = b;
   return true;
 }
@@ -433,11 +431,7 @@ void* StreamState::send_buf_memory() noexcept {
 }
 
 void StreamState::let_go(Segment& s) noexcept {
-  if (s.ring_id >= 0) {
-    ring_->give_back(static_cast<uint16_t>(std::exchange(s.ring_id, -1)));
-    --ring_held_;
-    if (ctx_ != nullptr) --ctx_->adopted_;
-  }
+  if (s.ring_id >= 0) unpark(std::exchange(s.ring_id, -1));
 }
 
 int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept {
@@ -734,9 +728,7 @@ void StreamState::pump_waiters() noexcept {
 void StreamState::free_buf(SendBuf* b) noexcept {
   if (b == fill_) fill_ = nullptr;
   if (b->ring_id >= 0) {
-    ring_->give_back(static_cast<uint16_t>(b->ring_id));
-    --ring_held_;
-    if (ctx_ != nullptr) --ctx_->adopted_;
+    unpark(b->ring_id);
   } else if (!b->owned.empty()) {
     if (ctx_ != nullptr) ctx_->keep_spare_buffer(std::move(b->owned));  // else freed below
   } else if (b->buf_index < 0) {

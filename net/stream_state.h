@@ -290,6 +290,13 @@ class StreamState final : private OpTarget, private SubmitHook {
   int32_t registered_index(const uint8_t* p, size_t n) const noexcept;
   // Takes w.adopt's receive buffer into the queue if that is cheap and fair.
   bool adopt(Writer& w) noexcept;
+  // Whether the ring can spare `b` to this stream's send queue (adopted or
+  // shared): the bounds on what peers that never read can park.
+  bool may_park(const RecvBuffer& b) const noexcept;
+  // Takes `b` from its ring into this queue (counted against those bounds);
+  // returns its ring id. unpark() gives it back.
+  int32_t park(RecvBuffer& b) noexcept;
+  void unpark(int32_t ring_id) noexcept;
   // Queues w's parts, sending those inside *w.take from it (Writer::take).
   void take_over(Writer& w) noexcept;
   // Queues w's parts, sending those inside shared_ from it (Kind::kShared).

@@ -110,23 +110,36 @@ RecvBuffer BufferRing::take(uint16_t id, size_t length) noexcept {
 void BufferRing::give_back(uint16_t id) noexcept {
   assert(outstanding_ > 0);
   --outstanding_;
-  ++returns_;
+  if (offer(id)) return;
   add(id);
-  // One waiter per buffer: the first that takes its turn arms a recv, which
-  // the buffer serves.
-  wake_one();
+}
+
+BufferWaiter* BufferRing::pop_waiter() noexcept {
+  BufferWaiter* w = waiters_;
+  waiters_ = std::exchange(w->next_waiter_, nullptr);
+  if (waiters_ == nullptr) waiters_tail_ = nullptr;
+  w->waiting_ = false;
+  return w;
+}
+
+bool BufferRing::offer(uint16_t id) noexcept {
+  // A waiter that no longer reads passes the buffer on.
+  bool taken = false;
+  while (waiters_ != nullptr && !taken) {
+    BufferWaiter* w = pop_waiter();
+    ++outstanding_;
+    taken = w->on_buffer_offered(id);
+    if (!taken) --outstanding_;
+  }
+  if (waiters_ == nullptr) stop_reclaim();
+  if (taken) loop_.count_recv_handoff();
+  return taken;
 }
 
 bool BufferRing::wake_one() noexcept {
   // A waiter that no longer reads passes the turn on.
   bool taken = false;
-  while (waiters_ != nullptr && !taken) {
-    BufferWaiter* w = waiters_;
-    waiters_ = std::exchange(w->next_waiter_, nullptr);
-    if (waiters_ == nullptr) waiters_tail_ = nullptr;
-    w->waiting_ = false;
-    taken = w->on_buffers_available();
-  }
+  while (waiters_ != nullptr && !taken) taken = pop_waiter()->on_buffers_available();
   if (waiters_ == nullptr) stop_reclaim();
   return taken;
 }

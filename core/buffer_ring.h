@@ -15,6 +15,13 @@
 // must be back when the ring is destroyed (outstanding() == 0; asserted in
 // debug builds, reported on stderr otherwise). Owner thread only, and the
 // ring must outlive its RecvBuffers and streams.
+//
+// A buffer given back while streams wait in line is not put back in the
+// ring: it goes to the first waiter, which receives into that buffer. Back
+// in the ring it would go to whichever armed recv's data arrives first, and
+// while peers flood the thread that is always one of theirs: a quiet
+// connection that found the ring dry would lose every race (measured: a
+// victim's echo waited 0.7-1.4 s behind 64 flooding peers).
 #pragma once
 
 #include <liburing.h>
@@ -42,8 +49,14 @@ class BufferRing;
 // Told when buffers came back to a ring that had run dry.
 class BufferWaiter {
  public:
-  // A buffer is back and this waiter is the first in line: true if it took
-  // the turn (armed a recv), false to pass it on to the next waiter.
+  // Buffer `id` was given back and this waiter is the first in line: it is
+  // this waiter's (counted outstanding) if it takes it - arms a recv into
+  // that very buffer, and gives it back (BufferRing::give_back()) when the
+  // recv brings no data - or false to pass it on to the next waiter.
+  virtual bool on_buffer_offered(uint16_t id) noexcept = 0;
+  // Buffers are free in the ring (the reclaim timer found some while
+  // streams waited) and this waiter is the first in line: true if it took
+  // the turn (armed a recv), false to pass it on.
   virtual bool on_buffers_available() noexcept = 0;
 
  protected:
@@ -169,25 +182,24 @@ class BufferRing final : private OpTarget {
   // Buffers the kernel may still pick (as far as reaped CQEs tell: recvs in
   // flight may have taken more).
   uint32_t available() const noexcept { return count_ - outstanding_; }
-  // Buffers given back so far: a recv that ended with ENOBUFS found the ring
-  // empty, and it stays empty until this moves.
-  uint64_t returns() const noexcept { return returns_; }
 
   // A CQE carrying a buffer (IORING_CQE_F_BUFFER) arrived: the kernel took
   // one out of the ring.
   void mark_taken() noexcept { ++outstanding_; }
   // The buffer a CQE names, as an owning handle (after mark_taken()).
   RecvBuffer take(uint16_t id, size_t length) noexcept;
-  // Puts buffer `id` back in the ring (RecvBuffer does this) and wakes the
-  // first waiter.
+  // Buffer `id`'s memory (buffer_size() bytes), for a recv into a buffer
+  // offered to a waiter.
+  uint8_t* data(uint16_t id) noexcept { return block_.buffer(id); }
+  // Gives buffer `id` back (RecvBuffer does this): to the first waiter that
+  // takes it (BufferWaiter::on_buffer_offered()), else into the ring.
   void give_back(uint16_t id) noexcept;
-  // Registers `waiter` to be told once buffers are given back. Waiters are
-  // woken in FIFO order, one per buffer given back: waking every waiter for
-  // one buffer would arm a recv each, and all but one would end in ENOBUFS
-  // (a thundering herd that costs a round trip per waiter per buffer). A
-  // waiter with nothing to read does not take the buffer it was woken for,
-  // so while streams wait, every kReclaimPeriod the ring also wakes as many
-  // waiters as it has buffers free.
+  // Registers `waiter` to be offered the next buffer given back. Waiters
+  // are served in FIFO order, one buffer each: waking every waiter for one
+  // buffer would arm a recv each, and all but one would end in ENOBUFS (a
+  // thundering herd that costs a round trip per waiter per buffer). While
+  // streams wait, every kReclaimPeriod the ring also wakes as many waiters
+  // as it has buffers free (put back while nobody waited).
   void wait_for_buffers(BufferWaiter* waiter) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
   // Tells `waiter` now if it is still registered; `waiter` may name a
@@ -211,6 +223,10 @@ class BufferRing final : private OpTarget {
   void reclaim() noexcept;
   // Wakes the first waiter that takes its turn; false if none did.
   bool wake_one() noexcept;
+  // Offers buffer `id` to the waiters in turn; false if none took it.
+  bool offer(uint16_t id) noexcept;
+  // The first waiter, out of the line.
+  BufferWaiter* pop_waiter() noexcept;
   // Cancels the timer (asynchronously) once no stream waits.
   void stop_reclaim() noexcept;
 
@@ -221,7 +237,6 @@ class BufferRing final : private OpTarget {
   uint32_t count_;
   uint32_t buffer_size_;
   uint32_t outstanding_ = 0;
-  uint64_t returns_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
   BufferWaiter* waiters_ = nullptr;  // FIFO: woken from the head

@@ -48,13 +48,13 @@ struct FnNode final : PostNode {
 std::string LoopStats::to_string() const {
   return absl::StrFormat(
       "iterations=%u sqes_submitted=%u submit_calls=%u cqes=%u sq_full=%u cq_overflows=%u "
-      "cq_dropped=%u enobufs=%u recv_dry_waits=%u recv_pauses=%u recv_spills=%u "
-      "recv_spilled_bytes=%u "
+      "cq_dropped=%u enobufs=%u recv_dry_waits=%u recv_handoffs=%u recv_pauses=%u "
+      "recv_spills=%u recv_spilled_bytes=%u "
       "ops_in_flight=%u msg_ring_sent=%u msg_ring_received=%u "
       "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u task_failures=%u "
       "enter_errors=%u",
       iterations, sqes_submitted, submit_calls, cqes, sq_full, cq_overflows, cq_dropped, enobufs,
-      recv_dry_waits, recv_pauses, recv_spills, recv_spilled_bytes, ops_in_flight, msg_ring_sent,
+      recv_dry_waits, recv_handoffs, recv_pauses, recv_spills, recv_spilled_bytes, ops_in_flight, msg_ring_sent,
       msg_ring_received, foreign_wakes, eventfd_wakes, posts_run, stale_cqes, task_failures,
       enter_errors);
 }
@@ -594,6 +594,7 @@ LoopStats EventLoop::stats() const {
   s.recv_spills = recv_spills_;
   s.recv_spilled_bytes = recv_spilled_bytes_;
   s.recv_dry_waits = recv_dry_waits_;
+  s.recv_handoffs = recv_handoffs_;
   s.ops_in_flight = ops_.in_use();
   s.msg_ring_sent = msg_ring_sent_;
   s.msg_ring_received = msg_ring_received_;

@@ -134,10 +134,14 @@ class EventLoop {
   pool::BufferArena* arena() const noexcept { return options_.arena; }
   bool buffers_registered() const noexcept { return buffers_registered_; }
   bool is_owner_thread() const noexcept { return std::this_thread::get_id() == owner_; }
+  // Iterations begun so far: work done under one value happened in one
+  // turn of the loop (a per-turn budget resets when it changes).
+  uint64_t iteration() const noexcept { return iterations_; }
   LoopStats stats() const;
   void count_enobufs() noexcept { ++enobufs_; }
   void count_recv_pause() noexcept { ++recv_pauses_; }
   void count_recv_dry_wait() noexcept { ++recv_dry_waits_; }
+  void count_recv_handoff() noexcept { ++recv_handoffs_; }
   void count_recv_spill(size_t bytes) noexcept {
     ++recv_spills_;
     recv_spilled_bytes_ += bytes;
@@ -254,6 +258,7 @@ class EventLoop {
   uint64_t recv_spills_ = 0;
   uint64_t recv_spilled_bytes_ = 0;
   uint64_t recv_dry_waits_ = 0;
+  uint64_t recv_handoffs_ = 0;
   uint64_t msg_ring_sent_ = 0;
   uint64_t msg_ring_received_ = 0;
   uint64_t eventfd_wakes_ = 0;

@@ -11,8 +11,11 @@
 //
 // One armed op serves every read until the kernel ends it; ENOBUFS (every
 // buffer held by the application) is swallowed, counted in LoopStats::enobufs,
-// and the stream re-arms once buffers come back. Destroying the stream
-// cancels the op and returns every buffer it still carries.
+// and the stream waits in line for a buffer: the next one given back is
+// offered to it (BufferRing), and it receives into that buffer with one
+// non-blocking recv (LoopStats::recv_handoffs), then re-arms as before.
+// Destroying the stream cancels the op and returns every buffer it still
+// carries.
 //
 // Fair share: the ring is shared by every stream of the loop, so a stream
 // may hold its buffers only while its reader reads. A stream starts in
@@ -151,6 +154,24 @@ class RecvStream final : private detail::MultishotStream,
   static constexpr int32_t kInterrupted = INT32_MIN;
 
   void on_complete(const OpResult& r) noexcept override {
+    if (offered_ >= 0) {
+      // The recv into an offered buffer: as if the kernel had picked it.
+      const auto id = static_cast<uint16_t>(std::exchange(offered_, -1));
+      OpResult got = r;
+      if (r.res > 0) {
+        got.flags |= IORING_CQE_F_BUFFER | (uint32_t{id} << IORING_CQE_BUFFER_SHIFT);
+        counted_ = true;  // outstanding since the offer (on_cqe() takes the flag)
+      } else {
+        ring_.give_back(id);
+        offer_found_nothing_ = r.res == -EAGAIN;
+      }
+      on_result(got);  // last: the reader may destroy us
+      return;
+    }
+    on_result(r);
+  }
+
+  void on_result(const OpResult& r) noexcept {
     if (interrupt_pending_ && r.res == -EAGAIN && !r.more()) {
       // The drain recv found the socket empty: now the interrupt.
       cancel_outstanding_ = false;
@@ -256,7 +277,14 @@ class RecvStream final : private detail::MultishotStream,
   bool ring_low() const noexcept { return ring_.available() < ring_.count() / 4; }
 
   void prepare(io_uring_sqe* sqe) noexcept override {
-    if (interrupt_pending_) {
+    if (offered_ >= 0) {
+      // Non-blocking: a stream waits in line only after ENOBUFS, so its
+      // socket holds data, but a buffer must never wait on an idle socket.
+      io_uring_prep_recv(sqe, file_.fd, ring_.data(static_cast<uint16_t>(offered_)),
+                         ring_.buffer_size(), MSG_DONTWAIT);
+      file_.apply(sqe);
+      return;
+    } else if (interrupt_pending_) {
       // Drain: bytes the peer sent before the interrupt are still read (and
       // answered); EAGAIN once the socket is empty ends it.
       io_uring_prep_recv(sqe, file_.fd, nullptr, 0, MSG_DONTWAIT);
@@ -265,17 +293,24 @@ class RecvStream final : private detail::MultishotStream,
     } else {
       io_uring_prep_recv_multishot(sqe, file_.fd, nullptr, 0, 0);
     }
+    if (poll_first_) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = ring_.group();
     file_.apply(sqe);
-    returns_at_arm_ = ring_.returns();
   }
   bool ready_to_arm() noexcept override {
-    // After ENOBUFS the ring is empty until a buffer comes back, whatever
-    // available() says (recvs in flight took buffers whose CQEs are not
-    // reaped yet): re-arming at once would only end in ENOBUFS again, a
-    // round trip per stream per turn, so wait in line for a buffer instead.
-    const bool dry = std::exchange(ran_dry_, false) && ring_.returns() == returns_at_arm_;
+    // The orphan reclaimer must know an offered buffer (it is not in the CQE).
+    context_ = offered_ >= 0 ? (kOfferedBit | uint64_t{static_cast<uint16_t>(offered_)} << 16 |
+                                ring_.group())
+                             : ring_.group();
+    if (offered_ >= 0) return true;
+    poll_first_ = false;
+    // After ENOBUFS, wait in line for a buffer of one's own, whatever
+    // available() says: what is in the ring goes to whichever armed recv's
+    // data arrives first (and recvs in flight may have taken it already), so
+    // re-arming would end in ENOBUFS again, a round trip per stream per
+    // turn, and under a flood, every turn.
+    const bool dry = std::exchange(ran_dry_, false);
     // (An interrupt's drain still tries: bytes the peer sent before it are
     // to be answered.)
     if (ring_.available() > 0 && (!dry || interrupt_pending_)) return true;
@@ -287,19 +322,36 @@ class RecvStream final : private detail::MultishotStream,
       loop_->schedule(std::exchange(waiter_, {}));
       return false;
     }
+    if (!dry && !interrupt_pending_) {
+      // The ring is dry, but nothing says this socket has data: wait for
+      // data holding no buffer (a recv with an empty ring fails at once
+      // unless it polls first). Once data comes, ENOBUFS puts the stream in
+      // line; idle streams never queue up there for buffers they would
+      // only pass on.
+      poll_first_ = true;
+      return true;
+    }
     loop_->count_recv_dry_wait();
     ring_.wait_for_buffers(this);
     ring_.note_starved();
     return false;
   }
   bool absorb_final(const OpResult& r) noexcept override {
+    if (r.res == -EAGAIN && std::exchange(offer_found_nothing_, false)) return true;
     if (r.res != -ENOBUFS) return false;
     loop_->count_enobufs();
     ran_dry_ = true;
     return true;
   }
   void on_cqe(const OpResult& r) noexcept override {
-    if (r.has_buffer()) ring_.mark_taken();
+    if (r.has_buffer() && !std::exchange(counted_, false)) ring_.mark_taken();
+  }
+  bool on_buffer_offered(uint16_t id) noexcept override {
+    if (!waiter_ || armed_) return false;
+    offered_ = id;
+    arm_or_wait();
+    if (!armed_) offered_ = -1;  // a foreign stop got there first
+    return armed_;
   }
   bool on_buffers_available() noexcept override {
     if (waiter_) arm_or_wait();
@@ -325,10 +377,15 @@ class RecvStream final : private detail::MultishotStream,
   }
 
   static void reclaim(EventLoop& loop, const OpSlot& slot, const OpResult& r) {
-    if (!r.has_buffer()) return;
+    const bool offered = (slot.context & kOfferedBit) != 0;
+    if (!r.has_buffer() && !offered) return;
     if (BufferRing* ring = loop.buffer_ring(static_cast<uint16_t>(slot.context))) {
-      ring->mark_taken();
-      ring->give_back(r.buffer_id());
+      if (offered) {
+        ring->give_back(static_cast<uint16_t>(slot.context >> 16));
+      } else {
+        ring->mark_taken();
+        ring->give_back(r.buffer_id());
+      }
     }
   }
 
@@ -339,7 +396,11 @@ class RecvStream final : private detail::MultishotStream,
   bool cancel_outstanding_ = false;  // interrupt()'s or a pause's cancel of the armed op
   bool drained_ = false;             // interrupted, and the socket was read dry since
   bool ran_dry_ = false;             // the last recv ended with ENOBUFS
-  uint64_t returns_at_arm_ = 0;      // ring_.returns() when it was armed
+  static constexpr uint64_t kOfferedBit = uint64_t{1} << 32;  // in the op slot's context
+  int32_t offered_ = -1;      // the offered buffer the armed recv receives into
+  bool counted_ = false;      // the result in hand carries an offered buffer
+  bool offer_found_nothing_ = false;  // the recv into an offered buffer found the socket empty
+  bool poll_first_ = false;          // arm with IORING_RECVSEND_POLL_FIRST (the ring is dry)
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;
   uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting

@@ -14,7 +14,10 @@
 // * read_frame(): the next application frame; a view valid until the next
 //   read_frame(). The receive buffer(s) it points into stay held until then.
 //   Protocol frames (keep-alives, handshakes) are handled by the codec and
-//   their answers sent before the transport waits for more input.
+//   their answers sent before the transport waits for more input. After
+//   FramedOptions::frames_per_turn frames in one turn of the loop, it lets
+//   the loop's other work go first (a pipelining peer's queued input does
+//   not hold up every other connection of the thread).
 // * write_frame(frame): encodes and queues the frame after whatever the
 //   codec queued before it. The payload is not copied when it is larger than
 //   NetOptions::copy_threshold: the write then completes once it is sent, so
@@ -74,6 +77,7 @@
 #include "absl/types/span.h"
 #include "coring/core/buffer_ring.h"
 #include "coring/core/event_loop.h"
+#include "coring/core/nop.h"
 #include "coring/core/task.h"
 #include "coring/net/byte_stream.h"
 #include "coring/net/callback_timer.h"
@@ -93,6 +97,13 @@ struct FramedOptions {
   // (bench/run.sh, SBMP echo, 16 in flight), copying cut the CPU per
   // message of 16 KiB frames by 11-29% and cost up to 18% more at 64 KiB.
   size_t copy_pipelined_up_to = 32 * 1024;
+  // Frames one connection reads in one turn of its loop before read_frame()
+  // lets the loop's other work go first (it then resumes in the next turn).
+  // A pipelining peer's queued input otherwise runs to the end in one go:
+  // up to NetOptions::recv_share receive buffers of small frames, about a
+  // thousand per connection, while every other connection of the thread
+  // waits. 0: no budget.
+  uint32_t frames_per_turn = 64;
 };
 
 template <FrameCodec C, ByteStream S = Stream>
@@ -315,6 +326,19 @@ class FramedStream {
     detail::StreamState* st = stream_.state();
     st->mid_frame = false;
     st->frame_ticks = 0;
+    ++turn_frames_;
+  }
+  // Has this connection read its FramedOptions::frames_per_turn in this
+  // turn of the loop? Starts a new count when the turn changed.
+  bool turn_spent() noexcept {
+    if (options_.frames_per_turn == 0) return false;
+    const uint64_t now = stream_.context().loop().iteration();
+    if (now != turn_) {
+      turn_ = now;
+      turn_frames_ = 0;
+      return false;
+    }
+    return turn_frames_ >= options_.frames_per_turn;
   }
   // Before waiting for input: is the codec in the middle of a frame (its
   // deadline runs), and does the memory it holds for it fit the loop's
@@ -366,6 +390,9 @@ class FramedStream {
   std::coroutine_handle<> hold_waiter_;
   bool ending_ = false;  // end() has begun; closed_ once the goodbye starts
   bool closed_ = false;
+  bool yield_turn_ = false;  // try_read_now() found the turn's budget spent
+  uint32_t turn_frames_ = 0;  // frames read in turn_ (FramedOptions::frames_per_turn)
+  uint64_t turn_ = 0;         // the loop's iteration() these frames were read in
   ReaderSlot reader_;  // last: destroyed first, while what it uses is alive
 };
 
@@ -516,6 +543,10 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
   // The last frame read is no longer in use: the buffer it was sent from
   // (exchange_frame_buffer()) may now be reused.
   if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
+  if (!input_.empty() && turn_spent()) {
+    yield_turn_ = true;  // the reader yields to the loop first
+    return false;
+  }
   while (!input_.empty()) {
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {
@@ -552,6 +583,12 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
   ReaderPromise& p = co_await PromiseOf{};
   for (;;) {
     FramedStream& s = *p.self;
+    if (std::exchange(s.yield_turn_, false)) {
+      // The turn's budget is spent: a NOP's round trip through the ring puts
+      // this reader behind the completions already there. (Not yield(): the
+      // ready queue cannot forget a reader destroyed while queued.)
+      (void)co_await coring::nop();
+    }
     for (;;) {
       if (s.decode_error_) {
         // A protocol error (the codec queued its goodbye) or the peer's goodbye.

@@ -196,6 +196,118 @@ TEST(BufferRingTest, EachBufferBackWakesOneWaitingStream) {
   EXPECT_EQ((*ring)->outstanding(), 0u);
 }
 
+// A buffer given back while a stream waits in line goes to that stream,
+// which receives into it: put back in the ring, it would go to whichever
+// armed recv's data came first - under a flood, a flooder's - and the
+// waiting stream would find the ring dry again (issue 11's hostile runs: a
+// victim's echo waited 0.7-1.4 s behind 64 flooding peers).
+TEST(BufferRingTest, BufferBackGoesToTheStreamWaitingInLineNotToAnArmedRecv) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 2, 1024);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto holder_pair = testing::socket_pair();
+  auto flood_pair = testing::socket_pair();
+  auto victim_pair = testing::socket_pair();
+  // The flooder's multishot recv is armed (its reader waits, nothing sent
+  // yet), then the holder takes every buffer; the victim has a byte to
+  // read and waits in line.
+  RecvStream flooder = recv_multishot(flood_pair.first.fd, **ring);
+  flooder.start_multishot();
+  Received flooded;
+  spawn(*loop, read_stream(&flooder, &flooded, /*hold=*/16));
+  for (int k = 0; k < 3; ++k) loop->run_once(false);
+  RecvStream holder = recv_multishot(holder_pair.first.fd, **ring);
+  Received held;
+  spawn(*loop, read_and_keep(&holder, &held, 2 * 1024));
+  const std::string two = pattern(2 * 1024);
+  ASSERT_EQ(::write(holder_pair.second.fd, two.data(), two.size()),
+            static_cast<ssize_t>(two.size()));
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return held.data.size() == two.size() && (*ring)->available() == 0; }, 200));
+  RecvStream victim = recv_multishot(victim_pair.first.fd, **ring);
+  Received got;
+  spawn(*loop, read_stream(&victim, &got, /*hold=*/1));
+  ASSERT_EQ(::write(victim_pair.second.fd, "x", 1), 1);
+  for (int k = 0; k < 5; ++k) loop->run_once(false);
+  ASSERT_TRUE(flooder.armed());
+  ASSERT_TRUE(got.data.empty());
+  // The flooder's data arrives, then one buffer comes back: the victim's.
+  const std::string flood = pattern(512);
+  ASSERT_EQ(::write(flood_pair.second.fd, flood.data(), flood.size()),
+            static_cast<ssize_t>(flood.size()));
+  held.held.pop_back();
+  for (int k = 0; k < 10; ++k) loop->run_once(false);
+  EXPECT_EQ(got.data, "x");
+  EXPECT_EQ(loop->stats().recv_handoffs, 1u);
+  EXPECT_TRUE(flooded.data.empty());  // its recv found the ring dry: it waits in line now
+  // The next buffer back is the flooder's.
+  held.held.pop_back();
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return flooded.data == flood; }, 200));
+  EXPECT_EQ(loop->stats().recv_handoffs, 2u);
+  got.held.clear();
+  flooded.held.clear();
+  for (auto* p : {&holder_pair, &flood_pair, &victim_pair}) ::shutdown(p->second.fd, SHUT_WR);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return got.eof && flooded.eof; }, 200));
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+}
+
+// A reader that starts on a dry ring, with nothing to read yet, waits for
+// data holding no buffer and is not in line (it would only pass on every
+// buffer offered); once its data comes, ENOBUFS puts it in line.
+TEST(BufferRingTest, IdleStreamOnADryRingWaitsForDataOutOfLine) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 2, 1024);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto holder_pair = testing::socket_pair();
+  auto quiet_pair = testing::socket_pair();
+  auto busy_pair = testing::socket_pair();
+  RecvStream holder = recv_multishot(holder_pair.first.fd, **ring);
+  Received held;
+  spawn(*loop, read_and_keep(&holder, &held, 2 * 1024));
+  const std::string two = pattern(2 * 1024);
+  ASSERT_EQ(::write(holder_pair.second.fd, two.data(), two.size()),
+            static_cast<ssize_t>(two.size()));
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return held.data.size() == two.size() && (*ring)->available() == 0; }, 200));
+  RecvStream quiet = recv_multishot(quiet_pair.first.fd, **ring);
+  Received quiet_got;
+  spawn(*loop, read_stream(&quiet, &quiet_got, /*hold=*/1));
+  for (int k = 0; k < 3; ++k) loop->run_once(false);
+  EXPECT_TRUE(quiet.armed());  // polling for data, no buffer
+  RecvStream busy = recv_multishot(busy_pair.first.fd, **ring);
+  Received busy_got;
+  spawn(*loop, read_stream(&busy, &busy_got, /*hold=*/1));
+  ASSERT_EQ(::write(busy_pair.second.fd, "b", 1), 1);
+  for (int k = 0; k < 3; ++k) loop->run_once(false);
+  EXPECT_EQ(loop->stats().recv_dry_waits, 1u);  // the busy stream only
+  held.held.pop_back();
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return busy_got.data == "b"; }, 200));
+  EXPECT_EQ(loop->stats().recv_handoffs, 1u);
+  EXPECT_TRUE(quiet_got.data.empty());
+  EXPECT_TRUE(quiet.armed());
+  // The quiet stream's data comes: the ring is still dry, so it waits in
+  // line, and the next buffer back is its.
+  ASSERT_EQ(::write(quiet_pair.second.fd, "q", 1), 1);
+  for (int k = 0; k < 5; ++k) loop->run_once(false);
+  EXPECT_TRUE(quiet_got.data.empty());
+  EXPECT_EQ(loop->stats().recv_dry_waits, 2u);
+  held.held.pop_back();
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return quiet_got.data == "q"; }, 200));
+  EXPECT_EQ(loop->stats().recv_handoffs, 2u);
+  quiet_got.held.clear();
+  busy_got.held.clear();
+  for (auto* p : {&holder_pair, &quiet_pair, &busy_pair}) ::shutdown(p->second.fd, SHUT_WR);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return quiet_got.eof && busy_got.eof; }, 200));
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+}
+
 Task<> read_one(RecvStream* stream, std::string* out) {
   absl::StatusOr<RecvBuffer> buf = co_await stream->next();
   if (buf.ok()) out->assign(reinterpret_cast<const char*>(buf->data()), buf->size());

@@ -118,11 +118,13 @@ TEST(ForeignStopTest, CancelsAReaderWaitingForRingBuffers) {
     ASSERT_EQ(::write(greedy_pair.second.fd, flood.data(), flood.size()),
               static_cast<ssize_t>(flood.size()));
     ASSERT_TRUE(run_until(*loop, [&] { return (*ring)->available() == 0; }));
-    // The victim's reader waits with nothing armed: there is no buffer.
+    // The victim's reader waits in line with nothing armed: its data came
+    // while the ring was dry (ENOBUFS).
     std::stop_source source;
     Task<> task = reader(&victim, &victim_got);
     task.set_stop_token(source.get_token());
     spawn(*loop, std::move(task));
+    ASSERT_EQ(::write(victim_pair.second.fd, "v", 1), 1);
     for (int i = 0; i < 5; ++i) loop->run_once(false);
     ASSERT_TRUE(victim_got.waiting.load());
     ASSERT_FALSE(victim.armed());

@@ -6,6 +6,8 @@
 #include "coring/net/framed_stream.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <vector>
@@ -293,6 +295,81 @@ TEST(FramedStreamTest, PipelinedSmallFramesAreSentFromTheReceiveBuffer) {
   // read while nothing else waits and its buffer was not shared yet.
   EXPECT_GE(st.shared_writes, 150u) << st.to_string();
   EXPECT_LE(st.copied_writes, 3u + 3u * 3u) << st.to_string();  // 3 client writes
+}
+
+// Echoes frames, appending `id` to `order` for each frame read.
+Task<> echo_recording(Framed conn, int id, std::vector<int>* order, absl::Status* why) {
+  for (;;) {
+    auto f = co_await conn.read_frame();
+    if (!f.ok()) {
+      *why = f.status();
+      co_return;
+    }
+    order->push_back(id);
+    if (!(co_await conn.write_frame(*f)).ok()) co_return;
+  }
+}
+
+Task<> accept_recording(Listener& l, std::vector<int>* order, std::vector<absl::Status>* whys) {
+  for (int i = 0; i < static_cast<int>(whys->size()); ++i) {
+    auto s = co_await l.accept();
+    if (!s.ok()) co_return;
+    spawn(l.context().loop(),
+          echo_recording(Framed(std::move(*s), LengthPrefixCodec()), i, order, &(*whys)[i]));
+  }
+}
+
+// A plain blocking client socket connected to `addr`.
+int connect_plain(const SocketAddress& addr) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::connect(fd, addr.data(), addr.size()), 0) << errno;
+  return fd;
+}
+
+// One connection's input waiting in the loop is read at most
+// FramedOptions::frames_per_turn frames per turn: another connection's frame
+// is read in between, not after all of it (600 frames, four receive
+// buffers, would otherwise be decoded and echoed in one go).
+TEST(FramedStreamTest, APipeliningPeerLetsOthersGoAfterItsFramesPerTurn) {
+  Fixture f;
+  std::vector<int> order;
+  f.whys.resize(2);
+  spawn(*f.t.loop, accept_recording(*f.listener, &order, &f.whys));
+  const int a = connect_plain(f.addr);
+  const int b = connect_plain(f.addr);
+  for (int i = 0; i < 200 && f.t.net->live_streams() < 2; ++i) f.t.loop->run_once(false);
+  ASSERT_EQ(f.t.net->live_streams(), 2u);
+  for (int i = 0; i < 5; ++i) f.t.loop->run_once(false);  // both readers wait
+  constexpr int kFrames = 600;
+  std::vector<uint8_t> burst;
+  for (int i = 0; i < kFrames; ++i) {
+    const std::vector<uint8_t> frame = lp_frame(pattern(100, static_cast<uint32_t>(i)));
+    burst.insert(burst.end(), frame.begin(), frame.end());
+  }
+  const std::vector<uint8_t> one = lp_frame(pattern(100, 9999));
+  // Both arrive before the loop runs again (loopback: each send lands in the
+  // server's socket at once).
+  ASSERT_EQ(::send(a, burst.data(), burst.size(), MSG_DONTWAIT),
+            static_cast<ssize_t>(burst.size()));
+  ASSERT_EQ(::send(b, one.data(), one.size(), MSG_DONTWAIT), static_cast<ssize_t>(one.size()));
+  for (int i = 0; i < 2000 && order.size() < kFrames + 1u; ++i) f.t.loop->run_once(false);
+  ASSERT_EQ(order.size(), kFrames + 1u);
+  const auto b_at = static_cast<size_t>(std::find(order.begin(), order.end(), 1) - order.begin());
+  const uint32_t per_turn = FramedOptions{}.frames_per_turn;
+  EXPECT_GE(per_turn, 1u);
+  EXPECT_LE(b_at, 2u * per_turn) << "frames of the pipelining peer read before the other's one";
+  // Every echo arrives, in order.
+  std::vector<uint8_t> back(burst.size());
+  size_t got = 0;
+  for (int i = 0; i < 2000 && got < back.size(); ++i) {
+    f.t.loop->run_once(false);
+    const ssize_t n = ::recv(a, back.data() + got, back.size() - got, MSG_DONTWAIT);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  EXPECT_EQ(back, burst);
+  ::close(a);
+  ::close(b);
 }
 
 // Echoes each frame twice, the second time once the first was sent.

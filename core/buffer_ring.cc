@@ -112,6 +112,9 @@ void BufferRing::give_back(uint16_t id) noexcept {
   --outstanding_;
   if (offer(id)) return;
   add(id);
+  // One waiter per buffer: the first that takes its turn arms a recv, which
+  // the buffer serves.
+  wake_one();
 }
 
 BufferWaiter* BufferRing::pop_waiter() noexcept {
@@ -125,7 +128,7 @@ BufferWaiter* BufferRing::pop_waiter() noexcept {
 bool BufferRing::offer(uint16_t id) noexcept {
   // A waiter that no longer reads passes the buffer on.
   bool taken = false;
-  while (waiters_ != nullptr && !taken) {
+  while (waiters_ != nullptr && waiters_->races_lost_ >= 2 && !taken) {
     BufferWaiter* w = pop_waiter();
     ++outstanding_;
     taken = w->on_buffer_offered(id);
@@ -152,16 +155,20 @@ void BufferRing::stop_reclaim() noexcept {
   loop_.cancel_op(loop_.ops().user_data(reclaim_index_));
 }
 
-void BufferRing::wait_for_buffers(BufferWaiter* waiter) noexcept {
+void BufferRing::wait_for_buffers(BufferWaiter* waiter, uint32_t races_lost) noexcept {
   if (waiter->waiting_) return;
   waiter->waiting_ = true;
-  waiter->next_waiter_ = nullptr;
-  if (waiters_tail_ != nullptr) {
-    waiters_tail_->next_waiter_ = waiter;
-  } else {
-    waiters_ = waiter;
+  waiter->races_lost_ = races_lost;
+  // A waiter that lost its race goes ahead of those that have not had a
+  // turn yet (behind the others that lost theirs).
+  BufferWaiter** at = waiters_tail_ != nullptr ? &waiters_tail_->next_waiter_ : &waiters_;
+  if (races_lost > 0) {
+    at = &waiters_;
+    while (*at != nullptr && (*at)->races_lost_ > 0) at = &(*at)->next_waiter_;
   }
-  waiters_tail_ = waiter;
+  waiter->next_waiter_ = *at;
+  *at = waiter;
+  if (waiter->next_waiter_ == nullptr) waiters_tail_ = waiter;
 }
 
 void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {

@@ -16,12 +16,20 @@
 // debug builds, reported on stderr otherwise). Owner thread only, and the
 // ring must outlive its RecvBuffers and streams.
 //
-// A buffer given back while streams wait in line is not put back in the
-// ring: it goes to the first waiter, which receives into that buffer. Back
-// in the ring it would go to whichever armed recv's data arrives first, and
-// while peers flood the thread that is always one of theirs: a quiet
-// connection that found the ring dry would lose every race (measured: a
-// victim's echo waited 0.7-1.4 s behind 64 flooding peers).
+// A buffer given back while streams wait in line goes back in the ring and
+// wakes the first waiter, which arms its recv. That recv may still find
+// the ring dry: the recvs armed before it in the same submit (other woken
+// streams, multishot ones taking every buffer their data fills) got there
+// first. A waiter that lost such a race goes to the head of the line; one
+// that lost twice in a row is handed the next buffer itself
+// (BufferWaiter::on_buffer_offered()) and receives into that very buffer.
+// Without that, a quiet connection lost race after race while peers
+// flooded the thread (measured: a victim's echo waited 0.7-1.4 s behind 64
+// flooding peers; 0.6 s with the head of the line alone). Not every buffer
+// is handed over: a recv into one given buffer takes one buffer's worth,
+// where a woken multishot recv takes all its socket holds (handing over
+// every buffer cost 10-25% of the raw echo's throughput with 256
+// connections pipelining 16 KiB messages).
 #pragma once
 
 #include <liburing.h>
@@ -49,10 +57,11 @@ class BufferRing;
 // Told when buffers came back to a ring that had run dry.
 class BufferWaiter {
  public:
-  // Buffer `id` was given back and this waiter is the first in line: it is
-  // this waiter's (counted outstanding) if it takes it - arms a recv into
-  // that very buffer, and gives it back (BufferRing::give_back()) when the
-  // recv brings no data - or false to pass it on to the next waiter.
+  // Buffer `id` was given back and this waiter, first in line, lost two
+  // races for a buffer in a row (wait_for_buffers()): it is this
+  // waiter's (counted outstanding) if it takes it - arms a recv into that
+  // very buffer, and gives it back (BufferRing::give_back()) when the recv
+  // brings no data - or false to pass it on.
   virtual bool on_buffer_offered(uint16_t id) noexcept = 0;
   // Buffers are free in the ring (the reclaim timer found some while
   // streams waited) and this waiter is the first in line: true if it took
@@ -66,6 +75,7 @@ class BufferWaiter {
   friend class BufferRing;
   BufferWaiter* next_waiter_ = nullptr;
   bool waiting_ = false;
+  uint32_t races_lost_ = 0;  // as passed to BufferRing::wait_for_buffers()
 };
 
 // Holds ring buffers its reader has not read yet (a RecvStream's queue).
@@ -191,16 +201,22 @@ class BufferRing final : private OpTarget {
   // Buffer `id`'s memory (buffer_size() bytes), for a recv into a buffer
   // offered to a waiter.
   uint8_t* data(uint16_t id) noexcept { return block_.buffer(id); }
-  // Gives buffer `id` back (RecvBuffer does this): to the first waiter that
-  // takes it (BufferWaiter::on_buffer_offered()), else into the ring.
+  // Gives buffer `id` back (RecvBuffer does this): to the first waiter if it
+  // waits for a buffer of its own and takes it, else into the ring, waking
+  // the first waiter.
   void give_back(uint16_t id) noexcept;
-  // Registers `waiter` to be offered the next buffer given back. Waiters
-  // are served in FIFO order, one buffer each: waking every waiter for one
-  // buffer would arm a recv each, and all but one would end in ENOBUFS (a
-  // thundering herd that costs a round trip per waiter per buffer). While
-  // streams wait, every kReclaimPeriod the ring also wakes as many waiters
-  // as it has buffers free (put back while nobody waited).
-  void wait_for_buffers(BufferWaiter* waiter) noexcept;
+  // Registers `waiter` to be told once buffers are given back.
+  // `races_lost`: how many times in a row the waiter was woken and its
+  // recv found the ring dry all the same; from one on it goes ahead of the
+  // waiters that lost none, from two on it is offered the buffer itself.
+  // Otherwise waiters are served in FIFO order, one per
+  // buffer given back: waking every waiter for one buffer would arm a recv
+  // each, and all but one would end in ENOBUFS (a thundering herd that
+  // costs a round trip per waiter per buffer). A waiter with nothing to
+  // read does not take the buffer it was woken for, so while streams wait,
+  // every kReclaimPeriod the ring also wakes as many waiters as it has
+  // buffers free.
+  void wait_for_buffers(BufferWaiter* waiter, uint32_t races_lost = 0) noexcept;
   void cancel_wait(BufferWaiter* waiter) noexcept;
   // Tells `waiter` now if it is still registered; `waiter` may name a
   // destroyed object (then it is not in the list and is not touched).
@@ -223,7 +239,8 @@ class BufferRing final : private OpTarget {
   void reclaim() noexcept;
   // Wakes the first waiter that takes its turn; false if none did.
   bool wake_one() noexcept;
-  // Offers buffer `id` to the waiters in turn; false if none took it.
+  // Offers buffer `id` to the first waiters while they lost two races in a
+  // row; false if none took it.
   bool offer(uint16_t id) noexcept;
   // The first waiter, out of the line.
   BufferWaiter* pop_waiter() noexcept;

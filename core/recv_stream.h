@@ -11,9 +11,11 @@
 //
 // One armed op serves every read until the kernel ends it; ENOBUFS (every
 // buffer held by the application) is swallowed, counted in LoopStats::enobufs,
-// and the stream waits in line for a buffer: the next one given back is
-// offered to it (BufferRing), and it receives into that buffer with one
-// non-blocking recv (LoopStats::recv_handoffs), then re-arms as before.
+// and the stream waits in line for a buffer (BufferRing): the next one given
+// back wakes it; if its recv then loses the race for that buffer, it goes
+// to the head of the line, and if it loses again, the next buffer is
+// handed to it and it receives into that buffer with one non-blocking recv
+// (LoopStats::recv_handoffs).
 // Destroying the stream cancels the op and returns every buffer it still
 // carries.
 //
@@ -300,9 +302,9 @@ class RecvStream final : private detail::MultishotStream,
   }
   bool ready_to_arm() noexcept override {
     // The orphan reclaimer must know an offered buffer (it is not in the CQE).
-    context_ = offered_ >= 0 ? (kOfferedBit | uint64_t{static_cast<uint16_t>(offered_)} << 16 |
-                                ring_.group())
-                             : ring_.group();
+    context_ = offered_ >= 0
+                   ? (kOfferedBit | uint64_t{static_cast<uint16_t>(offered_)} << 16 | ring_.group())
+                   : ring_.group();
     if (offered_ >= 0) return true;
     poll_first_ = false;
     // After ENOBUFS, wait in line for a buffer of one's own, whatever
@@ -332,7 +334,7 @@ class RecvStream final : private detail::MultishotStream,
       return true;
     }
     loop_->count_recv_dry_wait();
-    ring_.wait_for_buffers(this);
+    ring_.wait_for_buffers(this, races_lost_);
     ring_.note_starved();
     return false;
   }
@@ -341,10 +343,15 @@ class RecvStream final : private detail::MultishotStream,
     if (r.res != -ENOBUFS) return false;
     loop_->count_enobufs();
     ran_dry_ = true;
+    if (std::exchange(woken_, false)) ++races_lost_;  // woken for a buffer, and still none
     return true;
   }
   void on_cqe(const OpResult& r) noexcept override {
-    if (r.has_buffer() && !std::exchange(counted_, false)) ring_.mark_taken();
+    if (r.has_buffer()) {
+      woken_ = false;
+      races_lost_ = 0;
+      if (!std::exchange(counted_, false)) ring_.mark_taken();
+    }
   }
   bool on_buffer_offered(uint16_t id) noexcept override {
     if (!waiter_ || armed_) return false;
@@ -355,6 +362,7 @@ class RecvStream final : private detail::MultishotStream,
   }
   bool on_buffers_available() noexcept override {
     if (waiter_) arm_or_wait();
+    woken_ = armed_;
     return armed_;
   }
   // Through the loop's ring registry and the ring's waiter list, so that a
@@ -397,10 +405,12 @@ class RecvStream final : private detail::MultishotStream,
   bool drained_ = false;             // interrupted, and the socket was read dry since
   bool ran_dry_ = false;             // the last recv ended with ENOBUFS
   static constexpr uint64_t kOfferedBit = uint64_t{1} << 32;  // in the op slot's context
-  int32_t offered_ = -1;      // the offered buffer the armed recv receives into
-  bool counted_ = false;      // the result in hand carries an offered buffer
+  int32_t offered_ = -1;              // the offered buffer the armed recv receives into
+  bool counted_ = false;              // the result in hand carries an offered buffer
   bool offer_found_nothing_ = false;  // the recv into an offered buffer found the socket empty
-  bool poll_first_ = false;          // arm with IORING_RECVSEND_POLL_FIRST (the ring is dry)
+  bool poll_first_ = false;           // arm with IORING_RECVSEND_POLL_FIRST (the ring is dry)
+  bool woken_ = false;                // armed for a buffer given back while it waited in line
+  uint32_t races_lost_ = 0;           // ... and that recv found the ring dry all the same, in a row
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;
   uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting

@@ -390,10 +390,10 @@ class FramedStream {
   std::coroutine_handle<> hold_waiter_;
   bool ending_ = false;  // end() has begun; closed_ once the goodbye starts
   bool closed_ = false;
-  bool yield_turn_ = false;  // try_read_now() found the turn's budget spent
+  bool yield_turn_ = false;   // try_read_now() found the turn's budget spent
   uint32_t turn_frames_ = 0;  // frames read in turn_ (FramedOptions::frames_per_turn)
   uint64_t turn_ = 0;         // the loop's iteration() these frames were read in
-  ReaderSlot reader_;  // last: destroyed first, while what it uses is alive
+  ReaderSlot reader_;         // last: destroyed first, while what it uses is alive
 };
 
 template <FrameCodec C, ByteStream S>

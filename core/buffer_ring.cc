@@ -128,7 +128,7 @@ BufferWaiter* BufferRing::pop_waiter() noexcept {
 bool BufferRing::offer(uint16_t id) noexcept {
   // A waiter that no longer reads passes the buffer on.
   bool taken = false;
-  while (waiters_ != nullptr && waiters_->races_lost_ >= 2 && !taken) {
+  while (waiters_ != nullptr && waiters_->races_lost_ >= kHandOffAfter && !taken) {
     BufferWaiter* w = pop_waiter();
     ++outstanding_;
     taken = w->on_buffer_offered(id);

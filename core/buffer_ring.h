@@ -21,15 +21,18 @@
 // the ring dry: the recvs armed before it in the same submit (other woken
 // streams, multishot ones taking every buffer their data fills) got there
 // first. A waiter that lost such a race goes to the head of the line; one
-// that lost twice in a row is handed the next buffer itself
+// that lost kHandOffAfter in a row is handed the next buffer itself
 // (BufferWaiter::on_buffer_offered()) and receives into that very buffer.
 // Without that, a quiet connection lost race after race while peers
-// flooded the thread (measured: a victim's echo waited 0.7-1.4 s behind 64
-// flooding peers; 0.6 s with the head of the line alone). Not every buffer
-// is handed over: a recv into one given buffer takes one buffer's worth,
-// where a woken multishot recv takes all its socket holds (handing over
-// every buffer cost 10-25% of the raw echo's throughput with 256
-// connections pipelining 16 KiB messages).
+// flooded the thread: in the hostile suite under ASan (64 peers flooding
+// small frames), a victim's echo waited up to 0.7-1.4 s; 0.6 s with the
+// head of the line alone; at most 0.21 s with hand-offs after 4 lost races
+// (0.19 s after 2, 0.31 s after 8). Handing over costs throughput where
+// the ring is overcommitted by honest load: a recv into one buffer takes
+// one buffer's worth where a woken multishot recv takes all its socket
+// holds. Raw echo, 256 connections pipelining 16 x 64 KiB: -15-25% msgs/s
+// when handing over every buffer, -25% after 2 lost races, within noise of
+// no hand-off after 4.
 #pragma once
 
 #include <liburing.h>
@@ -57,8 +60,9 @@ class BufferRing;
 // Told when buffers came back to a ring that had run dry.
 class BufferWaiter {
  public:
-  // Buffer `id` was given back and this waiter, first in line, lost two
-  // races for a buffer in a row (wait_for_buffers()): it is this
+  // Buffer `id` was given back and this waiter, first in line, lost
+  // BufferRing::kHandOffAfter races for a buffer in a row
+  // (wait_for_buffers()): it is this
   // waiter's (counted outstanding) if it takes it - arms a recv into that
   // very buffer, and gives it back (BufferRing::give_back()) when the recv
   // brings no data - or false to pass it on.
@@ -174,6 +178,9 @@ class BufferRing final : private OpTarget {
   // reader holds ring buffers at most about two periods after the ring ran
   // dry.
   static constexpr std::chrono::milliseconds kReclaimPeriod{5};
+  // Races for a buffer a waiter lost in a row before it is handed one (see
+  // the top of this file).
+  static constexpr uint32_t kHandOffAfter = 4;
 
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
   // carved from `arena`, registered with `loop`'s ring under a free group id.
@@ -208,7 +215,8 @@ class BufferRing final : private OpTarget {
   // Registers `waiter` to be told once buffers are given back.
   // `races_lost`: how many times in a row the waiter was woken and its
   // recv found the ring dry all the same; from one on it goes ahead of the
-  // waiters that lost none, from two on it is offered the buffer itself.
+  // waiters that lost none, from kHandOffAfter on it is offered the buffer
+  // itself.
   // Otherwise waiters are served in FIFO order, one per
   // buffer given back: waking every waiter for one buffer would arm a recv
   // each, and all but one would end in ENOBUFS (a thundering herd that
@@ -239,8 +247,8 @@ class BufferRing final : private OpTarget {
   void reclaim() noexcept;
   // Wakes the first waiter that takes its turn; false if none did.
   bool wake_one() noexcept;
-  // Offers buffer `id` to the first waiters while they lost two races in a
-  // row; false if none took it.
+  // Offers buffer `id` to the first waiters while they lost kHandOffAfter
+  // races in a row; false if none took it.
   bool offer(uint16_t id) noexcept;
   // The first waiter, out of the line.
   BufferWaiter* pop_waiter() noexcept;

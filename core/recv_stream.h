@@ -13,9 +13,9 @@
 // buffer held by the application) is swallowed, counted in LoopStats::enobufs,
 // and the stream waits in line for a buffer (BufferRing): the next one given
 // back wakes it; if its recv then loses the race for that buffer, it goes
-// to the head of the line, and if it loses again, the next buffer is
-// handed to it and it receives into that buffer with one non-blocking recv
-// (LoopStats::recv_handoffs).
+// to the head of the line, and once it lost BufferRing::kHandOffAfter in a
+// row, the next buffer is handed to it and it receives into that buffer
+// with one non-blocking recv (LoopStats::recv_handoffs).
 // Destroying the stream cancels the op and returns every buffer it still
 // carries.
 //

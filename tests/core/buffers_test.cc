@@ -220,8 +220,8 @@ class RecordingWaiter final : public BufferWaiter {
 // A stream woken for a buffer given back may still find the ring dry: a
 // recv armed before its own in the same submit took the buffer (a woken
 // multishot recv takes all its data fills). Having lost that race it goes
-// to the head of the line; having lost twice in a row it is handed the
-// next buffer itself, to receive into. With peers flooding the thread, a
+// to the head of the line; having lost BufferRing::kHandOffAfter in a row
+// it is handed the next buffer itself, to receive into. With peers flooding the thread, a
 // quiet connection otherwise lost race after race (issue 11's hostile
 // runs: a victim's echo waited 0.7-1.4 s behind 64 flooding peers).
 TEST(BufferRingTest, WaitersThatLostRacesGoFirstAndAreHandedBuffers) {
@@ -240,22 +240,22 @@ TEST(BufferRingTest, WaitersThatLostRacesGoFirstAndAreHandedBuffers) {
       *loop, [&] { return held.data.size() == four.size() && (*ring)->available() == 0; }, 200));
   std::vector<std::string> log;
   RecordingWaiter fresh("fresh", &log), lost_once("lost_once", &log),
-      lost_twice("lost_twice", &log), also_twice("also_twice", &log);
+      lost_often("lost_often", &log), also_often("also_often", &log);
   (*ring)->wait_for_buffers(&fresh);
   (*ring)->wait_for_buffers(&lost_once, 1);
-  (*ring)->wait_for_buffers(&lost_twice, 2);
-  (*ring)->wait_for_buffers(&also_twice, 2);
-  // Line: lost_once, lost_twice, also_twice (in the order they came), fresh.
+  (*ring)->wait_for_buffers(&lost_often, BufferRing::kHandOffAfter);
+  (*ring)->wait_for_buffers(&also_often, BufferRing::kHandOffAfter + 1);
+  // Line: lost_once, lost_often, also_often (in the order they came), fresh.
   // A buffer back wakes lost_once (into the ring: its woken recv takes
   // what its data fills); the next two are handed over.
   for (int i = 0; i < 4; ++i) held.held.pop_back();
-  EXPECT_EQ(log, (std::vector<std::string>{"lost_once woken", "lost_twice offered",
-                                           "also_twice offered", "fresh woken"}));
+  EXPECT_EQ(log, (std::vector<std::string>{"lost_once woken", "lost_often offered",
+                                           "also_often offered", "fresh woken"}));
   EXPECT_EQ(loop->stats().recv_handoffs, 2u);
   // A handed-over buffer stays outstanding until its taker gives it back.
   EXPECT_EQ((*ring)->outstanding(), 2u);
   EXPECT_EQ((*ring)->available(), 2u);
-  for (RecordingWaiter* w : {&lost_twice, &also_twice}) {
+  for (RecordingWaiter* w : {&lost_often, &also_often}) {
     ASSERT_EQ(w->offered.size(), 1u);
     (*ring)->give_back(w->offered[0]);
   }

@@ -21,18 +21,17 @@
 // the ring dry: the recvs armed before it in the same submit (other woken
 // streams, multishot ones taking every buffer their data fills) got there
 // first. A waiter that lost such a race goes to the head of the line; one
-// that lost kHandOffAfter in a row is handed the next buffer itself
-// (BufferWaiter::on_buffer_offered()) and receives into that very buffer.
+// that lost kHandOffAfter in a row may be handed the next buffer itself
+// (BufferWaiter::on_buffer_offered()) and receive into that very buffer.
 // Without that, a quiet connection lost race after race while peers
 // flooded the thread: in the hostile suite under ASan (64 peers flooding
 // small frames), a victim's echo waited up to 0.7-1.4 s; 0.6 s with the
-// head of the line alone; at most 0.21 s with hand-offs after 4 lost races
-// (0.19 s after 2, 0.31 s after 8). Handing over costs throughput where
-// the ring is overcommitted by honest load: a recv into one buffer takes
-// one buffer's worth where a woken multishot recv takes all its socket
-// holds. Raw echo, 256 connections pipelining 16 x 64 KiB: -15-25% msgs/s
-// when handing over every buffer, -25% after 2 lost races, within noise of
-// no hand-off after 4.
+// head of the line alone; ~0.2 s with hand-offs after 2 lost races. A recv
+// into one buffer takes one buffer's worth where a woken multishot recv
+// takes all its data fills, so RecvStream asks for hand-offs only while
+// its chunks are smaller than a buffer: handing buffers to bulk streams
+// too cost the raw echo 15-25% of its msgs/s with 256 connections
+// pipelining 16 x 64 KiB (the ring overcommitted by honest load).
 #pragma once
 
 #include <liburing.h>
@@ -180,7 +179,7 @@ class BufferRing final : private OpTarget {
   static constexpr std::chrono::milliseconds kReclaimPeriod{5};
   // Races for a buffer a waiter lost in a row before it is handed one (see
   // the top of this file).
-  static constexpr uint32_t kHandOffAfter = 4;
+  static constexpr uint32_t kHandOffAfter = 2;
 
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
   // carved from `arena`, registered with `loop`'s ring under a free group id.

@@ -14,8 +14,9 @@
 // and the stream waits in line for a buffer (BufferRing): the next one given
 // back wakes it; if its recv then loses the race for that buffer, it goes
 // to the head of the line, and once it lost BufferRing::kHandOffAfter in a
-// row, the next buffer is handed to it and it receives into that buffer
-// with one non-blocking recv (LoopStats::recv_handoffs).
+// row, unless its last chunk filled a buffer (bulk data), the next buffer
+// is handed to it and it receives into that buffer with one non-blocking
+// recv (LoopStats::recv_handoffs).
 // Destroying the stream cancels the op and returns every buffer it still
 // carries.
 //
@@ -334,7 +335,12 @@ class RecvStream final : private detail::MultishotStream,
       return true;
     }
     loop_->count_recv_dry_wait();
-    ring_.wait_for_buffers(this, races_lost_);
+    // A stream whose last chunk filled its buffer (bulk data, more waiting)
+    // keeps its place at the head but is not handed a buffer: a recv into
+    // one buffer takes one buffer's worth, where its woken multishot recv
+    // takes all its data fills.
+    ring_.wait_for_buffers(
+        this, bulk_ ? std::min(races_lost_, BufferRing::kHandOffAfter - 1) : races_lost_);
     ring_.note_starved();
     return false;
   }
@@ -350,6 +356,7 @@ class RecvStream final : private detail::MultishotStream,
     if (r.has_buffer()) {
       woken_ = false;
       races_lost_ = 0;
+      bulk_ = r.res >= static_cast<int32_t>(ring_.buffer_size());
       if (!std::exchange(counted_, false)) ring_.mark_taken();
     }
   }
@@ -410,6 +417,7 @@ class RecvStream final : private detail::MultishotStream,
   bool offer_found_nothing_ = false;  // the recv into an offered buffer found the socket empty
   bool poll_first_ = false;           // arm with IORING_RECVSEND_POLL_FIRST (the ring is dry)
   bool woken_ = false;                // armed for a buffer given back while it waited in line
+  bool bulk_ = false;                 // the last chunk filled its buffer
   uint32_t races_lost_ = 0;           // ... and that recv found the ring dry all the same, in a row
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;

@@ -417,8 +417,8 @@ class RecvStream final : private detail::MultishotStream,
   bool offer_found_nothing_ = false;  // the recv into an offered buffer found the socket empty
   bool poll_first_ = false;           // arm with IORING_RECVSEND_POLL_FIRST (the ring is dry)
   bool woken_ = false;                // armed for a buffer given back while it waited in line
-  bool bulk_ = false;                 // the last chunk filled its buffer
   uint32_t races_lost_ = 0;           // ... and that recv found the ring dry all the same, in a row
+  bool bulk_ = false;                 // the last chunk filled its buffer
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;
   uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting

@@ -122,6 +122,24 @@ Task<> read_and_keep(RecvStream* stream, Received* out, size_t bytes) {
   }
 }
 
+// A reader that keeps every buffer of `ring` (it reads a ring's worth and
+// holds on to it): the ring is dry until the test gives buffers back
+// (held.held.pop_back()).
+struct DryRing {
+  DryRing(EventLoop& loop, BufferRing& ring)
+      : pair(testing::socket_pair()), stream(recv_multishot(pair.first.fd, ring)) {
+    const size_t bytes = size_t{ring.count()} * ring.buffer_size();
+    spawn(loop, read_and_keep(&stream, &held, bytes));
+    const std::string all = pattern(bytes);
+    EXPECT_EQ(::write(pair.second.fd, all.data(), all.size()), static_cast<ssize_t>(all.size()));
+    EXPECT_TRUE(run_until(
+        loop, [&] { return held.data.size() == bytes && ring.available() == 0; }, 200));
+  }
+  std::pair<Fd, Fd> pair;
+  RecvStream stream;
+  Received held;
+};
+
 // Buffers coming back to a dry ring wake the waiting streams one per
 // buffer, first come first served: waking every waiter for one buffer would
 // arm a recv each, and all but one would end in ENOBUFS.
@@ -130,15 +148,8 @@ TEST(BufferRingTest, EachBufferBackWakesOneWaitingStream) {
   auto loop = make_loop();
   auto ring = BufferRing::create(*loop, arena, 2, 1024);
   ASSERT_TRUE(ring.ok()) << ring.status();
-  auto holder_pair = testing::socket_pair();
-  RecvStream holder = recv_multishot(holder_pair.first.fd, **ring);
-  Received held;
-  spawn(*loop, read_and_keep(&holder, &held, 2 * 1024));
-  const std::string two = pattern(2 * 1024);
-  ASSERT_EQ(::write(holder_pair.second.fd, two.data(), two.size()),
-            static_cast<ssize_t>(two.size()));
-  ASSERT_TRUE(run_until(
-      *loop, [&] { return held.data.size() == two.size() && (*ring)->available() == 0; }, 200));
+  DryRing dry(*loop, **ring);
+  Received& held = dry.held;
   // Six streams with a byte each to read and a reader each (which keeps
   // what it reads): the ring is dry, so they all wait.
   constexpr int kStreams = 6;
@@ -183,7 +194,7 @@ TEST(BufferRingTest, EachBufferBackWakesOneWaitingStream) {
       },
       500));
   for (auto& p : pairs) ::shutdown(p.second.fd, SHUT_WR);
-  ::shutdown(holder_pair.second.fd, SHUT_WR);
+  ::shutdown(dry.pair.second.fd, SHUT_WR);
   ASSERT_TRUE(run_until(
       *loop,
       [&] {
@@ -229,15 +240,8 @@ TEST(BufferRingTest, WaitersThatLostRacesGoFirstAndAreHandedBuffers) {
   auto loop = make_loop();
   auto ring = BufferRing::create(*loop, arena, 4, 1024);
   ASSERT_TRUE(ring.ok()) << ring.status();
-  auto holder_pair = testing::socket_pair();
-  RecvStream holder = recv_multishot(holder_pair.first.fd, **ring);
-  Received held;
-  spawn(*loop, read_and_keep(&holder, &held, 4 * 1024));
-  const std::string four = pattern(4 * 1024);
-  ASSERT_EQ(::write(holder_pair.second.fd, four.data(), four.size()),
-            static_cast<ssize_t>(four.size()));
-  ASSERT_TRUE(run_until(
-      *loop, [&] { return held.data.size() == four.size() && (*ring)->available() == 0; }, 200));
+  DryRing dry(*loop, **ring);
+  Received& held = dry.held;
   std::vector<std::string> log;
   RecordingWaiter fresh("fresh", &log), lost_once("lost_once", &log),
       lost_often("lost_often", &log), also_often("also_often", &log);
@@ -260,7 +264,7 @@ TEST(BufferRingTest, WaitersThatLostRacesGoFirstAndAreHandedBuffers) {
     (*ring)->give_back(w->offered[0]);
   }
   EXPECT_EQ((*ring)->outstanding(), 0u);
-  ::shutdown(holder_pair.second.fd, SHUT_WR);
+  ::shutdown(dry.pair.second.fd, SHUT_WR);
   for (int k = 0; k < 5; ++k) loop->run_once(false);
 }
 
@@ -272,17 +276,10 @@ TEST(BufferRingTest, StreamThatLostTheRaceForABufferGetsTheNextOne) {
   auto loop = make_loop();
   auto ring = BufferRing::create(*loop, arena, 2, 1024);
   ASSERT_TRUE(ring.ok()) << ring.status();
-  auto holder_pair = testing::socket_pair();
   auto flood_pair = testing::socket_pair();
   auto victim_pair = testing::socket_pair();
-  RecvStream holder = recv_multishot(holder_pair.first.fd, **ring);
-  Received held;
-  spawn(*loop, read_and_keep(&holder, &held, 2 * 1024));
-  const std::string two = pattern(2 * 1024);
-  ASSERT_EQ(::write(holder_pair.second.fd, two.data(), two.size()),
-            static_cast<ssize_t>(two.size()));
-  ASSERT_TRUE(run_until(
-      *loop, [&] { return held.data.size() == two.size() && (*ring)->available() == 0; }, 200));
+  DryRing dry(*loop, **ring);
+  Received& held = dry.held;
   // In line, in this order: a flooder with 4 KiB to read (multishot), and
   // a victim with one byte.
   RecvStream flooder = recv_multishot(flood_pair.first.fd, **ring);
@@ -318,7 +315,7 @@ TEST(BufferRingTest, StreamThatLostTheRaceForABufferGetsTheNextOne) {
         return flooded.data == flood;
       },
       200));
-  for (auto* p : {&holder_pair, &flood_pair, &victim_pair}) ::shutdown(p->second.fd, SHUT_WR);
+  for (auto* p : {&dry.pair, &flood_pair, &victim_pair}) ::shutdown(p->second.fd, SHUT_WR);
   ASSERT_TRUE(run_until(
       *loop, [&] { return got.eof && flooded.eof; }, 200));
   EXPECT_EQ((*ring)->outstanding(), 0u);
@@ -332,17 +329,10 @@ TEST(BufferRingTest, IdleStreamOnADryRingWaitsForDataOutOfLine) {
   auto loop = make_loop();
   auto ring = BufferRing::create(*loop, arena, 2, 1024);
   ASSERT_TRUE(ring.ok()) << ring.status();
-  auto holder_pair = testing::socket_pair();
   auto quiet_pair = testing::socket_pair();
   auto busy_pair = testing::socket_pair();
-  RecvStream holder = recv_multishot(holder_pair.first.fd, **ring);
-  Received held;
-  spawn(*loop, read_and_keep(&holder, &held, 2 * 1024));
-  const std::string two = pattern(2 * 1024);
-  ASSERT_EQ(::write(holder_pair.second.fd, two.data(), two.size()),
-            static_cast<ssize_t>(two.size()));
-  ASSERT_TRUE(run_until(
-      *loop, [&] { return held.data.size() == two.size() && (*ring)->available() == 0; }, 200));
+  DryRing dry(*loop, **ring);
+  Received& held = dry.held;
   RecvStream quiet = recv_multishot(quiet_pair.first.fd, **ring);
   Received quiet_got;
   spawn(*loop, read_stream(&quiet, &quiet_got, /*hold=*/1));
@@ -370,7 +360,7 @@ TEST(BufferRingTest, IdleStreamOnADryRingWaitsForDataOutOfLine) {
       *loop, [&] { return quiet_got.data == "q"; }, 200));
   quiet_got.held.clear();
   busy_got.held.clear();
-  for (auto* p : {&holder_pair, &quiet_pair, &busy_pair}) ::shutdown(p->second.fd, SHUT_WR);
+  for (auto* p : {&dry.pair, &quiet_pair, &busy_pair}) ::shutdown(p->second.fd, SHUT_WR);
   ASSERT_TRUE(run_until(
       *loop, [&] { return quiet_got.eof && busy_got.eof; }, 200));
   EXPECT_EQ((*ring)->outstanding(), 0u);

@@ -110,7 +110,7 @@ RecvBuffer BufferRing::take(uint16_t id, size_t length) noexcept {
 void BufferRing::give_back(uint16_t id) noexcept {
   assert(outstanding_ > 0);
   --outstanding_;
-  if (offer(id)) return;
+  if (waiters_ != nullptr && offer(id)) return;
   add(id);
   // One waiter per buffer: the first that takes its turn arms a recv, which
   // the buffer serves.

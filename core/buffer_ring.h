@@ -61,10 +61,9 @@ class BufferWaiter {
  public:
   // Buffer `id` was given back and this waiter, first in line, lost
   // BufferRing::kHandOffAfter races for a buffer in a row
-  // (wait_for_buffers()): it is this
-  // waiter's (counted outstanding) if it takes it - arms a recv into that
-  // very buffer, and gives it back (BufferRing::give_back()) when the recv
-  // brings no data - or false to pass it on.
+  // (wait_for_buffers()). True: the buffer is this waiter's (counted
+  // outstanding): it armed a recv into that very buffer, and gives it back
+  // (BufferRing::give_back()) if the recv brings no data. False: pass it on.
   virtual bool on_buffer_offered(uint16_t id) noexcept = 0;
   // Buffers are free in the ring (the reclaim timer found some while
   // streams waited) and this waiter is the first in line: true if it took
@@ -215,11 +214,10 @@ class BufferRing final : private OpTarget {
   // `races_lost`: how many times in a row the waiter was woken and its
   // recv found the ring dry all the same; from one on it goes ahead of the
   // waiters that lost none, from kHandOffAfter on it is offered the buffer
-  // itself.
-  // Otherwise waiters are served in FIFO order, one per
-  // buffer given back: waking every waiter for one buffer would arm a recv
-  // each, and all but one would end in ENOBUFS (a thundering herd that
-  // costs a round trip per waiter per buffer). A waiter with nothing to
+  // itself. Otherwise waiters are served in FIFO order, one per buffer
+  // given back: waking every waiter for one buffer would arm a recv each,
+  // and all but one would end in ENOBUFS (a thundering herd that costs a
+  // round trip per waiter per buffer). A waiter with nothing to
   // read does not take the buffer it was woken for, so while streams wait,
   // every kReclaimPeriod the ring also wakes as many waiters as it has
   // buffers free.

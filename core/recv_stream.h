@@ -166,7 +166,8 @@ class RecvStream final : private detail::MultishotStream,
         counted_ = true;  // outstanding since the offer (on_cqe() takes the flag)
       } else {
         ring_.give_back(id);
-        offer_found_nothing_ = r.res == -EAGAIN;
+        // (With an interrupt pending, the EAGAIN is the drain's end, taken below.)
+        offer_found_nothing_ = r.res == -EAGAIN && !interrupt_pending_;
       }
       on_result(got);  // last: the reader may destroy us
       return;

@@ -202,6 +202,8 @@ absl::Status Codec::on_control(const Frame& frame) {
 
 absl::StatusOr<std::optional<Frame>> Codec::decode(absl::Span<const uint8_t>& input) {
   if (!error_.ok()) return error_;
+  // (The caller's mistake, not the peer's: no GOAWAY.)
+  if (decoder_.lent()) return decoder_.next(input);
   for (;;) {
     absl::StatusOr<std::optional<Frame>> next = decoder_.next(input);
     if (!next.ok()) return fail(next.status());

@@ -105,6 +105,20 @@ class Codec {
   bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) {
     return decoder_.exchange_buffer(p, other);
   }
+  // The rest of a split frame received in place (Decoder::lend_buffer()):
+  // FramedStream has the transport receive it straight into the reassembly
+  // buffer. While the buffer is lent, decode() refuses (FailedPrecondition,
+  // no GOAWAY).
+  size_t frame_remaining() const { return decoder_.frame_remaining(); }
+  size_t frame_received() const { return decoder_.frame_received(); }
+  size_t lend_buffer(size_t want, std::vector<uint8_t>& out, size_t& offset) {
+    return decoder_.lend_buffer(want, out, offset);
+  }
+  void return_buffer(std::vector<uint8_t>&& buffer, size_t received) {
+    decoder_.return_buffer(std::move(buffer), received);
+  }
+  // Bytes decode() has without being given any (Decoder::pending_input()).
+  size_t pending_input() const { return decoder_.pending_input(); }
   // The connection is idle between frames: frees the reassembly buffer kept
   // for the next split frame (a frame decoded into it must not be in use)
   // and the output buffer when nothing is pending.

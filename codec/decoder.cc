@@ -1,6 +1,7 @@
 #include "coring/codec/decoder.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 
 #include "absl/strings/str_format.h"
@@ -64,6 +65,39 @@ void Decoder::append(absl::Span<const uint8_t>& input, size_t n, size_t limit) {
   input.remove_prefix(n);
 }
 
+size_t Decoder::lend_buffer(size_t want, std::vector<uint8_t>& out, size_t& offset) {
+  assert(!lent_ && want > 0 && want <= frame_remaining());
+  if (want == frame_remaining()) want += kHeaderSize;  // and the next header
+  const size_t target = buffered_ + want;
+  if (buffer_.size() < target) {
+    buffer_.reserve(target);  // exactly, as append()
+    buffer_.resize(target);
+  }
+  offset = buffered_;
+  lent_bytes_ = buffer_.capacity();
+  lent_ = true;
+  out = std::move(buffer_);
+  buffer_ = std::vector<uint8_t>();
+  return want;
+}
+
+void Decoder::return_buffer(std::vector<uint8_t>&& buffer, size_t received) {
+  assert(lent_ && buffered_ + received <= buffer.size());
+  buffer_ = std::move(buffer);
+  lent_ = false;
+  lent_bytes_ = 0;
+  const size_t size = header_.frame_size();
+  if (buffered_ + received > size) {
+    // The next frame's first bytes (at most its header): kept aside, as
+    // buffer_ goes out with this frame.
+    carry_len_ = buffered_ + received - size;
+    assert(carry_len_ <= carry_.size());
+    std::memcpy(carry_.data(), buffer_.data() + size, carry_len_);
+    received -= carry_len_;
+  }
+  buffered_ += received;
+}
+
 absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint8_t* bytes) {
   const uint8_t* body = bytes + kHeaderSize;
   size_t body_size = h.length - (h.chk() ? kTrailerSize : 0);
@@ -91,6 +125,16 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint
 
 absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& input) {
   if (!error_.ok()) return error_;
+  if (lent_) {
+    return absl::FailedPreconditionError("the reassembly buffer is lent out (lend_buffer())");
+  }
+  if (carry_len_ > 0 && buffered_ == 0) {
+    // The start of this frame came past the last one: it goes first.
+    absl::Span<const uint8_t> carried(carry_.data(), carry_len_);
+    carry_len_ = 0;
+    absl::StatusOr<std::optional<Frame>> got = next(carried);
+    if (!got.ok() || got->has_value()) return got;  // (a frame all in its header)
+  }
 
   if (buffered_ == 0) {
     // The last split frame (a view into buffer_) is gone now: a buffer grown

@@ -22,6 +22,7 @@
 // final: every later call returns the same error.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -53,11 +54,11 @@ class Decoder {
 
   // True when part of a frame has been received: at end of stream, the
   // stream is incomplete.
-  bool mid_frame() const { return buffered_ > 0; }
+  bool mid_frame() const { return buffered_ > 0 || carry_len_ > 0; }
   // Memory the decoder holds for reassembling split frames. It grows with
   // the bytes of a split frame received, and a buffer over kKeptBuffer is
   // released once its frame has been handed out.
-  size_t buffer_bytes() const { return buffer_.capacity(); }
+  size_t buffer_bytes() const { return lent_ ? lent_bytes_ : buffer_.capacity(); }
   // 64 KiB of payload with its header, trailer and up to ~1 KiB of
   // extensions: a stream of 64 KiB messages reassembles without allocating.
   static constexpr size_t kKeptBuffer = 65 * 1024;
@@ -85,6 +86,34 @@ class Decoder {
     buffer_.swap(other);
     return true;
   }
+  // ---- Receiving the rest of a split frame in place ----
+  // A transport that can receive into memory of its choosing (net/'s
+  // FramedStream) puts the rest of a large frame straight into the
+  // reassembly buffer instead of handing it to next() (a copy).
+  // Bytes of the frame under way still to come, once its header is in
+  // (else 0), and those in already.
+  size_t frame_remaining() const {
+    return buffered_ >= kHeaderSize && !lent_ ? header_.frame_size() - buffered_ : 0;
+  }
+  size_t frame_received() const { return buffered_; }
+  // Lends the reassembly buffer, grown to take `want` (1..frame_remaining())
+  // more bytes of the frame: `out` gets it, and the bytes go to
+  // out[offset, offset + n), where n, returned, is `want` plus, when `want`
+  // is the rest of the frame, room for the next frame's header: a stream of
+  // large frames is then received with one recv per frame. Until
+  // return_buffer(), next() refuses (FailedPrecondition) and buffer_bytes()
+  // still counts the buffer.
+  size_t lend_buffer(size_t want, std::vector<uint8_t>& out, size_t& offset);
+  // Takes back the buffer lend_buffer() gave out, with `received` (<= n)
+  // more bytes in it. next() returns the frame once they complete it (with
+  // any input, even none); bytes past the frame are the start of the next
+  // one, which the call after it takes first (pending_input()).
+  void return_buffer(std::vector<uint8_t>&& buffer, size_t received);
+  bool lent() const { return lent_; }
+  // Bytes received past a frame by return_buffer(), not decoded yet: the
+  // next call to next() has input even when given none.
+  size_t pending_input() const { return carry_len_; }
+
   // Stream offset of the next frame's first byte.
   uint64_t offset() const { return offset_; }
   bool failed() const { return !error_.ok(); }
@@ -114,6 +143,11 @@ class Decoder {
   std::vector<uint8_t> buffer_;
   size_t buffered_ = 0;
   Header header_;  // valid once buffered_ >= kHeaderSize
+  bool lent_ = false;      // buffer_ is out (lend_buffer())
+  size_t lent_bytes_ = 0;  // its capacity
+  // The next frame's first bytes, received past a frame (return_buffer()).
+  std::array<uint8_t, kHeaderSize> carry_{};
+  size_t carry_len_ = 0;
   absl::Status error_;
 };
 

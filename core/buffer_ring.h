@@ -133,6 +133,11 @@ class RecvBuffer {
     b.owned_ = true;
     return b;
   }
+  // Bytes received straight into the reader's own memory
+  // (RecvStream::receive_into()): a view, nothing to give back.
+  static RecvBuffer view(uint8_t* data, size_t size) noexcept {
+    return RecvBuffer(nullptr, data, size, 0);
+  }
   RecvBuffer(const RecvBuffer&) = delete;
   RecvBuffer& operator=(const RecvBuffer&) = delete;
   ~RecvBuffer() { reset(); }

@@ -142,6 +142,10 @@ class EventLoop {
   void count_recv_pause() noexcept { ++recv_pauses_; }
   void count_recv_dry_wait() noexcept { ++recv_dry_waits_; }
   void count_recv_handoff() noexcept { ++recv_handoffs_; }
+  void count_recv_direct(size_t bytes) noexcept {
+    ++recv_direct_;
+    recv_direct_bytes_ += bytes;
+  }
   void count_recv_spill(size_t bytes) noexcept {
     ++recv_spills_;
     recv_spilled_bytes_ += bytes;
@@ -259,6 +263,8 @@ class EventLoop {
   uint64_t recv_spilled_bytes_ = 0;
   uint64_t recv_dry_waits_ = 0;
   uint64_t recv_handoffs_ = 0;
+  uint64_t recv_direct_ = 0;
+  uint64_t recv_direct_bytes_ = 0;
   uint64_t msg_ring_sent_ = 0;
   uint64_t msg_ring_received_ = 0;
   uint64_t eventfd_wakes_ = 0;

@@ -101,13 +101,18 @@ class MultishotStream : protected OpTarget {
 
   MultishotStream(Reclaimer reclaim, uint64_t context) noexcept
       : reclaim_(reclaim), context_(context) {}
-  ~MultishotStream() {
-    if (armed_) {
-      OpSlot& slot = loop_->ops()[index_];
-      slot.reclaim = reclaim_;
-      slot.context = context_;
-      loop_->abandon_op(index_, /*borrowed_memory=*/false);
-    }
+  ~MultishotStream() { abandon(/*borrowed_memory=*/false); }
+
+  // Orphans the armed op (see the top of this file). With borrowed_memory
+  // (the op reads or writes memory the derived class owns), it is
+  // cancelled synchronously: the kernel is done with that memory on return.
+  void abandon(bool borrowed_memory) noexcept {
+    if (!armed_) return;
+    OpSlot& slot = loop_->ops()[index_];
+    slot.reclaim = reclaim_;
+    slot.context = context_;
+    loop_->abandon_op(index_, borrowed_memory);
+    mark_disarmed();
   }
 
   virtual void prepare(io_uring_sqe* sqe) noexcept = 0;

@@ -42,6 +42,17 @@
 // others need one, its peer is pushed back by TCP flow control alone, and every other stream keeps
 // receiving. LoopStats:: recv_pauses and recv_spills count this.
 //
+// receive_into(buf, offset, len): the next recv goes straight into the
+// reader's own memory (a framed reader that knows where the rest of a large
+// frame goes: no ring buffer, no copy out of one). The stream holds `buf`
+// until take_direct(): while the recv is in flight, and if the stream is
+// destroyed meanwhile, the recv is cancelled synchronously before `buf` is
+// freed. The recv is armed as any other (only while the reader waits); a
+// multishot recv armed when it is asked for is cancelled first (chunks it
+// brought meanwhile are read first), and the stream reads single-shot from
+// then on (promotion brings multishot back for small messages).
+// LoopStats::recv_direct counts these recvs.
+//
 // interrupt(why) wakes the reader (idle timeout, shutdown) without losing
 // data: the armed op is cancelled, chunks that already arrived are returned
 // first, then what the socket already holds (non-blocking recvs until
@@ -50,10 +61,12 @@
 // that re-arms and reads on.
 #pragma once
 
+#include <cassert>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -70,6 +83,8 @@ class RecvStream final : private detail::MultishotStream,
   RecvStream(FileRef file, BufferRing& ring) noexcept
       : MultishotStream(&RecvStream::reclaim, ring.group()), file_(file), ring_(ring) {}
   ~RecvStream() {
+    // The kernel must be done with direct_buf_ before it is freed.
+    if (direct_armed_) abandon(/*borrowed_memory=*/true);
     ring_.cancel_wait(this);
     ring_.release(static_cast<BufferHolder*>(this));
     while (queued() > 0) {
@@ -150,6 +165,38 @@ class RecvStream final : private detail::MultishotStream,
   }
   bool multishot() const noexcept { return !single_; }
 
+  // The next recv armed receives at most `len` bytes into buf[offset, ...)
+  // instead of a ring buffer (see the top of this file); the read returns
+  // them as a RecvBuffer::view(). Owner thread, while no reader waits and
+  // no earlier receive_into() is outstanding (take_direct() not called).
+  void receive_into(std::vector<uint8_t>&& buf, size_t offset, size_t len) noexcept {
+    assert(!direct_ && !direct_armed_ && offset + len <= buf.size() && len > 0);
+    direct_buf_ = std::move(buf);
+    direct_offset_ = offset;
+    direct_len_ = len;
+    direct_got_ = 0;
+    direct_ = true;
+    start_single_shot();
+    if (armed_ && !cancel_outstanding_ && !stopping_) {
+      // A multishot recv would take the bytes first: stop it (as a pause).
+      cancel_outstanding_ = true;
+      loop_->cancel_op(user_data_);
+    }
+  }
+  // Ends a receive_into(): `out` gets the buffer back; returns the bytes the
+  // recv put into it (0 if it was not armed, failed, or was cancelled).
+  // Only once the read that may have armed it has returned.
+  size_t take_direct(std::vector<uint8_t>& out) noexcept {
+    assert(!direct_armed_);
+    direct_ = false;
+    out = std::move(direct_buf_);
+    return std::exchange(direct_got_, 0);
+  }
+  // The last recv straight into the reader's memory left more bytes in the
+  // socket (IORING_CQE_F_SOCK_NONEMPTY): the next read will not wait. Until
+  // the next recv is armed.
+  bool direct_left_more() const noexcept { return direct_more_; }
+
   using MultishotStream::armed;
   using MultishotStream::queued;
 
@@ -157,6 +204,20 @@ class RecvStream final : private detail::MultishotStream,
   static constexpr int32_t kInterrupted = INT32_MIN;
 
   void on_complete(const OpResult& r) noexcept override {
+    if (direct_armed_) {
+      // The recv into the reader's memory: one shot, its bytes in place.
+      direct_armed_ = false;
+      direct_ = false;
+      OpResult got = r;
+      if (r.res > 0) {
+        got.flags |= kDirectFlag;
+        direct_got_ = static_cast<size_t>(r.res);
+        direct_more_ = (r.flags & IORING_CQE_F_SOCK_NONEMPTY) != 0;
+        loop_->count_recv_direct(direct_got_);
+      }
+      on_result(got);  // last: the reader may destroy us
+      return;
+    }
     if (offered_ >= 0) {
       // The recv into an offered buffer: as if the kernel had picked it.
       const auto id = static_cast<uint16_t>(std::exchange(offered_, -1));
@@ -281,6 +342,15 @@ class RecvStream final : private detail::MultishotStream,
   bool ring_low() const noexcept { return ring_.available() < ring_.count() / 4; }
 
   void prepare(io_uring_sqe* sqe) noexcept override {
+    direct_more_ = false;
+    if (direct_) {
+      // (Non-blocking while an interrupt drains the socket.)
+      io_uring_prep_recv(sqe, file_.fd, direct_buf_.data() + direct_offset_, direct_len_,
+                         interrupt_pending_ ? MSG_DONTWAIT : 0);
+      file_.apply(sqe);
+      direct_armed_ = true;
+      return;
+    }
     if (offered_ >= 0) {
       // Non-blocking: a stream waits in line only after ENOBUFS, so its
       // socket holds data, but a buffer must never wait on an idle socket.
@@ -307,7 +377,7 @@ class RecvStream final : private detail::MultishotStream,
     context_ = offered_ >= 0
                    ? (kOfferedBit | uint64_t{static_cast<uint16_t>(offered_)} << 16 | ring_.group())
                    : ring_.group();
-    if (offered_ >= 0) return true;
+    if (offered_ >= 0 || direct_) return true;  // needs no buffer of the ring
     poll_first_ = false;
     // After ENOBUFS, wait in line for a buffer of one's own, whatever
     // available() says: what is in the ring goes to whichever armed recv's
@@ -383,6 +453,9 @@ class RecvStream final : private detail::MultishotStream,
 
   absl::StatusOr<RecvBuffer> to_buffer(const Item& item) noexcept {
     if (item.res < 0) return errno_to_status(-item.res, "recv_multishot");
+    if (item.flags & kDirectFlag) {
+      return RecvBuffer::view(direct_buf_.data() + direct_offset_, static_cast<size_t>(item.res));
+    }
     if (item.copy != nullptr)
       return RecvBuffer::adopt_copy(item.copy, static_cast<size_t>(item.res));
     if (!(item.flags & IORING_CQE_F_BUFFER)) return RecvBuffer();  // EOF (res == 0)
@@ -420,6 +493,17 @@ class RecvStream final : private detail::MultishotStream,
   bool woken_ = false;                // armed for a buffer given back while it waited in line
   uint32_t races_lost_ = 0;           // ... and that recv found the ring dry all the same, in a row
   bool bulk_ = false;                 // the last chunk filled its buffer
+  // receive_into(): the reader's buffer, and where in it the recv goes.
+  std::vector<uint8_t> direct_buf_;
+  size_t direct_offset_ = 0;
+  size_t direct_len_ = 0;
+  size_t direct_got_ = 0;      // bytes the recv put there
+  bool direct_ = false;        // the next recv armed goes into direct_buf_
+  bool direct_armed_ = false;  // ... and is in flight
+  bool direct_more_ = false;   // it left bytes in the socket
+  // Marks a queued result whose bytes are in direct_buf_ (a bit no recv CQE
+  // carries; such a result carries no ring buffer).
+  static constexpr uint32_t kDirectFlag = 1u << 14;
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;
   uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting

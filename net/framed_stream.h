@@ -62,6 +62,7 @@
 // read_frame() at a time per connection, as before.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <coroutine>
@@ -104,6 +105,14 @@ struct FramedOptions {
   // thousand per connection, while every other connection of the thread
   // waits. 0: no budget.
   uint32_t frames_per_turn = 64;
+  // The rest of a frame larger than a receive buffer is received straight
+  // into the codec's reassembly buffer (RecvStream::receive_into()) instead
+  // of through ring buffers it would be copied out of, when the codec
+  // supports it (lend_buffer(), as sbmp::Codec) and the transport is a
+  // Stream. Only once the peer has sent half a receive buffer of the frame,
+  // and at most four times what it sent per recv: a header alone makes us
+  // allocate nothing.
+  bool receive_in_place = true;
 };
 
 template <FrameCodec C, ByteStream S = Stream>
@@ -246,10 +255,84 @@ class FramedStream {
     }
     return detail::Writer::Kind::kAuto;
   }
-  // Bytes received and not decoded yet: the next read_frame() has input.
+  // Bytes received and not decoded yet, or known to be in the socket: the
+  // next read_frame() has input.
   bool input_waiting() const {
     const RecvStream* channel = stream_.state()->channel();
-    return !input_.empty() || (channel != nullptr && channel->queued() > 0);
+    return !input_.empty() ||
+           (channel != nullptr && (channel->queued() > 0 || channel->direct_left_more()));
+  }
+  // Before waiting for input in the middle of a frame larger than a receive
+  // buffer: lends the codec's reassembly buffer to the channel, which
+  // receives the next bytes of the frame straight into it (see
+  // FramedOptions::receive_in_place). finish_receive_in_place() takes it
+  // back after the read.
+  void receive_in_place() {
+    if constexpr (std::is_same_v<S, Stream> &&
+                  requires(C & c, std::vector<uint8_t> & v, size_t & offset) {
+                    c.frame_remaining();
+                    c.frame_received();
+                    c.buffered_bytes();
+                    c.lend_buffer(size_t{1}, v, offset);
+                    c.return_buffer(std::move(v), size_t{0});
+                  }) {
+      // (Still lent: a reader destroyed while its read waited lent it.)
+      if (lent_ || !options_.receive_in_place) return;
+      detail::StreamState* st = stream_.state();
+      RecvStream* channel = st->channel();
+      if (channel == nullptr || channel->queued() > 0 || st->interrupt_pending()) return;
+      const size_t unit = stream_.context().buffers().buffer_size();
+      const size_t remaining = codec_.frame_remaining();
+      const size_t received = codec_.frame_received();
+      if (remaining < unit) return;
+      // The peer proves it sends: half a buffer of this frame, or a frame
+      // before it that was received in place. What it proved bounds what
+      // one recv may take.
+      if (received >= unit / 2) proven_ = std::max(proven_, received + remaining);
+      if (received < unit / 2 && proven_ == 0) return;
+      const size_t want = std::min(remaining, std::max(4 * received, proven_));
+      // The buffer grows to the frame's received + want bytes: within the
+      // loop's budget for partial frames, or not at all.
+      const size_t held = std::max(codec_.buffered_bytes(), received + want);
+      if (held > st->partial_bytes && !stream_.context().partial_frame_fits(held - st->partial_bytes)) {
+        return;
+      }
+      std::vector<uint8_t> buffer;
+      size_t offset = 0;
+      const size_t room = codec_.lend_buffer(want, buffer, offset);
+      channel->receive_into(std::move(buffer), offset, room);
+      lent_ = true;
+    }
+  }
+  // The codec has input without being given any (the next frame's header,
+  // received past a frame in place).
+  bool codec_pending() const {
+    if constexpr (requires(const C& c) { c.pending_input(); }) {
+      return codec_.pending_input() > 0;
+    } else {
+      return false;
+    }
+  }
+  // After a read: the reassembly buffer back from the channel. True when
+  // the read's bytes went straight into it (the read's RecvBuffer is only
+  // a view of them).
+  bool finish_receive_in_place() {
+    if constexpr (std::is_same_v<S, Stream> &&
+                  requires(C & c, std::vector<uint8_t> & v) {
+                    c.return_buffer(std::move(v), size_t{0});
+                  }) {
+      if (!lent_) return false;
+      RecvStream* channel = stream_.valid() ? stream_.state()->channel() : nullptr;
+      // (No channel: reading has ended, and the buffer went with it.)
+      if (channel == nullptr) return false;
+      std::vector<uint8_t> buffer;
+      const size_t received = channel->take_direct(buffer);
+      codec_.return_buffer(std::move(buffer), received);
+      lent_ = false;
+      return received > 0;
+    } else {
+      return false;
+    }
   }
   // write_frame() of a frame that lies in the codec's reassembly buffer (it
   // was split across receive buffers) while more input waits (a pipelining
@@ -391,6 +474,9 @@ class FramedStream {
   bool ending_ = false;  // end() has begun; closed_ once the goodbye starts
   bool closed_ = false;
   bool yield_turn_ = false;   // try_read_now() found the turn's budget spent
+  bool lent_ = false;         // the codec's buffer is out (receive_in_place())
+  size_t proven_ = 0;         // the largest frame the peer sent half a buffer of
+  bool tail_in_ = false;      // bytes of a frame arrived in the codec's buffer: decode
   uint32_t turn_frames_ = 0;  // frames read in turn_ (FramedOptions::frames_per_turn)
   uint64_t turn_ = 0;         // the loop's iteration() these frames were read in
   ReaderSlot reader_;         // last: destroyed first, while what it uses is alive
@@ -543,11 +629,11 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
   // The last frame read is no longer in use: the buffer it was sent from
   // (exchange_frame_buffer()) may now be reused.
   if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
-  if (!input_.empty() && turn_spent()) {
+  if ((!input_.empty() || codec_pending()) && turn_spent()) {
     yield_turn_ = true;  // the reader yields to the loop first
     return false;
   }
-  while (!input_.empty()) {
+  while (!input_.empty() || codec_pending()) {
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {
       decode_error_.emplace(std::move(decoded).status());  // the reader ends the connection
@@ -598,7 +684,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         p.result.emplace(s.terminal_);
         break;
       }
-      if (!s.input_.empty()) {
+      if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
         absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
         if (!decoded.ok()) {
           s.decode_error_.emplace(std::move(decoded).status());
@@ -611,6 +697,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         }
         continue;
       }
+      s.receive_in_place();  // first: note_partial_frame() counts a buffer grown for it
       if (!s.note_partial_frame()) {
         co_await s.end(absl::ResourceExhaustedError(
                            "partially received frames are over this thread's memory budget "
@@ -630,6 +717,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
       s.watch_idle(true);
       auto buf = co_await s.stream_.read();
       s.watch_idle(false);
+      const bool in_place = s.finish_receive_in_place();
       if (!buf.ok()) {
         if (s.stream_.state()->last_read_interrupted()) {
           // Idle timeout or shutdown: say goodbye with the interrupt's reason.
@@ -647,6 +735,10 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         co_await s.end(end_of_stream_error(), /*graceful=*/false);
         p.result.emplace(s.terminal_);
         break;
+      }
+      if (in_place) {
+        s.tail_in_ = true;  // the bytes are in the codec's buffer already
+        continue;
       }
       s.current_ = std::move(*buf);
       s.received_ = s.current_.span();

@@ -93,7 +93,7 @@ class Decoder {
   // Bytes of the frame under way still to come, once its header is in
   // (else 0), and those in already.
   size_t frame_remaining() const {
-    return buffered_ >= kHeaderSize && !lent_ ? header_.frame_size() - buffered_ : 0;
+    return buffered_ >= kHeaderSize && !lent_ && error_.ok() ? header_.frame_size() - buffered_ : 0;
   }
   size_t frame_received() const { return buffered_; }
   // Lends the reassembly buffer, grown to take `want` (1..frame_remaining())
@@ -142,7 +142,7 @@ class Decoder {
   // The split frame being reassembled: buffer_[0, buffered_).
   std::vector<uint8_t> buffer_;
   size_t buffered_ = 0;
-  Header header_;  // valid once buffered_ >= kHeaderSize
+  Header header_;          // valid once buffered_ >= kHeaderSize
   bool lent_ = false;      // buffer_ is out (lend_buffer())
   size_t lent_bytes_ = 0;  // its capacity
   // The next frame's first bytes, received past a frame (return_buffer()).

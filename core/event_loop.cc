@@ -55,9 +55,9 @@ std::string LoopStats::to_string() const {
       "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u task_failures=%u "
       "enter_errors=%u",
       iterations, sqes_submitted, submit_calls, cqes, sq_full, cq_overflows, cq_dropped, enobufs,
-      recv_dry_waits, recv_handoffs, recv_direct, recv_direct_bytes, recv_pauses, recv_spills, recv_spilled_bytes, ops_in_flight,
-      msg_ring_sent, msg_ring_received, foreign_wakes, eventfd_wakes, posts_run, stale_cqes,
-      task_failures, enter_errors);
+      recv_dry_waits, recv_handoffs, recv_direct, recv_direct_bytes, recv_pauses, recv_spills,
+      recv_spilled_bytes, ops_in_flight, msg_ring_sent, msg_ring_received, foreign_wakes,
+      eventfd_wakes, posts_run, stale_cqes, task_failures, enter_errors);
 }
 
 // Makes this loop current on the thread and installs its frame allocator.

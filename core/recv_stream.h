@@ -279,10 +279,12 @@ class RecvStream final : private detail::MultishotStream,
           loop_->cancel_op(user_data_);
         }
         MultishotStream::on_complete(r);  // queued: nobody to resume
-        if (single_) {
+        if (single_ && !direct_) {
           // A stream the ring took its buffers back from (or a chunk the
           // kernel posted before its recv ended): its reader does not read,
-          // so what it receives moves out of the ring at once.
+          // so what it receives moves out of the ring at once. (Not chunks
+          // a multishot recv stopped for receive_into() brought: that
+          // reader reads.)
           spill_queued();
         } else {
           ring_.hold(this);

@@ -294,7 +294,8 @@ class FramedStream {
       // The buffer grows to the frame's received + want bytes: within the
       // loop's budget for partial frames, or not at all.
       const size_t held = std::max(codec_.buffered_bytes(), received + want);
-      if (held > st->partial_bytes && !stream_.context().partial_frame_fits(held - st->partial_bytes)) {
+      if (held > st->partial_bytes &&
+          !stream_.context().partial_frame_fits(held - st->partial_bytes)) {
         return;
       }
       std::vector<uint8_t> buffer;
@@ -317,8 +318,7 @@ class FramedStream {
   // the read's bytes went straight into it (the read's RecvBuffer is only
   // a view of them).
   bool finish_receive_in_place() {
-    if constexpr (std::is_same_v<S, Stream> &&
-                  requires(C & c, std::vector<uint8_t> & v) {
+    if constexpr (std::is_same_v<S, Stream> && requires(C & c, std::vector<uint8_t> & v) {
                     c.return_buffer(std::move(v), size_t{0});
                   }) {
       if (!lent_) return false;

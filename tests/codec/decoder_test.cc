@@ -303,5 +303,440 @@ TEST(DecoderTest, MaxFrameChangesApplyToLaterFrames) {
   EXPECT_TRUE(d2.next(in2).ok());
 }
 
+// ---- Receiving the rest of a split frame in place (lend_buffer()) ----
+
+// A payload whose every byte depends on its position (and `seed`): a byte
+// received out of place, or twice, changes it.
+std::string pattern(size_t n, int seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 31 + i / 251 + seed) & 0xFF);
+  return s;
+}
+
+std::string as_string(absl::Span<const uint8_t> bytes) {
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::vector<uint8_t> concat(std::initializer_list<const std::vector<uint8_t>*> parts) {
+  std::vector<uint8_t> out;
+  for (const auto* part : parts) out.insert(out.end(), part->begin(), part->end());
+  return out;
+}
+
+// Plays the transport that receives in place: lends the decoder's buffer for
+// `want` more bytes of the frame, puts `bytes` at the offset it says (the
+// bytes received so far being there already) and gives it back. Returns the
+// room lent.
+size_t receive_in_place(Decoder& d, size_t want, absl::Span<const uint8_t> bytes) {
+  std::vector<uint8_t> out;
+  size_t offset = ~size_t{0};
+  const size_t received = d.frame_received();
+  const size_t room = d.lend_buffer(want, out, offset);
+  EXPECT_TRUE(d.lent());
+  EXPECT_EQ(offset, received);
+  EXPECT_LE(bytes.size(), room);
+  EXPECT_LE(offset + room, out.size());
+  const size_t n = std::min({bytes.size(), room, out.size() - std::min(offset, out.size())});
+  std::copy_n(bytes.begin(), n, out.begin() + offset);
+  d.return_buffer(std::move(out), n);
+  EXPECT_FALSE(d.lent());
+  return room;
+}
+
+// The case the feature is for: a large frame's first bytes come through
+// next(), the rest of it and the next frame's header in one receive into the
+// lent buffer. The frame comes back from next() with no input, where it was
+// received; the header received past it is the next frame's start.
+TEST(DecoderTest, LentBufferTakesTheRestOfTheFrameAndTheNextHeader) {
+  const std::string big = pattern(64 * 1024, 1);
+  const std::string small = pattern(300, 7);
+  const std::vector<uint8_t> a = make(0x100, big, true);
+  const std::vector<uint8_t> b = make(0x101, small, true);
+  const std::vector<uint8_t> stream = concat({&a, &b});
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(stream).subspan(0, 1000);
+  auto r = d.next(in);
+  ASSERT_TRUE(r.ok() && !r->has_value());
+  EXPECT_TRUE(in.empty());
+  const size_t remaining = a.size() - 1000;
+  EXPECT_EQ(d.frame_remaining(), remaining);
+  EXPECT_EQ(d.frame_received(), 1000u);
+
+  std::vector<uint8_t> out;
+  size_t offset = 0;
+  const size_t room = d.lend_buffer(remaining, out, offset);
+  EXPECT_EQ(room, remaining + kHeaderSize);  // the rest, and the next header
+  EXPECT_EQ(offset, 1000u);
+  EXPECT_TRUE(d.lent());
+  ASSERT_GE(out.size(), offset + room);
+  // The bytes received so far are in it already; one receive fills the room.
+  EXPECT_TRUE(std::equal(stream.begin(), stream.begin() + 1000, out.begin()));
+  std::copy_n(stream.begin() + 1000, room, out.begin() + offset);
+  const uint8_t* const memory = out.data();
+  d.return_buffer(std::move(out), room);
+  EXPECT_FALSE(d.lent());
+  EXPECT_EQ(d.pending_input(), kHeaderSize);
+  EXPECT_EQ(d.frame_remaining(), 0u);
+  EXPECT_TRUE(d.mid_frame());
+
+  absl::Span<const uint8_t> none;
+  auto f1 = d.next(none);
+  ASSERT_TRUE(f1.ok()) << f1.status();
+  ASSERT_TRUE(f1->has_value());
+  EXPECT_EQ((*f1)->type(), 0x100);
+  EXPECT_TRUE((*f1)->chk());
+  EXPECT_EQ((*f1)->offset, 0u);
+  EXPECT_EQ((*f1)->payload.data(), memory + kHeaderSize);  // where it was received: no copy
+  EXPECT_EQ((*f1)->payload.size(), big.size());
+  EXPECT_TRUE(as_string((*f1)->payload) == big);
+  EXPECT_EQ(d.offset(), a.size());
+  // The next frame's header is held, not decoded yet.
+  EXPECT_EQ(d.pending_input(), kHeaderSize);
+  EXPECT_TRUE(d.mid_frame());
+
+  in = absl::MakeConstSpan(stream).subspan(a.size() + kHeaderSize);
+  auto f2 = d.next(in);
+  ASSERT_TRUE(f2.ok()) << f2.status();
+  ASSERT_TRUE(f2->has_value());
+  EXPECT_EQ((*f2)->type(), 0x101);
+  EXPECT_TRUE((*f2)->chk());
+  EXPECT_EQ((*f2)->offset, a.size());
+  EXPECT_EQ(as_string((*f2)->payload), small);
+  EXPECT_TRUE(in.empty());
+  EXPECT_EQ(d.offset(), stream.size());
+  EXPECT_EQ(d.pending_input(), 0u);
+  EXPECT_FALSE(d.mid_frame());
+  auto end = d.next(in);
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(end->has_value());
+}
+
+// frame_remaining() is 0 until the header is in; a lend of less than the
+// rest gives exactly that room; returns of fewer bytes than lent, or none,
+// leave the frame under way; the last bytes may come through next().
+TEST(DecoderTest, PartialReturnsOfTheLentBufferCompleteTheFrameLater) {
+  const std::string payload = pattern(40000, 3);
+  const std::vector<uint8_t> a = make(0x100, payload, true);
+  const std::vector<uint8_t> b = make(0x102, "after");
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(a).subspan(0, 10);
+  ASSERT_TRUE(d.next(in).ok());
+  EXPECT_EQ(d.frame_received(), 10u);
+  EXPECT_EQ(d.frame_remaining(), 0u);  // the header is not in: nothing to lend for
+  in = absl::MakeConstSpan(a).subspan(10, 990);
+  ASSERT_TRUE(d.next(in).ok());
+  size_t at = 1000;
+  ASSERT_EQ(d.frame_remaining(), a.size() - at);
+
+  // Half the rest lent, all of it received.
+  const size_t half = d.frame_remaining() / 2;
+  EXPECT_EQ(receive_in_place(d, half, absl::MakeConstSpan(a).subspan(at, half)), half);
+  at += half;
+  EXPECT_EQ(d.frame_received(), at);
+  EXPECT_EQ(d.frame_remaining(), a.size() - at);
+  EXPECT_EQ(d.pending_input(), 0u);
+  absl::Span<const uint8_t> none;
+  auto r = d.next(none);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(d.mid_frame());
+  EXPECT_EQ(d.offset(), 0u);
+
+  // The rest lent (with room for a header), 100 bytes short of it received.
+  const size_t rest = d.frame_remaining();
+  EXPECT_EQ(receive_in_place(d, rest, absl::MakeConstSpan(a).subspan(at, rest - 100)),
+            rest + kHeaderSize);
+  at += rest - 100;
+  EXPECT_EQ(d.frame_received(), at);
+  EXPECT_EQ(d.frame_remaining(), 100u);
+  EXPECT_EQ(d.pending_input(), 0u);
+  r = d.next(none);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+
+  // A lend that receives nothing changes nothing.
+  EXPECT_EQ(receive_in_place(d, 100, {}), 100u + kHeaderSize);
+  EXPECT_EQ(d.frame_received(), at);
+  EXPECT_EQ(d.frame_remaining(), 100u);
+  r = d.next(none);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+
+  // The last 100 bytes come through next(), the next frame behind them.
+  std::vector<uint8_t> tail(a.end() - 100, a.end());
+  tail.insert(tail.end(), b.begin(), b.end());
+  in = absl::MakeConstSpan(tail);
+  auto f = d.next(in);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE(f->has_value());
+  EXPECT_EQ((*f)->offset, 0u);
+  EXPECT_TRUE(as_string((*f)->payload) == payload);
+  EXPECT_EQ(in.size(), b.size());
+  auto g = d.next(in);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ((*g)->payload.data(), tail.data() + 100 + kHeaderSize);  // whole: a view again
+  EXPECT_EQ((*g)->offset, a.size());
+  EXPECT_FALSE(d.mid_frame());
+}
+
+// While the buffer is lent next() refuses, consuming nothing, and the
+// decoder has not failed: once the buffer is back, decoding goes on.
+// buffer_bytes() counts the buffer while it is out.
+TEST(DecoderTest, NextRefusesWhileTheBufferIsLentWithoutFailing) {
+  const std::string payload = pattern(20000, 5);
+  const std::vector<uint8_t> a = make(0x100, payload);
+  const std::vector<uint8_t> b = make(0x101, "next");
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(a).subspan(0, 5000);
+  ASSERT_TRUE(d.next(in).ok());
+  const size_t want = d.frame_remaining();
+  ASSERT_EQ(want, a.size() - 5000);
+
+  std::vector<uint8_t> out;
+  size_t offset = 0;
+  const size_t room = d.lend_buffer(want, out, offset);
+  ASSERT_EQ(room, want + kHeaderSize);
+  const size_t lent_capacity = out.capacity();
+  EXPECT_TRUE(d.lent());
+  EXPECT_EQ(d.buffer_bytes(), lent_capacity);
+  EXPECT_GE(d.buffer_bytes(), 5000 + want);
+  EXPECT_TRUE(d.mid_frame());
+
+  absl::Span<const uint8_t> other(b);
+  auto refused = d.next(other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(frame_error(refused.status()).has_value());  // not a protocol error
+  EXPECT_EQ(other.size(), b.size());                        // nothing consumed
+  absl::Span<const uint8_t> none;
+  EXPECT_EQ(d.next(none).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(d.failed());
+  EXPECT_TRUE(d.lent());
+
+  std::copy_n(a.begin() + 5000, want, out.begin() + offset);
+  d.return_buffer(std::move(out), want);  // exactly the rest: nothing past it
+  EXPECT_FALSE(d.lent());
+  EXPECT_EQ(d.buffer_bytes(), lent_capacity);
+  EXPECT_EQ(d.pending_input(), 0u);
+  auto f = d.next(other);  // the frame completed in place; `other` is left alone
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE(f->has_value());
+  EXPECT_TRUE(as_string((*f)->payload) == payload);
+  EXPECT_EQ(other.size(), b.size());
+  auto g = d.next(other);
+  ASSERT_TRUE(g.ok() && g->has_value());
+  EXPECT_EQ((*g)->payload.data(), b.data() + kHeaderSize);
+  EXPECT_EQ((*g)->offset, a.size());
+  EXPECT_TRUE(other.empty());
+  EXPECT_FALSE(d.failed());
+  EXPECT_FALSE(d.mid_frame());
+}
+
+// A frame all in its header (length 0) received past a frame in place is a
+// whole frame: the next call returns it without taking any of its input.
+TEST(DecoderTest, CarriedHeaderOfAnEmptyFrameIsReturnedWhole) {
+  const std::string payload = pattern(30000, 9);
+  const std::vector<uint8_t> a = make(0x100, payload);
+  const std::vector<uint8_t> empty = make(0x105, "");
+  ASSERT_EQ(empty.size(), kHeaderSize);
+  const std::vector<uint8_t> c = make(0x106, "third");
+  const std::vector<uint8_t> stream = concat({&a, &empty});
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(stream).subspan(0, 2000);
+  ASSERT_TRUE(d.next(in).ok());
+  const size_t rest = d.frame_remaining();
+  receive_in_place(d, rest, absl::MakeConstSpan(stream).subspan(2000));
+  EXPECT_EQ(d.pending_input(), kHeaderSize);
+
+  in = absl::MakeConstSpan(c);
+  auto f1 = d.next(in);
+  ASSERT_TRUE(f1.ok() && f1->has_value());
+  EXPECT_TRUE(as_string((*f1)->payload) == payload);
+  EXPECT_EQ(in.size(), c.size());
+  auto f2 = d.next(in);
+  ASSERT_TRUE(f2.ok()) << f2.status();
+  ASSERT_TRUE(f2->has_value());
+  EXPECT_EQ((*f2)->type(), 0x105);
+  EXPECT_TRUE((*f2)->payload.empty());
+  EXPECT_EQ((*f2)->offset, a.size());
+  EXPECT_EQ(in.size(), c.size());  // the caller's input untouched
+  EXPECT_EQ(d.pending_input(), 0u);
+  EXPECT_FALSE(d.mid_frame());
+  EXPECT_EQ(d.offset(), a.size() + kHeaderSize);
+  auto f3 = d.next(in);
+  ASSERT_TRUE(f3.ok() && f3->has_value());
+  EXPECT_EQ((*f3)->payload.data(), c.data() + kHeaderSize);
+  EXPECT_EQ((*f3)->offset, a.size() + kHeaderSize);
+  EXPECT_TRUE(in.empty());
+}
+
+// Fewer than 16 bytes received past the frame: the next header is completed
+// from next()'s input, even a few bytes at a time.
+TEST(DecoderTest, ShortCarryIsCompletedByTheNextInput) {
+  const std::string payload_a = pattern(30000, 11);
+  const std::string payload_b = pattern(500, 13);
+  const std::vector<uint8_t> a = make(0x100, payload_a, true);
+  const std::vector<uint8_t> b = make(0x101, payload_b, true);
+  const std::vector<uint8_t> stream = concat({&a, &b});
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(stream).subspan(0, 3000);
+  ASSERT_TRUE(d.next(in).ok());
+  const size_t rest = d.frame_remaining();
+  receive_in_place(d, rest, absl::MakeConstSpan(stream).subspan(3000, rest + 5));
+  EXPECT_EQ(d.pending_input(), 5u);
+
+  in = absl::MakeConstSpan(stream).subspan(a.size() + 5, 4);
+  auto f1 = d.next(in);
+  ASSERT_TRUE(f1.ok() && f1->has_value());
+  EXPECT_TRUE(as_string((*f1)->payload) == payload_a);
+  EXPECT_EQ(in.size(), 4u);
+  EXPECT_TRUE(d.mid_frame());
+  auto r = d.next(in);  // 5 carried + 4: the header is not complete yet
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->has_value());
+  EXPECT_TRUE(in.empty());
+  EXPECT_EQ(d.pending_input(), 0u);
+  EXPECT_EQ(d.frame_received(), 9u);
+  EXPECT_EQ(d.frame_remaining(), 0u);
+  EXPECT_TRUE(d.mid_frame());
+  in = absl::MakeConstSpan(stream).subspan(a.size() + 9);
+  auto f2 = d.next(in);
+  ASSERT_TRUE(f2.ok()) << f2.status();
+  ASSERT_TRUE(f2->has_value());
+  EXPECT_EQ((*f2)->type(), 0x101);
+  EXPECT_EQ(as_string((*f2)->payload), payload_b);
+  EXPECT_EQ((*f2)->offset, a.size());
+  EXPECT_TRUE(in.empty());
+  EXPECT_EQ(d.offset(), stream.size());
+  EXPECT_FALSE(d.mid_frame());
+}
+
+// A bad next header received past a frame in place: the frame before it is
+// still returned, then the next call reports the header's error at the next
+// frame's offset, as for the same bytes given to next(); errors stay final.
+TEST(DecoderTest, BadCarriedHeaderIsAFrameErrorAtItsOffset) {
+  const std::vector<uint8_t> a = make(0x100, pattern(30000, 2));
+  struct Case {
+    size_t byte;   // of the next header, corrupted
+    size_t carry;  // its bytes received past the frame
+    FrameError error;
+  };
+  const Case cases[] = {
+      {0, kHeaderSize, {ErrorCode::kBadMagic, a.size(), ErrorField::kMagic}},
+      {1, 2, {ErrorCode::kBadMagic, a.size(), ErrorField::kMagic}},  // seen before 16 bytes
+      {14, kHeaderSize, {ErrorCode::kHeaderChecksum, a.size(), ErrorField::kHcrc}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "byte " << c.byte << ", carry " << c.carry);
+    std::vector<uint8_t> b = make(0x101, "bad");
+    b[c.byte] ^= 0x20;
+    const std::vector<uint8_t> stream = concat({&a, &b});
+    Decoder d;
+    absl::Span<const uint8_t> in = absl::MakeConstSpan(stream).subspan(0, 1000);
+    ASSERT_TRUE(d.next(in).ok());
+    const size_t rest = d.frame_remaining();
+    receive_in_place(d, rest, absl::MakeConstSpan(stream).subspan(1000, rest + c.carry));
+    ASSERT_EQ(d.pending_input(), c.carry);
+    absl::Span<const uint8_t> none;
+    auto f = d.next(none);
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_TRUE(f->has_value());
+    EXPECT_EQ((*f)->offset, 0u);
+    in = absl::MakeConstSpan(stream).subspan(a.size() + c.carry);
+    auto r = d.next(in);
+    ASSERT_FALSE(r.ok());
+    auto e = frame_error(r.status());
+    ASSERT_TRUE(e.has_value()) << r.status();
+    EXPECT_EQ(*e, c.error);
+    EXPECT_TRUE(d.failed());
+    EXPECT_EQ(d.next(none).status(), r.status());
+    // The same bytes given to next() get the same error.
+    Decoder plain;
+    absl::Span<const uint8_t> all(stream);
+    ASSERT_TRUE(plain.next(all).ok());
+    auto plain_error = plain.next(all);
+    ASSERT_FALSE(plain_error.ok());
+    EXPECT_EQ(frame_error(plain_error.status()), c.error);
+  }
+}
+
+// A frame over kKeptBuffer received in place: once it has been handed out
+// and the next frame has started from the carried header, the large buffer
+// is released, as for a frame reassembled by next().
+TEST(DecoderTest, LargeFrameReceivedInPlaceReleasesItsBufferAfterIt) {
+  const std::string big = pattern(1 << 20, 4);
+  const std::string small = pattern(100, 6);
+  const std::vector<uint8_t> a = make(0x100, big);
+  const std::vector<uint8_t> b = make(0x101, small);
+  const std::vector<uint8_t> stream = concat({&a, &b});
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(stream).subspan(0, 16 * 1024);
+  ASSERT_TRUE(d.next(in).ok());
+  const size_t rest = d.frame_remaining();
+  receive_in_place(d, rest, absl::MakeConstSpan(stream).subspan(16 * 1024, rest + kHeaderSize));
+  EXPECT_GE(d.buffer_bytes(), a.size());
+  absl::Span<const uint8_t> none;
+  auto f1 = d.next(none);
+  ASSERT_TRUE(f1.ok() && f1->has_value());
+  EXPECT_TRUE(as_string((*f1)->payload) == big);
+  in = absl::MakeConstSpan(stream).subspan(a.size() + kHeaderSize);
+  auto f2 = d.next(in);
+  ASSERT_TRUE(f2.ok()) << f2.status();
+  ASSERT_TRUE(f2->has_value());
+  EXPECT_EQ(as_string((*f2)->payload), small);
+  EXPECT_EQ((*f2)->offset, a.size());
+  EXPECT_LE(d.buffer_bytes(), Decoder::kKeptBuffer);
+}
+
+// A stream of 64 KiB frames received in place, one receive per frame after
+// the first's start (the rest of the frame and the next header): every frame
+// is received and returned in one buffer, kept throughout.
+TEST(DecoderTest, StreamOfFramesReceivedInPlaceOneReceiveEach) {
+  constexpr int kFrames = 8;
+  std::vector<std::string> payloads;
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < kFrames; ++i) {
+    payloads.push_back(pattern(64 * 1024, i));
+    auto f = make(static_cast<uint16_t>(0x100 + i), payloads.back());
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  const size_t frame_size = stream.size() / kFrames;
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(stream).subspan(0, 4096);
+  ASSERT_TRUE(d.next(in).ok());
+  size_t at = 4096;
+  std::vector<const uint8_t*> memory;
+  for (int i = 0; i < kFrames; ++i) {
+    SCOPED_TRACE(i);
+    const size_t rest = d.frame_remaining();
+    ASSERT_EQ(rest, frame_size - d.frame_received());
+    const size_t n = std::min(rest + kHeaderSize, stream.size() - at);
+    EXPECT_EQ(receive_in_place(d, rest, absl::MakeConstSpan(stream).subspan(at, n)),
+              rest + kHeaderSize);
+    at += n;
+    absl::Span<const uint8_t> none;
+    auto f = d.next(none);
+    ASSERT_TRUE(f.ok()) << f.status();
+    ASSERT_TRUE(f->has_value());
+    EXPECT_EQ((*f)->type(), 0x100 + i);
+    EXPECT_EQ((*f)->offset, i * frame_size);
+    EXPECT_TRUE(as_string((*f)->payload) == payloads[i]);
+    memory.push_back((*f)->payload.data());
+    if (i + 1 < kFrames) {
+      ASSERT_EQ(d.pending_input(), kHeaderSize);
+      auto r = d.next(none);  // the carried header starts the next frame
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_FALSE(r->has_value());
+      EXPECT_EQ(d.pending_input(), 0u);
+      EXPECT_EQ(d.frame_received(), kHeaderSize);
+    }
+  }
+  EXPECT_EQ(at, stream.size());
+  EXPECT_FALSE(d.mid_frame());
+  EXPECT_EQ(d.offset(), stream.size());
+  for (const uint8_t* p : memory) EXPECT_EQ(p, memory[0]);  // one buffer throughout
+  EXPECT_LE(d.buffer_bytes(), Decoder::kKeptBuffer);
+}
+
 }  // namespace
 }  // namespace coring::sbmp

@@ -1,12 +1,15 @@
 // Tests of core/buffer_ring.* with core/recv_stream.h (provided buffers,
-// ENOBUFS and recovery, every buffer back at the end) and of registered
-// buffers (core/read_write.h, send_fixed in core/send.h).
+// ENOBUFS and recovery, every buffer back at the end; receive_into(), recvs
+// straight into the reader's memory) and of registered buffers
+// (core/read_write.h, send_fixed in core/send.h).
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coring/core/buffer_ring.h"
@@ -551,6 +554,676 @@ TEST(BufferRingTest, StreamThatIsNotReadGivesTheRingBackWhenOthersNeedIt) {
   ASSERT_TRUE(run_until(
       *loop, [&] { return got.eof && rest.eof; }, 200));
   EXPECT_EQ((*ring)->outstanding(), 0u);
+}
+
+// receive_into(): the next recv goes straight into the reader's memory.
+
+// One read with the reader's memory lent to the stream: `buf` goes to
+// receive_into(offset, len) first (unless the test lent it already:
+// `lent`), and comes back with take_direct() after the read.
+struct DirectRead {
+  std::vector<uint8_t> buf;
+  size_t offset = 0;
+  size_t len = 0;
+  bool lent = false;
+  bool done = false;
+  absl::Status status;            // the read's error
+  bool interrupted = false;       // ... and it was the interrupt() status
+  bool eof = false;               // the read returned an empty RecvBuffer
+  std::string bytes;              // what the read returned
+  const uint8_t* data = nullptr;  // where its RecvBuffer pointed
+  BufferRing* ring = nullptr;     // the ring its RecvBuffer goes back to (none: a view or a copy)
+  uint32_t ring_outstanding = 0;  // ring buffers out while the reader held the read's
+  bool left_more = false;         // direct_left_more() after the read
+  size_t direct = 0;              // take_direct()
+};
+
+Task<> read_into(RecvStream* stream, const BufferRing* ring, DirectRead* r) {
+  r->done = r->interrupted = r->eof = r->left_more = false;
+  r->status = absl::OkStatus();
+  r->bytes.clear();
+  r->data = nullptr;
+  r->ring = nullptr;
+  r->direct = 0;
+  if (!std::exchange(r->lent, false)) stream->receive_into(std::move(r->buf), r->offset, r->len);
+  RecvStream::Next next = stream->next();
+  absl::StatusOr<RecvBuffer> got = co_await next;
+  r->interrupted = next.interrupted();
+  if (!got.ok()) {
+    r->status = got.status();
+  } else if (got->empty()) {
+    r->eof = true;
+  } else {
+    r->bytes.assign(reinterpret_cast<const char*>(got->data()), got->size());
+    r->data = got->data();
+    r->ring = got->ring();
+    r->ring_outstanding = ring->outstanding();
+    r->left_more = stream->direct_left_more();
+  }
+  r->direct = stream->take_direct(r->buf);
+  r->done = true;
+}
+
+// Reads with read_into() (the same memory lent for every read) until
+// `bytes` have arrived or a read fails.
+struct DirectReads {
+  DirectRead read;
+  std::string data;            // every byte read, in order
+  std::vector<size_t> direct;  // each read's take_direct() (0: not received in place)
+  bool views_ok = true;        // each read received in place returned a view of buf[offset, +count)
+  bool done = false;
+  absl::Status status;  // the failed read's
+  bool interrupted = false;
+};
+
+Task<> read_all_into(RecvStream* stream, const BufferRing* ring, DirectReads* out, size_t bytes) {
+  while (out->data.size() < bytes) {
+    co_await read_into(stream, ring, &out->read);
+    const DirectRead& r = out->read;
+    if (!r.status.ok() || r.eof) {
+      out->status = r.eof ? absl::DataLossError("eof") : r.status;
+      out->interrupted = r.interrupted;
+      break;
+    }
+    out->data += r.bytes;
+    out->direct.push_back(r.direct);
+    if (r.direct > 0) {
+      out->views_ok =
+          out->views_ok && r.data == r.buf.data() + r.offset && r.bytes.size() == r.direct &&
+          r.ring == nullptr &&
+          std::string(r.buf.begin() + static_cast<ptrdiff_t>(r.offset),
+                      r.buf.begin() + static_cast<ptrdiff_t>(r.offset + r.direct)) == r.bytes;
+    }
+  }
+  out->done = true;
+}
+
+std::string as_string(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
+
+TEST(BufferRingTest, RecvBufferViewOwnsNothing) {
+  std::vector<uint8_t> memory(16, 'm');
+  {
+    RecvBuffer view = RecvBuffer::view(memory.data() + 2, 5);
+    EXPECT_EQ(view.data(), memory.data() + 2);
+    EXPECT_EQ(view.size(), 5u);
+    EXPECT_FALSE(view.empty());
+    EXPECT_EQ(view.ring(), nullptr);
+    RecvBuffer moved = std::move(view);
+    EXPECT_TRUE(view.empty());
+    EXPECT_EQ(moved.data(), memory.data() + 2);
+    moved.reset();  // nothing to give back, nothing to free (ASan: no bad free)
+    EXPECT_TRUE(moved.empty());
+  }
+  EXPECT_EQ(as_string(memory), std::string(16, 'm'));
+}
+
+TEST(BufferRingTest, ReceiveIntoPutsTheBytesInTheReadersBuffer) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(64, '.');
+    r.offset = 10;
+    r.len = 40;
+    const uint8_t* const where = r.buf.data() + r.offset;
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    EXPECT_EQ((*ring)->outstanding(), 0u);
+    const std::string message = "hello, in place";
+    ASSERT_EQ(::write(b.fd, message.data(), message.size()), static_cast<ssize_t>(message.size()));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    ASSERT_FALSE(r.eof);
+    EXPECT_EQ(r.bytes, message);
+    // The RecvBuffer is a view of the reader's memory at the offset; no
+    // ring buffer was taken, even while the reader held it.
+    EXPECT_EQ(r.data, where);
+    EXPECT_EQ(r.ring, nullptr);
+    EXPECT_EQ(r.ring_outstanding, 0u);
+    EXPECT_FALSE(r.left_more);
+    EXPECT_EQ(r.direct, message.size());
+    // The same memory back, the message at the offset, nothing else touched.
+    ASSERT_EQ(r.buf.size(), 64u);
+    EXPECT_EQ(r.buf.data() + r.offset, where);
+    std::string expected(64, '.');
+    expected.replace(10, message.size(), message);
+    EXPECT_EQ(as_string(r.buf), expected);
+    EXPECT_EQ(loop->stats().recv_direct, 1u);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, message.size());
+    EXPECT_EQ((*ring)->available(), (*ring)->count());
+    EXPECT_FALSE(stream.armed());
+    // Without a buffer lent, the next read goes through the ring again.
+    std::string next;
+    spawn(*loop, read_one(&stream, &next));
+    ASSERT_EQ(::write(b.fd, "ring", 4), 4);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return !next.empty(); }, 2000));
+    EXPECT_EQ(next, "ring");
+    EXPECT_EQ(loop->stats().recv_direct, 1u);
+    EXPECT_EQ(as_string(r.buf), expected);
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// A recv into the reader's memory needs no ring buffer: it is served on a
+// dry ring, without waiting in line.
+TEST(BufferRingTest, ReceiveIntoNeedsNoRingBuffer) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 2, 1024);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  DryRing dry(*loop, **ring);
+  ASSERT_EQ((*ring)->available(), 0u);
+  auto [a, b] = testing::socket_pair();
+  const uint64_t dry_waits = loop->stats().recv_dry_waits;
+  const uint64_t enobufs = loop->stats().enobufs;
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(4096, '.');
+    r.offset = 0;
+    r.len = 4096;
+    const std::string message = pattern(3000);
+    ASSERT_EQ(::write(b.fd, message.data(), message.size()), static_cast<ssize_t>(message.size()));
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.bytes, message);
+    EXPECT_EQ(r.direct, message.size());
+    EXPECT_EQ(as_string(r.buf).substr(0, message.size()), message);
+    EXPECT_EQ(as_string(r.buf).substr(message.size()), std::string(4096 - message.size(), '.'));
+    EXPECT_EQ(loop->stats().recv_dry_waits, dry_waits);
+    EXPECT_EQ(loop->stats().enobufs, enobufs);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, message.size());
+    EXPECT_EQ((*ring)->available(), 0u);
+  }
+  dry.held.held.clear();
+  ::shutdown(dry.pair.second.fd, SHUT_WR);
+  ASSERT_TRUE(testing::poll_until(
+      *loop, [&] { return (*ring)->outstanding() == 0; }, 2000));
+}
+
+// The peer sent more than `len`: the recv takes `len` bytes, says more
+// wait, and the rest comes through the ring, in order.
+TEST(BufferRingTest, ReceiveIntoTakesAtMostLenAndTheRestComesThroughTheRing) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(100, '.');
+    r.offset = 30;
+    r.len = 50;
+    const uint8_t* const where = r.buf.data() + r.offset;
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    const std::string message = pattern(300);
+    ASSERT_EQ(::write(b.fd, message.data(), message.size()), static_cast<ssize_t>(message.size()));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.direct, 50u);
+    EXPECT_EQ(r.bytes, message.substr(0, 50));
+    EXPECT_EQ(r.data, where);
+    EXPECT_TRUE(r.left_more);  // IORING_CQE_F_SOCK_NONEMPTY
+    EXPECT_EQ(as_string(r.buf),
+              std::string(30, '.') + message.substr(0, 50) + std::string(20, '.'));
+    EXPECT_EQ(loop->stats().recv_direct, 1u);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, 50u);
+    // The next reads (nothing lent) get the rest through the ring.
+    Received rest;
+    spawn(*loop, read_and_keep(&stream, &rest, message.size() - 50));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return rest.data.size() >= message.size() - 50; }, 2000));
+    EXPECT_EQ(rest.data, message.substr(50));
+    ASSERT_FALSE(rest.held.empty());
+    for (const RecvBuffer& held : rest.held) EXPECT_EQ(held.ring(), ring->get());
+    EXPECT_FALSE(stream.direct_left_more());
+    EXPECT_EQ(loop->stats().recv_direct, 1u);
+    // The reader's memory is not touched again.
+    EXPECT_EQ(as_string(r.buf),
+              std::string(30, '.') + message.substr(0, 50) + std::string(20, '.'));
+    rest.held.clear();
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// A multishot recv armed while no reader waits, one chunk queued by it:
+// receive_into() cancels the recv; the queued chunk is read first (a ring
+// buffer, nothing received in place), and bytes sent after the switch go
+// straight into the reader's memory.
+TEST(BufferRingTest, ReceiveIntoStopsAnArmedMultishotRecvAndLosesNoByte) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    stream.start_multishot();
+    std::string first;
+    spawn(*loop, read_one(&stream, &first));
+    ASSERT_EQ(::write(b.fd, "one", 3), 3);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return !first.empty(); }, 2000));
+    EXPECT_EQ(first, "one");
+    ASSERT_TRUE(stream.armed());  // multishot, nobody reading
+    ASSERT_EQ(::write(b.fd, "two", 3), 3);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.queued() == 1; }, 2000));
+    EXPECT_EQ((*ring)->outstanding(), 1u);
+
+    DirectReads got;
+    got.read.buf.assign(64, '.');
+    got.read.offset = 8;
+    got.read.len = 32;
+    stream.receive_into(std::move(got.read.buf), 8, 32);
+    got.read.lent = true;
+    EXPECT_FALSE(stream.multishot());
+    // The multishot recv ends (cancelled); the queued chunk stays.
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return !stream.armed(); }, 2000));
+    EXPECT_EQ(stream.queued(), 1u);
+    EXPECT_EQ(loop->stats().recv_direct, 0u);
+
+    spawn(*loop, read_all_into(&stream, ring->get(), &got, 3 + 5));
+    // "two" first; then the reader lends its memory again and waits.
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return got.direct.size() == 1 && stream.armed(); }, 2000));
+    EXPECT_EQ(got.data, "two");
+    EXPECT_EQ(got.direct[0], 0u);
+    EXPECT_EQ((*ring)->outstanding(), 0u);
+    ASSERT_EQ(::write(b.fd, "three", 5), 5);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return got.done; }, 2000));
+    EXPECT_TRUE(got.status.ok()) << got.status;
+    EXPECT_EQ(got.data, "twothree");
+    EXPECT_EQ(got.direct, (std::vector<size_t>{0, 5}));
+    EXPECT_TRUE(got.views_ok);
+    EXPECT_EQ(as_string(got.read.buf), std::string(8, '.') + "three" + std::string(51, '.'));
+    EXPECT_EQ(loop->stats().recv_direct, 1u);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, 5u);
+    EXPECT_FALSE(stream.armed());  // single-shot from the switch on
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// As above, but the peer's bytes race the cancel (sent right after
+// receive_into(), the reader already waiting): whichever recv takes them,
+// every byte is read once, in order; once the switch is through, the next
+// bytes are received in place.
+TEST(BufferRingTest, BytesRacingReceiveIntoAreReadOnceInOrder) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    stream.start_multishot();
+    std::string first;
+    spawn(*loop, read_one(&stream, &first));
+    ASSERT_EQ(::write(b.fd, "one", 3), 3);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return !first.empty(); }, 2000));
+    ASSERT_TRUE(stream.armed());
+    ASSERT_EQ(::write(b.fd, "two", 3), 3);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.queued() == 1; }, 2000));
+
+    DirectReads got;
+    got.read.buf.assign(64, '.');
+    got.read.offset = 8;
+    got.read.len = 32;
+    stream.receive_into(std::move(got.read.buf), 8, 32);
+    got.read.lent = true;
+    std::string sent = "two";
+    for (const char* part : {"three", "four", "five"}) {
+      ASSERT_EQ(::write(b.fd, part, std::strlen(part)), static_cast<ssize_t>(std::strlen(part)));
+      sent += part;
+    }
+    spawn(*loop, read_all_into(&stream, ring->get(), &got, sent.size()));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return got.done; }, 2000));
+    EXPECT_TRUE(got.status.ok()) << got.status;
+    EXPECT_EQ(got.data, sent);
+    EXPECT_TRUE(got.views_ok);
+    ASSERT_FALSE(got.direct.empty());
+    EXPECT_EQ(got.direct[0], 0u);  // the queued chunk
+    size_t in_place = 0;
+    for (size_t n : got.direct) in_place += n;
+    EXPECT_EQ(loop->stats().recv_direct_bytes, in_place);
+    EXPECT_EQ((*ring)->outstanding(), 0u);
+    // The switch is through: bytes sent now go straight into the memory lent.
+    DirectRead r;
+    r.buf = std::move(got.read.buf);
+    r.offset = 8;
+    r.len = 32;
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    ASSERT_EQ(::write(b.fd, "six", 3), 3);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    EXPECT_EQ(r.bytes, "six");
+    EXPECT_EQ(r.direct, 3u);
+    EXPECT_EQ(r.data, r.buf.data() + 8);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, in_place + 3);
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// Checks a read the reader's stop token cancelled while its memory was lent
+// on an idle socket, then that the stream reads on.
+void expect_stopped_then_reads_on(EventLoop& loop, BufferRing& ring, RecvStream& stream,
+                                  DirectRead& r, const uint8_t* where, int peer) {
+  EXPECT_TRUE(absl::IsCancelled(r.status)) << r.status;
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.direct, 0u);
+  // The memory is back, its size and contents as lent.
+  ASSERT_EQ(r.buf.size(), 32u);
+  EXPECT_EQ(r.buf.data() + r.offset, where);
+  EXPECT_EQ(as_string(r.buf), std::string(32, '.'));
+  EXPECT_FALSE(stream.armed());
+  EXPECT_EQ(loop.stats().recv_direct, 0u);
+  // The stream reads on: in place again, then through the ring.
+  spawn(loop, read_into(&stream, &ring, &r));
+  ASSERT_TRUE(testing::poll_until(
+      loop, [&] { return stream.armed(); }, 500));
+  ASSERT_EQ(::write(peer, "after", 5), 5);
+  ASSERT_TRUE(testing::poll_until(
+      loop, [&] { return r.done; }, 2000));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.bytes, "after");
+  EXPECT_EQ(r.direct, 5u);
+  EXPECT_EQ(r.data, where);
+  std::string next;
+  spawn(loop, read_one(&stream, &next));
+  ASSERT_EQ(::write(peer, "ring", 4), 4);
+  ASSERT_TRUE(testing::poll_until(
+      loop, [&] { return !next.empty(); }, 2000));
+  EXPECT_EQ(next, "ring");
+  EXPECT_EQ(loop.stats().recv_direct, 1u);
+}
+
+TEST(BufferRingTest, StopTokenCancelsAReceiveInto) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(32, '.');
+    r.offset = 4;
+    r.len = 16;
+    const uint8_t* const where = r.buf.data() + r.offset;
+    std::stop_source source;
+    Task<> task = read_into(&stream, ring->get(), &r);
+    task.set_stop_token(source.get_token());
+    spawn(*loop, std::move(task));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    for (int i = 0; i < 3; ++i) loop->run_once(false);
+    ASSERT_FALSE(r.done);
+    source.request_stop();
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    expect_stopped_then_reads_on(*loop, **ring, stream, r, where, b.fd);
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+TEST(BufferRingTest, StopFromAnotherThreadCancelsAReceiveInto) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(32, '.');
+    r.offset = 4;
+    r.len = 16;
+    const uint8_t* const where = r.buf.data() + r.offset;
+    std::stop_source source;
+    Task<> task = read_into(&stream, ring->get(), &r);
+    task.set_stop_token(source.get_token());
+    spawn(*loop, std::move(task));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    std::thread([&source] { source.request_stop(); }).join();
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    expect_stopped_then_reads_on(*loop, **ring, stream, r, where, b.fd);
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// Loops in each ring mode: with DEFER_TASKRUN the kernel runs a recv whose
+// data came only when the loop enters it; with COOP_TASKRUN, on the thread's
+// next return from any syscall (the peer's write() here).
+std::vector<std::pair<const char*, LoopOptions>> ring_modes() {
+  std::vector<std::pair<const char*, LoopOptions>> modes(2);
+  modes[0].first = "default ring";
+  modes[1].first = "no DEFER_TASKRUN";
+  modes[1].second.ring.allow_defer_taskrun = false;
+  return modes;
+}
+
+// The stream destroyed while its recv into the reader's memory waits on an
+// idle socket (the reader gone first): the recv is cancelled before that
+// memory is freed with the stream. Bytes the peer sends afterwards stay in
+// the socket: no recv is left to take them (and write them into freed
+// memory, which ASan cannot see: the kernel writes it). The kernel is made
+// to run its pending work before the loop submits anything
+// (io_uring_get_events()): an asynchronous cancel, still in the SQ then,
+// would come too late.
+TEST(BufferRingTest, DestroyedStreamCancelsItsReceiveIntoBeforeFreeingTheMemory) {
+  for (auto& [mode, options] : ring_modes()) {
+    SCOPED_TRACE(mode);
+    pool::BufferArena arena = make_arena();
+    auto loop = make_loop(std::move(options));
+    auto ring = BufferRing::create(*loop, arena, 8, 512);
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    auto [a, b] = testing::socket_pair();
+    DirectRead r;
+    r.buf.assign(4096, '.');
+    r.offset = 64;  // (a recv into freed memory fails the checks below, not malloc)
+    r.len = 4096 - 64;
+    auto stream = std::make_unique<RecvStream>(a.fd, **ring);
+    Task<> reader = read_into(stream.get(), ring->get(), &r);
+    loop->post([&reader] { reader.handle().resume(); });
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream->armed(); }, 500));
+    for (int i = 0; i < 3; ++i) loop->run_once(false);  // submitted, waiting in the kernel
+    ASSERT_TRUE(stream->armed());
+    EXPECT_EQ(loop->stats().ops_in_flight, 1u);
+    reader = Task<>();  // the reader is gone (its frame with it) ...
+    stream.reset();     // ... and then the stream, with the memory lent to it
+    ASSERT_EQ(::write(b.fd, "late", 4), 4);
+    io_uring_get_events(loop->ring().raw());
+    for (int i = 0; i < 5; ++i) loop->run_once(false);
+    EXPECT_FALSE(r.done);
+    EXPECT_EQ(loop->stats().recv_direct, 0u);
+    EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+    EXPECT_EQ((*ring)->outstanding(), 0u);
+    char back[8] = {};
+    EXPECT_EQ(::recv(a.fd, back, sizeof(back), MSG_DONTWAIT), 4);
+    EXPECT_EQ(std::string(back, 4), "late");
+  }
+}
+
+// As above, but destroyed in the very turn that armed the recv, its SQE not
+// even submitted yet, and the peer's bytes sent before the loop submits
+// again: a recv (or an asynchronous cancel) left in the SQ would take them.
+TEST(BufferRingTest, StreamDestroyedBeforeItsReceiveIntoIsSubmittedCancelsIt) {
+  for (auto& [mode, options] : ring_modes()) {
+    SCOPED_TRACE(mode);
+    pool::BufferArena arena = make_arena();
+    auto loop = make_loop(std::move(options));
+    auto ring = BufferRing::create(*loop, arena, 8, 512);
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    auto [a, b] = testing::socket_pair();
+    DirectRead r;
+    r.buf.assign(4096, '.');
+    r.offset = 64;  // (a recv into freed memory fails the checks below, not malloc)
+    r.len = 4096 - 64;
+    auto stream = std::make_unique<RecvStream>(a.fd, **ring);
+    Task<> reader = read_into(stream.get(), ring->get(), &r);
+    bool armed = false;
+    bool wrote = false;
+    const int peer = b.fd;
+    loop->post([&] {
+      reader.handle().resume();
+      armed = stream->armed();
+      reader = Task<>();
+      stream.reset();
+      wrote = ::write(peer, "late", 4) == 4;
+    });
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream == nullptr; }, 500));
+    EXPECT_TRUE(armed);
+    ASSERT_TRUE(wrote);
+    io_uring_get_events(loop->ring().raw());
+    for (int i = 0; i < 5; ++i) loop->run_once(false);
+    EXPECT_FALSE(r.done);
+    EXPECT_EQ(loop->stats().recv_direct, 0u);
+    EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+    char back[8] = {};
+    EXPECT_EQ(::recv(a.fd, back, sizeof(back), MSG_DONTWAIT), 4);
+    EXPECT_EQ(std::string(back, 4), "late");
+  }
+}
+
+TEST(BufferRingTest, EofWhileReceivingIntoTheReadersMemory) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(32, '.');
+    r.offset = 4;
+    r.len = 16;
+    // A read received in place first: the count of the next, at EOF, is 0.
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    ASSERT_EQ(::write(b.fd, "x", 1), 1);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    ASSERT_EQ(r.direct, 1u);
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    ::shutdown(b.fd, SHUT_WR);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    EXPECT_TRUE(r.eof);
+    EXPECT_EQ(r.direct, 0u);
+    EXPECT_EQ(as_string(r.buf), std::string(4, '.') + "x" + std::string(27, '.'));
+    EXPECT_EQ(loop->stats().recv_direct, 1u);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, 1u);
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// interrupt() while a recv into the reader's memory waits: on an idle
+// socket the reader gets the interrupt's status at once; with bytes that
+// just arrived, it gets them first (in place or through the ring), then the
+// status; the read after that reads on.
+TEST(BufferRingTest, InterruptWakesAReaderReceivingIntoItsMemory) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 8, 512);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    DirectRead r;
+    r.buf.assign(32, '.');
+    r.offset = 4;
+    r.len = 16;
+    spawn(*loop, read_into(&stream, ring->get(), &r));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    stream.interrupt(absl::DeadlineExceededError("idle"));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return r.done; }, 2000));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(r.status)) << r.status;
+    EXPECT_TRUE(r.interrupted);
+    EXPECT_EQ(r.direct, 0u);
+    EXPECT_EQ(as_string(r.buf), std::string(32, '.'));
+    EXPECT_FALSE(stream.interrupt_pending());
+
+    // Bytes arrive just as the interrupt comes.
+    DirectReads got;
+    got.read.buf = std::move(r.buf);
+    got.read.offset = 4;
+    got.read.len = 16;
+    spawn(*loop, read_all_into(&stream, ring->get(), &got, 1000));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    ASSERT_EQ(::write(b.fd, "abc", 3), 3);
+    stream.interrupt(absl::DeadlineExceededError("idle"));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return got.done; }, 2000));
+    EXPECT_EQ(got.data, "abc");
+    EXPECT_TRUE(got.views_ok);
+    EXPECT_TRUE(absl::IsDeadlineExceeded(got.status)) << got.status;
+    EXPECT_TRUE(got.interrupted);
+    EXPECT_EQ(got.read.direct, 0u);
+    EXPECT_EQ(loop->stats().recv_direct_bytes, got.direct.empty() ? 0u : got.direct[0]);
+
+    // And reads on.
+    DirectRead after;
+    after.buf = std::move(got.read.buf);
+    after.offset = 4;
+    after.len = 16;
+    spawn(*loop, read_into(&stream, ring->get(), &after));
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return stream.armed(); }, 500));
+    ASSERT_EQ(::write(b.fd, "more", 4), 4);
+    ASSERT_TRUE(testing::poll_until(
+        *loop, [&] { return after.done; }, 2000));
+    ASSERT_TRUE(after.status.ok()) << after.status;
+    EXPECT_EQ(after.bytes, "more");
+    EXPECT_EQ(after.direct, 4u);
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
 }
 
 Task<std::string> fixed_round_trip(pool::BufferArena* arena, int out_fd, int in_fd) {

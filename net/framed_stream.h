@@ -290,7 +290,9 @@ class FramedStream {
       // one recv may take.
       if (received >= unit / 2) proven_ = std::max(proven_, received + remaining);
       if (received < unit / 2 && proven_ == 0) return;
-      const size_t want = std::min(remaining, std::max(4 * received, proven_));
+      // (A proven peer's header alone takes no more than a few buffers: as
+      // much as the codec keeps between frames anyway.)
+      const size_t want = std::min(remaining, std::max(4 * received, std::min(proven_, 4 * unit)));
       // The buffer grows to the frame's received + want bytes: within the
       // loop's budget for partial frames, or not at all.
       const size_t held = std::max(codec_.buffered_bytes(), received + want);

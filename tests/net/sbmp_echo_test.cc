@@ -265,6 +265,36 @@ TEST(SbmpEchoTest, TricklingPeerIsClosedByTheFrameTimeoutThoughNeverIdle) {
   busy.expect_echo(encode(kType, bytes_of("still here")), kType, {}, bytes_of("still here"));
 }
 
+// The rest of a large frame is received in place (FramedOptions::
+// receive_in_place): a peer that stops in the middle of one is still timed
+// out, and one that resets there is dropped, while a well-behaved peer's
+// large frames keep coming back intact.
+TEST(SbmpEchoTest, PeersStallingOrResettingInTheMiddleOfALargeFrame) {
+  SbmpEchoServer s({.idle_timeout = 400ms, .frame_timeout = 600ms});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient staller(s.port()), resetter(s.port()), busy(s.port());
+  const std::vector<uint8_t> big = encode(kType, pattern(200000, 7));
+  const auto head = absl::MakeConstSpan(big).first(40000);  // over half a receive buffer
+  ASSERT_TRUE(staller.send(head));
+  ASSERT_TRUE(resetter.send(head));
+  const std::vector<uint8_t> large = pattern(100000, 9);
+  busy.expect_echo(encode(kType, large), kType, {}, large);
+  const linger reset_now{.l_onoff = 1, .l_linger = 0};
+  ASSERT_EQ(::setsockopt(resetter.fd(), SOL_SOCKET, SO_LINGER, &reset_now, sizeof reset_now), 0);
+  resetter.close();  // RST, with the rest of the frame awaited in place
+  busy.expect_echo(encode(kType, large), kType, {}, large);
+  // The busy peer stays active while the staller's time runs out.
+  const auto start = std::chrono::steady_clock::now();
+  while (s.server.stats().idle_closed + s.server.stats().frame_timeouts == 0 &&
+         std::chrono::steady_clock::now() - start < 3s) {
+    busy.expect_echo(encode(kType, bytes_of("tick")), kType, {}, bytes_of("tick"));
+    std::this_thread::sleep_for(100ms);
+  }
+  staller.expect_goaway_and_close(sbmp::ErrorCode::kIdleTimeout);
+  EXPECT_EQ(s.server.stats().idle_closed + s.server.stats().frame_timeouts, 1u);
+  busy.expect_echo(encode(kType, large), kType, {}, large);
+}
+
 TEST(SbmpEchoTest, PartialFramesOverTheMemoryBudgetAreRefusedWithOverloaded) {
   // 3 MiB per thread for partial frames; two peers each park 1.5 MiB of a
   // 2 MiB frame: the second one would take the thread over budget.

@@ -34,6 +34,11 @@
 //   as sbmp::Codec does; no copy). Otherwise (the ring cannot spare the
 //   buffer, a codec that does not trade) it is copied if at most
 //   FramedOptions::copy_pipelined_up_to.
+// * A frame larger than a receive buffer: once the peer has sent half a
+//   buffer of it, the rest is received straight into the codec's
+//   reassembly buffer, with the next frame's header read ahead
+//   (FramedOptions::receive_in_place; codecs with lend_buffer(), as
+//   sbmp::Codec): no copy out of ring buffers, one recv per large frame.
 // * When reading must stop, read_frame() closes the connection itself and
 //   returns why: a protocol error (the codec's goodbye is sent first), the
 //   peer's goodbye, EOF (is_end_of_stream()), a reset, or an interrupt —
@@ -109,9 +114,12 @@ struct FramedOptions {
   // into the codec's reassembly buffer (RecvStream::receive_into()) instead
   // of through ring buffers it would be copied out of, when the codec
   // supports it (lend_buffer(), as sbmp::Codec) and the transport is a
-  // Stream. Only once the peer has sent half a receive buffer of the frame,
-  // and at most four times what it sent per recv: a header alone makes us
-  // allocate nothing.
+  // Stream. One recv takes the rest of the frame and the next frame's
+  // header, so a stream of large frames costs one recv per frame. Only once
+  // the peer has sent half a receive buffer of the frame (or of a frame
+  // before it), and at most four times what it sent per recv (four receive
+  // buffers for a header alone of a proven peer): a header alone makes us
+  // allocate nothing, and the loop's partial-frame budget bounds the rest.
   bool receive_in_place = true;
 };
 

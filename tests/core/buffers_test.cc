@@ -803,6 +803,30 @@ TEST(BufferRingTest, ReceiveIntoTakesAtMostLenAndTheRestComesThroughTheRing) {
   EXPECT_EQ(loop->stats().ops_in_flight, 0u);
 }
 
+// A multishot recv armed while no reader waits ("one" read, "two" queued
+// by it), then 32 bytes at offset 8 of a 64-byte vector lent with
+// receive_into().
+void lend_to_armed_multishot(EventLoop& loop, RecvStream& stream, BufferRing& ring, int peer,
+                             DirectReads& got) {
+  stream.start_multishot();
+  std::string first;
+  spawn(loop, read_one(&stream, &first));
+  ASSERT_EQ(::write(peer, "one", 3), 3);
+  ASSERT_TRUE(testing::poll_until(
+      loop, [&] { return !first.empty(); }, 2000));
+  EXPECT_EQ(first, "one");
+  ASSERT_TRUE(stream.armed());  // multishot, nobody reading
+  ASSERT_EQ(::write(peer, "two", 3), 3);
+  ASSERT_TRUE(testing::poll_until(
+      loop, [&] { return stream.queued() == 1; }, 2000));
+  EXPECT_EQ(ring.outstanding(), 1u);
+  got.read.buf.assign(64, '.');
+  got.read.offset = 8;
+  got.read.len = 32;
+  stream.receive_into(std::move(got.read.buf), 8, 32);
+  got.read.lent = true;
+}
+
 // A multishot recv armed while no reader waits, one chunk queued by it:
 // receive_into() cancels the recv; the queued chunk is read first (a ring
 // buffer, nothing received in place), and bytes sent after the switch go
@@ -815,25 +839,8 @@ TEST(BufferRingTest, ReceiveIntoStopsAnArmedMultishotRecvAndLosesNoByte) {
   auto [a, b] = testing::socket_pair();
   {
     RecvStream stream = recv_multishot(a.fd, **ring);
-    stream.start_multishot();
-    std::string first;
-    spawn(*loop, read_one(&stream, &first));
-    ASSERT_EQ(::write(b.fd, "one", 3), 3);
-    ASSERT_TRUE(testing::poll_until(
-        *loop, [&] { return !first.empty(); }, 2000));
-    EXPECT_EQ(first, "one");
-    ASSERT_TRUE(stream.armed());  // multishot, nobody reading
-    ASSERT_EQ(::write(b.fd, "two", 3), 3);
-    ASSERT_TRUE(testing::poll_until(
-        *loop, [&] { return stream.queued() == 1; }, 2000));
-    EXPECT_EQ((*ring)->outstanding(), 1u);
-
     DirectReads got;
-    got.read.buf.assign(64, '.');
-    got.read.offset = 8;
-    got.read.len = 32;
-    stream.receive_into(std::move(got.read.buf), 8, 32);
-    got.read.lent = true;
+    ASSERT_NO_FATAL_FAILURE(lend_to_armed_multishot(*loop, stream, **ring, b.fd, got));
     EXPECT_FALSE(stream.multishot());
     // The multishot recv ends (cancelled); the queued chunk stays.
     ASSERT_TRUE(testing::poll_until(
@@ -877,23 +884,8 @@ TEST(BufferRingTest, BytesRacingReceiveIntoAreReadOnceInOrder) {
   auto [a, b] = testing::socket_pair();
   {
     RecvStream stream = recv_multishot(a.fd, **ring);
-    stream.start_multishot();
-    std::string first;
-    spawn(*loop, read_one(&stream, &first));
-    ASSERT_EQ(::write(b.fd, "one", 3), 3);
-    ASSERT_TRUE(testing::poll_until(
-        *loop, [&] { return !first.empty(); }, 2000));
-    ASSERT_TRUE(stream.armed());
-    ASSERT_EQ(::write(b.fd, "two", 3), 3);
-    ASSERT_TRUE(testing::poll_until(
-        *loop, [&] { return stream.queued() == 1; }, 2000));
-
     DirectReads got;
-    got.read.buf.assign(64, '.');
-    got.read.offset = 8;
-    got.read.len = 32;
-    stream.receive_into(std::move(got.read.buf), 8, 32);
-    got.read.lent = true;
+    ASSERT_NO_FATAL_FAILURE(lend_to_armed_multishot(*loop, stream, **ring, b.fd, got));
     std::string sent = "two";
     for (const char* part : {"three", "four", "five"}) {
       ASSERT_EQ(::write(b.fd, part, std::strlen(part)), static_cast<ssize_t>(std::strlen(part)));

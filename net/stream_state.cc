@@ -346,14 +346,7 @@ void StreamState::take_over(Writer& w) noexcept {
   auto* b = new (send_buf_memory())
       SendBuf{bytes.data(), bytes.size(), bytes.size(), 0, 0, -1, pool::BufferLease(), {}};
   b->owned = std::move(bytes);
-  for (const absl::Span<const uint8_t>& p : w.parts) {
-    if (p.empty()) continue;
-    if (p.data() >= b->data && p.data() + p.size() <= b->data + b->capacity) {
-      queue_in(b, p);
-    } else {
-      copy_in(absl::MakeConstSpan(&p, 1), p.size());  // the header a codec put in front, say
-    }
-  }
+  queue_parts_in(b, w.parts);
   release_taken();
   ++b->holds;
   taken_ = b;
@@ -384,11 +377,16 @@ void StreamState::release_shared() noexcept {
 
 void StreamState::queue_shared(Writer& w) noexcept {
   ++ctx_->stats().shared_writes;
-  SendBuf* const b = shared_;
+  queue_parts_in(shared_, w.parts);
+  complete(w, absl::OkStatus());
+  request_send();
+}
+
+void StreamState::queue_parts_in(SendBuf* b,
+                                 absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
   const auto inside = [b](const uint8_t* p, size_t n) {
     return b != nullptr && p >= b->data && p + n <= b->data + b->capacity;
   };
-  const absl::Span<const absl::Span<const uint8_t>> parts = w.parts;
   for (size_t i = 0; i < parts.size(); ++i) {
     const absl::Span<const uint8_t> p = parts[i];
     if (p.empty()) continue;
@@ -410,8 +408,6 @@ void StreamState::queue_shared(Writer& w) noexcept {
     }
     copy_in(absl::MakeConstSpan(&p, 1), p.size());
   }
-  complete(w, absl::OkStatus());
-  request_send();
 }
 
 void StreamState::queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept {

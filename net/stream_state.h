@@ -301,6 +301,11 @@ class StreamState final : private OpTarget, private SubmitHook {
   void take_over(Writer& w) noexcept;
   // Queues w's parts, sending those inside shared_ from it (Kind::kShared).
   void queue_shared(Writer& w) noexcept;
+  // Queues `parts`: those inside `b` are sent from it, and so is a small
+  // part equal to the bytes just before the next part there (an echoed
+  // frame's header, encoded as it was received: the frame, and a run of
+  // echoed frames, is one run of the buffer); the rest is copied.
+  void queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
   // Queues `bytes` (inside b, not copied) after the segments queued.
   void queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept;
   // Memory for a SendBuf header (the spare one, else from the slab pool).

@@ -43,6 +43,9 @@ ABSL_FLAG(size_t, max_partial_frame_mib, 64,
           "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
 ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
           "buffers in each thread's shared receive ring (a power of two)");
+ABSL_FLAG(bool, receive_in_place, false,
+          "receive the rest of frames larger than a receive buffer straight into the "
+          "frame's buffer (FramedOptions::receive_in_place)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this PEM certificate chain (needs --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "the PEM private key of --tls_cert");
@@ -65,7 +68,8 @@ int main(int argc, char** argv) {
       "Usage: sbmp_echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
-      "                        [--shutdown_deadline=D] [--recv_buffers=N] [--stats]\n"
+      "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
+      "                        [--receive_in_place] [--stats]\n"
       "                        [--tls_cert=PEM --tls_key=PEM]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
@@ -90,6 +94,7 @@ int main(int argc, char** argv) {
            .unix_path = absl::GetFlag(FLAGS_unix),
            .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
                    .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
+           .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place)},
            .max_connections = absl::GetFlag(FLAGS_max_connections),
            .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
            .frame_timeout = absl::GetFlag(FLAGS_frame_timeout).value,

@@ -42,7 +42,7 @@ Task<> echo(Conn conn, absl::Status* why, int* frames) {
 }
 
 struct Fixture {
-  explicit Fixture(FramedOptions options = {}) : options(options) {
+  explicit Fixture(FramedOptions options = {.receive_in_place = true}) : options(options) {
     auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
     EXPECT_TRUE(l.ok()) << l.status();
     listener = std::move(*l);
@@ -191,7 +191,7 @@ Task<> read_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage
                                  absl::Status* result, std::vector<uint8_t>* payload) {
   auto s = co_await l.accept();
   if (!s.ok()) co_return;
-  Conn conn(std::move(*s), sbmp::Codec());
+  Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
   {
     auto reading = [](Conn& conn) -> Task<absl::StatusOr<size_t>> {
       auto f = co_await conn.read_frame();

@@ -270,7 +270,8 @@ TEST(SbmpEchoTest, TricklingPeerIsClosedByTheFrameTimeoutThoughNeverIdle) {
 // out, and one that resets there is dropped, while a well-behaved peer's
 // large frames keep coming back intact.
 TEST(SbmpEchoTest, PeersStallingOrResettingInTheMiddleOfALargeFrame) {
-  SbmpEchoServer s({.idle_timeout = 400ms, .frame_timeout = 600ms});
+  SbmpEchoServer s(
+      {.framed = {.receive_in_place = true}, .idle_timeout = 400ms, .frame_timeout = 600ms});
   ASSERT_TRUE(s.status.ok()) << s.status;
   RawClient staller(s.port()), resetter(s.port()), busy(s.port());
   const std::vector<uint8_t> big = encode(kType, pattern(200000, 7));

@@ -48,7 +48,9 @@
 // * close(why): graceful close: codec.close(why) queues the goodbye after the
 //   frames already queued, everything is sent, the sending side is shut down
 //   (SHUT_WR), and input is read and dropped until the peer closes or
-//   FramedOptions::close_timeout passes; then the socket is closed.
+//   FramedOptions::close_timeout passes (past
+//   FramedOptions::close_drain_bytes of it, input is left unread); then the
+//   socket is closed.
 // * A FramedStream destroyed without close() still sends what was queued
 //   (see Stream), without a goodbye.
 // * hold() / release(): replies still owed (a request/reply server counts
@@ -86,6 +88,7 @@
 #include "coring/core/event_loop.h"
 #include "coring/core/nop.h"
 #include "coring/core/task.h"
+#include "coring/core/timer.h"
 #include "coring/net/byte_stream.h"
 #include "coring/net/callback_timer.h"
 #include "coring/net/frame_codec.h"
@@ -97,6 +100,19 @@ struct FramedOptions {
   // Bound on a graceful close: sending what is queued, the goodbye, and
   // waiting for the peer to close.
   std::chrono::nanoseconds close_timeout = std::chrono::seconds(2);
+  // Input read and dropped after the goodbye, while waiting for the peer to
+  // close. Past it the connection reads nothing until close_timeout ends,
+  // then what the socket holds (up to this much plus 4 MiB, the peer's
+  // send buffer), and closes.
+  // A peer that heeds the goodbye stops sending (what it sent before it saw
+  // it is bounded by the socket buffers), and it can still read every
+  // answer and the goodbye meanwhile. One that keeps sending would
+  // otherwise cost the thread a recv per buffer for the whole
+  // close_timeout: 64 peers refused (partial frames over the memory budget)
+  // and flooding on had the server drain 1.9 GB/s on loopback while its
+  // other connections waited. (Go's net/http reads at most 256 KiB of a
+  // body the handler left unread.)
+  size_t close_drain_bytes = 256 * 1024;
   // Largest frame write_frame() copies rather than borrows when the frame
   // was read from this connection, more input waits, and the codec does not
   // trade the buffer the frame lies in (see write_frame()).
@@ -830,13 +846,39 @@ Task<> FramedStream<C, S>::end(absl::Status why, bool graceful) {
   }
   // One deadline for the whole goodbye: flush, half-close, drain.
   state->arm_deadline(options_.close_timeout);
+  const auto goodbye_deadline = std::chrono::steady_clock::now() + options_.close_timeout;
   codec_.close(why);
   (void)co_await flush_output();
   const absl::Status half_closed = co_await stream_.shutdown_write();
   if (half_closed.ok()) {
-    for (;;) {  // until the peer closes, or the deadline aborts the stream
+    // Until the peer closes, the deadline aborts the stream, or the peer
+    // sent more than it had in flight when it saw the goodbye.
+    size_t drained = 0;
+    for (;;) {
       auto buf = co_await stream_.read();
       if (!buf.ok() || buf->empty()) break;
+      drained += buf->size();
+      if (drained > options_.close_drain_bytes) {
+        // Take no more input until the deadline: the peer's sends stall on
+        // a full window and cost nothing more, while one that heeds the
+        // goodbye still reads every answer queued before it, and the
+        // goodbye.
+        ++stream_.context().stats().drain_overruns;
+        state->cancel_deadline();
+        (void)co_await sleep_until(goodbye_deadline);
+        // Then what the socket holds, without waiting (interrupt_read), and
+        // what the peer's kernel had queued behind it (its send buffer: at
+        // most 4 MiB with Linux's default tcp_wmem): a peer that stopped
+        // sending gets our close without a reset (closing over unread input
+        // resets, which can destroy the goodbye before the peer reads it).
+        state->interrupt_read(absl::DeadlineExceededError("the goodbye is over"));
+        for (size_t left = options_.close_drain_bytes + (size_t{4} << 20);;) {
+          auto rest = co_await stream_.read();
+          if (!rest.ok() || rest->empty() || rest->size() >= left) break;
+          left -= rest->size();
+        }
+        break;
+      }
     }
   }
   (void)co_await stream_.close();

@@ -215,7 +215,11 @@ TEST_F(FairnessTest, EnobufsBurstsLoseNothingAndStallNobody) {
 
 // PINGs without ever reading the PONGs: the server may stop reading that peer
 // or close it with GOAWAY(OVERLOADED), but the victim goes on, and what the
-// peer finally reads is PONGs and, at most, that GOAWAY.
+// peer finally reads is PONGs and, at most, that GOAWAY. The peer goes on
+// sending after the goodbye, so the server stops reading it
+// (FramedOptions::close_drain_bytes) and closes it at close_timeout: if the
+// peer is still sending then, the close is a reset, which can destroy the
+// GOAWAY before it is read (it is best effort, SBMP.md section 4).
 TEST_F(FairnessTest, PingFloodWithoutReadingLeavesTheVictimAlone) {
   ASSERT_NE(start_sbmp(), nullptr);
   Victim victim({.port = port()});
@@ -242,7 +246,9 @@ TEST_F(FairnessTest, PingFloodWithoutReadingLeavesTheVictimAlone) {
   Peer flooder(std::move(*s));
   const Ending e = flooder.read_ending(2s);
   note("PING flooder, reading at last: %s", e.to_string());
-  EXPECT_TRUE(e.kind == Ending::Kind::kSilence || e.goaway_and_close(sbmp::ErrorCode::kOverloaded))
+  EXPECT_TRUE(e.kind == Ending::Kind::kSilence ||
+              e.goaway_and_close(sbmp::ErrorCode::kOverloaded) || e.kind == Ending::Kind::kEof ||
+              e.kind == Ending::Kind::kReset)
       << e.to_string();
   expect_alive_and_serving();
 }

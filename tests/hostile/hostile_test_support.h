@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
@@ -17,6 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "peers.h"
 #include "server_process.h"
 
@@ -86,9 +88,17 @@ class HostileTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { raise_nofile_limit(); }
 
-  // sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 `args`.
+  // sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 `args`, and the
+  // flags in HOSTILE_SBMP_ARGS (space-separated, e.g. "--receive_in_place
+  // --stats"; with --stats each test ends by printing the server's stats).
   ServerProcess* start_sbmp(std::vector<std::string> args = {}, StartOptions options = {}) {
     args.insert(args.begin(), "--threads=1");
+    if (const char* extra = std::getenv("HOSTILE_SBMP_ARGS"); extra != nullptr) {
+      for (absl::string_view a : absl::StrSplit(extra, ' ', absl::SkipEmpty())) {
+        args.emplace_back(a);
+        print_stats_ = print_stats_ || a == "--stats";
+      }
+    }
     if (undefok()) args.push_back("--undefok=" + absl::StrJoin(kNewFlags, ","));
     return start(example_binary("sbmp_echo_server"), std::move(args), options);
   }
@@ -111,6 +121,12 @@ class HostileTest : public ::testing::Test {
     return server_.get();
   }
 
+  void TearDown() override {
+    if (print_stats_ && server_ != nullptr && server_->signal(SIGUSR1)) {
+      note("server stats:\n%s", server_->read_output(std::chrono::milliseconds(300)));
+    }
+  }
+
   uint16_t port() const { return server_->port(); }
 
   // The victim echoed, without an error and with a p99 in bounds.
@@ -131,6 +147,7 @@ class HostileTest : public ::testing::Test {
   }
 
   std::unique_ptr<ServerProcess> server_;
+  bool print_stats_ = false;
 };
 
 }  // namespace coring::hostile::testing

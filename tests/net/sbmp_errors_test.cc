@@ -4,6 +4,8 @@
 // the same server keeps echoing.
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -147,6 +149,95 @@ TEST_P(SbmpErrorTest, BadConnectionGetsGoawayAndCloseWhileAnotherKeepsEchoing) {
 
   const std::vector<uint8_t> payload = pattern(3000, 11), ext = request_id_ext(9);
   healthy.expect_echo(encode(kType, payload, ext), kType, ext, payload);
+}
+
+// Pushes `chunk` again and again without reading, non-blocking, until the
+// socket fails (its errno) or takes nothing for `stall` (0).
+struct Pushed {
+  uint64_t bytes = 0;
+  int error = 0;
+};
+Pushed push_until_stalled(int fd, const std::vector<uint8_t>& chunk,
+                          std::chrono::milliseconds stall, std::chrono::seconds limit) {
+  Pushed p;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  auto last = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() < deadline) {
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      p.bytes += static_cast<uint64_t>(n);
+      last = std::chrono::steady_clock::now();
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (std::chrono::steady_clock::now() - last > stall) break;
+      pollfd pfd{fd, POLLOUT, 0};
+      ::poll(&pfd, 1, 10);
+    } else if (n < 0 && errno != EINTR) {
+      p.error = errno;
+      break;
+    }
+  }
+  return p;
+}
+
+// After the goodbye the server reads and drops what the peer still sends
+// until the peer closes, but at most FramedOptions::close_drain_bytes; then
+// it takes no more input, and closes when close_timeout ends.
+TEST(SbmpGoodbyeTest, APeerThatKeepsSendingAfterTheGoodbyeIsNoLongerRead) {
+  ServerOptions options;
+  options.framed.close_timeout = 1s;
+  options.framed.close_drain_bytes = 64 * 1024;
+  SbmpEchoServer s(options, {.max_frame = kServerMaxFrame});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient healthy(s.port()), bad(s.port());
+  ASSERT_TRUE(healthy.connected() && bad.connected());
+  send_bytes(bad, bytes_of("GET "));  // BAD_MAGIC: the goodbye follows
+  // Until the server closes (at close_timeout): it stops taking input long
+  // before, so the pushing stalls now and then.
+  const Pushed pushed = push_until_stalled(bad.fd(), pattern(16 * 1024, 6), 5s, 10s);
+  EXPECT_TRUE(pushed.error == ECONNRESET || pushed.error == EPIPE)
+      << "not closed after " << pushed.bytes << " bytes: " << std::strerror(pushed.error);
+  EXPECT_GE(pushed.bytes, 64u * 1024);
+  const NetStats stats = s.net_stats();
+  EXPECT_EQ(stats.drain_overruns, 1u);
+  // The bound, what receives already under way brought, and the bound plus
+  // the peer's send buffer (4 MiB) again at the end of close_timeout.
+  EXPECT_LE(stats.bytes_received, 2 * 64u * 1024 + (4u << 20) + (1u << 20));
+  const std::vector<uint8_t> payload = pattern(3000, 12);
+  healthy.expect_echo(encode(kType, payload), kType, {}, payload);
+}
+
+// A peer that pipelines and reads late keeps sending after the goodbye
+// (it has not seen it yet), past close_drain_bytes. It still gets the
+// answers to every frame sent before the bad one, then the goodbye.
+TEST(SbmpGoodbyeTest, APeerThatReadsLateStillGetsEveryAnswerAndTheGoodbye) {
+  SbmpEchoServer s({}, {.max_frame = kServerMaxFrame});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient peer(s.port());
+  ASSERT_TRUE(peer.connected());
+  const std::vector<uint8_t> payload = pattern(10000, 7);
+  const std::vector<uint8_t> frame = encode(kType, payload);
+  std::vector<uint8_t> wire;
+  for (int i = 0; i < 20; ++i) wire = concat({wire, frame});
+  send_bytes(peer, concat({wire, bytes_of("GET ")}));
+  std::vector<uint8_t> more;
+  for (int i = 0; i < 16; ++i) more = concat({more, frame});
+  // Within close_timeout (2 s) of the goodbye the peer must read it all.
+  const Pushed pushed = push_until_stalled(peer.fd(), more, 100ms, 1s);
+  EXPECT_EQ(pushed.error, 0) << std::strerror(pushed.error);
+  EXPECT_GT(pushed.bytes, 256u * 1024) << "the default close_drain_bytes was not passed";
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<OwnedFrame> f = peer.read_frame();
+    ASSERT_TRUE(f.ok()) << "answer " << i << ": " << f.status();
+    EXPECT_EQ(f->type(), kType);
+    EXPECT_EQ(f->payload, payload) << "answer " << i;
+  }
+  peer.expect_goaway_and_close(ErrorCode::kBadMagic);
+  const NetStats stats = s.net_stats();
+  EXPECT_EQ(stats.drain_overruns, 1u);
+  // The frames before the goodbye, the bound, what receives already under
+  // way brought, and the bound plus the peer's send buffer (4 MiB) again at
+  // the end of close_timeout.
+  EXPECT_LE(stats.bytes_received, wire.size() + 2 * 256u * 1024 + (4u << 20) + (1u << 20));
 }
 
 INSTANTIATE_TEST_SUITE_P(Section4, SbmpErrorTest, ::testing::ValuesIn(bad_inputs()),

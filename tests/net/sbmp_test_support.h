@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,19 @@ struct SbmpEchoServer {
     runtime.stop();
   }
   uint16_t port() const { return server.address().port(); }
+  // The server's NetStats, read on its loop.
+  NetStats net_stats() {
+    auto stats = std::make_shared<std::promise<NetStats>>();
+    std::future<NetStats> ready = stats->get_future();
+    EventLoop& loop = runtime.loop(0);
+    loop.post(
+        [this, &loop, stats] { stats->set_value(server.net_stats(loop).value_or(NetStats{})); });
+    if (ready.wait_for(5s) != std::future_status::ready) {
+      ADD_FAILURE() << "the server's loop did not answer";
+      return {};
+    }
+    return ready.get();
+  }
 
   static ServerOptions with_loopback(ServerOptions o) {
     o.host = "127.0.0.1";

@@ -43,7 +43,7 @@ ABSL_FLAG(size_t, max_partial_frame_mib, 64,
           "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
 ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
           "buffers in each thread's shared receive ring (a power of two)");
-ABSL_FLAG(bool, receive_in_place, false,
+ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
           "receive the rest of frames larger than a receive buffer straight into the "
           "frame's buffer (FramedOptions::receive_in_place)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
       "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
-      "                        [--receive_in_place] [--stats]\n"
+      "                        [--receive_in_place=BOOL] [--stats]\n"
       "                        [--tls_cert=PEM --tls_key=PEM]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");

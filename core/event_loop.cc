@@ -195,10 +195,12 @@ void EventLoop::iterate(bool block) {
   Mailbox& mailbox = *mailbox_;
   if (!mailbox.queue.empty()) drain_remote();
   if (options_.slab_pool != nullptr) options_.slab_pool->drain();
-  if (hooks_head_ != nullptr) run_submit_hooks();
-  const bool idle =
-      ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() && mailbox.queue.empty() &&
-      !mailbox.stop_requested.load(std::memory_order_relaxed) && !(until_ != nullptr && *until_);
+  if (hooks_head_ != nullptr || later_head_ != nullptr) run_submit_hooks();
+  // Still armed hooks are due in the next pass (before_next_submit).
+  const bool idle = ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() &&
+                    mailbox.queue.empty() && hooks_head_ == nullptr &&
+                    !mailbox.stop_requested.load(std::memory_order_relaxed) &&
+                    !(until_ != nullptr && *until_);
   const int ret = (block && idle) ? ring_->submit_and_wait(1) : ring_->submit();
   if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME && ret != -EINTR &&
       worth_printing(++enter_errors_)) {
@@ -223,20 +225,34 @@ void EventLoop::run_ready() {
   }
 }
 
+void EventLoop::link_hook(SubmitHook*& head, SubmitHook*& tail, SubmitHook& hook) noexcept {
+  hook.next_ = nullptr;
+  hook.prev_ = tail;
+  (tail != nullptr ? tail->next_ : head) = &hook;
+  tail = &hook;
+}
+
 void EventLoop::before_submit(SubmitHook& hook) noexcept {
   if (hook.armed_) return;
   hook.armed_ = true;
-  hook.next_ = nullptr;
-  hook.prev_ = hooks_tail_;
-  (hooks_tail_ != nullptr ? hooks_tail_->next_ : hooks_head_) = &hook;
-  hooks_tail_ = &hook;
+  link_hook(hooks_head_, hooks_tail_, hook);
+}
+
+void EventLoop::before_next_submit(SubmitHook& hook) noexcept {
+  if (hook.armed_) return;
+  hook.armed_ = true;
+  hook.later_ = true;
+  link_hook(later_head_, later_tail_, hook);
 }
 
 void EventLoop::cancel_before_submit(SubmitHook& hook) noexcept {
   if (!hook.armed_) return;
   hook.armed_ = false;
-  (hook.prev_ != nullptr ? hook.prev_->next_ : hooks_head_) = hook.next_;
-  (hook.next_ != nullptr ? hook.next_->prev_ : hooks_tail_) = hook.prev_;
+  SubmitHook*& head = hook.later_ ? later_head_ : hooks_head_;
+  SubmitHook*& tail = hook.later_ ? later_tail_ : hooks_tail_;
+  hook.later_ = false;
+  (hook.prev_ != nullptr ? hook.prev_->next_ : head) = hook.next_;
+  (hook.next_ != nullptr ? hook.next_->prev_ : tail) = hook.prev_;
   hook.prev_ = hook.next_ = nullptr;
 }
 
@@ -246,6 +262,11 @@ void EventLoop::run_submit_hooks() noexcept {
     cancel_before_submit(*hook);
     hook->run(hook);
   }
+  // Those armed for the submit after this one are due in the next pass;
+  // until then the loop must not block (iterate() sees hooks_head_).
+  for (SubmitHook* hook = later_head_; hook != nullptr; hook = hook->next_) hook->later_ = false;
+  hooks_head_ = std::exchange(later_head_, nullptr);
+  hooks_tail_ = std::exchange(later_tail_, nullptr);
 }
 
 void EventLoop::drain_remote() {

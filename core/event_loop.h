@@ -121,6 +121,11 @@ class EventLoop {
   // Runs `hook` once, just before the next submit to the kernel (see
   // submit_hook.h); arming an armed hook does nothing. Owner thread only.
   void before_submit(SubmitHook& hook) noexcept;
+  // Runs `hook` once, just before the submit after the next one, and keeps
+  // the loop from blocking in the kernel until then; arming an armed hook
+  // does nothing. For a hook that defers itself once (submit_hook.h). Owner
+  // thread only.
+  void before_next_submit(SubmitHook& hook) noexcept;
   // Disarms `hook` if armed. Owner thread only.
   void cancel_before_submit(SubmitHook& hook) noexcept;
 
@@ -195,6 +200,7 @@ class EventLoop {
   void dispatch_deferred() noexcept;
   void run_ready();
   void run_submit_hooks() noexcept;
+  static void link_hook(SubmitHook*& head, SubmitHook*& tail, SubmitHook& hook) noexcept;
   void drain_remote();
   void reap();
   void dispatch(const Cqe& cqe) noexcept;
@@ -217,9 +223,12 @@ class EventLoop {
   std::vector<std::coroutine_handle<>> running_;
   PostNode* local_head_ = nullptr;
   PostNode* local_tail_ = nullptr;
-  // Armed SubmitHooks, in arming order.
+  // Armed SubmitHooks, in arming order: due before the next submit, and
+  // due before the one after it (before_next_submit).
   SubmitHook* hooks_head_ = nullptr;
   SubmitHook* hooks_tail_ = nullptr;
+  SubmitHook* later_head_ = nullptr;
+  SubmitHook* later_tail_ = nullptr;
   // CQEs reaped while the SQ was stuck (reap_aside), dispatched next.
   std::vector<Cqe> deferred_cqes_;
 

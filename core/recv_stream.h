@@ -196,6 +196,10 @@ class RecvStream final : private detail::MultishotStream,
   // socket (IORING_CQE_F_SOCK_NONEMPTY): the next read will not wait. Until
   // the next recv is armed.
   bool direct_left_more() const noexcept { return direct_more_; }
+  // A recv straight into the reader's memory is armed and was armed right
+  // after the last one left more bytes in the socket: it completes at the
+  // next submit (the socket already holds input for it).
+  bool direct_due() const noexcept { return direct_armed_ && direct_due_; }
 
   using MultishotStream::armed;
   using MultishotStream::queued;
@@ -207,6 +211,7 @@ class RecvStream final : private detail::MultishotStream,
     if (direct_armed_) {
       // The recv into the reader's memory: one shot, its bytes in place.
       direct_armed_ = false;
+      direct_due_ = false;
       direct_ = false;
       OpResult got = r;
       if (r.res > 0) {
@@ -344,6 +349,7 @@ class RecvStream final : private detail::MultishotStream,
   bool ring_low() const noexcept { return ring_.available() < ring_.count() / 4; }
 
   void prepare(io_uring_sqe* sqe) noexcept override {
+    direct_due_ = direct_ && direct_more_;
     direct_more_ = false;
     if (direct_) {
       // (Non-blocking while an interrupt drains the socket.)
@@ -503,6 +509,7 @@ class RecvStream final : private detail::MultishotStream,
   bool direct_ = false;        // the next recv armed goes into direct_buf_
   bool direct_armed_ = false;  // ... and is in flight
   bool direct_more_ = false;   // it left bytes in the socket
+  bool direct_due_ = false;    // the one armed now was armed right after that
   // Marks a queued result whose bytes are in direct_buf_ (a bit no recv CQE
   // carries; such a result carries no ring buffer).
   static constexpr uint32_t kDirectFlag = 1u << 14;

@@ -8,6 +8,11 @@
 // send for all the echoes of a chunk instead of one per frame), at no cost
 // in latency, since nothing reaches the kernel before that submit anyway.
 //
+// EventLoop::before_next_submit() arms a hook for the submit after the next
+// one instead (the loop then does not block in between): a hook that finds
+// more of the same work certain to arrive within one turn (a recv armed on
+// a socket known to hold more input) lets that work join it.
+//
 // Intrusive and owned by the object that arms it: arming an armed hook does
 // nothing, and the object disarms it (EventLoop::cancel_before_submit)
 // before it goes away. Owner thread only.
@@ -31,6 +36,7 @@ struct SubmitHook {
   SubmitHook* prev_ = nullptr;
   SubmitHook* next_ = nullptr;
   bool armed_ = false;
+  bool later_ = false;  // armed by before_next_submit(), not yet due
 };
 
 }  // namespace coring

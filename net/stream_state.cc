@@ -515,7 +515,18 @@ void StreamState::request_send() noexcept {
 }
 
 void StreamState::on_submit_hook(SubmitHook* self) noexcept {
-  static_cast<StreamState*>(self)->start_send();
+  auto* s = static_cast<StreamState*>(self);
+  if (s->worth_waiting_a_turn()) {
+    s->waited_a_turn_ = true;
+    s->loop_->before_next_submit(*s);
+    return;
+  }
+  s->start_send();
+}
+
+bool StreamState::worth_waiting_a_turn() const noexcept {
+  return !waited_a_turn_ && !sending_ && channel_ && channel_->direct_due() &&
+         queued_bytes_ < ctx_->options().max_queued_bytes / 2 && write_error_.ok() && !file_closed_;
 }
 
 void StreamState::start_send() noexcept {
@@ -523,6 +534,7 @@ void StreamState::start_send() noexcept {
   // Barriers at the head are reached: nothing before them is unsent.
   advance(0);
   if (queue_empty()) return;
+  waited_a_turn_ = false;
   Segment& head = segments_[seg_head_];
   const size_t zc_threshold = ctx_->options().zero_copy_threshold;
   const bool zc = ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy;  // a zero-copy send may start
@@ -683,7 +695,9 @@ void StreamState::on_send_result(const OpResult& r) noexcept {
   ctx_->stats().bytes_sent += static_cast<size_t>(r.res);
   advance(static_cast<size_t>(r.res));
   pump_waiters();
-  start_send();
+  // Before the next submit, as a write does: what is written until then
+  // (the answers to what this turn receives) leaves in the same send.
+  if (!queue_empty()) request_send();
   if (!owned_ && queue_empty()) cancel_deadline();
   finish_if_done();
 }

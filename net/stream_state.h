@@ -317,8 +317,13 @@ class StreamState final : private OpTarget, private SubmitHook {
   // A write was queued: the send starts just before the loop's next submit
   // (SubmitHook), so that the writes the writer makes until then - the echoes
   // of every frame of one received chunk, say - leave in that one send.
+  // It waits one turn more, once, when the reader's recv armed in this turn
+  // is sure to complete at this submit (RecvStream::direct_due(): a large
+  // frame received in place while more input waits): that frame's answer
+  // then leaves with this one, up to half of max_queued_bytes.
   void request_send() noexcept;
   static void on_submit_hook(SubmitHook* self) noexcept;
+  bool worth_waiting_a_turn() const noexcept;
   void submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept;
   void on_complete(const OpResult& r) noexcept override;
   void on_zc_complete(ZcSend& z, const OpResult& r) noexcept;
@@ -380,6 +385,7 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool write_closed_ = false;
 
   bool sending_ = false;
+  bool waited_a_turn_ = false;  // this send already waited (worth_waiting_a_turn)
   // (Fields ordered to leave no padding: this is part of every connection.)
   bool owned_ = true;
   bool file_closed_ = false;

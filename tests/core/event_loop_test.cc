@@ -9,6 +9,7 @@
 #include <future>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "coring/core/nop.h"
@@ -180,6 +181,59 @@ TEST(EventLoopTest, SubmitHookRunsOnceBeforeTheNextSubmit) {
   EXPECT_FALSE(d.armed());
   loop->run_once(false);
   EXPECT_EQ(log.size(), 3u);  // disarmed once run
+}
+
+// A hook that defers itself once (before_next_submit) when it first runs.
+struct DeferringHook : SubmitHook {
+  DeferringHook(std::vector<int>* log, int id)
+      : SubmitHook(&DeferringHook::fire), log(log), id(id) {}
+  static void fire(SubmitHook* self) noexcept {
+    auto* h = static_cast<DeferringHook*>(self);
+    h->log->push_back(h->id);
+    if (std::exchange(h->defer_once, false)) EventLoop::current()->before_next_submit(*h);
+  }
+  std::vector<int>* log;
+  int id;
+  bool defer_once = true;
+};
+
+// A hook armed with before_next_submit() skips the pass under way and runs
+// in the next iteration's, and that iteration does not wait in the kernel
+// for a completion first (none would come here). Arming it for now while
+// it waits for later leaves it for later; it can be disarmed meanwhile.
+TEST(EventLoopTest, HookArmedForTheSubmitAfterTheNextRunsOneIterationLater) {
+  auto loop = make_loop();
+  std::vector<int> log;
+  CountingHook now(&log, 1), later(&log, 2), dropped(&log, 3);
+  DeferringHook self(&log, 4);
+  loop->before_submit(now);
+  loop->before_next_submit(later);
+  loop->before_submit(later);  // armed already: stays for the next one
+  loop->before_next_submit(dropped);
+  loop->before_submit(self);
+  loop->cancel_before_submit(dropped);
+  EXPECT_FALSE(dropped.armed());
+  // Nothing but the hooks is pending: were the iteration to wait in the
+  // kernel after its pass, it would return only after the post below.
+  std::atomic<bool> posted{false};
+  bool ran = false;
+  std::thread waker([&] {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    posted = true;
+    loop->post([&] { ran = true; });
+  });
+  loop->run_once(true);
+  EXPECT_FALSE(posted.load()) << "the iteration waited in the kernel with hooks due";
+  EXPECT_EQ(log, (std::vector<int>{1, 4}));
+  EXPECT_TRUE(later.armed());
+  EXPECT_TRUE(self.armed());
+  loop->run_once(false);
+  EXPECT_EQ(log, (std::vector<int>{1, 4, 2, 4}));
+  EXPECT_FALSE(later.armed());
+  EXPECT_FALSE(self.armed());
+  waker.join();
+  while (!ran) loop->run_once(false);
+  EXPECT_EQ(log.size(), 4u);
 }
 
 // An SQE a hook queues goes to the kernel in that same iteration's submit.

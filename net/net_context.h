@@ -134,7 +134,7 @@ struct NetStats {
   uint64_t aborts = 0;                  // streams torn down with bytes or writers pending
   uint64_t lingered = 0;                // streams destroyed with bytes still queued
   uint64_t partial_frame_refusals = 0;  // closed: their partial frame exceeded the budget
-  uint64_t drain_overruns = 0;          // reset: more than close_drain_bytes came after the goodbye
+  uint64_t drain_overruns = 0;  // sent over close_drain_bytes after the goodbye (left unread)
 
   std::string to_string() const;
 };

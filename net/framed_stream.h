@@ -34,10 +34,9 @@
 //   as sbmp::Codec does; no copy). Otherwise (the ring cannot spare the
 //   buffer, a codec that does not trade) it is copied if at most
 //   FramedOptions::copy_pipelined_up_to.
-// * A frame larger than a receive buffer (with FramedOptions::
-//   receive_in_place): once the peer has sent half a buffer of it, the rest
-//   is received straight into the codec's
-//   reassembly buffer, with the next frame's header read ahead
+// * A frame larger than a receive buffer: once the peer has sent half a
+//   buffer of it, the rest is received straight into the codec's reassembly
+//   buffer, with the next frame's header read ahead
 //   (FramedOptions::receive_in_place; codecs with lend_buffer(), as
 //   sbmp::Codec): no copy out of ring buffers, one recv per large frame.
 // * When reading must stop, read_frame() closes the connection itself and
@@ -857,26 +856,25 @@ Task<> FramedStream<C, S>::end(absl::Status why, bool graceful) {
       auto buf = co_await stream_.read();
       if (!buf.ok() || buf->empty()) break;
       drained += buf->size();
-      if (drained > options_.close_drain_bytes) {
-        // Take no more input until the deadline: the peer's sends stall on
-        // a full window and cost nothing more, while one that heeds the
-        // goodbye still reads every answer queued before it, and the
-        // goodbye.
-        ++stream_.context().stats().drain_overruns;
-        state->cancel_deadline();
-        (void)co_await sleep_until(goodbye_deadline);
-        // Then what the socket holds, without waiting (interrupt_read), and
-        // what the peer's kernel had queued behind it (its send buffer: at
-        // most 4 MiB with Linux's default tcp_wmem): a peer that stopped
-        // sending gets our close without a reset (closing over unread input
-        // resets, which can destroy the goodbye before the peer reads it).
-        state->interrupt_read(absl::DeadlineExceededError("the goodbye is over"));
-        for (size_t left = options_.close_drain_bytes + (size_t{4} << 20);;) {
-          auto rest = co_await stream_.read();
-          if (!rest.ok() || rest->empty() || rest->size() >= left) break;
-          left -= rest->size();
-        }
-        break;
+      if (drained > options_.close_drain_bytes) break;
+    }
+    if (drained > options_.close_drain_bytes) {
+      // Take no more input until the deadline: the peer's sends stall on a
+      // full window and cost nothing more, while one that heeds the goodbye
+      // still reads every answer queued before it, and the goodbye.
+      ++stream_.context().stats().drain_overruns;
+      state->cancel_deadline();
+      (void)co_await sleep_until(goodbye_deadline);
+      // Then what the socket holds, without waiting (interrupt_read), and
+      // what the peer's kernel had queued behind it (its send buffer: at
+      // most 4 MiB with Linux's default tcp_wmem): a peer that stopped
+      // sending gets our close without a reset (closing over unread input
+      // resets, which can destroy the goodbye before the peer reads it).
+      state->interrupt_read(absl::DeadlineExceededError("the goodbye is over"));
+      for (size_t left = options_.close_drain_bytes + (size_t{4} << 20);;) {
+        auto rest = co_await stream_.read();
+        if (!rest.ok() || rest->empty() || rest->size() >= left) break;
+        left -= rest->size();
       }
     }
   }

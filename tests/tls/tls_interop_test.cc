@@ -6,10 +6,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "child_process.h"
 #include "coring/tls/tls_stream.h"
 #include "tls/tls_test_support.h"
@@ -32,6 +35,22 @@ uint16_t free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+// Waits until something listens on 127.0.0.1:`port` (/proc/net/tcp, so no
+// connection is used up); false after `timeout`.
+bool wait_listening(uint16_t port, std::chrono::milliseconds timeout) {
+  const std::string local = absl::StrFormat("0100007F:%04X", port);
+  for (auto end = std::chrono::steady_clock::now() + timeout;
+       std::chrono::steady_clock::now() < end; std::this_thread::sleep_for(10ms)) {
+    std::ifstream tcp("/proc/net/tcp");
+    std::string sl, local_address, remote_address, state, rest;
+    std::getline(tcp, rest);  // the column names
+    while (tcp >> sl >> local_address >> remote_address >> state && std::getline(tcp, rest)) {
+      if (local_address == local && state == "0A") return true;  // TCP_LISTEN
+    }
+  }
+  return false;
 }
 
 // Raw TLS echo: echoes what arrives; with `until_newline`, closes (with
@@ -153,7 +172,9 @@ TEST(TlsInteropTest, CoringClientRefusesOpensslServerForAnotherName) {
   ChildProcess server({"/usr/bin/openssl", "s_server", "-accept", absl::StrCat("127.0.0.1:", port),
                        "-cert", f.pki.path("server.pem"), "-key", f.pki.path("server.key"),
                        "-naccept", "1", "-quiet"});
-  std::this_thread::sleep_for(300ms);  // -quiet prints no ACCEPT line
+  // -quiet prints no ACCEPT line. (A fixed 300 ms sleep was sometimes too
+  // short under a parallel ctest: the connect was refused.)
+  ASSERT_TRUE(wait_listening(port, 10s)) << "openssl s_server did not start";
   auto addr = net::SocketAddress::ipv4_loopback(port);
   absl::Status s = f.t.run([](TlsFixture& f, net::SocketAddress addr) -> Task<absl::Status> {
     auto t = co_await TlsStream::connect(*f.client_tls, *f.t.net, addr, "other.example");

@@ -119,6 +119,11 @@ class Codec {
   }
   // Bytes decode() has without being given any (Decoder::pending_input()).
   size_t pending_input() const { return decoder_.pending_input(); }
+  // The next frame's header received ahead, between frames
+  // (Decoder::take_prefix()): FramedStream then receives the rest of a
+  // large frame in place from its first payload byte.
+  static constexpr size_t frame_prefix_size() { return kHeaderSize; }
+  void take_prefix(absl::Span<const uint8_t> bytes) { decoder_.take_prefix(bytes); }
   // The connection is idle between frames: frees the reassembly buffer kept
   // for the next split frame (a frame decoded into it must not be in use)
   // and the output buffer when nothing is pending.

@@ -98,6 +98,13 @@ void Decoder::return_buffer(std::vector<uint8_t>&& buffer, size_t received) {
   buffered_ += received;
 }
 
+void Decoder::take_prefix(absl::Span<const uint8_t> bytes) {
+  assert(!mid_frame() && !lent_ && bytes.size() <= carry_.size());
+  if (bytes.empty()) return;
+  std::memcpy(carry_.data(), bytes.data(), bytes.size());
+  carry_len_ = bytes.size();
+}
+
 absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint8_t* bytes) {
   const uint8_t* body = bytes + kHeaderSize;
   size_t body_size = h.length - (h.chk() ? kTrailerSize : 0);

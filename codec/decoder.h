@@ -110,9 +110,18 @@ class Decoder {
   // one, which the call after it takes first (pending_input()).
   void return_buffer(std::vector<uint8_t>&& buffer, size_t received);
   bool lent() const { return lent_; }
-  // Bytes received past a frame by return_buffer(), not decoded yet: the
-  // next call to next() has input even when given none.
+  // Bytes received past a frame by return_buffer() or given to
+  // take_prefix(), not decoded yet: the next call to next() has input even
+  // when given none.
   size_t pending_input() const { return carry_len_; }
+  // ---- Receiving the next frame's header ahead ----
+  // Between frames, a transport that receives large frames in place reads
+  // the next frame's header alone first (kHeaderSize bytes, its own memory)
+  // and hands it over: the rest of the frame, its length now known, then
+  // goes in place too, and no byte of it is copied out of a receive buffer.
+  // Takes up to kHeaderSize bytes; next() starts with them. Only between
+  // frames: not mid_frame(), nothing pending, not lent.
+  void take_prefix(absl::Span<const uint8_t> bytes);
 
   // Stream offset of the next frame's first byte.
   uint64_t offset() const { return offset_; }

@@ -131,11 +131,14 @@ struct FramedOptions {
   // of through ring buffers it would be copied out of, when the codec
   // supports it (lend_buffer(), as sbmp::Codec) and the transport is a
   // Stream. One recv takes the rest of the frame and the next frame's
-  // header, so a stream of large frames costs one recv per frame. Only once
-  // the peer has sent half a receive buffer of the frame (or of a frame
-  // before it), and at most four times what it sent per recv (four receive
-  // buffers for a header alone of a proven peer): a header alone makes us
-  // allocate nothing, and the loop's partial-frame budget bounds the rest.
+  // header, so a stream of large frames costs one recv per frame; when
+  // nothing of the next frame has come yet (a peer sending one frame at a
+  // time), its header is received alone ahead of it, and then all of its
+  // rest in place. Only once the peer has sent half a receive buffer of the
+  // frame (or of a frame before it), and at most four times what it sent
+  // per recv (four receive buffers for a header alone of a proven peer): a
+  // header alone makes us allocate nothing, and the loop's partial-frame
+  // budget bounds the rest.
   // Measured (bench/run.sh, SBMP echo, server CPU per frame): ping-pong of
   // 64 KiB frames 6-19% cheaper, 1000 connections x 64 KiB pipelined
   // 25-32%, 16 and 256 connections pipelined unchanged. It costs a victim
@@ -307,11 +310,14 @@ class FramedStream {
                     c.return_buffer(std::move(v), size_t{0});
                   }) {
       // (Still lent: a reader destroyed while its read waited lent it.)
-      if (lent_ || !options_.receive_in_place) return;
-      // (First the test every wait between small frames ends at.)
+      if (lent_ || prefix_lent_ || !options_.receive_in_place) return;
+      // (First the tests every wait between small frames ends at.)
       const size_t remaining = codec_.frame_remaining();
       const size_t unit = stream_.context().buffers().buffer_size();
-      if (remaining < unit) return;
+      if (remaining < unit) {
+        if (tail_in_place_ && remaining == 0) receive_prefix_in_place();
+        return;
+      }
       detail::StreamState* st = stream_.state();
       RecvStream* channel = st->channel();
       if (channel == nullptr || channel->queued() > 0 || st->interrupt_pending()) return;
@@ -338,8 +344,31 @@ class FramedStream {
       lent_ = true;
     }
   }
+  // Between frames, after a frame whose rest was received in place: the
+  // next frame's header alone goes to prefix_ (the codec takes it from
+  // there), so that a large frame is received in place from its first
+  // payload byte instead of its first receive buffer's worth being copied
+  // out of a ring buffer. A peer sending large frames one at a time (a
+  // request/response peer) otherwise has the rest of each frame received in
+  // place but its start copied. A small frame after large ones costs one
+  // more recv, once: its rest comes through the ring, which ends the run.
+  void receive_prefix_in_place() {
+    if constexpr (requires(C & c) {
+                    c.frame_prefix_size();
+                    c.take_prefix(absl::Span<const uint8_t>());
+                  }) {
+      if (!input_.empty() || codec_pending() || codec_.frame_received() != 0) return;
+      detail::StreamState* st = stream_.state();
+      RecvStream* channel = st->channel();
+      if (channel == nullptr || channel->queued() > 0 || st->interrupt_pending()) return;
+      const size_t n = codec_.frame_prefix_size();
+      if (prefix_.size() < n) prefix_.resize(n);  // once per connection
+      channel->receive_into(std::move(prefix_), 0, n);
+      prefix_lent_ = true;
+    }
+  }
   // The codec has input without being given any (the next frame's header,
-  // received past a frame in place).
+  // received past a frame in place or ahead of it).
   bool codec_pending() const {
     if constexpr (requires(const C& c) { c.pending_input(); }) {
       return codec_.pending_input() > 0;
@@ -354,14 +383,22 @@ class FramedStream {
     if constexpr (std::is_same_v<S, Stream> && requires(C & c, std::vector<uint8_t> & v) {
                     c.return_buffer(std::move(v), size_t{0});
                   }) {
-      if (!lent_) return false;
+      if (!lent_ && !prefix_lent_) return false;
       RecvStream* channel = stream_.valid() ? stream_.state()->channel() : nullptr;
       // (No channel: reading has ended, and the buffer went with it.)
       if (channel == nullptr) return false;
+      if (std::exchange(prefix_lent_, false)) {
+        const size_t received = channel->take_direct(prefix_);
+        if constexpr (requires(C & c) { c.take_prefix(absl::Span<const uint8_t>()); }) {
+          codec_.take_prefix(absl::MakeConstSpan(prefix_.data(), received));
+        }
+        return received > 0;
+      }
       std::vector<uint8_t> buffer;
       const size_t received = channel->take_direct(buffer);
       codec_.return_buffer(std::move(buffer), received);
       lent_ = false;
+      tail_in_place_ = received > 0;
       return received > 0;
     } else {
       return false;
@@ -504,15 +541,18 @@ class FramedStream {
   size_t output_in_flight_ = 0;
   size_t holds_ = 0;
   std::coroutine_handle<> hold_waiter_;
-  bool ending_ = false;  // end() has begun; closed_ once the goodbye starts
+  std::vector<uint8_t> prefix_;  // the next frame's header, received ahead
+  bool ending_ = false;          // end() has begun; closed_ once the goodbye starts
   bool closed_ = false;
-  bool yield_turn_ = false;   // try_read_now() found the turn's budget spent
-  bool lent_ = false;         // the codec's buffer is out (receive_in_place())
-  size_t proven_ = 0;         // the largest frame the peer sent half a buffer of
-  bool tail_in_ = false;      // bytes of a frame arrived in the codec's buffer: decode
-  uint32_t turn_frames_ = 0;  // frames read in turn_ (FramedOptions::frames_per_turn)
-  uint64_t turn_ = 0;         // the loop's iteration() these frames were read in
-  ReaderSlot reader_;         // last: destroyed first, while what it uses is alive
+  bool yield_turn_ = false;     // try_read_now() found the turn's budget spent
+  bool lent_ = false;           // the codec's buffer is out (receive_in_place())
+  bool prefix_lent_ = false;    // prefix_ is out (receive_prefix_in_place())
+  bool tail_in_place_ = false;  // the last bytes read went in place (not through the ring)
+  size_t proven_ = 0;           // the largest frame the peer sent half a buffer of
+  bool tail_in_ = false;        // bytes of a frame arrived in the codec's buffer: decode
+  uint32_t turn_frames_ = 0;    // frames read in turn_ (FramedOptions::frames_per_turn)
+  uint64_t turn_ = 0;           // the loop's iteration() these frames were read in
+  ReaderSlot reader_;           // last: destroyed first, while what it uses is alive
 };
 
 template <FrameCodec C, ByteStream S>
@@ -773,6 +813,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         s.tail_in_ = true;  // the bytes are in the codec's buffer already
         continue;
       }
+      s.tail_in_place_ = false;
       s.current_ = std::move(*buf);
       s.received_ = s.current_.span();
       s.input_ = s.received_;

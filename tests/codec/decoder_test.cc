@@ -738,5 +738,73 @@ TEST(DecoderTest, StreamOfFramesReceivedInPlaceOneReceiveEach) {
   EXPECT_LE(d.buffer_bytes(), Decoder::kKeptBuffer);
 }
 
+// ---- The next frame's header received ahead (take_prefix()) ----
+
+// Frames one at a time, each header received alone ahead of its frame: a
+// large frame's rest then goes in place from its first payload byte, a
+// header-only frame comes back whole, a short prefix is completed by the
+// next input, and a bad one is the frame error it would be as input.
+TEST(DecoderTest, HeaderReceivedAheadStartsTheNextFrame) {
+  const std::string big = pattern(64 * 1024, 3);
+  const std::vector<uint8_t> a = make(0x100, big);
+  const std::vector<uint8_t> empty = make(0x102, "");
+  const std::vector<uint8_t> c = make(0x103, pattern(700, 5), true);
+  Decoder d;
+  const uint8_t* kept = nullptr;
+  for (int round = 0; round < 2; ++round) {  // the second with the buffer kept
+    SCOPED_TRACE(round);
+    d.take_prefix(absl::MakeConstSpan(a).first(kHeaderSize));
+    EXPECT_TRUE(d.mid_frame());
+    EXPECT_EQ(d.pending_input(), kHeaderSize);
+    absl::Span<const uint8_t> none;
+    auto r = d.next(none);
+    ASSERT_TRUE(r.ok() && !r->has_value()) << r.status();
+    EXPECT_EQ(d.frame_received(), kHeaderSize);
+    ASSERT_EQ(d.frame_remaining(), a.size() - kHeaderSize);
+    receive_in_place(d, d.frame_remaining(), absl::MakeConstSpan(a).subspan(kHeaderSize));
+    auto f = d.next(none);
+    ASSERT_TRUE(f.ok() && f->has_value()) << f.status();
+    EXPECT_EQ((*f)->type(), 0x100);
+    EXPECT_TRUE(as_string((*f)->payload) == big);
+    if (round == 1) {
+      EXPECT_EQ((*f)->payload.data(), kept);  // no allocation per frame
+    }
+    kept = (*f)->payload.data();
+    EXPECT_FALSE(d.mid_frame());
+  }
+  // A frame that is all header.
+  d.take_prefix(absl::MakeConstSpan(empty));
+  absl::Span<const uint8_t> none;
+  auto e = d.next(none);
+  ASSERT_TRUE(e.ok() && e->has_value()) << e.status();
+  EXPECT_EQ((*e)->type(), 0x102);
+  EXPECT_TRUE((*e)->payload.empty());
+  EXPECT_FALSE(d.mid_frame());
+  // Ten bytes of a header: the next input completes it, and the frame.
+  d.take_prefix(absl::MakeConstSpan(c).first(10));
+  auto partial = d.next(none);
+  ASSERT_TRUE(partial.ok() && !partial->has_value());
+  EXPECT_EQ(d.frame_received(), 10u);
+  absl::Span<const uint8_t> rest = absl::MakeConstSpan(c).subspan(10);
+  auto g = d.next(rest);
+  ASSERT_TRUE(g.ok() && g->has_value()) << g.status();
+  EXPECT_EQ((*g)->type(), 0x103);
+  EXPECT_TRUE((*g)->chk());
+  EXPECT_EQ((*g)->offset, 2 * a.size() + empty.size());
+  EXPECT_EQ(d.offset(), 2 * a.size() + empty.size() + c.size());
+  // Nothing received ahead: nothing changes.
+  d.take_prefix({});
+  EXPECT_FALSE(d.mid_frame());
+  // Not a header: the error next() gives for such input, at its offset.
+  std::vector<uint8_t> bad = a;
+  bad[0] = 'X';
+  d.take_prefix(absl::MakeConstSpan(bad).first(kHeaderSize));
+  auto b = d.next(none);
+  ASSERT_FALSE(b.ok());
+  ASSERT_TRUE(frame_error(b.status()).has_value()) << b.status();
+  EXPECT_EQ(frame_error(b.status())->code, ErrorCode::kBadMagic);
+  EXPECT_EQ(frame_error(b.status())->offset, d.offset());
+}
+
 }  // namespace
 }  // namespace coring::sbmp

@@ -2,8 +2,9 @@
 // receive buffer straight into the codec's reassembly buffer
 // (FramedOptions::receive_in_place, RecvStream::receive_into): large frames
 // pipelined and one at a time, small frames right behind large ones (the
-// next header read ahead), a header alone (no allocation in place), a read
-// cancelled while the rest of its frame is on the way, and the switch off.
+// next header read ahead), a header alone (no allocation in place), the
+// next header received alone ahead of its frame, reads cancelled while the
+// rest of their frame or the next header is on the way, and the switch off.
 // Client and server run on one loop; the client checks every echoed byte.
 #include <gtest/gtest.h>
 
@@ -142,6 +143,63 @@ TEST(FramedInPlaceTest, SmallFramesBehindLargeOnesComeBackInOrder) {
   EXPECT_GT(f.direct(), 0u) << f.t.loop->stats().to_string();
 }
 
+// Frames one at a time (a request/response peer): after the first two,
+// each frame's header is received alone ahead of it and its rest in place,
+// so no byte of it comes through a ring buffer (to be copied out). (The
+// first is all in ring buffers before the reader sees its header, the
+// second's first buffer too: it proves the peer sends large frames.)
+TEST(FramedInPlaceTest, LargeFramesOneAtATimeAreReceivedInPlaceFromTheirHeader) {
+  Fixture f;
+  constexpr int kFrames = 20;
+  const std::vector<size_t> sizes(kFrames, 64 * 1024);
+  absl::Status s = f.t.run(exchange(*f.t.net, f.addr, sizes, /*pipelined=*/false));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.frames, kFrames);
+  const uint64_t frame = 64 * 1024 + sbmp::kHeaderSize;
+  EXPECT_GE(f.direct_bytes(), (kFrames - 2) * frame) << f.t.loop->stats().to_string();
+  EXPECT_LE(f.direct(), 2u * kFrames + 4) << f.t.loop->stats().to_string();
+}
+
+// Small frames (a header-only one too) between large ones, one at a time:
+// the header received ahead is a whole frame, or the start of one whose
+// rest comes through the ring, and the next large frame again in place.
+// The header of a large frame split over two writes arrives in two parts.
+TEST(FramedInPlaceTest, SmallFramesAmongLargeOnesOneAtATimeComeBackInOrder) {
+  Fixture f;
+  const std::vector<size_t> sizes = {64 * 1024, 0,     64 * 1024, 10,      100000,
+                                     100,       70000, 0,         1 << 20, 64 * 1024};
+  absl::Status s = f.t.run(exchange(*f.t.net, f.addr, sizes, /*pipelined=*/false, 2));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.frames, int(sizes.size()) * 2);
+  spawn(*f.t.loop, Fixture::accept_one(&f));
+  s = f.t.run([](Fixture& f) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*f.t.net, f.addr);
+    if (!c.ok()) co_return c.status();
+    for (int i = 0; i < 3; ++i) {
+      const std::vector<uint8_t> frame = wire_of({size_t{80000} + size_t(i)});
+      // The first frame whole; the others' headers in two parts, apart.
+      const size_t split = i == 0 ? frame.size() : 10;
+      if (auto st = co_await c->write(absl::MakeConstSpan(frame).first(split)); !st.ok()) {
+        co_return st;
+      }
+      if (split < frame.size()) {
+        (void)co_await sleep_for(10ms);
+        if (auto st = co_await c->write(absl::MakeConstSpan(frame).subspan(split)); !st.ok()) {
+          co_return st;
+        }
+      }
+      std::vector<uint8_t> echoed;
+      if (auto st = co_await testing::read_exactly(*c, frame.size(), echoed); !st.ok()) {
+        co_return st;
+      }
+      if (echoed != frame) co_return absl::DataLossError("the echo differs");
+    }
+    co_return co_await c->close();
+  }(f));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.frames, int(sizes.size()) * 2 + 3);
+}
+
 TEST(FramedInPlaceTest, SwitchedOffEverythingGoesThroughTheRing) {
   Fixture f({.receive_in_place = false});
   const std::vector<size_t> sizes(8, 64 * 1024);
@@ -187,11 +245,8 @@ TEST(FramedInPlaceTest, AHeaderAloneIsNotReceivedInPlace) {
 // A read cancelled (its caller's stop token) while the rest of its frame is
 // being received in place: Cancelled, no byte lost; the next read_frame()
 // gets the frame once the rest arrives.
-Task<> read_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage,
-                                 absl::Status* result, std::vector<uint8_t>* payload) {
-  auto s = co_await l.accept();
-  if (!s.ok()) co_return;
-  Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
+Task<> read_cancelled_then_again_on(Conn& conn, std::stop_source* stop, int* stage,
+                                    absl::Status* result, std::vector<uint8_t>* payload) {
   {
     auto reading = [](Conn& conn) -> Task<absl::StatusOr<size_t>> {
       auto f = co_await conn.read_frame();
@@ -213,6 +268,14 @@ Task<> read_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage
   payload->assign(f->payload.begin(), f->payload.end());
   *stage = 3;
   (void)co_await conn.close();
+}
+
+Task<> read_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage,
+                                 absl::Status* result, std::vector<uint8_t>* payload) {
+  auto s = co_await l.accept();
+  if (!s.ok()) co_return;
+  Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
+  co_await read_cancelled_then_again_on(conn, stop, stage, result, payload);
 }
 
 TEST(FramedInPlaceTest, AReadCancelledWhileItsFrameIsReceivedInPlaceLosesNothing) {
@@ -253,6 +316,67 @@ TEST(FramedInPlaceTest, AReadCancelledWhileItsFrameIsReceivedInPlaceLosesNothing
   EXPECT_EQ(stage, 3);
   EXPECT_EQ(payload, pattern(200000, 1));
   EXPECT_GT(t.loop->stats().recv_direct, 0u) << t.loop->stats().to_string();
+  t.drain();
+}
+
+// A read cancelled while the next frame's header is awaited ahead (after a
+// large frame one at a time): Cancelled, and the next read_frame() gets the
+// frame the peer sends after it.
+Task<> large_then_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage,
+                                       absl::Status* result, std::vector<uint8_t>* payload) {
+  auto s = co_await l.accept();
+  if (!s.ok()) co_return;
+  Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
+  for (int i = 0; i < 2; ++i) {  // two: the second one's rest in place
+    auto f = co_await conn.read_frame();
+    if (!f.ok() || !(co_await conn.write_frame(*f)).ok()) {
+      *result = absl::InternalError("the large frames were not echoed");
+      co_return;
+    }
+  }
+  co_await read_cancelled_then_again_on(conn, stop, stage, result, payload);
+}
+
+TEST(FramedInPlaceTest, AReadCancelledWhileTheNextHeaderIsAwaitedLosesNothing) {
+  TestLoop t;
+  auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(l.ok()) << l.status();
+  const SocketAddress addr = *(*l)->local_address();
+  std::stop_source stop;
+  int stage = 0;
+  absl::Status cancelled;
+  std::vector<uint8_t> payload;
+  spawn(*t.loop, large_then_cancelled_then_again(**l, &stop, &stage, &cancelled, &payload));
+  absl::Status s = t.run([](TestLoop& t, SocketAddress addr, std::stop_source& stop,
+                            int& stage) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*t.net, addr);
+    if (!c.ok()) co_return c.status();
+    for (int i = 0; i < 2; ++i) {
+      const std::vector<uint8_t> frame = wire_of({64 * 1024});
+      if (auto st = co_await c->write(absl::MakeConstSpan(frame)); !st.ok()) co_return st;
+      std::vector<uint8_t> echoed;
+      if (auto st = co_await testing::read_exactly(*c, frame.size(), echoed); !st.ok()) {
+        co_return st;
+      }
+    }
+    const uint64_t direct = t.loop->stats().recv_direct;
+    (void)co_await sleep_for(20ms);
+    if (stage != 1) co_return absl::InternalError("the reader is not waiting");
+    stop.request_stop();
+    for (int i = 0; i < 200 && stage < 2; ++i) (void)co_await sleep_for(1ms);
+    if (stage != 2) co_return absl::InternalError("the cancelled read did not return");
+    if (t.loop->stats().recv_direct != direct) {
+      co_return absl::InternalError("bytes were received while nothing was sent");
+    }
+    const std::vector<uint8_t> frame = wire_of({200000});
+    if (auto st = co_await c->write(absl::MakeConstSpan(frame)); !st.ok()) co_return st;
+    for (int i = 0; i < 500 && stage < 3; ++i) (void)co_await sleep_for(1ms);
+    co_return co_await c->close();
+  }(t, addr, stop, stage));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(absl::IsCancelled(cancelled)) << cancelled;
+  EXPECT_EQ(stage, 3);
+  EXPECT_EQ(payload, pattern(200000, 1));
   t.drain();
 }
 

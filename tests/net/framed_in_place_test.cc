@@ -242,55 +242,84 @@ TEST(FramedInPlaceTest, AHeaderAloneIsNotReceivedInPlace) {
   EXPECT_TRUE(s.ok()) << s;
 }
 
+// A server that echoes `echoed_first` frames, then reads with a stop token
+// the client side cancels while the read waits (stage 1), and reads on
+// (stage 2) until a frame comes (stage 3, its payload kept).
+struct CancelledRead {
+  explicit CancelledRead(int echoed_first) {
+    auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+    EXPECT_TRUE(l.ok()) << l.status();
+    listener = std::move(*l);
+    addr = *listener->local_address();
+    spawn(*t.loop, serve(this, echoed_first));
+  }
+  ~CancelledRead() {
+    t.drain();
+    listener.reset();
+  }
+
+  static Task<> serve(CancelledRead* r, int echoed_first) {
+    auto s = co_await r->listener->accept();
+    if (!s.ok()) co_return;
+    Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
+    for (int i = 0; i < echoed_first; ++i) {
+      auto f = co_await conn.read_frame();
+      if (!f.ok() || !(co_await conn.write_frame(*f)).ok()) {
+        r->cancelled = absl::InternalError("the first frames were not echoed");
+        co_return;
+      }
+    }
+    {
+      auto reading = [](Conn& conn) -> Task<absl::StatusOr<size_t>> {
+        auto f = co_await conn.read_frame();
+        if (!f.ok()) co_return f.status();
+        co_return f->payload.size();
+      }(conn);
+      reading.set_stop_token(r->stop.get_token());
+      r->stage = 1;
+      absl::StatusOr<size_t> first = co_await std::move(reading);
+      r->cancelled =
+          first.ok() ? absl::InternalError("the cancelled read returned a frame") : first.status();
+    }
+    r->stage = 2;
+    auto f = co_await conn.read_frame();
+    if (!f.ok()) {
+      r->cancelled = f.status();
+      co_return;
+    }
+    r->payload.assign(f->payload.begin(), f->payload.end());
+    r->stage = 3;
+    (void)co_await conn.close();
+  }
+  // Client side: cancels the read once it waits, and waits for it to return.
+  Task<absl::Status> cancel() {
+    (void)co_await sleep_for(20ms);
+    if (stage != 1) co_return absl::InternalError("the reader is not waiting");
+    stop.request_stop();
+    for (int i = 0; i < 200 && stage < 2; ++i) (void)co_await sleep_for(1ms);
+    if (stage != 2) co_return absl::InternalError("the cancelled read did not return");
+    co_return absl::OkStatus();
+  }
+  Task<> wait_for_frame() {
+    for (int i = 0; i < 500 && stage < 3; ++i) (void)co_await sleep_for(1ms);
+  }
+
+  TestLoop t;
+  std::unique_ptr<Listener> listener;
+  SocketAddress addr = SocketAddress::ipv4_loopback(0);
+  std::stop_source stop;
+  int stage = 0;
+  absl::Status cancelled;  // written by the server: outlives the loop
+  std::vector<uint8_t> payload;
+};
+
 // A read cancelled (its caller's stop token) while the rest of its frame is
 // being received in place: Cancelled, no byte lost; the next read_frame()
 // gets the frame once the rest arrives.
-Task<> read_cancelled_then_again_on(Conn& conn, std::stop_source* stop, int* stage,
-                                    absl::Status* result, std::vector<uint8_t>* payload) {
-  {
-    auto reading = [](Conn& conn) -> Task<absl::StatusOr<size_t>> {
-      auto f = co_await conn.read_frame();
-      if (!f.ok()) co_return f.status();
-      co_return f->payload.size();
-    }(conn);
-    reading.set_stop_token(stop->get_token());
-    *stage = 1;
-    absl::StatusOr<size_t> first = co_await std::move(reading);
-    *result =
-        first.ok() ? absl::InternalError("the cancelled read returned a frame") : first.status();
-  }
-  *stage = 2;
-  auto f = co_await conn.read_frame();
-  if (!f.ok()) {
-    *result = f.status();
-    co_return;
-  }
-  payload->assign(f->payload.begin(), f->payload.end());
-  *stage = 3;
-  (void)co_await conn.close();
-}
-
-Task<> read_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage,
-                                 absl::Status* result, std::vector<uint8_t>* payload) {
-  auto s = co_await l.accept();
-  if (!s.ok()) co_return;
-  Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
-  co_await read_cancelled_then_again_on(conn, stop, stage, result, payload);
-}
-
 TEST(FramedInPlaceTest, AReadCancelledWhileItsFrameIsReceivedInPlaceLosesNothing) {
-  TestLoop t;
-  auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
-  ASSERT_TRUE(l.ok()) << l.status();
-  const SocketAddress addr = *(*l)->local_address();
-  std::stop_source stop;
-  int stage = 0;
-  absl::Status cancelled;
-  std::vector<uint8_t> payload;
-  spawn(*t.loop, read_cancelled_then_again(**l, &stop, &stage, &cancelled, &payload));
-  absl::Status s = t.run([](TestLoop& t, SocketAddress addr, std::stop_source& stop,
-                            int& stage) -> Task<absl::Status> {
-    auto c = co_await Stream::connect(*t.net, addr);
+  CancelledRead r(0);
+  absl::Status s = r.t.run([](CancelledRead& r) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*r.t.net, r.addr);
     if (!c.ok()) co_return c.status();
     const std::vector<uint8_t> frame = wire_of({200000});
     // Half a receive buffer and more: the rest is then received in place.
@@ -300,56 +329,28 @@ TEST(FramedInPlaceTest, AReadCancelledWhileItsFrameIsReceivedInPlaceLosesNothing
     }
     // The reader has taken those bytes and armed the in-place recv for the
     // rest, which does not come: cancel.
-    (void)co_await sleep_for(20ms);
-    if (stage != 1) co_return absl::InternalError("the reader is not waiting");
-    stop.request_stop();
-    for (int i = 0; i < 200 && stage < 2; ++i) (void)co_await sleep_for(1ms);
-    if (stage != 2) co_return absl::InternalError("the cancelled read did not return");
+    if (absl::Status st = co_await r.cancel(); !st.ok()) co_return st;
     if (auto st = co_await c->write(absl::MakeConstSpan(frame).subspan(first)); !st.ok()) {
       co_return st;
     }
-    for (int i = 0; i < 500 && stage < 3; ++i) (void)co_await sleep_for(1ms);
+    co_await r.wait_for_frame();
     co_return co_await c->close();
-  }(t, addr, stop, stage));
+  }(r));
   ASSERT_TRUE(s.ok()) << s;
-  EXPECT_TRUE(absl::IsCancelled(cancelled)) << cancelled;
-  EXPECT_EQ(stage, 3);
-  EXPECT_EQ(payload, pattern(200000, 1));
-  EXPECT_GT(t.loop->stats().recv_direct, 0u) << t.loop->stats().to_string();
-  t.drain();
+  EXPECT_TRUE(absl::IsCancelled(r.cancelled)) << r.cancelled;
+  EXPECT_EQ(r.stage, 3);
+  EXPECT_EQ(r.payload, pattern(200000, 1));
+  EXPECT_GT(r.t.loop->stats().recv_direct, 0u) << r.t.loop->stats().to_string();
 }
 
-// A read cancelled while the next frame's header is awaited ahead (after a
-// large frame one at a time): Cancelled, and the next read_frame() gets the
+// A read cancelled while the next frame's header is awaited ahead (after
+// large frames one at a time; the second one's rest came in place):
+// Cancelled, nothing received meanwhile, and the next read_frame() gets the
 // frame the peer sends after it.
-Task<> large_then_cancelled_then_again(Listener& l, std::stop_source* stop, int* stage,
-                                       absl::Status* result, std::vector<uint8_t>* payload) {
-  auto s = co_await l.accept();
-  if (!s.ok()) co_return;
-  Conn conn(std::move(*s), sbmp::Codec(), {.receive_in_place = true});
-  for (int i = 0; i < 2; ++i) {  // two: the second one's rest in place
-    auto f = co_await conn.read_frame();
-    if (!f.ok() || !(co_await conn.write_frame(*f)).ok()) {
-      *result = absl::InternalError("the large frames were not echoed");
-      co_return;
-    }
-  }
-  co_await read_cancelled_then_again_on(conn, stop, stage, result, payload);
-}
-
 TEST(FramedInPlaceTest, AReadCancelledWhileTheNextHeaderIsAwaitedLosesNothing) {
-  TestLoop t;
-  auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
-  ASSERT_TRUE(l.ok()) << l.status();
-  const SocketAddress addr = *(*l)->local_address();
-  std::stop_source stop;
-  int stage = 0;
-  absl::Status cancelled;
-  std::vector<uint8_t> payload;
-  spawn(*t.loop, large_then_cancelled_then_again(**l, &stop, &stage, &cancelled, &payload));
-  absl::Status s = t.run([](TestLoop& t, SocketAddress addr, std::stop_source& stop,
-                            int& stage) -> Task<absl::Status> {
-    auto c = co_await Stream::connect(*t.net, addr);
+  CancelledRead r(2);
+  absl::Status s = r.t.run([](CancelledRead& r) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*r.t.net, r.addr);
     if (!c.ok()) co_return c.status();
     for (int i = 0; i < 2; ++i) {
       const std::vector<uint8_t> frame = wire_of({64 * 1024});
@@ -359,25 +360,20 @@ TEST(FramedInPlaceTest, AReadCancelledWhileTheNextHeaderIsAwaitedLosesNothing) {
         co_return st;
       }
     }
-    const uint64_t direct = t.loop->stats().recv_direct;
-    (void)co_await sleep_for(20ms);
-    if (stage != 1) co_return absl::InternalError("the reader is not waiting");
-    stop.request_stop();
-    for (int i = 0; i < 200 && stage < 2; ++i) (void)co_await sleep_for(1ms);
-    if (stage != 2) co_return absl::InternalError("the cancelled read did not return");
-    if (t.loop->stats().recv_direct != direct) {
+    const uint64_t direct = r.t.loop->stats().recv_direct;
+    if (absl::Status st = co_await r.cancel(); !st.ok()) co_return st;
+    if (r.t.loop->stats().recv_direct != direct) {
       co_return absl::InternalError("bytes were received while nothing was sent");
     }
     const std::vector<uint8_t> frame = wire_of({200000});
     if (auto st = co_await c->write(absl::MakeConstSpan(frame)); !st.ok()) co_return st;
-    for (int i = 0; i < 500 && stage < 3; ++i) (void)co_await sleep_for(1ms);
+    co_await r.wait_for_frame();
     co_return co_await c->close();
-  }(t, addr, stop, stage));
+  }(r));
   ASSERT_TRUE(s.ok()) << s;
-  EXPECT_TRUE(absl::IsCancelled(cancelled)) << cancelled;
-  EXPECT_EQ(stage, 3);
-  EXPECT_EQ(payload, pattern(200000, 1));
-  t.drain();
+  EXPECT_TRUE(absl::IsCancelled(r.cancelled)) << r.cancelled;
+  EXPECT_EQ(r.stage, 3);
+  EXPECT_EQ(r.payload, pattern(200000, 1));
 }
 
 }  // namespace

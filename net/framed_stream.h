@@ -351,7 +351,8 @@ class FramedStream {
   // out of a ring buffer. A peer sending large frames one at a time (a
   // request/response peer) otherwise has the rest of each frame received in
   // place but its start copied. A small frame after large ones costs one
-  // more recv, once: its rest comes through the ring, which ends the run.
+  // more recv, once: its rest comes through the ring, or it is all header,
+  // and either ends the run.
   void receive_prefix_in_place() {
     if constexpr (requires(C & c) {
                     c.frame_prefix_size();
@@ -388,6 +389,9 @@ class FramedStream {
       // (No channel: reading has ended, and the buffer went with it.)
       if (channel == nullptr) return false;
       if (std::exchange(prefix_lent_, false)) {
+        // The run goes on only if this frame's rest comes in place too: a
+        // header-only frame (pipelined, one per header read ahead) ends it.
+        tail_in_place_ = false;
         const size_t received = channel->take_direct(prefix_);
         if constexpr (requires(C & c) { c.take_prefix(absl::Span<const uint8_t>()); }) {
           codec_.take_prefix(absl::MakeConstSpan(prefix_.data(), received));
@@ -550,7 +554,7 @@ class FramedStream {
   bool yield_turn_ = false;     // try_read_now() found the turn's budget spent
   bool lent_ = false;           // the codec's buffer is out (receive_in_place())
   bool prefix_lent_ = false;    // prefix_ is out (receive_prefix_in_place())
-  bool tail_in_place_ = false;  // the last bytes read went in place (not through the ring)
+  bool tail_in_place_ = false;  // the last frame's rest was received in place
   size_t proven_ = 0;           // the largest frame the peer sent half a buffer of
   bool tail_in_ = false;        // bytes of a frame arrived in the codec's buffer: decode
   uint32_t turn_frames_ = 0;    // frames read in turn_ (FramedOptions::frames_per_turn)

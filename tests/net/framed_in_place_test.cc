@@ -200,6 +200,35 @@ TEST(FramedInPlaceTest, SmallFramesAmongLargeOnesOneAtATimeComeBackInOrder) {
   EXPECT_EQ(f.frames, int(sizes.size()) * 2 + 3);
 }
 
+// Header-only frames pipelined after a large frame: the first one's header
+// is read ahead alone, which ends the run; the rest come through the ring,
+// many per recv, not one 16-byte recv each.
+TEST(FramedInPlaceTest, HeaderOnlyFramesAfterALargeOneAreNotReadOneByOne) {
+  Fixture f;
+  uint64_t direct_before_burst = 0;
+  absl::Status s = f.t.run([](Fixture& f, uint64_t& before) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*f.t.net, f.addr);
+    if (!c.ok()) co_return c.status();
+    // Two large frames one at a time (the second's rest in place), then 400
+    // header-only frames in one write.
+    std::vector<std::vector<uint8_t>> writes = {wire_of({64 * 1024}), wire_of({64 * 1024}),
+                                                wire_of(std::vector<size_t>(400, 0))};
+    for (size_t i = 0; i < writes.size(); ++i) {
+      if (i == 2) before = f.direct();
+      if (auto st = co_await c->write(absl::MakeConstSpan(writes[i])); !st.ok()) co_return st;
+      std::vector<uint8_t> echoed;
+      if (auto st = co_await testing::read_exactly(*c, writes[i].size(), echoed); !st.ok()) {
+        co_return st;
+      }
+      if (echoed != writes[i]) co_return absl::DataLossError("the echo differs");
+    }
+    co_return co_await c->close();
+  }(f, direct_before_burst));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.frames, 402);
+  EXPECT_LE(f.direct() - direct_before_burst, 4u) << f.t.loop->stats().to_string();
+}
+
 TEST(FramedInPlaceTest, SwitchedOffEverythingGoesThroughTheRing) {
   Fixture f({.receive_in_place = false});
   const std::vector<size_t> sizes(8, 64 * 1024);

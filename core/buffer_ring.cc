@@ -119,10 +119,17 @@ void BufferRing::give_back(uint16_t id) noexcept {
 
 BufferWaiter* BufferRing::pop_waiter() noexcept {
   BufferWaiter* w = waiters_;
-  waiters_ = std::exchange(w->next_waiter_, nullptr);
-  if (waiters_ == nullptr) waiters_tail_ = nullptr;
-  w->waiting_ = false;
+  unlink(w);
   return w;
+}
+
+void BufferRing::unlink(BufferWaiter* w) noexcept {
+  (w->prev_waiter_ != nullptr ? w->prev_waiter_->next_waiter_ : waiters_) = w->next_waiter_;
+  (w->next_waiter_ != nullptr ? w->next_waiter_->prev_waiter_ : waiters_tail_) = w->prev_waiter_;
+  // (A lost waiter's predecessor lost too, or there is none.)
+  if (lost_tail_ == w) lost_tail_ = w->prev_waiter_;
+  w->prev_waiter_ = w->next_waiter_ = nullptr;
+  w->waiting_ = false;
 }
 
 bool BufferRing::offer(uint16_t id) noexcept {
@@ -161,27 +168,21 @@ void BufferRing::wait_for_buffers(BufferWaiter* waiter, uint32_t races_lost) noe
   waiter->races_lost_ = races_lost;
   // A waiter that lost its race goes ahead of those that have not had a
   // turn yet (behind the others that lost theirs).
-  BufferWaiter** at = waiters_tail_ != nullptr ? &waiters_tail_->next_waiter_ : &waiters_;
+  BufferWaiter* prev = waiters_tail_;
   if (races_lost > 0) {
-    at = &waiters_;
-    while (*at != nullptr && (*at)->races_lost_ > 0) at = &(*at)->next_waiter_;
+    prev = lost_tail_;
+    lost_tail_ = waiter;
   }
-  waiter->next_waiter_ = *at;
-  *at = waiter;
-  if (waiter->next_waiter_ == nullptr) waiters_tail_ = waiter;
+  BufferWaiter*& next = prev != nullptr ? prev->next_waiter_ : waiters_;
+  waiter->prev_waiter_ = prev;
+  waiter->next_waiter_ = next;
+  (next != nullptr ? next->prev_waiter_ : waiters_tail_) = waiter;
+  next = waiter;
 }
 
 void BufferRing::cancel_wait(BufferWaiter* waiter) noexcept {
   if (!waiter->waiting_) return;
-  BufferWaiter* prev = nullptr;
-  for (BufferWaiter* p = waiters_; p != nullptr; prev = p, p = p->next_waiter_) {
-    if (p != waiter) continue;
-    (prev != nullptr ? prev->next_waiter_ : waiters_) = p->next_waiter_;
-    if (waiters_tail_ == p) waiters_tail_ = prev;
-    break;
-  }
-  waiter->next_waiter_ = nullptr;
-  waiter->waiting_ = false;
+  unlink(waiter);
   if (waiters_ == nullptr) stop_reclaim();
 }
 

@@ -75,6 +75,7 @@ class BufferWaiter {
 
  private:
   friend class BufferRing;
+  BufferWaiter* prev_waiter_ = nullptr;
   BufferWaiter* next_waiter_ = nullptr;
   bool waiting_ = false;
   uint32_t races_lost_ = 0;  // as passed to BufferRing::wait_for_buffers()
@@ -254,6 +255,7 @@ class BufferRing final : private OpTarget {
   bool offer(uint16_t id) noexcept;
   // The first waiter, out of the line.
   BufferWaiter* pop_waiter() noexcept;
+  void unlink(BufferWaiter* waiter) noexcept;
   // Cancels the timer (asynchronously) once no stream waits.
   void stop_reclaim() noexcept;
 
@@ -266,8 +268,13 @@ class BufferRing final : private OpTarget {
   uint32_t outstanding_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
-  BufferWaiter* waiters_ = nullptr;  // FIFO: woken from the head
+  // The line, woken from the head: first the waiters that lost a race (in
+  // the order they lost it), then the others (FIFO). Doubly linked, with the
+  // end of the first part at hand, so that joining and leaving it are O(1)
+  // with thousands of streams in line.
+  BufferWaiter* waiters_ = nullptr;
   BufferWaiter* waiters_tail_ = nullptr;
+  BufferWaiter* lost_tail_ = nullptr;  // the last waiter that lost a race
   BufferHolder* holders_ = nullptr;
   uint32_t reclaim_index_ = 0;
   bool reclaim_armed_ = false;

@@ -2,47 +2,13 @@
 // list of live streams and the counters' text form.
 #include "coring/net/net_context.h"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <cstdint>
 #include <cstdio>
-#include <ctime>
 
 #include "absl/strings/str_format.h"
 #include "coring/net/stream_state.h"
 
 namespace coring::net {
-
-namespace {
-// WRITE_FIXED on a socket is a write(2): no MSG_NOSIGNAL, so a peer that
-// reset makes the kernel raise SIGPIPE at the submitting thread. Streams
-// need EPIPE instead, so a loop that sends from registered buffers keeps
-// SIGPIPE blocked on its thread while a NetContext lives there; pending ones
-// are taken before the mask is restored. (Counted: contexts may nest.)
-thread_local int t_sigpipe_blocks = 0;
-thread_local sigset_t t_sigpipe_saved_mask;
-
-void block_sigpipe() {
-  if (t_sigpipe_blocks++ > 0) return;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, &t_sigpipe_saved_mask);
-}
-
-void unblock_sigpipe() {
-  if (--t_sigpipe_blocks > 0) return;
-  if (sigismember(&t_sigpipe_saved_mask, SIGPIPE) == 1) return;  // was blocked before us
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  const timespec zero{0, 0};
-  while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {
-  }
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-}
-}  // namespace
 
 // ---------------------------------------------------------------- NetContext
 
@@ -111,8 +77,6 @@ absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
       options.zero_copy_threshold != SIZE_MAX && loop.ring().supports(IORING_OP_SEND_ZC);
   if (options.registered_send_buffers && loop.arena() != nullptr && loop.buffers_registered()) {
     ctx->send_arena_ = loop.arena();
-    block_sigpipe();
-    ctx->blocked_sigpipe_ = true;
   }
   return ctx;
 }
@@ -130,7 +94,6 @@ NetContext::~NetContext() {
   if (owned > 0) {
     std::fprintf(stderr, "coring: NetContext destroyed with %zu streams still open\n", owned);
   }
-  if (blocked_sigpipe_) unblock_sigpipe();
 }
 
 void NetContext::link(detail::StreamState* s) noexcept {

@@ -66,8 +66,8 @@ struct NetOptions {
   size_t copy_threshold = 8 * 1024;
   // Copied writes go into registered buffers leased from the loop's
   // BufferArena (when it has one registered), so that the coalesced bytes
-  // leave with one IORING_OP_WRITE_FIXED; false (or no registered arena, or
-  // none free): slab-pool chunks and sendmsg.
+  // leave with one IORING_OP_SEND from one buffer; false (or no registered
+  // arena, or none free): slab-pool chunks and sendmsg.
   bool registered_send_buffers = true;
   // A send of at least this many bytes from one buffer uses IORING_OP_SEND_ZC
   // (from a registered buffer with IORING_RECVSEND_FIXED_BUF: an echoed
@@ -84,6 +84,9 @@ struct NetOptions {
   //   64 KiB    28.9      23.3        25.7      65.0
   //   256 KiB   71.3      71.5        61.7      63.4
   //   1 MiB    215.3     216.4       337.2     203.2
+  // (A later run with plain SEND added, the op for one registered buffer:
+  // 1/16/64 KiB send 4.9/8.7/34.9, write_fixed 5.2/9.6/37.7, sendmsg
+  // 4.8/9.2/33.0.)
   // On loopback SEND_ZC always copies (every notification carries
   // IORING_NOTIF_USAGE_ZC_COPIED, counted in NetStats::zc_copied), and its
   // notification comes only when the peer ACKs the data, so below ~64 KiB it
@@ -121,7 +124,7 @@ struct NetStats {
   uint64_t bytes_sent = 0;
   uint64_t sends = 0;                   // send operations completed (all kinds)
   uint64_t sendmsg_sends = 0;           // IORING_OP_SENDMSG submitted
-  uint64_t fixed_sends = 0;             // from a registered buffer (WRITE_FIXED or SEND_ZC fixed)
+  uint64_t fixed_sends = 0;             // from one registered buffer (SEND or SEND_ZC fixed)
   uint64_t zc_sends = 0;                // IORING_OP_SEND_ZC submitted (fixed or not)
   uint64_t zc_copied = 0;               // SEND_ZC notifications saying the kernel copied anyway
   uint64_t send_buffer_fallbacks = 0;   // copied writes that found no free registered buffer
@@ -209,7 +212,6 @@ class NetContext {
   NetOptions options_;
   pool::BufferArena* send_arena_ = nullptr;
   bool zero_copy_ = false;
-  bool blocked_sigpipe_ = false;
   std::optional<pool::BufferArena> own_arena_;
   std::unique_ptr<BufferRing> ring_;
   NetStats stats_;

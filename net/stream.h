@@ -1,7 +1,7 @@
 // Stream: one connected byte stream (TCP or Unix) on an event loop, usually
 // a slot of the ring's fixed-file table. Reads come from the loop's shared
 // provided-buffer ring through multishot recv; writes go through a bounded,
-// ordered send queue with one send in flight: WRITE_FIXED from a registered
+// ordered send queue with one send in flight: one send from a registered
 // buffer for coalesced small writes, SEND_ZC for large ones, sendmsg to
 // gather mixed ones (see stream_state.h).
 //

@@ -35,7 +35,7 @@
 //    writer) is held until the notification CQE (ZcSend), while later sends
 //    go on;
 //  * the head is the only thing queued and lies in a registered region:
-//    WRITE_FIXED (the coalesced copied bytes from one registered buffer);
+//    one SEND (the coalesced copied bytes from one registered buffer);
 //  * otherwise one vectored sendmsg of the segments up to kMaxIov, stopping
 //    before a segment that goes zero copy (then with MSG_MORE).
 // Writers that find the queue over NetOptions::max_queued_bytes wait in FIFO
@@ -167,7 +167,7 @@ class StreamState final : private OpTarget, private SubmitHook {
   void forget_writer(Writer& w) noexcept;
   // Fails every queued and waiting writer with `why`, stops sending, drops
   // the queue and wakes a waiting reader with `why`. Idempotent. Memory the
-  // kernel may still read is kept: a sendmsg/WRITE_FIXED in flight is
+  // kernel may still read is kept: a sendmsg/send in flight is
   // cancelled before this returns; a zero-copy send keeps its send buffer,
   // or its writer waiting (failed at the notification, not before), until
   // its notification CQE, and the state lives until the last one; the file

@@ -14,7 +14,7 @@
 // OpenSSL runs on memory BIOs: ciphertext arrives through the Stream's
 // multishot recv on the loop's provided-buffer ring (each received chunk is
 // handed to OpenSSL and its ring buffer given back at once) and leaves
-// through the Stream's send queue (registered buffers, WRITE_FIXED; large
+// through the Stream's send queue (registered buffers, one send; large
 // runs sent from the connection's own buffer without a further copy). So a
 // TLS connection keeps the plain path's fixed file, backpressure, fair share
 // of the receive ring, idle and frame deadlines and shutdown: all of them

@@ -3,6 +3,7 @@
 // iteration, sent from one buffer with one op in flight (short sends
 // continued), by
 //   * sendmsg      IORING_OP_SENDMSG from ordinary memory;
+//   * send         IORING_OP_SEND from the same (registered) memory;
 //   * write_fixed  IORING_OP_WRITE_FIXED from a registered buffer;
 //   * send_zc      IORING_OP_SEND_ZC from ordinary memory, waiting for the
 //                  notification CQE before the buffer is reused;
@@ -39,7 +40,7 @@ namespace {
 #define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
 #endif
 
-enum class Op { kSendmsg, kWriteFixed, kSendZc, kSendZcFixed };
+enum class Op { kSendmsg, kSend, kWriteFixed, kSendZc, kSendZcFixed };
 
 struct Connection {
   int sender = -1;
@@ -130,6 +131,9 @@ void BM_Send(benchmark::State& state, Op op) {
           msg.msg_iovlen = 1;
           io_uring_prep_sendmsg(sqe, conn.sender, &msg, MSG_NOSIGNAL);
           break;
+        case Op::kSend:
+          io_uring_prep_send(sqe, conn.sender, base + done, left, MSG_NOSIGNAL);
+          break;
         case Op::kWriteFixed:
           io_uring_prep_write_fixed(sqe, conn.sender, base + done, static_cast<unsigned>(left), 0,
                                     0);
@@ -186,6 +190,7 @@ void sizes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_CAPTURE(BM_Send, sendmsg, Op::kSendmsg)->Apply(sizes);
+BENCHMARK_CAPTURE(BM_Send, send, Op::kSend)->Apply(sizes);
 BENCHMARK_CAPTURE(BM_Send, write_fixed, Op::kWriteFixed)->Apply(sizes);
 BENCHMARK_CAPTURE(BM_Send, send_zc, Op::kSendZc)->Apply(sizes);
 BENCHMARK_CAPTURE(BM_Send, send_zc_fixed, Op::kSendZcFixed)->Apply(sizes);

@@ -6,6 +6,7 @@
 // tear-down with zero-copy sends awaiting their notification.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -481,7 +482,7 @@ TEST(SendPathTest, SharingStopsAtTheStreamsShareOfTheRing) {
 }
 
 // The peer resets while zero-copy and fixed sends are queued: writes fail
-// with a status (no SIGPIPE from WRITE_FIXED), every buffer comes back
+// with a status (EPIPE/ECONNRESET, never SIGPIPE), every buffer comes back
 // (checked by ~RegisteredLoop), nothing is touched after it is freed (ASan).
 TEST(SendPathTest, PeerResetWithZeroCopySendsInFlight) {
   NetOptions o;
@@ -520,6 +521,58 @@ TEST(SendPathTest, PeerResetWithZeroCopySendsInFlight) {
   resetter.join();
   ::close(lfd);
   EXPECT_FALSE(s.ok()) << "writes to a reset peer kept succeeding";
+}
+
+// Small writes coalesce into one registered send buffer and leave with one
+// send from it; sent to a reset peer they fail with a status. Nothing
+// blocks or ignores SIGPIPE here (WRITE_FIXED, used for them before, is a
+// write(2) and raised it: the process died unless NetContext blocked it).
+TEST(SendPathTest, CoalescedWritesToAResetPeerFailWithAStatusAndRaiseNoSignal) {
+  sigset_t blocked;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, nullptr, &blocked), 0);
+  ASSERT_EQ(sigismember(&blocked, SIGPIPE), 0);
+  struct sigaction old_action {};
+  ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &old_action), 0);
+  ASSERT_EQ(old_action.sa_handler, SIG_DFL);
+  RegisteredLoop t;
+  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(lfd, 1), 0);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  const SocketAddress addr = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
+  std::thread resetter([lfd] {
+    const int fd = ::accept(lfd, nullptr, nullptr);
+    char buf[64];
+    (void)::recv(fd, buf, sizeof(buf), 0);  // some bytes arrived: reset now
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    ::close(fd);
+  });
+  absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    const std::vector<uint8_t> small = pattern(100);
+    absl::Status last = co_await c->write(absl::MakeConstSpan(small));
+    if (!last.ok()) co_return absl::InternalError("first write: " + last.ToString());
+    // The read takes the reset (ECONNRESET): a write after it gets EPIPE.
+    absl::StatusOr<RecvBuffer> r = co_await c->read();
+    if (r.ok()) co_return absl::InternalError("the read did not see the reset");
+    for (int i = 0; i < 1000 && last.ok(); ++i) {
+      last = co_await c->write(absl::MakeConstSpan(small));
+      if (i % 16 == 15) (void)co_await sleep_for(std::chrono::milliseconds(1));
+    }
+    (void)co_await c->close();
+    co_return last;
+  }(*t.net, addr));
+  resetter.join();
+  ::close(lfd);
+  EXPECT_FALSE(s.ok()) << "writes to a reset peer kept succeeding";
+  EXPECT_GT(t.net->stats().fixed_sends, 0u);
+  EXPECT_EQ(t.net->stats().sendmsg_sends, 0u);
 }
 
 }  // namespace

@@ -481,6 +481,46 @@ TEST(SendPathTest, SharingStopsAtTheStreamsShareOfTheRing) {
   EXPECT_TRUE(server_status.ok()) << server_status;
 }
 
+// Accepts one connection on loopback, reads once (some bytes arrived), then
+// resets it (SO_LINGER 0).
+class ResettingPeer {
+ public:
+  ResettingPeer() {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(lfd_, 1) != 0 ||
+        ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([fd = lfd_] {
+      const int c = ::accept(fd, nullptr, nullptr);
+      char buf[4096];
+      (void)::recv(c, buf, sizeof(buf), 0);
+      linger l{1, 0};
+      ::setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+      ::close(c);
+    });
+  }
+  ~ResettingPeer() {
+    ::shutdown(lfd_, SHUT_RDWR);  // a test that failed before connecting: accept() returns
+    join();
+    ::close(lfd_);
+  }
+  bool listening() const { return port_ != 0; }
+  SocketAddress address() const { return SocketAddress::ipv4_loopback(port_); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  int lfd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
 // The peer resets while zero-copy and fixed sends are queued: writes fail
 // with a status (EPIPE/ECONNRESET, never SIGPIPE), every buffer comes back
 // (checked by ~RegisteredLoop), nothing is touched after it is freed (ASan).
@@ -488,23 +528,8 @@ TEST(SendPathTest, PeerResetWithZeroCopySendsInFlight) {
   NetOptions o;
   o.zero_copy_threshold = 4096;
   RegisteredLoop t(o);
-  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(::listen(lfd, 1), 0);
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  const SocketAddress addr = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
-  std::thread resetter([lfd] {
-    const int fd = ::accept(lfd, nullptr, nullptr);
-    char buf[4096];
-    (void)::recv(fd, buf, sizeof(buf), 0);  // some bytes arrived: reset now
-    linger l{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-    ::close(fd);
-  });
+  ResettingPeer peer;
+  ASSERT_TRUE(peer.listening());
   absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
     auto c = co_await Stream::connect(net, a);
     if (!c.ok()) co_return c.status();
@@ -517,9 +542,8 @@ TEST(SendPathTest, PeerResetWithZeroCopySendsInFlight) {
     }
     (void)co_await c->close();
     co_return last;
-  }(*t.net, addr));
-  resetter.join();
-  ::close(lfd);
+  }(*t.net, peer.address()));
+  peer.join();
   EXPECT_FALSE(s.ok()) << "writes to a reset peer kept succeeding";
 }
 
@@ -535,23 +559,8 @@ TEST(SendPathTest, CoalescedWritesToAResetPeerFailWithAStatusAndRaiseNoSignal) {
   ASSERT_EQ(::sigaction(SIGPIPE, nullptr, &old_action), 0);
   ASSERT_EQ(old_action.sa_handler, SIG_DFL);
   RegisteredLoop t;
-  const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(::listen(lfd, 1), 0);
-  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  const SocketAddress addr = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
-  std::thread resetter([lfd] {
-    const int fd = ::accept(lfd, nullptr, nullptr);
-    char buf[64];
-    (void)::recv(fd, buf, sizeof(buf), 0);  // some bytes arrived: reset now
-    linger l{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-    ::close(fd);
-  });
+  ResettingPeer peer;
+  ASSERT_TRUE(peer.listening());
   absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
     auto c = co_await Stream::connect(net, a);
     if (!c.ok()) co_return c.status();
@@ -567,9 +576,8 @@ TEST(SendPathTest, CoalescedWritesToAResetPeerFailWithAStatusAndRaiseNoSignal) {
     }
     (void)co_await c->close();
     co_return last;
-  }(*t.net, addr));
-  resetter.join();
-  ::close(lfd);
+  }(*t.net, peer.address()));
+  peer.join();
   EXPECT_FALSE(s.ok()) << "writes to a reset peer kept succeeding";
   EXPECT_GT(t.net->stats().fixed_sends, 0u);
   EXPECT_EQ(t.net->stats().sendmsg_sends, 0u);

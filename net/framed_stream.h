@@ -329,7 +329,14 @@ class FramedStream {
       if (received < unit / 2 && proven_ == 0) return;
       // (A proven peer's header alone takes no more than a few buffers: as
       // much as the codec keeps between frames anyway.)
-      const size_t want = std::min(remaining, std::max(4 * received, std::min(proven_, 4 * unit)));
+      size_t want = std::min(remaining, std::max(4 * received, std::min(proven_, 4 * unit)));
+      // A buffer grown before with room left takes that much as it is: it
+      // grows (by the above, 5x) only once less than a receive buffer's
+      // worth is left. Growing it whenever received + 4 x received outgrew
+      // it (a frame trickling in, as fast as a flooded loop reads it) copied
+      // the whole buffer nearly every recv.
+      const size_t have = codec_.buffered_bytes();
+      if (have >= received + unit) want = std::min(remaining, have - received);
       // The buffer grows to the frame's received + want bytes: within the
       // loop's budget for partial frames, or not at all.
       const size_t held = std::max(codec_.buffered_bytes(), received + want);

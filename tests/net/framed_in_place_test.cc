@@ -229,6 +229,41 @@ TEST(FramedInPlaceTest, HeaderOnlyFramesAfterALargeOneAreNotReadOneByOne) {
   EXPECT_LE(f.direct() - direct_before_burst, 4u) << f.t.loop->stats().to_string();
 }
 
+// A large frame that trickles in (each recv finds ~64 KiB: a peer sending
+// no faster than a busy loop reads) grows its reassembly buffer a few
+// times (3 here), by 5x, not whenever "received + 4 x received" outgrew it
+// (12 times here), each growth copying the whole buffer: with 64 peers'
+// 4 MiB opening frames that stalled a server under ASan for seconds
+// (FairnessTest.ManyNeverReadingPeers*).
+TEST(FramedInPlaceTest, ATricklingLargeFrameGrowsItsBufferAFewTimesOnly) {
+  Fixture f;
+  std::vector<size_t> held;  // the partial-frame bytes after each write
+  absl::Status s = f.t.run([](Fixture& f, std::vector<size_t>& held) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(*f.t.net, f.addr);
+    if (!c.ok()) co_return c.status();
+    const std::vector<uint8_t> frame = wire_of({4 << 20});
+    for (size_t at = 0; at < frame.size(); at += 64 * 1024) {
+      const size_t n = std::min<size_t>(64 * 1024, frame.size() - at);
+      if (auto st = co_await c->write(absl::MakeConstSpan(frame).subspan(at, n)); !st.ok()) {
+        co_return st;
+      }
+      (void)co_await sleep_for(1ms);
+      held.push_back(f.t.net->partial_frame_bytes());
+    }
+    std::vector<uint8_t> echoed;
+    if (auto st = co_await testing::read_exactly(*c, frame.size(), echoed); !st.ok()) co_return st;
+    if (echoed != frame) co_return absl::DataLossError("the echo differs from the frame sent");
+    co_return co_await c->close();
+  }(f, held));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.frames, 1);
+  EXPECT_GT(f.direct(), 8u) << "the frame was not received in place: the test shows nothing";
+  size_t growths = 0;
+  for (size_t i = 1; i < held.size(); ++i) growths += held[i] > held[i - 1];
+  EXPECT_LE(growths, 6u) << "the buffer grew on " << growths << " of " << held.size() << " writes; "
+                         << f.t.loop->stats().to_string();
+}
+
 TEST(FramedInPlaceTest, SwitchedOffEverythingGoesThroughTheRing) {
   Fixture f({.receive_in_place = false});
   const std::vector<size_t> sizes(8, 64 * 1024);

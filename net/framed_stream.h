@@ -339,7 +339,7 @@ class FramedStream {
       if (have >= received + unit) want = std::min(remaining, have - received);
       // The buffer grows to the frame's received + want bytes: within the
       // loop's budget for partial frames, or not at all.
-      const size_t held = std::max(codec_.buffered_bytes(), received + want);
+      const size_t held = std::max(have, received + want);
       if (held > st->partial_bytes &&
           !stream_.context().partial_frame_fits(held - st->partial_bytes)) {
         return;

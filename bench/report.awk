@@ -221,7 +221,7 @@ END {
   # ---- Details ----
   printf "## Details\n\n" > md
   printf "msgs/s and RTT are what the load generator saw; server µs/msg is the server's CPU time\n" > md
-  printf "(utime+stime, /proc/PID/stat, 10 ms ticks) over the measured window divided by the\n" > md
+  printf "(all its threads' runtime in ns, /proc/PID/task/*/schedstat) over the measured window divided by the\n" > md
   printf "messages echoed in it; RSS is the server's at the end of the run (it grows with earlier\n" > md
   printf "cells of the round). \"dist\" counts disturbed rounds, \"late\" (fixed rate) messages the\n" > md
   printf "load generator could not send because 64 were already outstanding on the connection.\n" > md

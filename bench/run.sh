@@ -26,7 +26,7 @@
 # load generator on CPU 1. Per round every server is started once; for each
 # cell the servers take turns (in an order rotated each round), so drift of
 # the host hits them alike. The load generator verifies every byte and reads
-# the server's CPU time (/proc/PID/stat) and RSS over its measured window; a
+# the server's CPU time (/proc/PID/task/*/schedstat) and RSS over its measured window; a
 # run whose host had more than BENCH_MAX_OTHER % CPU busy elsewhere is
 # flagged and repeated (at most BENCH_RETRIES times, then kept and counted as
 # disturbed). Each cell reports the median over rounds, and each round's

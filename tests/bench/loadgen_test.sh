@@ -48,6 +48,9 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
   grep -q '"errors":0,' <<<"$line" || fail "$what: errors"
   if grep -q '"mismatches":[1-9]' <<<"$line"; then fail "$what: verification errors"; fi
   if grep -q '"msgs":0,' <<<"$line"; then fail "$what: no message echoed"; fi
+  # The server's CPU time is read in ns (schedstat), not 10 ms ticks: a
+  # server that echoed anything used some.
+  if grep -Eq '"server_cpu_s":(0\.000|-),' <<<"$line"; then fail "$what: server CPU not measured"; fi
   return 0
 }
 

@@ -263,9 +263,11 @@ Frame Codec::copy_frame(const Frame& frame, std::vector<uint8_t>& storage) {
   storage.clear();
   storage.insert(storage.end(), ext.begin(), ext.end());
   storage.insert(storage.end(), frame.payload.begin(), frame.payload.end());
+  storage.insert(storage.end(), frame.payload_tail.begin(), frame.payload_tail.end());
   Frame out = frame;
   out.extensions = Extensions(absl::MakeConstSpan(storage.data(), ext.size()));
-  out.payload = absl::MakeConstSpan(storage.data() + ext.size(), frame.payload.size());
+  out.payload = absl::MakeConstSpan(storage.data() + ext.size(), frame.payload_size());
+  out.payload_tail = {};
   return out;
 }
 

@@ -105,6 +105,12 @@ class Codec {
   bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) {
     return decoder_.exchange_buffer(p, other);
   }
+  // Frames split across two inputs handed out as two views of them, not
+  // copied (Decoder::set_split_payloads(); Frame::payload_tail): while
+  // holds_input(), the last input's bytes must stay as they are.
+  void set_split_payloads(size_t max_rest) { decoder_.set_split_payloads(max_rest); }
+  bool holds_input() const { return decoder_.holds_input(); }
+  void unhold() { decoder_.unhold(); }
   // The rest of a split frame received in place (Decoder::lend_buffer()):
   // FramedStream has the transport receive it straight into the reassembly
   // buffer. While the buffer is lent, decode() refuses (FailedPrecondition,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "coring/codec/crc32c.h"
@@ -119,6 +120,32 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint
           absl::StrFormat("trailer 0x%08x, computed CRC-32C 0x%08x", expected, actual)));
     }
   }
+  return build(h, ext_block, payload, {});
+}
+
+absl::StatusOr<std::optional<Frame>> Decoder::finish_split(const Header& h,
+                                                           absl::Span<const uint8_t> head,
+                                                           absl::Span<const uint8_t> rest) {
+  const size_t trailer = h.chk() ? kTrailerSize : 0;
+  absl::Span<const uint8_t> ext_block = head.subspan(kHeaderSize, h.ext_len);
+  absl::Span<const uint8_t> payload = head.subspan(kHeaderSize + h.ext_len);
+  absl::Span<const uint8_t> tail = rest.first(rest.size() - trailer);
+  if (h.chk()) {
+    uint32_t expected = load32(rest.data() + tail.size());
+    uint32_t actual = crc32c(tail, crc32c(payload, crc32c(ext_block)));
+    if (expected != actual) {
+      return fail(make_frame_error(
+          {ErrorCode::kPayloadChecksum, offset_, ErrorField::kTrailer},
+          absl::StrFormat("trailer 0x%08x, computed CRC-32C 0x%08x", expected, actual)));
+    }
+  }
+  return build(h, ext_block, payload, tail);
+}
+
+absl::StatusOr<std::optional<Frame>> Decoder::build(const Header& h,
+                                                    absl::Span<const uint8_t> ext_block,
+                                                    absl::Span<const uint8_t> payload,
+                                                    absl::Span<const uint8_t> tail) {
   // The header check guarantees a decoder for this major.
   const VersionDecoder* version = versions_->find(version_major(h.version));
   if (auto why = version->check_body(h, ext_block, payload)) {
@@ -127,13 +154,34 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint
   }
   const uint64_t offset = offset_;
   offset_ += h.frame_size();
-  return frame_result(h, ext_block, payload, offset);
+  absl::StatusOr<std::optional<Frame>> result = frame_result(h, ext_block, payload, offset);
+  (**result).payload_tail = tail;
+  return result;
+}
+
+void Decoder::unhold() {
+  if (held_.empty()) return;
+  absl::Span<const uint8_t> head = std::exchange(held_, {});
+  append(head, head.size(), header_.frame_size());
 }
 
 absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& input) {
   if (!error_.ok()) return error_;
   if (lent_) {
     return absl::FailedPreconditionError("the reassembly buffer is lent out (lend_buffer())");
+  }
+  if (!held_.empty()) {
+    // A split payload's frame: its start is still in the last input.
+    const absl::Span<const uint8_t> head = std::exchange(held_, {});
+    const size_t rest = header_.frame_size() - head.size();
+    if (input.size() >= rest) {
+      const absl::Span<const uint8_t> tail = input.first(rest);
+      input.remove_prefix(rest);
+      return finish_split(header_, head, tail);
+    }
+    // It goes on past this input too: reassemble it after all.
+    held_ = head;
+    unhold();
   }
   if (carry_len_ > 0 && buffered_ == 0) {
     // The start of this frame came past the last one: it goes first.
@@ -159,6 +207,16 @@ absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& in
         return finish(*h, bytes);
       }
       header_ = *h;
+      // The frame's rest comes in the next input: leave its start where it
+      // is if it may be split (set_split_payloads()) at a payload byte, with
+      // the whole trailer after it.
+      const size_t rest = size - input.size();
+      if (rest <= split_max_rest_ && !is_control_type(h->type) &&
+          input.size() > kHeaderSize + h->ext_len && rest > (h->chk() ? kTrailerSize : 0)) {
+        held_ = input;
+        input = {};
+        return std::nullopt;
+      }
     } else if (input.empty()) {
       return std::nullopt;
     } else if (magic_prefix_mismatch(input)) {

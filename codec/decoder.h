@@ -54,7 +54,7 @@ class Decoder {
 
   // True when part of a frame has been received: at end of stream, the
   // stream is incomplete.
-  bool mid_frame() const { return buffered_ > 0 || carry_len_ > 0; }
+  bool mid_frame() const { return buffered_ > 0 || carry_len_ > 0 || !held_.empty(); }
   // Memory the decoder holds for reassembling split frames. It grows with
   // the bytes of a split frame received, and a buffer over kKeptBuffer is
   // released once its frame has been handed out.
@@ -86,6 +86,21 @@ class Decoder {
     buffer_.swap(other);
     return true;
   }
+  // ---- Split payloads: a frame across two inputs, not copied ----
+  // An application frame that starts in one input (its header, extension
+  // block and some payload) and whose rest - at most `max_rest` bytes, with
+  // the trailer - comes in the next one is handed out as two views:
+  // Frame::payload in the first input, Frame::payload_tail in the second.
+  // The decoder keeps a view of the first input's last bytes in between:
+  // the caller must keep them unchanged while holds_input(), which stays
+  // true until the call that returns the frame (or copies them, when the
+  // next input does not complete it: then it is reassembled as usual).
+  // 0 (the default): every split frame is reassembled by a copy.
+  void set_split_payloads(size_t max_rest) { split_max_rest_ = max_rest; }
+  bool holds_input() const { return !held_.empty(); }
+  // Copies the frame's start it holds into the reassembly buffer: the
+  // caller may let go of the input (the frame is reassembled as usual).
+  void unhold();
   // ---- Receiving the rest of a split frame in place ----
   // A transport that can receive into memory of its choosing (net/'s
   // FramedStream) puts the rest of a large frame straight into the
@@ -140,6 +155,16 @@ class Decoder {
  private:
   // Checks trailer and body of a complete frame at `bytes`, and builds it.
   absl::StatusOr<std::optional<Frame>> finish(const Header& header, const uint8_t* bytes);
+  // finish() of a frame in two pieces: `head` (header, extension block,
+  // payload) and `rest` (payload, trailer), the split at a payload byte.
+  absl::StatusOr<std::optional<Frame>> finish_split(const Header& header,
+                                                    absl::Span<const uint8_t> head,
+                                                    absl::Span<const uint8_t> rest);
+  // The body check and the frame, once the trailer is verified.
+  absl::StatusOr<std::optional<Frame>> build(const Header& header,
+                                             absl::Span<const uint8_t> ext_block,
+                                             absl::Span<const uint8_t> payload,
+                                             absl::Span<const uint8_t> tail);
   absl::Status fail(absl::Status status);
   // Moves the first n bytes of `input` to the end of buffer_, growing it
   // (doubling) to at most `limit` bytes unless n needs more.
@@ -154,6 +179,10 @@ class Decoder {
   Header header_;          // valid once buffered_ >= kHeaderSize
   bool lent_ = false;      // buffer_ is out (lend_buffer())
   size_t lent_bytes_ = 0;  // its capacity
+  // The start of a split payload's frame in the caller's last input
+  // (set_split_payloads()); header_ is its header.
+  absl::Span<const uint8_t> held_;
+  size_t split_max_rest_ = 0;
   // The next frame's first bytes, received past a frame (return_buffer()).
   std::array<uint8_t, kHeaderSize> carry_{};
   size_t carry_len_ = 0;

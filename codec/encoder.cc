@@ -16,7 +16,7 @@ void store32(uint8_t* p, uint32_t v) {
 }
 
 uint32_t body_crc(const Frame& frame) {
-  return crc32c(frame.payload, crc32c(frame.extensions.bytes()));
+  return crc32c(frame.payload_tail, crc32c(frame.payload, crc32c(frame.extensions.bytes())));
 }
 
 // The frame's `length`, or why it cannot be sent.
@@ -26,7 +26,7 @@ absl::StatusOr<uint32_t> frame_length(const Frame& frame, const EncodeOptions& o
     return absl::InvalidArgumentError(
         absl::StrFormat("extension block of %d bytes (at most 65535)", ext_len));
   }
-  uint64_t length = uint64_t{ext_len} + frame.payload.size() + (options.chk ? kTrailerSize : 0);
+  uint64_t length = uint64_t{ext_len} + frame.payload_size() + (options.chk ? kTrailerSize : 0);
   if (length > options.max_frame) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "frame length %d exceeds the receiver's max frame %d", length, options.max_frame));
@@ -71,6 +71,10 @@ absl::StatusOr<size_t> encode_frame(const Frame& frame, const EncodeOptions& opt
   p += ext.size();
   if (!frame.payload.empty()) std::memcpy(p, frame.payload.data(), frame.payload.size());
   p += frame.payload.size();
+  if (!frame.payload_tail.empty()) {
+    std::memcpy(p, frame.payload_tail.data(), frame.payload_tail.size());
+  }
+  p += frame.payload_tail.size();
   if (options.chk) store32(p, body_crc(frame));
   return h->frame_size();
 }
@@ -81,6 +85,7 @@ EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
   trailer_bytes_ = other.trailer_bytes_;
   ext_block_ = other.ext_block_;
   payload_ = other.payload_;
+  payload_tail_ = other.payload_tail_;
   num_parts_ = other.num_parts_;
   if (num_parts_ != 0) link();
   return *this;
@@ -91,6 +96,7 @@ void EncodedFrame::link() {
   parts_[num_parts_++] = absl::MakeConstSpan(header_bytes_);
   if (!ext_block_.empty()) parts_[num_parts_++] = ext_block_;
   if (!payload_.empty()) parts_[num_parts_++] = payload_;
+  if (!payload_tail_.empty()) parts_[num_parts_++] = payload_tail_;
   if (header_.chk()) parts_[num_parts_++] = absl::MakeConstSpan(trailer_bytes_);
 }
 
@@ -104,6 +110,7 @@ absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, Enco
   encode_header(encoded.header_, encoded.header_bytes_.data());
   encoded.ext_block_ = frame.extensions.bytes();
   encoded.payload_ = frame.payload;
+  encoded.payload_tail_ = frame.payload_tail;
   if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
   encoded.link();
   return absl::OkStatus();

@@ -1,8 +1,9 @@
 // Encoding SBMP frames. Two forms:
 //  * encode_frame(frame, options, out): the whole frame into caller memory;
 //  * encode_frame(frame, options, encoded): an EncodedFrame, a scatter list
-//    of at most four parts - header, extension block, payload, trailer -
-//    where the extension block and payload are views of the frame's own
+//    of at most five parts - header, extension block, payload (one part, or
+//    two for a split one: Frame::payload_tail), trailer - where the
+//    extension block and payload are views of the frame's own
 //    memory, so a large payload is never copied (hand parts() to writev or
 //    an io_uring send of several buffers).
 // The frame's type, extension block and payload are written as they are, so
@@ -68,7 +69,8 @@ class EncodedFrame {
   std::array<uint8_t, kTrailerSize> trailer_bytes_{};
   absl::Span<const uint8_t> ext_block_;
   absl::Span<const uint8_t> payload_;
-  std::array<absl::Span<const uint8_t>, 4> parts_{};
+  absl::Span<const uint8_t> payload_tail_;
+  std::array<absl::Span<const uint8_t>, 5> parts_{};
   size_t num_parts_ = 0;
 };
 

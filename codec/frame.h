@@ -24,12 +24,19 @@ struct Frame {
   Header header;
   Extensions extensions;
   absl::Span<const uint8_t> payload;
+  // The rest of the payload, when the frame arrived split across two
+  // inputs and the decoder was allowed to leave it there
+  // (Decoder::set_split_payloads()): the payload is `payload` followed by
+  // `payload_tail`, both views, neither copied. Empty otherwise. A frame to
+  // send may set it too: the encoder sends both parts, in order.
+  absl::Span<const uint8_t> payload_tail;
   // Where the frame starts in the stream it was decoded from.
   uint64_t offset = 0;
 
   uint16_t type() const { return header.type; }
   uint8_t version() const { return header.version; }
   bool chk() const { return header.chk(); }
+  size_t payload_size() const { return payload.size() + payload_tail.size(); }
 };
 
 inline Frame make_frame(uint16_t type, absl::Span<const uint8_t> payload,

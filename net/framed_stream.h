@@ -146,6 +146,20 @@ struct FramedOptions {
   // read a few percent of its echoes at most (12 interleaved pairs, on
   // over off: median 0.97, 9 of 12 under 1, spread 0.91-1.04).
   bool receive_in_place = true;
+  // A frame that arrived split across two receive buffers is handed out as
+  // two views of them, not copied into the codec's reassembly buffer
+  // (codecs with set_split_payloads(), as sbmp::Codec: the frame's payload
+  // is Frame::payload followed by Frame::payload_tail), and write_frame()
+  // sends it from both. Only for an application that reads both parts (an
+  // echo or a proxy forwarding frames), so off by default. Only for a frame
+  // whose rest fits one receive buffer. A reader waiting for that rest
+  // keeps the first buffer within a bound of a quarter of the loop's ring
+  // for all its streams (peers that stop mid-frame must not take the ring
+  // from the others); past it, and for a frame over three buffers, the
+  // frame is copied as without the option. Stream transport only.
+  // Measured (sbmp_echo_server, 16 KiB frames pipelined 16 deep, server CPU
+  // per frame, split on / off, interleaved): see bench/RESULTS.md.
+  bool split_payloads = false;
 };
 
 template <FrameCodec C, ByteStream S = Stream>
@@ -193,6 +207,33 @@ class FramedStream {
  private:
   // end(): waits for the holds, or close_timeout.
   class HoldWait;
+  // One count of NetContext::hold_split_buffer(), given back once (a
+  // moved-from FramedStream holds none).
+  class SplitHold {
+   public:
+    SplitHold() = default;
+    SplitHold(SplitHold&& other) noexcept : ctx_(std::exchange(other.ctx_, nullptr)) {}
+    SplitHold& operator=(SplitHold&& other) noexcept {
+      if (this != &other) {
+        reset();
+        ctx_ = std::exchange(other.ctx_, nullptr);
+      }
+      return *this;
+    }
+    ~SplitHold() { reset(); }
+    bool acquire(NetContext& ctx) noexcept {
+      reset();
+      if (!ctx.hold_split_buffer()) return false;
+      ctx_ = &ctx;
+      return true;
+    }
+    void reset() noexcept {
+      if (ctx_ != nullptr) std::exchange(ctx_, nullptr)->release_split_buffer();
+    }
+
+   private:
+    NetContext* ctx_ = nullptr;
+  };
 
   // ---- The per-connection reader coroutine (read_frame()'s waiting path) ----
   struct ReaderPromise;
@@ -279,14 +320,18 @@ class FramedStream {
       return detail::Writer::Kind::kAuto;  // copied anyway, or too large to copy
     }
     if (!input_waiting()) return detail::Writer::Kind::kAuto;  // waiting costs nothing
-    const absl::Span<const uint8_t> received = received_;
+    bool own_any = false;
     for (absl::Span<const uint8_t> p : parts) {
       if (p.empty()) continue;
-      bool own = p.data() >= received.data() && p.data() < received.data() + received.size();
+      // A split frame (its start in the buffer before) whose buffers the
+      // ring could not spare is sent from them, waiting, as a raw echo's
+      // receive buffers are: copying it would cost what splitting saved.
+      if (within(p, previous_bytes_)) return detail::Writer::Kind::kAuto;
+      bool own = within(p, received_);
       if constexpr (requires(const C& c) { c.owns(p.data()); }) own = own || codec_.owns(p.data());
-      if (own) return detail::Writer::Kind::kCopy;
+      own_any = own_any || own;
     }
-    return detail::Writer::Kind::kAuto;
+    return own_any ? detail::Writer::Kind::kCopy : detail::Writer::Kind::kAuto;
   }
   // Bytes received and not decoded yet, or known to be in the socket: the
   // next read_frame() has input.
@@ -365,7 +410,10 @@ class FramedStream {
                     c.frame_prefix_size();
                     c.take_prefix(absl::Span<const uint8_t>());
                   }) {
-      if (!input_.empty() || codec_pending() || codec_.frame_received() != 0) return;
+      if (!input_.empty() || codec_pending() || codec_.frame_received() != 0 ||
+          codec_holds_input()) {
+        return;
+      }
       detail::StreamState* st = stream_.state();
       RecvStream* channel = st->channel();
       if (channel == nullptr || channel->queued() > 0 || st->interrupt_pending()) return;
@@ -466,15 +514,78 @@ class FramedStream {
     if constexpr (std::is_same_v<S, Stream>) {
       if ((!shared_ && !input_waiting()) || !stream_.state()->queues_now(bytes)) return false;
       bool in_buffer = false;
+      bool in_previous = false;  // a split frame's start (FramedOptions::split_payloads)
       for (absl::Span<const uint8_t> p : parts) {
-        in_buffer = in_buffer || (!p.empty() && p.data() >= received_.data() &&
-                                  p.data() < received_.data() + received_.size());
+        in_buffer = in_buffer || within(p, received_);
+        in_previous = in_previous || within(p, previous_bytes_);
       }
-      if (!in_buffer) return false;
-      if (!shared_) shared_ = stream_.share_received(current_);
-      return shared_;
+      if (!in_buffer && !in_previous) return false;
+      if (in_previous && !previous_shared_) previous_shared_ = stream_.share_previous(previous_);
+      if (in_buffer && !shared_) shared_ = stream_.share_received(current_);
+      // What lies in a buffer the ring cannot spare is copied (a split
+      // frame's other part is still sent from its buffer).
+      return (in_buffer && shared_) || (in_previous && previous_shared_);
     } else {
       return false;
+    }
+  }
+  static bool within(absl::Span<const uint8_t> part, absl::Span<const uint8_t> buffer) noexcept {
+    return !part.empty() && part.data() >= buffer.data() &&
+           part.data() < buffer.data() + buffer.size();
+  }
+  // Split payloads (FramedOptions::split_payloads): the codec may leave the
+  // start of a frame whose rest fits one receive buffer in the buffer being
+  // decoded.
+  void allow_split() noexcept {
+    if constexpr (std::is_same_v<S, Stream> && requires(C & c) {
+                    c.set_split_payloads(size_t{1});
+                    c.holds_input();
+                    c.unhold();
+                  }) {
+      if (options_.split_payloads) {
+        codec_.set_split_payloads(stream_.context().buffers().buffer_size());
+      }
+    }
+  }
+  bool codec_holds_input() const noexcept {
+    if constexpr (requires(const C& c) { c.holds_input(); }) {
+      return codec_.holds_input();
+    } else {
+      return false;
+    }
+  }
+  // Before reading on: the codec still views the end of the buffer just
+  // decoded (a split frame's start), which is kept until the frame has been
+  // read (release_previous(), at the next read_frame()). Unless the rest of
+  // the frame is here already, it counts against the loop's bound for such
+  // buffers (NetContext::hold_split_buffer(): a quarter of the ring), so
+  // that peers that stop mid-frame cannot take the ring from the others
+  // (and the frame deadline ends them). Past it the codec copies the
+  // frame's start after all (unhold()).
+  void keep_received() noexcept {
+    if constexpr (std::is_same_v<S, Stream> && requires(C & c) { c.unhold(); }) {
+      release_previous();
+      previous_bytes_ = received_;
+      if (std::exchange(shared_, false)) {
+        stream_.keep_shared_as_previous();
+        previous_shared_ = true;
+      }
+      previous_ = std::move(current_);
+      current_.reset();
+      const RecvStream* channel = stream_.state()->channel();
+      if (channel != nullptr && channel->queued() > 0) return;
+      if (!previous_counted_.acquire(stream_.context())) {
+        codec_.unhold();
+        release_previous();
+      }
+    }
+  }
+  void release_previous() noexcept {
+    if constexpr (std::is_same_v<S, Stream>) {
+      previous_.reset();
+      previous_bytes_ = {};
+      if (std::exchange(previous_shared_, false)) stream_.release_previous();
+      previous_counted_.reset();
     }
   }
   // The receive buffer being decoded is used up (or reading ends).
@@ -546,6 +657,13 @@ class FramedStream {
   typename S::Buffer current_;
   absl::Span<const uint8_t> received_;  // current_'s bytes (also once shared)
   bool shared_ = false;                 // current_ was handed to the send queue
+  // The buffer before current_, while the codec views its end (a split
+  // frame's start: FramedOptions::split_payloads), and whether the send
+  // queue shares it.
+  typename S::Buffer previous_;
+  absl::Span<const uint8_t> previous_bytes_;
+  bool previous_shared_ = false;
+  SplitHold previous_counted_;
   absl::Span<const uint8_t> input_;
   absl::Status terminal_;
   // Found by try_read_now(), for the reader; OK: none (a decode error never
@@ -716,11 +834,14 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
   // The last frame read is no longer in use: the buffer it was sent from
   // (exchange_frame_buffer()) may now be reused.
   if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
+  // The last frame read no longer views the buffer before this one.
+  if (!codec_holds_input()) release_previous();
   if ((!input_.empty() || codec_pending()) && turn_spent()) {
     yield_turn_ = true;  // the reader yields to the loop first
     return false;
   }
   while (!input_.empty() || codec_pending()) {
+    allow_split();
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {
       decode_error_ = std::move(decoded).status();  // the reader ends the connection
@@ -771,6 +892,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
+        s.allow_split();
         absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
         if (!decoded.ok()) {
           s.decode_error_ = std::move(decoded).status();
@@ -798,6 +920,11 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
           p.result.emplace(s.terminal_);
           break;
         }
+      }
+      if (s.codec_holds_input()) {
+        s.keep_received();  // a frame's start is in it
+      } else {
+        s.release_previous();  // (a frame over three buffers: copied)
       }
       s.let_go_received();
       s.watch_idle(true);
@@ -885,6 +1012,10 @@ Task<> FramedStream<C, S>::end(absl::Status why, bool graceful) {
   terminal_ = why.ok() ? absl::FailedPreconditionError("closed by this side") : why;
   input_ = {};
   let_go_received();
+  if constexpr (requires(C & c) { c.unhold(); }) {
+    if (codec_holds_input()) codec_.unhold();  // it must not view what goes now
+  }
+  release_previous();
   if (graceful && stream_.valid() && stream_.state()->write_error().ok()) {
     co_await HoldWait(this);  // answers owed go out before the goodbye
   }

@@ -166,6 +166,17 @@ class NetContext {
   // Receive buffers the streams' send queues hold (Stream::write(
   // RecvBuffer&&)): at most three quarters of the ring.
   uint32_t adopted_buffers() const noexcept { return adopted_; }
+  // Receive buffers readers keep while waiting for the rest of a frame that
+  // starts in them (FramedOptions::split_payloads): at most a quarter of
+  // the ring, so that peers that stop mid-frame cannot take it from the
+  // others. False: over that bound (the reader copies instead).
+  bool hold_split_buffer() noexcept {
+    if (split_held_ >= ring_->count() / 4) return false;
+    ++split_held_;
+    return true;
+  }
+  void release_split_buffer() noexcept { --split_held_; }
+  uint32_t split_buffers_held() const noexcept { return split_held_; }
   // Sets stream `s`'s share of partial_frame_bytes() (FramedStream).
   void account_partial_frame(detail::StreamState& s, size_t bytes) noexcept;
   // True when the loop has a fixed-file table: streams use fixed files.
@@ -221,6 +232,7 @@ class NetContext {
   // Receive buffers the streams' send queues hold (adopted writes), of the
   // ring's count: capped at three quarters (StreamState::adopt()).
   uint32_t adopted_ = 0;
+  uint32_t split_held_ = 0;
   std::vector<std::vector<uint8_t>> spare_buffers_;
   size_t spare_bytes_ = 0;
   size_t traded_bytes_ = 0;

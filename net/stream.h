@@ -141,6 +141,19 @@ class Stream {
   void release_shared() noexcept {
     if (state_ != nullptr) state_->release_shared();
   }
+  // The reader goes on to its next buffer while still reading the end of
+  // this one (StreamState::keep_shared_as_previous()): the shared buffer,
+  // or `buf` when it was not shared, stays readable and writes from it are
+  // sent without a copy, until release_previous().
+  void keep_shared_as_previous() noexcept {
+    if (state_ != nullptr) state_->keep_shared_as_previous();
+  }
+  bool share_previous(RecvBuffer& buf) noexcept {
+    return state_ != nullptr && state_->share_previous(buf);
+  }
+  void release_previous() noexcept {
+    if (state_ != nullptr) state_->release_previous();
+  }
   // As write(parts), but parts inside the buffer share_received() took are
   // sent from it - as is a small part equal to the bytes just before the
   // next part there (a header encoded as received) - and the rest copied;

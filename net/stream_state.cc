@@ -56,6 +56,7 @@ StreamState::~StreamState() {
   drop_queue(absl::CancelledError("stream destroyed"));
   release_taken();
   release_shared();
+  release_previous();
   if (spare_ != nullptr) frame_deallocate(spare_, sizeof(SendBuf));
   if (scratch_ != nullptr) frame_deallocate(scratch_, sizeof(SendScratch));
   if (zc_ != nullptr) free_zc_array();
@@ -359,14 +360,18 @@ void StreamState::release_taken() noexcept {
   if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
 }
 
-bool StreamState::share_received(RecvBuffer& rb) noexcept {
-  if (!may_park(rb)) return false;
-  release_shared();  // the reader is done with the one before, if any
+StreamState::SendBuf* StreamState::share(RecvBuffer& rb) noexcept {
   // Full (used == capacity): copy_in() never fills it. One hold: the reader's.
   auto* b = new (send_buf_memory()) SendBuf{
       rb.data(), rb.size(), rb.size(), 0, 1, registered_index(rb.data(), rb.size()), {}, {}};
   b->ring_id = park(rb);
-  shared_ = b;
+  return b;
+}
+
+bool StreamState::share_received(RecvBuffer& rb) noexcept {
+  if (!may_park(rb)) return false;
+  release_shared();  // the reader is done with the one before, if any
+  shared_ = share(rb);
   return true;
 }
 
@@ -375,23 +380,45 @@ void StreamState::release_shared() noexcept {
   if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
 }
 
+void StreamState::keep_shared_as_previous() noexcept {
+  release_previous();
+  previous_ = std::exchange(shared_, nullptr);
+}
+
+bool StreamState::share_previous(RecvBuffer& rb) noexcept {
+  if (!may_park(rb)) return false;
+  release_previous();
+  previous_ = share(rb);
+  return true;
+}
+
+void StreamState::release_previous() noexcept {
+  SendBuf* b = std::exchange(previous_, nullptr);
+  if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
+}
+
 void StreamState::queue_shared(Writer& w) noexcept {
   ++ctx_->stats().shared_writes;
-  queue_parts_in(shared_, w.parts);
+  queue_parts_in(shared_, w.parts, previous_);
   complete(w, absl::OkStatus());
   request_send();
 }
 
-void StreamState::queue_parts_in(SendBuf* b,
-                                 absl::Span<const absl::Span<const uint8_t>> parts) noexcept {
-  const auto inside = [b](const uint8_t* p, size_t n) {
-    return b != nullptr && p >= b->data && p + n <= b->data + b->capacity;
+void StreamState::queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const uint8_t>> parts,
+                                 SendBuf* also) noexcept {
+  const auto in = [](SendBuf* buf, const uint8_t* p, size_t n) {
+    return buf != nullptr && p >= buf->data && p + n <= buf->data + buf->capacity;
   };
+  const auto inside = [&](const uint8_t* p, size_t n) { return in(b, p, n); };
   for (size_t i = 0; i < parts.size(); ++i) {
     const absl::Span<const uint8_t> p = parts[i];
     if (p.empty()) continue;
     if (inside(p.data(), p.size())) {
       queue_in(b, p);
+      continue;
+    }
+    if (in(also, p.data(), p.size())) {
+      queue_in(also, p);
       continue;
     }
     // A small part equal to the bytes just before the next part, inside the

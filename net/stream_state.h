@@ -198,6 +198,16 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool share_received(RecvBuffer& b) noexcept;
   // The reader is done with the buffer share_received() took.
   void release_shared() noexcept;
+  // The reader moves on to its next receive buffer while it still reads
+  // the last bytes of this one (a frame split across the two: FramedStream
+  // with FramedOptions::split_payloads): it keeps its hold on the shared
+  // buffer, which writes of kind kShared also send from, until
+  // release_previous(). share_previous(b) does the same for a receive
+  // buffer `b` the reader kept without sharing it (false: the ring cannot
+  // spare it; `b` unchanged).
+  void keep_shared_as_previous() noexcept;
+  bool share_previous(RecvBuffer& b) noexcept;
+  void release_previous() noexcept;
   const absl::Status& write_error() const noexcept { return write_error_; }
   // A write of `bytes` begun now would be admitted without waiting (no
   // writer waits, the queue has room): a transport that must commit to a
@@ -299,13 +309,18 @@ class StreamState final : private OpTarget, private SubmitHook {
   void unpark(int32_t ring_id) noexcept;
   // Queues w's parts, sending those inside *w.take from it (Writer::take).
   void take_over(Writer& w) noexcept;
-  // Queues w's parts, sending those inside shared_ from it (Kind::kShared).
+  // Queues w's parts, sending those inside shared_ or previous_ from them
+  // (Kind::kShared).
   void queue_shared(Writer& w) noexcept;
   // Queues `parts`: those inside `b` are sent from it, and so is a small
   // part equal to the bytes just before the next part there (an echoed
   // frame's header, encoded as it was received: the frame, and a run of
   // echoed frames, is one run of the buffer); the rest is copied.
-  void queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
+  // `also`: a second buffer parts may lie in, or nullptr.
+  void queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const uint8_t>> parts,
+                      SendBuf* also = nullptr) noexcept;
+  // A SendBuf for receive buffer `b`, parked, with the reader's hold.
+  SendBuf* share(RecvBuffer& b) noexcept;
   // Queues `bytes` (inside b, not copied) after the segments queued.
   void queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept;
   // Memory for a SendBuf header (the spare one, else from the slab pool).
@@ -376,8 +391,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   // write: a connection writing one small message at a time allocates no
   // header per write. Its data (an arena lease or a slab chunk) is not kept.
   void* spare_ = nullptr;
-  SendBuf* taken_ = nullptr;   // the last taken over, held (holds) until release_taken()
-  SendBuf* shared_ = nullptr;  // the reader's receive buffer, held until release_shared()
+  SendBuf* taken_ = nullptr;     // the last taken over, held (holds) until release_taken()
+  SendBuf* shared_ = nullptr;    // the reader's receive buffer, held until release_shared()
+  SendBuf* previous_ = nullptr;  // the one before, held until release_previous()
   size_t queued_bytes_ = 0;
   Writer* wait_head_ = nullptr;
   Writer* wait_tail_ = nullptr;

@@ -1,5 +1,6 @@
 // sbmp_echo_server: echoes every SBMP application frame - same type,
-// extensions and payload, sent from the receive buffer without a copy.
+// extensions and payload, sent from the receive buffer(s) without a copy
+// (a frame split across two receive buffers too: FramedOptions::split_payloads).
 // PING, HELLO and protocol errors are handled by FramedStream<sbmp::Codec>.
 //
 //   sbmp_echo_server --port=0 --host=127.0.0.1 --threads=1 --stats
@@ -46,6 +47,9 @@ ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
 ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
           "receive the rest of frames larger than a receive buffer straight into the "
           "frame's buffer (FramedOptions::receive_in_place)");
+ABSL_FLAG(bool, split_payloads, true,
+          "echo a frame that arrived split across two receive buffers from both, without "
+          "reassembling it (FramedOptions::split_payloads)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this PEM certificate chain (needs --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "the PEM private key of --tls_cert");
@@ -69,7 +73,7 @@ int main(int argc, char** argv) {
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
       "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
-      "                        [--receive_in_place=BOOL] [--stats]\n"
+      "                        [--receive_in_place=BOOL] [--split_payloads=BOOL] [--stats]\n"
       "                        [--tls_cert=PEM --tls_key=PEM]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
@@ -94,7 +98,8 @@ int main(int argc, char** argv) {
            .unix_path = absl::GetFlag(FLAGS_unix),
            .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
                    .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
-           .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place)},
+           .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place),
+                      .split_payloads = absl::GetFlag(FLAGS_split_payloads)},
            .max_connections = absl::GetFlag(FLAGS_max_connections),
            .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
            .frame_timeout = absl::GetFlag(FLAGS_frame_timeout).value,

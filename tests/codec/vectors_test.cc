@@ -44,7 +44,8 @@ Json describe(const Frame& f) {
       R"({"offset":%d,"version":"%d.%d","flags":[%s],"type":%d,"length":%d,"ext_len":%d,)"
       R"("extensions":[%s],"payload_hex":"%s"})",
       f.offset, version_major(f.version()), version_minor(f.version()), f.chk() ? R"("CHK")" : "",
-      f.type(), f.header.length, f.header.ext_len, ext, testing::to_hex(f.payload));
+      f.type(), f.header.length, f.header.ext_len, ext,
+      testing::to_hex(f.payload) + testing::to_hex(f.payload_tail));
   auto json = Json::parse(text);
   EXPECT_TRUE(json.ok()) << text;
   return json.ok() ? *json : Json();
@@ -52,10 +53,14 @@ Json describe(const Frame& f) {
 
 // Feeds `c` cut at `cuts` (ascending offsets) and checks each frame as it
 // comes (a frame from the reassembly buffer is valid only until next()).
-void run(const VectorCase& c, const std::vector<size_t>& cuts, const std::string& how) {
-  SCOPED_TRACE(c.name + " / " + how);
+// `split`: split payloads allowed (Decoder::set_split_payloads(); the
+// pieces all stay valid), so frames across one cut come as two views.
+void run(const VectorCase& c, const std::vector<size_t>& cuts, const std::string& how,
+         bool split = false) {
+  SCOPED_TRACE(c.name + " / " + how + (split ? " / split payloads" : ""));
   const Json& want = c.expect;
   Decoder decoder({.max_frame = static_cast<uint32_t>(*want["max_frame"].as_u64())});
+  if (split) decoder.set_split_payloads(SIZE_MAX);
   auto bytes = testing::as_bytes(c.bin);
   size_t frames = 0;
   std::optional<FrameError> error;
@@ -142,6 +147,22 @@ TEST_F(VectorsTest, RandomSplits) {
       std::vector<size_t> cuts;
       for (size_t at = piece(rng); at < c.bin.size(); at += piece(rng)) cuts.push_back(at);
       run(c, cuts, absl::StrFormat("random split seed %d", seed));
+      run(c, cuts, absl::StrFormat("random split seed %d", seed), /*split=*/true);
+    }
+  }
+}
+
+// Every case cut once, at every offset (a large case: every 61st, and every
+// one near its ends), with split payloads allowed: a frame across the cut
+// comes as two views of the two pieces, and the frames, the error and its
+// offset are the same as whole.
+TEST_F(VectorsTest, SplitPayloadsAtEveryCut) {
+  ASSERT_GE(cases_->size(), testing::kMinVectorCases);
+  for (const VectorCase& c : *cases_) {
+    const size_t n = c.bin.size();
+    for (size_t cut = 1; cut < n; ++cut) {
+      if (n > 4096 && cut % 61 != 0 && cut > 64 && cut < n - 64) continue;
+      run(c, {cut}, absl::StrFormat("cut at %d", cut), /*split=*/true);
     }
   }
 }

@@ -153,12 +153,14 @@ struct FramedOptions {
   // sends it from both. Only for an application that reads both parts (an
   // echo or a proxy forwarding frames), so off by default. Only for a frame
   // whose rest fits one receive buffer. A reader waiting for that rest
-  // keeps the first buffer within a bound of a quarter of the loop's ring
-  // for all its streams (peers that stop mid-frame must not take the ring
-  // from the others); past it, and for a frame over three buffers, the
-  // frame is copied as without the option. Stream transport only.
-  // Measured (sbmp_echo_server, 16 KiB frames pipelined 16 deep, server CPU
-  // per frame, split on / off, interleaved): see bench/RESULTS.md.
+  // keeps the first buffer within a bound of half the loop's ring for all
+  // its streams (peers that stop mid-frame must not take the ring from the
+  // others; the frame deadline ends them); past it, and for a frame over
+  // three buffers, the frame is copied as without the option. Stream
+  // transport only.
+  // Measured (bench/run.sh, sbmp_echo_server, 16 KiB frames pipelined 16
+  // deep, server CPU per frame, on / off, 6 interleaved rounds): 0.91 at 16
+  // connections, 0.94 at 256, 1.01 at 1000; 1 and 64 KiB frames unchanged.
   bool split_payloads = false;
 };
 
@@ -558,7 +560,7 @@ class FramedStream {
   // decoded (a split frame's start), which is kept until the frame has been
   // read (release_previous(), at the next read_frame()). Unless the rest of
   // the frame is here already, it counts against the loop's bound for such
-  // buffers (NetContext::hold_split_buffer(): a quarter of the ring), so
+  // buffers (NetContext::hold_split_buffer(): half the ring), so
   // that peers that stop mid-frame cannot take the ring from the others
   // (and the frame deadline ends them). Past it the codec copies the
   // frame's start after all (unhold()).

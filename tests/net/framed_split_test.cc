@@ -3,7 +3,7 @@
 // them (Frame::payload, Frame::payload_tail) and echoed from both, never
 // reassembled by a copy. Pipelined frames of about a receive buffer (most
 // straddle two), the option off, and peers that stop mid-frame: the loop
-// keeps at most a quarter of its ring for them, and copies past that.
+// keeps at most half its ring for them, and copies past that.
 // Client and server run on one loop; the clients check every echoed byte.
 #include <gtest/gtest.h>
 
@@ -172,12 +172,11 @@ Task<absl::Status> stall_mid_frame(NetContext& net, SocketAddress addr, uint32_t
   co_return co_await c->close();
 }
 
-// Readers of peers that stopped mid-frame keep at most a quarter of the
-// ring; the others copy what they have, and a pipelining peer alongside is
+// Readers of peers that stopped mid-frame keep at most half the ring; the others copy what they have, and a pipelining peer alongside is
 // served throughout. Every frame is echoed once the peers go on.
-TEST(FramedSplitTest, PeersStoppedMidFrameHoldAtMostAQuarterOfTheRing) {
+TEST(FramedSplitTest, PeersStoppedMidFrameHoldAtMostHalfTheRing) {
   NetOptions net;
-  net.recv_buffers = 64;  // a quarter: 16
+  net.recv_buffers = 64;  // half: 32
   constexpr int kStalled = 40;
   Fixture f(/*split=*/true, kStalled + 1, net);
   uint32_t most_held = 0;
@@ -202,7 +201,7 @@ TEST(FramedSplitTest, PeersStoppedMidFrameHoldAtMostAQuarterOfTheRing) {
   ASSERT_TRUE(f.t.run(std::move(watcher)).ok());
   ASSERT_TRUE(f.t.run(until(&done, kStalled)).ok());
   EXPECT_GT(most_held, 0u);
-  EXPECT_LE(most_held, 16u);
+  EXPECT_LE(most_held, 32u);
   EXPECT_EQ(f.counts.frames, kStalled * 2 + int(straddling_sizes().size()) * 2);
   EXPECT_EQ(f.t.net->split_buffers_held(), 0u);
 }

@@ -172,8 +172,9 @@ Task<absl::Status> stall_mid_frame(NetContext& net, SocketAddress addr, uint32_t
   co_return co_await c->close();
 }
 
-// Readers of peers that stopped mid-frame keep at most half the ring; the others copy what they have, and a pipelining peer alongside is
-// served throughout. Every frame is echoed once the peers go on.
+// Readers of peers that stopped mid-frame keep at most half the ring; the
+// others copy what they have, and a pipelining peer alongside is served
+// throughout. Every frame is echoed once the peers go on.
 TEST(FramedSplitTest, PeersStoppedMidFrameHoldAtMostHalfTheRing) {
   NetOptions net;
   net.recv_buffers = 64;  // half: 32

@@ -1,7 +1,9 @@
 // libFuzzer target for the streaming decoder. The first bytes pick how the
 // rest of the input is cut into reads; the decoder must give exactly the
 // result of decoding the whole stream at once - same frames, same error,
-// same incompleteness - and never crash, hang or read out of bounds.
+// same incompleteness - and never crash, hang or read out of bounds; also
+// with split payloads allowed (a frame across two reads comes as two views
+// of them: Decoder::set_split_payloads()).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -38,10 +40,12 @@ void check(bool ok) {
   if (!ok) std::abort();
 }
 
-// Decodes `data` cut at the sizes `cuts` yields (cycled).
-Result decode(const uint8_t* data, size_t size, const std::vector<size_t>& cuts,
-              uint32_t max_frame) {
+// Decodes `data` cut at the sizes `cuts` yields (cycled). The reads all stay
+// valid, as split payloads need.
+Result decode(const uint8_t* data, size_t size, const std::vector<size_t>& cuts, uint32_t max_frame,
+              bool split_payloads = false) {
   Decoder decoder({.max_frame = max_frame});
+  if (split_payloads) decoder.set_split_payloads(SIZE_MAX);
   Result r;
   size_t pos = 0;
   size_t i = 0;
@@ -62,7 +66,8 @@ Result decode(const uint8_t* data, size_t size, const std::vector<size_t>& cuts,
       }
       const Frame& f = **next;
       // Structural invariants of every frame handed out.
-      check(f.header.length == f.header.ext_len + f.payload.size() + (f.chk() ? 4 : 0));
+      check(f.header.length == f.header.ext_len + f.payload_size() + (f.chk() ? 4 : 0));
+      check(split_payloads || f.payload_tail.empty());
       check(f.header.length <= max_frame);
       check(f.extensions.bytes().size() == f.header.ext_len);
       size_t entries = 0;
@@ -74,6 +79,8 @@ Result decode(const uint8_t* data, size_t size, const std::vector<size_t>& cuts,
                           f.header.flags,
                           {f.extensions.bytes().begin(), f.extensions.bytes().end()},
                           {f.payload.begin(), f.payload.end()}});
+      r.frames.back().payload.insert(r.frames.back().payload.end(), f.payload_tail.begin(),
+                                     f.payload_tail.end());
     }
   }
   if (!r.error) {
@@ -101,8 +108,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   Result whole = decode(data, size, {}, max_frame);
   Result bytewise = decode(data, size, {1}, max_frame);
-  Result split = decode(data, size, cuts.empty() ? std::vector<size_t>{7, 1, 16} : cuts, max_frame);
-  for (const Result* other : {&bytewise, &split}) {
+  const std::vector<size_t> pattern = cuts.empty() ? std::vector<size_t>{7, 1, 16} : cuts;
+  Result split = decode(data, size, pattern, max_frame);
+  Result views = decode(data, size, pattern, max_frame, /*split_payloads=*/true);
+  for (const Result* other : {&bytewise, &split, &views}) {
     check(other->frames == whole.frames);
     check(other->error == whole.error);
     check(other->incomplete == whole.incomplete);

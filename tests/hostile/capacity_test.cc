@@ -81,6 +81,50 @@ TEST_F(CapacityTest, ThreeThousandIdleConnectionsAndAVictimAreAllServed) {
   expect_alive_and_serving();
 }
 
+// Split payloads (sbmp_echo_server's default, FramedOptions::split_payloads):
+// peers that each send a frame and the start of one more - its header and
+// part of a payload whose rest would fit one receive buffer - and stop must
+// not take the receive ring (1024 buffers) from the others. Their readers
+// keep at most half of it waiting for the rest and copy past that; with no
+// bound, 1,500 such peers would hold more buffers than the ring has. The
+// victim is served meanwhile, and every frame is echoed once its rest comes.
+TEST_F(CapacityTest, ThousandsStoppedMidFrameDoNotTakeTheRing) {
+  const size_t n = env_size("HOSTILE_STALLED_CONNS", 1500);
+  const uint64_t nofile = raise_nofile_limit();
+  ASSERT_GE(nofile, n + 500) << "RLIMIT_NOFILE hard limit too low for " << n << " connections";
+  ASSERT_NE(start_sbmp({"--idle_timeout=60s", "--max_connections=0"}), nullptr);
+  absl::Status error;
+  std::vector<Peer> peers = as_peers(connect_many(port(), n, {}, &error));
+  ASSERT_TRUE(error.ok()) << error;
+  const Bytes small = pattern(100, 1);
+  const Bytes large = pattern(12000, 2);
+  const Bytes wire = concat({frame(0x0100, small), frame(0x0100, large)});
+  const size_t cut = wire.size() - 4000;
+  for (auto& p : peers) {
+    ASSERT_TRUE(p.socket().send_all(absl::MakeConstSpan(wire).first(cut), Clock::now() + 5s).ok());
+  }
+  size_t first = 0;
+  for (auto& p : peers) {
+    absl::StatusOr<ReceivedFrame> f = p.read_frame(Clock::now() + 10s);
+    first += f.ok() && f->payload == small;
+  }
+  EXPECT_EQ(first, n) << "the frame before the stopped one not echoed";
+  VictimReport victim = echo_round({.port = port()}, 200);
+  expect_victim_served(victim, 200);
+  for (auto& p : peers) {
+    ASSERT_TRUE(
+        p.socket().send_all(absl::MakeConstSpan(wire).subspan(cut), Clock::now() + 5s).ok());
+  }
+  size_t second = 0;
+  for (auto& p : peers) {
+    absl::StatusOr<ReceivedFrame> f = p.read_frame(Clock::now() + 10s);
+    second += f.ok() && f->payload == large;
+  }
+  note("%u peers stopped mid-frame, then went on: %u of their frames echoed", n, second);
+  EXPECT_EQ(second, n);
+  expect_alive_and_serving();
+}
+
 // Over --max_connections: GOAWAY(OVERLOADED) then close; once some leave,
 // there is room again.
 TEST_F(CapacityTest, OverMaxConnectionsNewPeersGetGoawayOverloaded) {

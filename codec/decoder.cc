@@ -172,6 +172,7 @@ absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& in
   }
   if (!held_.empty()) {
     // A split payload's frame: its start is still in the last input.
+    if (input.empty()) return std::nullopt;
     const absl::Span<const uint8_t> head = std::exchange(held_, {});
     const size_t rest = header_.frame_size() - head.size();
     if (input.size() >= rest) {

@@ -63,6 +63,12 @@ TEST(SplitPayloadTest, AFrameAcrossTwoInputsIsTwoViewsOfThem) {
     EXPECT_TRUE(d.holds_input());
     EXPECT_TRUE(d.mid_frame());
     EXPECT_EQ(d.buffer_bytes(), 0u);  // nothing copied
+    absl::Span<const uint8_t> nothing;
+    auto still = d.next(nothing);  // no input: it waits, still copying nothing
+    ASSERT_TRUE(still.ok());
+    EXPECT_FALSE(still->has_value());
+    EXPECT_TRUE(d.holds_input());
+    EXPECT_EQ(d.buffer_bytes(), 0u);
 
     auto f = d.next(b);
     ASSERT_TRUE(f.ok()) << f.status();

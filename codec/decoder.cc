@@ -106,6 +106,12 @@ void Decoder::take_prefix(absl::Span<const uint8_t> bytes) {
   carry_len_ = bytes.size();
 }
 
+absl::Status Decoder::trailer_mismatch(uint32_t expected, uint32_t actual) const {
+  return make_frame_error(
+      {ErrorCode::kPayloadChecksum, offset_, ErrorField::kTrailer},
+      absl::StrFormat("trailer 0x%08x, computed CRC-32C 0x%08x", expected, actual));
+}
+
 absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint8_t* bytes) {
   const uint8_t* body = bytes + kHeaderSize;
   size_t body_size = h.length - (h.chk() ? kTrailerSize : 0);
@@ -114,11 +120,7 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint
   if (h.chk()) {
     uint32_t expected = load32(body + body_size);
     uint32_t actual = crc32c(absl::MakeConstSpan(body, body_size));
-    if (expected != actual) {
-      return fail(make_frame_error(
-          {ErrorCode::kPayloadChecksum, offset_, ErrorField::kTrailer},
-          absl::StrFormat("trailer 0x%08x, computed CRC-32C 0x%08x", expected, actual)));
-    }
+    if (expected != actual) return fail(trailer_mismatch(expected, actual));
   }
   return build(h, ext_block, payload, {});
 }
@@ -133,11 +135,7 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish_split(const Header& h,
   if (h.chk()) {
     uint32_t expected = load32(rest.data() + tail.size());
     uint32_t actual = crc32c(tail, crc32c(payload, crc32c(ext_block)));
-    if (expected != actual) {
-      return fail(make_frame_error(
-          {ErrorCode::kPayloadChecksum, offset_, ErrorField::kTrailer},
-          absl::StrFormat("trailer 0x%08x, computed CRC-32C 0x%08x", expected, actual)));
-    }
+    if (expected != actual) return fail(trailer_mismatch(expected, actual));
   }
   return build(h, ext_block, payload, tail);
 }

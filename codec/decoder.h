@@ -160,6 +160,8 @@ class Decoder {
   absl::StatusOr<std::optional<Frame>> finish_split(const Header& header,
                                                     absl::Span<const uint8_t> head,
                                                     absl::Span<const uint8_t> rest);
+  // PAYLOAD_CHECKSUM for the frame at offset_.
+  absl::Status trailer_mismatch(uint32_t expected, uint32_t actual) const;
   // The body check and the frame, once the trailer is verified.
   absl::StatusOr<std::optional<Frame>> build(const Header& header,
                                              absl::Span<const uint8_t> ext_block,

@@ -174,7 +174,9 @@ class FramedStream {
   class WriteFrameAwaiter;
 
   FramedStream(S stream, C codec, FramedOptions options = {})
-      : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {}
+      : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {
+    allow_split();
+  }
   FramedStream(FramedStream&&) noexcept = default;
   FramedStream& operator=(FramedStream&&) noexcept = default;
   ~FramedStream() { watch_idle(false); }
@@ -537,14 +539,14 @@ class FramedStream {
   }
   // Split payloads (FramedOptions::split_payloads): the codec may leave the
   // start of a frame whose rest fits one receive buffer in the buffer being
-  // decoded.
+  // decoded. Set once: the setting moves with the codec.
   void allow_split() noexcept {
     if constexpr (std::is_same_v<S, Stream> && requires(C & c) {
                     c.set_split_payloads(size_t{1});
                     c.holds_input();
                     c.unhold();
                   }) {
-      if (options_.split_payloads) {
+      if (options_.split_payloads && stream_.valid()) {
         codec_.set_split_payloads(stream_.context().buffers().buffer_size());
       }
     }
@@ -584,6 +586,8 @@ class FramedStream {
   }
   void release_previous() noexcept {
     if constexpr (std::is_same_v<S, Stream>) {
+      // (Set whenever a buffer is kept: the common case costs one test.)
+      if (previous_bytes_.empty()) return;
       previous_.reset();
       previous_bytes_ = {};
       if (std::exchange(previous_shared_, false)) stream_.release_previous();
@@ -843,7 +847,6 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
     return false;
   }
   while (!input_.empty() || codec_pending()) {
-    allow_split();
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {
       decode_error_ = std::move(decoded).status();  // the reader ends the connection
@@ -894,7 +897,6 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
-        s.allow_split();
         absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
         if (!decoded.ok()) {
           s.decode_error_ = std::move(decoded).status();

@@ -355,10 +355,12 @@ void StreamState::take_over(Writer& w) noexcept {
   request_send();
 }
 
-void StreamState::release_taken() noexcept {
-  SendBuf* b = std::exchange(taken_, nullptr);
+void StreamState::drop_hold(SendBuf*& held) noexcept {
+  SendBuf* b = std::exchange(held, nullptr);
   if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
 }
+
+void StreamState::release_taken() noexcept { drop_hold(taken_); }
 
 StreamState::SendBuf* StreamState::share(RecvBuffer& rb) noexcept {
   // Full (used == capacity): copy_in() never fills it. One hold: the reader's.
@@ -375,10 +377,7 @@ bool StreamState::share_received(RecvBuffer& rb) noexcept {
   return true;
 }
 
-void StreamState::release_shared() noexcept {
-  SendBuf* b = std::exchange(shared_, nullptr);
-  if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
-}
+void StreamState::release_shared() noexcept { drop_hold(shared_); }
 
 void StreamState::keep_shared_as_previous() noexcept {
   release_previous();
@@ -392,10 +391,7 @@ bool StreamState::share_previous(RecvBuffer& rb) noexcept {
   return true;
 }
 
-void StreamState::release_previous() noexcept {
-  SendBuf* b = std::exchange(previous_, nullptr);
-  if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
-}
+void StreamState::release_previous() noexcept { drop_hold(previous_); }
 
 void StreamState::queue_shared(Writer& w) noexcept {
   ++ctx_->stats().shared_writes;

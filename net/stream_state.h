@@ -321,6 +321,9 @@ class StreamState final : private OpTarget, private SubmitHook {
                       SendBuf* also = nullptr) noexcept;
   // A SendBuf for receive buffer `b`, parked, with the reader's hold.
   SendBuf* share(RecvBuffer& b) noexcept;
+  // Gives up the reader's hold on `held` (taken_, shared_, previous_) and
+  // clears it; the buffer goes once its queued bytes are sent too.
+  void drop_hold(SendBuf*& held) noexcept;
   // Queues `bytes` (inside b, not copied) after the segments queued.
   void queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept;
   // Memory for a SendBuf header (the spare one, else from the slab pool).

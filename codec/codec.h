@@ -105,6 +105,11 @@ class Codec {
   bool exchange_buffer(const uint8_t* p, std::vector<uint8_t>& other) {
     return decoder_.exchange_buffer(p, other);
   }
+  // Reassembly buffers of large frames from a pool shared with other codecs
+  // (Decoder::set_buffer_pool()), and this codec's given back to it
+  // between frames (release_buffer(): the last frame is no longer in use).
+  void set_buffer_pool(const Decoder::BufferPool& pool) { decoder_.set_buffer_pool(pool); }
+  void release_buffer() { decoder_.release_buffer(); }
   // Frames split across two inputs handed out as two views of them, not
   // copied (Decoder::set_split_payloads(); Frame::payload_tail): while
   // holds_input(), the last input's bytes must stay as they are.

@@ -48,6 +48,9 @@ absl::Status Decoder::fail(absl::Status status) {
 
 void Decoder::append(absl::Span<const uint8_t>& input, size_t n, size_t limit) {
   if (n == 0) return;
+  if (buffer_.capacity() == 0 && pool_.take != nullptr && limit >= pool_.min_frame) {
+    buffer_ = pool_.take(pool_.owner, limit);  // (a large frame's header is in)
+  }
   if (buffer_.size() < buffered_ + n) {
     // Grow with the bytes that actually arrived (a header's `length` alone
     // must not make us allocate: thousands of 16-byte headers would fill a
@@ -193,7 +196,8 @@ absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& in
   if (buffered_ == 0) {
     // The last split frame (a view into buffer_) is gone now: a buffer grown
     // for a large one is given back instead of being kept for the
-    // connection's life.
+    // connection's life, to the pool when there is one.
+    release_buffer();
     if (buffer_.capacity() > kKeptBuffer) std::vector<uint8_t>().swap(buffer_);
     // Fast path: the frame starts at the front of `input`.
     if (input.size() >= kHeaderSize) {

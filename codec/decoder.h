@@ -14,9 +14,9 @@
 // A frame that lies whole inside `input` comes back as a view into `input`
 // (no copy). Only a frame split across inputs is copied, into one internal
 // buffer that grows with the bytes received (at most max_frame + 16 bytes);
-// it is kept for the next split frame when it is at most kKeptBuffer bytes,
-// and released otherwise. A frame from it stays valid until the next call
-// to next().
+// it is kept for the next split frame when it is at most kKeptBuffer bytes
+// (or shared with other decoders: set_buffer_pool()), and released
+// otherwise. A frame from it stays valid until the next call to next().
 // The header is validated as soon as its 16 bytes are in, so an oversized
 // `length` is refused before any body byte is read or buffered. Errors are
 // final: every later call returns the same error.
@@ -66,7 +66,40 @@ class Decoder {
   // (an idle connection keeps nothing). A frame handed out from it must no
   // longer be in use.
   void trim() {
-    if (buffered_ == 0) std::vector<uint8_t>().swap(buffer_);
+    if (buffered_ != 0 || lent_) return;
+    release_buffer();
+    std::vector<uint8_t>().swap(buffer_);
+  }
+  // ---- Sharing reassembly buffers among decoders ----
+  // Where the reassembly buffers of frames of at least `min_frame` bytes
+  // come from and go back to. A transport with many connections (net/'s
+  // FramedStream) keeps them in one pool of its own: a buffer is reused
+  // while still in cache by whichever connection receives a large frame
+  // next, and a connection between frames holds none, where otherwise each
+  // connection a large frame ever passed through kept one (1,000 of them:
+  // 65 MB, each page faulted in by its first frame). Plain function
+  // pointers, so that the transport fills it in without naming codec types.
+  struct BufferPool {
+    void* owner = nullptr;
+    // A buffer (size and capacity as they were), if possible one of at
+    // least `want` bytes; an empty one when the pool has none.
+    std::vector<uint8_t> (*take)(void* owner, size_t want) noexcept = nullptr;
+    // Keeps `buffer` (moved from) for a later take(), or refuses it (false,
+    // `buffer` untouched: the decoder keeps it, as without a pool).
+    bool (*give)(void* owner, std::vector<uint8_t>& buffer) noexcept = nullptr;
+    size_t min_frame = 0;
+  };
+  void set_buffer_pool(const BufferPool& pool) { pool_ = pool; }
+  // Between frames, gives the reassembly buffer to the pool when it is one
+  // of the pool's (at least min_frame, at most kKeptBuffer bytes). A frame
+  // handed out from it must no longer be in use.
+  void release_buffer() {
+    const size_t capacity = buffer_.capacity();
+    if (buffered_ != 0 || lent_ || pool_.give == nullptr || capacity == 0 ||
+        capacity < pool_.min_frame || capacity > kKeptBuffer) {
+      return;
+    }
+    if (pool_.give(pool_.owner, buffer_)) buffer_ = std::vector<uint8_t>();
   }
   static constexpr size_t kMaxGrowth = 1024 * 1024;
   // True when `p` lies in the reassembly buffer: a frame there is
@@ -185,6 +218,7 @@ class Decoder {
   // (set_split_payloads()); header_ is its header.
   absl::Span<const uint8_t> held_;
   size_t split_max_rest_ = 0;
+  BufferPool pool_;
   // The next frame's first bytes, received past a frame (return_buffer()).
   std::array<uint8_t, kHeaderSize> carry_{};
   size_t carry_len_ = 0;

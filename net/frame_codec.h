@@ -86,7 +86,14 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //    sent (write_frame());
 //  * void trim() - the connection has been idle a while, between frames:
 //    free memory kept for reuse (called from the server's idle sweep while
-//    the reader waits for input; no frame handed out is in use then).
+//    the reader waits for input; no frame handed out is in use then);
+//  * void set_buffer_pool({owner, take, give, min_frame}) and
+//    void release_buffer() - reassembly buffers for frames of at least
+//    min_frame bytes come from take(owner, want) and go back through
+//    give(owner, buffer) (false: refused, kept); FramedStream over a Stream
+//    passes the loop's pool (NetContext::take_frame_buffer()) and calls
+//    release_buffer() when a read_frame() begins (the last frame is no
+//    longer in use then), so a connection between frames holds none.
 
 // CallCodec: a FrameCodec whose frames carry what a request/reply channel
 // (net/channel.h, net/channel_server.h) needs: a correlation id that a reply

@@ -176,6 +176,7 @@ class FramedStream {
   FramedStream(S stream, C codec, FramedOptions options = {})
       : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {
     allow_split();
+    share_codec_buffers();
   }
   FramedStream(FramedStream&&) noexcept = default;
   FramedStream& operator=(FramedStream&&) noexcept = default;
@@ -551,6 +552,26 @@ class FramedStream {
       }
     }
   }
+  // The codec reassembles large frames (those over a receive buffer) in
+  // buffers from the loop's pool (NetContext::take_frame_buffer()) and
+  // gives them back between frames: what is held follows the large frames
+  // under way, not the connections that ever received one. Set once.
+  void share_codec_buffers() noexcept {
+    if constexpr (std::is_same_v<S, Stream> && requires(C & c) {
+                    c.set_buffer_pool({nullptr, nullptr, nullptr, size_t{0}});
+                  }) {
+      if (!stream_.valid()) return;
+      NetContext& ctx = stream_.context();
+      codec_.set_buffer_pool({&ctx,
+                              [](void* owner, size_t want) noexcept {
+                                return static_cast<NetContext*>(owner)->take_frame_buffer(want);
+                              },
+                              [](void* owner, std::vector<uint8_t>& bytes) noexcept {
+                                return static_cast<NetContext*>(owner)->keep_frame_buffer(bytes);
+                              },
+                              ctx.buffers().buffer_size()});
+    }
+  }
   bool codec_holds_input() const noexcept {
     if constexpr (requires(const C& c) { c.holds_input(); }) {
       return codec_.holds_input();
@@ -842,6 +863,8 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
   if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
   // The last frame read no longer views the buffer before this one.
   if (!codec_holds_input()) release_previous();
+  // Nor the codec's reassembly buffer, which goes back to the loop's pool.
+  if constexpr (requires(C & c) { c.release_buffer(); }) codec_.release_buffer();
   if ((!input_.empty() || codec_pending()) && turn_spent()) {
     yield_turn_ = true;  // the reader yields to the loop first
     return false;

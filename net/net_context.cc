@@ -49,6 +49,32 @@ void NetContext::keep_spare_buffer(std::vector<uint8_t>&& bytes) noexcept {
   spare_buffers_.push_back(std::move(bytes));
 }
 
+std::vector<uint8_t> NetContext::take_frame_buffer(size_t want) noexcept {
+  if (spare_buffers_.empty()) return {};
+  // (A few back at most: the pool is LIFO so that what is taken is what
+  // was used last, still in cache.)
+  size_t pick = spare_buffers_.size() - 1;
+  for (size_t i = pick + 1, seen = 0; i > 0 && seen < 4; --i, ++seen) {
+    if (spare_buffers_[i - 1].capacity() >= want) {
+      pick = i - 1;
+      break;
+    }
+  }
+  std::vector<uint8_t> bytes = std::move(spare_buffers_[pick]);
+  spare_buffers_.erase(spare_buffers_.begin() + static_cast<ptrdiff_t>(pick));
+  spare_bytes_ -= bytes.capacity();
+  drop_traded(bytes.capacity());
+  return bytes;
+}
+
+bool NetContext::keep_frame_buffer(std::vector<uint8_t>& bytes) noexcept {
+  if (spare_bytes_ + bytes.capacity() > options_.spare_buffer_bytes) return false;
+  traded_bytes_ += bytes.capacity();
+  spare_bytes_ += bytes.capacity();
+  spare_buffers_.push_back(std::move(bytes));
+  return true;
+}
+
 absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
                                                                NetOptions options) {
   if (options.max_queued_bytes == 0) {

@@ -200,6 +200,15 @@ class NetContext {
   // For a trade (FramedStream::exchange_frame_buffer()): a kept buffer, or
   // an empty one while the traded bytes have room; nullopt: do not trade.
   std::optional<std::vector<uint8_t>> spare_for_trade() noexcept;
+  // For codecs' reassembly buffers (FramedStream gives its codec these as
+  // its pool, when the codec takes one): the most recently kept buffer of
+  // at least `want` bytes among the last few, else the last; an empty one
+  // when none is kept. A buffer taken no longer counts as traded.
+  std::vector<uint8_t> take_frame_buffer(size_t want) noexcept;
+  // Keeps a codec's reassembly buffer, between its frames, for any of the
+  // loop's codecs while the kept buffers fit NetOptions::spare_buffer_bytes
+  // (it then counts as traded); false, `bytes` untouched, otherwise.
+  bool keep_frame_buffer(std::vector<uint8_t>& bytes) noexcept;
   // A trade gave the send queue `taken` bytes of buffer and the codec
   // `given` (the spare_for_trade() buffer).
   void traded(size_t taken, size_t given) noexcept {

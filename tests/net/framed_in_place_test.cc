@@ -43,7 +43,8 @@ Task<> echo(Conn conn, absl::Status* why, int* frames) {
 }
 
 struct Fixture {
-  explicit Fixture(FramedOptions options = {.receive_in_place = true}) : options(options) {
+  explicit Fixture(FramedOptions options = {.receive_in_place = true}, int accepts = 1)
+      : options(options), accepts(accepts) {
     auto l = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
     EXPECT_TRUE(l.ok()) << l.status();
     listener = std::move(*l);
@@ -55,14 +56,17 @@ struct Fixture {
     listener.reset();
   }
   static Task<> accept_one(Fixture* f) {
-    auto s = co_await f->listener->accept();
-    if (!s.ok()) co_return;
-    spawn(*f->t.loop, echo(Conn(std::move(*s), sbmp::Codec(), f->options), &f->why, &f->frames));
+    for (int i = 0; i < f->accepts; ++i) {
+      auto s = co_await f->listener->accept();
+      if (!s.ok()) co_return;
+      spawn(*f->t.loop, echo(Conn(std::move(*s), sbmp::Codec(), f->options), &f->why, &f->frames));
+    }
   }
   uint64_t direct() const { return t.loop->stats().recv_direct; }
   uint64_t direct_bytes() const { return t.loop->stats().recv_direct_bytes; }
 
   FramedOptions options;
+  int accepts;
   absl::Status why;  // written by the handler: outlives the loop
   int frames = 0;
   TestLoop t;
@@ -441,6 +445,39 @@ TEST(FramedInPlaceTest, AReadCancelledWhileTheNextHeaderIsAwaitedLosesNothing) {
   }(r));
   ASSERT_TRUE(s.ok()) << s;
   r.expect_cancelled_then_frame();
+}
+
+// Between large frames a connection holds no reassembly buffer: it goes
+// back to the loop's pool (NetContext::keep_frame_buffer()), from which the
+// next large frame, on any connection, is reassembled. Before, each of these
+// connections kept a 64 KiB buffer for as long as it stayed open.
+TEST(FramedInPlaceTest, ConnectionsBetweenLargeFramesHoldNoReassemblyBuffer) {
+  constexpr int kConns = 40;
+  Fixture f({.receive_in_place = true}, kConns);
+  size_t held_while_idle = 0;
+  absl::Status s = f.t.run([](Fixture& f, size_t& held) -> Task<absl::Status> {
+    std::vector<Stream> clients;
+    const std::vector<uint8_t> w = wire_of({64 * 1024});
+    for (int i = 0; i < kConns; ++i) {
+      auto c = co_await Stream::connect(*f.t.net, f.addr);
+      if (!c.ok()) co_return c.status();
+      if (auto st = co_await c->write(absl::MakeConstSpan(w)); !st.ok()) co_return st;
+      std::vector<uint8_t> echoed;
+      if (auto st = co_await testing::read_exactly(*c, w.size(), echoed); !st.ok()) co_return st;
+      if (echoed != w) co_return absl::DataLossError("the echo differs from the frame sent");
+      clients.push_back(std::move(*c));
+    }
+    // (The last echo's reader goes back to waiting for its next frame.)
+    (void)co_await sleep_for(20ms);
+    held = f.t.net->partial_frame_bytes();
+    for (Stream& c : clients) {
+      if (auto st = co_await c.close(); !st.ok()) co_return st;
+    }
+    co_return absl::OkStatus();
+  }(f, held_while_idle));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(f.frames, kConns);
+  EXPECT_LT(held_while_idle, 64u * 1024);  // before: 40 x 64 KiB
 }
 
 }  // namespace

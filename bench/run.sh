@@ -15,7 +15,11 @@
 #   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,handshakes,
 #   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
 #   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
-#   report of the last run in the output folder from its records, no runs).
+#   report of the last run in the output folder from its records, no runs),
+#   --steer-rx (root: for the run, loopback packets are processed on the CPU
+#   of the socket that reads them - RPS/RFS on lo, as a NIC's would be -
+#   instead of on the sender's; the settings are restored on exit. See "How
+#   it measures" for why.)
 # Environment: BUILD_ROOT, JOBS, BENCH_MAX_OTHER (5: % of host CPU busy outside
 #   server and load generator that marks a run disturbed), BENCH_RETRIES (2),
 #   BENCH_BASE (a folder holding an earlier build's echo_server and
@@ -35,6 +39,17 @@
 # certificate made for the run; the load generator then runs with --tls, and
 # the mode "handshakes" (TLS servers only) counts full handshakes per second
 # (reported as msgs/s, with server µs per handshake as µs/msg).
+# On loopback a sender's CPU also does the receiving socket's protocol work.
+# When a server falls behind the load generator (pipelined, large messages),
+# the generator's writes wait for the server's receive window, and the
+# server's own reads then push them through (and wake the generator): its CPU
+# time includes the generator's transmits. Measured: the same uring_echo at
+# 256 x 64 KiB pipelined spent 30% of its time in recv, raw, and 62% in SBMP
+# mode, most of it sending the generator's queued bytes; a server just slower
+# than the generator pays this and one just faster does not, so µs/msg there
+# separates servers by more than their own costs. --steer-rx makes each side
+# pay for its own receiving; fixed-rate cells (below every server's
+# capacity) do not have the effect.
 # Servers that report their io_uring_enter count on SIGUSR1 (coring's with
 # --stats, uring_echo) are asked before and after each run: messages per
 # io_uring_enter per cell.
@@ -44,7 +59,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/deps.sh
 
-report_only=0 quick=0 tls=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
+report_only=0 quick=0 tls=0 steer_rx=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
 servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
@@ -64,6 +79,7 @@ for arg in "$@"; do
     --out=*) out=${arg#*=}; user_set+=(out) ;;
     --no-results) write_results=0 ;;
     --report-only) report_only=1 ;;
+    --steer-rx) steer_rx=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg (see --help)" >&2; exit 1 ;;
   esac
@@ -154,9 +170,32 @@ cleanup() {
     wait "$p" 2>/dev/null || true
   done
   rm -rf "$work"
+  steer_rx_restore
+}
+# --steer-rx: receive packet/flow steering on lo, undone by cleanup().
+lo_queue=/sys/class/net/lo/queues/rx-0
+steer_saved=()
+steer_rx_on() {
+  if [ "$(id -u)" -ne 0 ] || [ ! -w "$lo_queue/rps_cpus" ]; then
+    echo "bench/run.sh: --steer-rx writes $lo_queue and net.core.rps_sock_flow_entries: run as root" >&2
+    exit 1
+  fi
+  steer_saved=("$(cat /proc/sys/net/core/rps_sock_flow_entries)" "$(cat "$lo_queue/rps_flow_cnt")"
+    "$(cat "$lo_queue/rps_cpus")")
+  echo 32768 >/proc/sys/net/core/rps_sock_flow_entries
+  echo 32768 >"$lo_queue/rps_flow_cnt"
+  printf '%x\n' $(((1 << $(nproc)) - 1)) >"$lo_queue/rps_cpus"  # every CPU
+}
+steer_rx_restore() {
+  [ "${#steer_saved[@]}" -eq 3 ] || return 0
+  echo "${steer_saved[0]}" >/proc/sys/net/core/rps_sock_flow_entries || true
+  echo "${steer_saved[1]}" >"$lo_queue/rps_flow_cnt" || true
+  echo "${steer_saved[2]}" >"$lo_queue/rps_cpus" || true
+  steer_saved=()
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+[ "$steer_rx" -eq 0 ] || [ "$report_only" -eq 1 ] || steer_rx_on
 
 start_server() {  # start_server NAME: sets pid_of[NAME], port_of[NAME]
   local name=$1 cmd
@@ -350,6 +389,7 @@ fi
 
 # Report: markdown, JSON, plot data (bench/report.awk), then gnuplot.
 host="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
+[[ " $command_line " != *" --steer-rx "* ]] || host+="; loopback receive steering on (--steer-rx)"
 awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds" \
   -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
   -f bench/report.awk "$runs" "$idle_file"

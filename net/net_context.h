@@ -111,6 +111,9 @@ struct NetOptions {
   // many bytes, or a kept one is free; past that it copies or borrows as
   // without trading. Shared by the loop rather than kept per connection:
   // what is held follows the bytes in flight, not every connection's peak.
+  // The same pool holds FramedStream codecs' reassembly buffers of large
+  // frames between frames (take_frame_buffer()); one the pool has no room
+  // for stays with its connection.
   size_t spare_buffer_bytes = 8 * 1024 * 1024;
   // How long a stream destroyed with bytes still queued keeps sending them.
   std::chrono::milliseconds linger{2000};

@@ -184,7 +184,7 @@ steer_rx_on() {
     "$(cat "$lo_queue/rps_cpus")")
   echo 32768 >/proc/sys/net/core/rps_sock_flow_entries
   echo 32768 >"$lo_queue/rps_flow_cnt"
-  printf '%x\n' $(((1 << $(nproc)) - 1)) >"$lo_queue/rps_cpus"  # every CPU
+  echo 3 >"$lo_queue/rps_cpus"  # CPUs 0 and 1: the server's and the load generator's
 }
 steer_rx_restore() {
   [ "${#steer_saved[@]}" -eq 3 ] || return 0

@@ -48,8 +48,11 @@ absl::Status Decoder::fail(absl::Status status) {
 
 void Decoder::append(absl::Span<const uint8_t>& input, size_t n, size_t limit) {
   if (n == 0) return;
-  if (buffer_.capacity() == 0 && pool_.take != nullptr && limit >= pool_.min_frame) {
-    buffer_ = pool_.take(pool_.owner, limit);  // (a large frame's header is in)
+  // A large frame's header is in (limit: its size). Not past kKeptBuffer:
+  // the pool's buffer would be grown, thrown away, and not come back.
+  if (buffer_.capacity() == 0 && pool_.take != nullptr && limit >= pool_.min_frame &&
+      limit <= kKeptBuffer) {
+    buffer_ = pool_.take(pool_.owner, limit);
   }
   if (buffer_.size() < buffered_ + n) {
     // Grow with the bytes that actually arrived (a header's `length` alone

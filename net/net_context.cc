@@ -50,28 +50,24 @@ void NetContext::keep_spare_buffer(std::vector<uint8_t>&& bytes) noexcept {
 }
 
 std::vector<uint8_t> NetContext::take_frame_buffer(size_t want) noexcept {
-  if (spare_buffers_.empty()) return {};
-  // (A few back at most: the pool is LIFO so that what is taken is what
-  // was used last, still in cache.)
-  size_t pick = spare_buffers_.size() - 1;
-  for (size_t i = pick + 1, seen = 0; i > 0 && seen < 4; --i, ++seen) {
+  // The last kept buffer that fits, looking a few back at most: the pool is
+  // LIFO so that what is taken was used last, still in cache.
+  const size_t n = spare_buffers_.size();
+  for (size_t i = n; i > 0 && n - i < 4; --i) {
     if (spare_buffers_[i - 1].capacity() >= want) {
-      pick = i - 1;
+      std::swap(spare_buffers_[i - 1], spare_buffers_.back());
       break;
     }
   }
-  std::vector<uint8_t> bytes = std::move(spare_buffers_[pick]);
-  spare_buffers_.erase(spare_buffers_.begin() + static_cast<ptrdiff_t>(pick));
-  spare_bytes_ -= bytes.capacity();
+  std::vector<uint8_t> bytes = take_spare_buffer();
   drop_traded(bytes.capacity());
   return bytes;
 }
 
 bool NetContext::keep_frame_buffer(std::vector<uint8_t>& bytes) noexcept {
   if (spare_bytes_ + bytes.capacity() > options_.spare_buffer_bytes) return false;
-  traded_bytes_ += bytes.capacity();
-  spare_bytes_ += bytes.capacity();
-  spare_buffers_.push_back(std::move(bytes));
+  traded_bytes_ += bytes.capacity();  // as a traded buffer kept after its send
+  keep_spare_buffer(std::move(bytes));
   return true;
 }
 

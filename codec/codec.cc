@@ -39,14 +39,13 @@ Codec::Codec(CodecOptions options)
                                  .agent = std::move(options.agent),
                                  .versions = options.versions};
   if (role_ == Role::kServer) {
-    negotiation_.emplace<ServerNegotiation>(std::move(negotiation));
+    negotiation_ = std::make_unique<std::variant<ServerNegotiation, ClientNegotiation>>(
+        std::in_place_type<ServerNegotiation>, std::move(negotiation));
     return;
   }
-  negotiation_.emplace<ClientNegotiation>(std::move(negotiation));
-  if (!options.send_hello) {
-    client()->skip();
-    return;
-  }
+  if (!options.send_hello) return;  // the defaults hold: nothing to negotiate
+  negotiation_ = std::make_unique<std::variant<ServerNegotiation, ClientNegotiation>>(
+      std::in_place_type<ClientNegotiation>, std::move(negotiation));
   Hello hello = client()->start();
   std::array<uint8_t, kMaxHelloPayload> payload{};
   size_t n = *write_hello(hello, absl::MakeSpan(payload));
@@ -54,8 +53,11 @@ Codec::Codec(CodecOptions options)
 }
 
 bool Codec::established() const {
+  if (negotiation_ == nullptr) return true;
   return server() != nullptr ? server()->established() : client()->established();
 }
+
+void Codec::negotiated() { negotiation_.reset(); }
 
 void Codec::apply(const Settings& settings) {
   settings_ = settings;
@@ -133,14 +135,16 @@ absl::Status Codec::ping(absl::Span<const uint8_t> payload, std::optional<uint64
 }
 
 absl::Status Codec::on_negotiation(const Frame& frame) {
-  // An application frame changes nothing but a server's wait for a HELLO
-  // (none came first: the defaults hold). Past that, the common case is
-  // this one test per frame.
-  ServerNegotiation* server = this->server();
-  if (!is_control_type(frame.type()) && (server == nullptr || server->established())) {
-    return absl::OkStatus();
+  // Once negotiated (the common case) an application frame costs this one
+  // test. Before that, it ends a server's wait for a HELLO (none came
+  // first: the defaults hold).
+  if (negotiation_ == nullptr) {
+    if (!is_control_type(frame.type())) return absl::OkStatus();
+    absl::Status st = role_ == Role::kServer ? ServerNegotiation::check_established(frame)
+                                             : ClientNegotiation::check_established(frame);
+    return st.ok() ? st : fail(std::move(st));
   }
-  if (server != nullptr) {
+  if (ServerNegotiation* server = this->server(); server != nullptr) {
     absl::StatusOr<std::optional<HelloAck>> step = server->on_frame(frame);
     if (!step.ok()) return fail(step.status(), server->goaway_reason());
     if (step->has_value()) {
@@ -150,12 +154,15 @@ absl::Status Codec::on_negotiation(const Frame& frame) {
       queue(kTypeHelloAck, {}, absl::MakeConstSpan(payload.data(), n));
       apply(server->settings());
     }
+    if (server->established()) negotiated();
     return absl::OkStatus();
   }
   ClientNegotiation* client = this->client();
-  bool was_waiting = client->awaiting_ack();
   if (absl::Status st = client->on_frame(frame); !st.ok()) return fail(st);
-  if (was_waiting && client->established()) apply(client->settings());
+  if (client->established()) {
+    apply(client->settings());
+    negotiated();
+  }
   return absl::OkStatus();
 }
 

@@ -206,16 +206,23 @@ class Codec {
   absl::Status fail(absl::Status status, absl::string_view reason = {});
   void apply(const Settings& settings);
 
-  ServerNegotiation* server() { return std::get_if<ServerNegotiation>(&negotiation_); }
-  const ServerNegotiation* server() const { return std::get_if<ServerNegotiation>(&negotiation_); }
-  ClientNegotiation* client() { return std::get_if<ClientNegotiation>(&negotiation_); }
-  const ClientNegotiation* client() const { return std::get_if<ClientNegotiation>(&negotiation_); }
+  // The negotiation under way; nullptr once established.
+  ServerNegotiation* server() const {
+    return negotiation_ ? std::get_if<ServerNegotiation>(negotiation_.get()) : nullptr;
+  }
+  ClientNegotiation* client() const {
+    return negotiation_ ? std::get_if<ClientNegotiation>(negotiation_.get()) : nullptr;
+  }
+  // Once established the negotiation is dropped: HELLO and HELLO_ACK are
+  // refused by role from then on.
+  void negotiated();
 
   Role role_;
   Decoder decoder_;
-  // One side's negotiation, by role (a variant: the codec is part of every
-  // connection's memory).
-  std::variant<std::monostate, ServerNegotiation, ClientNegotiation> negotiation_;
+  // One side's negotiation, by role, until it is established. On the heap
+  // and then freed: the codec is part of every connection's memory, and an
+  // idle connection has long finished its handshake.
+  std::unique_ptr<std::variant<ServerNegotiation, ClientNegotiation>> negotiation_;
   Settings settings_;
   // kOutputCapacity bytes while output is pending, else null.
   std::unique_ptr<uint8_t[]> output_;

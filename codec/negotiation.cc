@@ -18,16 +18,21 @@ ServerNegotiation::ServerNegotiation(NegotiationOptions options)
   if (options_.agent.size() > kMaxAgent) options_.agent.resize(kMaxAgent);
 }
 
-absl::StatusOr<std::optional<HelloAck>> ServerNegotiation::on_frame(const Frame& frame) {
+absl::Status ServerNegotiation::check_established(const Frame& frame) {
   if (frame.type() == kTypeHelloAck) {
     return type_error(ErrorCode::kProtocolError, frame, "HELLO_ACK answers no HELLO");
   }
-  if (frame.type() != kTypeHello) {
+  if (frame.type() == kTypeHello) {
+    return type_error(ErrorCode::kProtocolError, frame, "HELLO after the first frame");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<HelloAck>> ServerNegotiation::on_frame(const Frame& frame) {
+  if (established_ || frame.type() != kTypeHello) {
+    if (absl::Status st = check_established(frame); !st.ok()) return st;
     established_ = true;  // no HELLO first: the defaults hold
     return std::nullopt;
-  }
-  if (established_) {
-    return type_error(ErrorCode::kProtocolError, frame, "HELLO after the first frame");
   }
   absl::StatusOr<Hello> hello = parse_hello(frame);
   if (!hello.ok()) return hello.status();
@@ -63,13 +68,19 @@ void ClientNegotiation::skip() {
   settings_ = Settings{};
 }
 
-absl::Status ClientNegotiation::on_frame(const Frame& frame) {
+absl::Status ClientNegotiation::check_established(const Frame& frame) {
   if (frame.type() == kTypeHello) {
     return type_error(ErrorCode::kProtocolError, frame, "HELLO sent to a client");
   }
-  if (frame.type() != kTypeHelloAck) return absl::OkStatus();
-  if (state_ != State::kAwaitingAck) {
+  if (frame.type() == kTypeHelloAck) {
     return type_error(ErrorCode::kProtocolError, frame, "HELLO_ACK answers no HELLO");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ClientNegotiation::on_frame(const Frame& frame) {
+  if (state_ != State::kAwaitingAck || frame.type() != kTypeHelloAck) {
+    return check_established(frame);
   }
   absl::StatusOr<HelloAck> ack = parse_hello_ack(frame);
   if (!ack.ok()) return ack.status();

@@ -64,6 +64,10 @@ class ServerNegotiation {
   // UNSUPPORTED_VERSION (field `type`) when no version is common - then
   // goaway_reason() is the "supported=1.3" text to send.
   absl::StatusOr<std::optional<HelloAck>> on_frame(const Frame& frame);
+  // What on_frame() says once established, without the state: a HELLO or
+  // HELLO_ACK is a PROTOCOL_ERROR, anything else is fine. (Codec drops its
+  // negotiation once done and asks this.)
+  static absl::Status check_established(const Frame& frame);
 
   bool established() const { return established_; }
   const Settings& settings() const { return settings_; }
@@ -93,6 +97,9 @@ class ClientNegotiation {
   // `type`) or a malformed one (field `payload`); UNSUPPORTED_VERSION (field
   // `type`) for an ack choosing a major we do not speak.
   absl::Status on_frame(const Frame& frame);
+  // What on_frame() says once established (or after skip()), without the
+  // state: a HELLO or HELLO_ACK is a PROTOCOL_ERROR, anything else is fine.
+  static absl::Status check_established(const Frame& frame);
 
   bool awaiting_ack() const { return state_ == State::kAwaitingAck; }
   bool established() const { return state_ == State::kEstablished; }

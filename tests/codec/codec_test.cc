@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "coring/net/frame_codec.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
@@ -376,6 +377,45 @@ TEST(CodecTest, ProtocolErrorsQueueGoawayWithTheirCode) {
     Codec::Encoded e2;
     EXPECT_FALSE(server.encode(make_frame(0x100, {}), e2).ok());
     EXPECT_TRUE(server.pending_output().empty());
+  }
+}
+
+// Once established, the codec has dropped its negotiation state (it keeps
+// only the settings): HELLO and HELLO_ACK are still refused, by role, and
+// the settings still hold.
+TEST(CodecTest, HandshakeFramesAfterTheHandshakeAreProtocolErrors) {
+  std::vector<uint8_t> hello_payload(12, 0);
+  hello_payload[0] = hello_payload[1] = 0x13;
+  const std::vector<uint8_t> hello = raw_frame(kTypeHello, hello_payload, {}, {.chk = true});
+  const std::vector<uint8_t> ack = raw_frame(kTypeHelloAck, hello_payload, {}, {.chk = true});
+  for (bool to_server : {true, false}) {
+    for (const std::vector<uint8_t>* wire : {&hello, &ack}) {
+      SCOPED_TRACE(absl::StrFormat("to %s: %s", to_server ? "server" : "client",
+                                   wire == &hello ? "HELLO" : "HELLO_ACK"));
+      Codec client({.role = Role::kClient});
+      Codec server;
+      handshake(client, server);
+      Codec& to = to_server ? server : client;
+      const Settings settings = to.settings();
+      Delivery d = feed(to, encode_app(to_server ? client : server, 0x100, "before"));
+      ASSERT_TRUE(d.status.ok()) << d.status;
+      ASSERT_EQ(d.frames.size(), 1u);
+      d = feed(to, *wire);
+      auto e = frame_error(d.status);
+      ASSERT_TRUE(e.has_value()) << d.status;
+      EXPECT_EQ(e->code, ErrorCode::kProtocolError);
+      EXPECT_EQ(e->field, ErrorField::kType);
+      EXPECT_EQ(goaway_code(take_output(to)), 1u);
+      EXPECT_TRUE(to.established());
+      EXPECT_EQ(to.settings(), settings);
+    }
+  }
+  // A client that opened without HELLO refuses both too.
+  for (const std::vector<uint8_t>* wire : {&hello, &ack}) {
+    Codec client({.role = Role::kClient, .send_hello = false});
+    auto e = frame_error(feed(client, *wire).status);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->code, ErrorCode::kProtocolError);
   }
 }
 

@@ -911,12 +911,15 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
       // ready queue cannot forget a reader destroyed while queued.)
       (void)co_await coring::nop();
     }
+    // Set when reading ends: end() closes with it, with the codec's goodbye
+    // when graceful. (One end() call site: every co_await's temporaries
+    // take room in this frame, which every connection keeps.)
+    absl::Status end_why;
+    bool graceful = true;
     for (;;) {
       if (!s.decode_error_.ok()) {
         // A protocol error (the codec queued its goodbye) or the peer's goodbye.
-        absl::Status why = std::exchange(s.decode_error_, absl::OkStatus());
-        co_await s.end(std::move(why), /*graceful=*/true);
-        p.result.emplace(s.terminal_);
+        end_why = std::exchange(s.decode_error_, absl::OkStatus());
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
@@ -934,17 +937,15 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
       }
       s.receive_in_place();  // first: note_partial_frame() counts a buffer grown for it
       if (!s.note_partial_frame()) {
-        co_await s.end(absl::ResourceExhaustedError(
-                           "partially received frames are over this thread's memory budget "
-                           "(NetOptions::max_partial_frame_bytes)"),
-                       /*graceful=*/true);
-        p.result.emplace(s.terminal_);
+        end_why = absl::ResourceExhaustedError(
+            "partially received frames are over this thread's memory budget "
+            "(NetOptions::max_partial_frame_bytes)");
         break;
       }
       if (s.has_output()) {
         if (absl::Status st = co_await s.flush_output(); !st.ok()) {
-          co_await s.end(std::move(st), /*graceful=*/false);
-          p.result.emplace(s.terminal_);
+          end_why = std::move(st);
+          graceful = false;
           break;
         }
       }
@@ -959,21 +960,19 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
       s.watch_idle(false);
       const bool in_place = s.finish_receive_in_place();
       if (!buf.ok()) {
-        if (s.stream_.state()->last_read_interrupted()) {
-          // Idle timeout or shutdown: say goodbye with the interrupt's reason.
-          co_await s.end(buf.status(), /*graceful=*/true);
-        } else if (absl::IsCancelled(buf.status())) {
+        if (absl::IsCancelled(buf.status()) && !s.stream_.state()->last_read_interrupted()) {
           p.result.emplace(buf.status());  // the caller's stop token; the stream stays usable
           break;
-        } else {
-          co_await s.end(buf.status(), /*graceful=*/false);
         }
-        p.result.emplace(s.terminal_);
+        // An idle timeout or shutdown (an interrupt) says goodbye with its
+        // reason; anything else is a broken connection.
+        end_why = buf.status();
+        graceful = s.stream_.state()->last_read_interrupted();
         break;
       }
       if (buf->empty()) {
-        co_await s.end(end_of_stream_error(), /*graceful=*/false);
-        p.result.emplace(s.terminal_);
+        end_why = end_of_stream_error();
+        graceful = false;
         break;
       }
       if (in_place) {
@@ -984,6 +983,10 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
       s.current_ = std::move(*buf);
       s.received_ = s.current_.span();
       s.input_ = s.received_;
+    }
+    if (!end_why.ok()) {
+      co_await s.end(std::move(end_why), graceful);
+      p.result.emplace(s.terminal_);
     }
     p.token = {};
     co_await HandBack{};

@@ -66,6 +66,7 @@ StreamState::~StreamState() {
 void StreamState::trim_idle() noexcept {
   if (idle_hook_ != nullptr) idle_hook_(idle_hook_context_);
   if (spare_ != nullptr) frame_deallocate(std::exchange(spare_, nullptr), sizeof(SendBuf));
+  slab_send_size_ = kMinSlabSendBuf;
   // A sendmsg in flight still reads its msghdr and iovecs.
   if (scratch_ != nullptr && !sending_) {
     frame_deallocate(std::exchange(scratch_, nullptr), sizeof(SendScratch));
@@ -479,7 +480,12 @@ StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
     }
     ++ctx_->stats().send_buffer_fallbacks;
   }
-  b->capacity = std::max(kChunkSize, bytes);
+  // fill_, when set, is the buffer this one follows because it ran out of
+  // room: this connection writes more than that size holds.
+  if (fill_ != nullptr && slab_send_size_ < kChunkSize) {
+    slab_send_size_ = static_cast<uint32_t>(std::min<size_t>(kChunkSize, 2 * slab_send_size_));
+  }
+  b->capacity = std::max<size_t>(slab_send_size_, bytes);
   b->data = static_cast<uint8_t*>(frame_allocate(b->capacity));
   return b;
 }

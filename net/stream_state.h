@@ -112,6 +112,12 @@ class StreamState final : private OpTarget, private SubmitHook {
   // The largest send buffer one copied write takes: larger writes are split
   // over several (the slab pool serves blocks up to 64 KiB, header included).
   static constexpr size_t kMaxSendBuf = 64 * 1024 - 64;
+  // A send buffer from the slab pool (no registered buffer was free) starts
+  // this small and doubles, up to kChunkSize, each time the connection
+  // fills one: registered buffers run out when thousands of connections
+  // send at once (a reconnect storm: a 60-byte HELLO_ACK each), and a
+  // kChunkSize block each was 16 MB per 1,000 of them.
+  static constexpr size_t kMinSlabSendBuf = 1024 - 16;
   // Zero-copy sends awaiting their notification, per connection.
   static constexpr size_t kMaxZeroCopy = 4;
 
@@ -389,6 +395,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   size_t seg_head_ = 0;
   BufferRing* ring_;        // the context's receive ring (adopted buffers go back to it)
   uint32_t ring_held_ = 0;  // adopted receive buffers in the queue
+  // The size of the next send buffer from the slab pool (kMinSlabSendBuf
+  // doubling to kChunkSize; back to the minimum on trim_idle()).
+  uint32_t slab_send_size_ = kMinSlabSendBuf;
   SendBuf* fill_ = nullptr;
   // One freed SendBuf's memory (not constructed), kept for the next copied
   // write: a connection writing one small message at a time allocates no

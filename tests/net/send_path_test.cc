@@ -229,6 +229,69 @@ TEST(SendPathTest, NoFreeRegisteredBufferFallsBackToChunks) {
   held.clear();
 }
 
+// Without a free registered buffer, a copied write's buffer comes from the
+// slab pool sized to the connection's appetite. A small write on each of
+// many connections at once (a reconnect storm's handshake answers) takes
+// about a KiB each, not a 16 KiB chunk each (256 connections: 4 MiB); a
+// connection that keeps writing gets buffers that double up to the chunk
+// size, not one small buffer per write.
+TEST(SendPathTest, SlabSendBuffersStartSmallAndGrowWithTheWriter) {
+  pool::SlabPool slab;
+  LoopOptions lo;
+  lo.slab_pool = &slab;
+  NetOptions no;
+  no.registered_send_buffers = false;
+  testing::TestLoop t(std::move(lo), no);
+  // A peer that never accepts: the kernel completes the connections and
+  // keeps what they send (well under a socket's receive buffer each).
+  const int listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  ASSERT_EQ(::listen(listen_fd, 512), 0);
+  ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  constexpr size_t kConns = 256;
+  struct Result {
+    uint64_t reserved_growth = 0;  // slab bytes mapped for one small write per connection
+    uint64_t busy_allocs = 0;      // slab blocks for 40 writes of 1,000 bytes on one
+  } r;
+  absl::Status s = t.run(
+      [](NetContext& net, SocketAddress a, pool::SlabPool& slab, Result& r) -> Task<absl::Status> {
+        std::vector<Stream> streams;
+        for (size_t i = 0; i < kConns; ++i) {
+          auto c = co_await Stream::connect(net, a);
+          if (!c.ok()) co_return c.status();
+          streams.push_back(std::move(*c));
+        }
+        // Copied writes complete at once; nothing is sent until the loop turns.
+        const std::vector<uint8_t> small = pattern(60, 1);
+        const uint64_t reserved = slab.stats().bytes_reserved;
+        for (Stream& c : streams) {
+          if (auto w = co_await c.write(absl::MakeConstSpan(small)); !w.ok()) co_return w;
+        }
+        r.reserved_growth = slab.stats().bytes_reserved - reserved;
+        const std::vector<uint8_t> big = pattern(40 * 1000, 2);
+        const uint64_t allocs = slab.stats().allocs_total;
+        for (size_t off = 0; off < big.size(); off += 1000) {
+          auto w = co_await streams[0].write(absl::MakeConstSpan(big).subspan(off, 1000));
+          if (!w.ok()) co_return w;
+        }
+        r.busy_allocs = slab.stats().allocs_total - allocs;
+        if (net.stats().copied_writes != kConns + 40) co_return absl::InternalError("not copied");
+        co_return absl::OkStatus();  // the streams linger until their bytes are sent
+      }(*t.net, SocketAddress::ipv4_loopback(ntohs(sa.sin_port)), slab, r));
+  ASSERT_TRUE(s.ok()) << s;
+  // The pool maps 2 MiB at a time: 256 chunks of 16 KiB needed two more.
+  EXPECT_LE(r.reserved_growth, 2u << 20);
+  // 1, 2, 4, 8, then 16 KiB buffers and their headers: about a dozen
+  // blocks (one buffer per write would be 80).
+  EXPECT_LE(r.busy_allocs, 24u);
+  t.drain();
+  ::close(listen_fd);
+}
+
 // A copied write larger than one send buffer (its parts cut across buffer
 // boundaries) is split over several pool-sized ones: from the slab pool
 // here (every registered buffer is held), never as one heap block, and it

@@ -83,21 +83,14 @@ EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
   header_ = other.header_;
   header_bytes_ = other.header_bytes_;
   trailer_bytes_ = other.trailer_bytes_;
-  ext_block_ = other.ext_block_;
-  payload_ = other.payload_;
-  payload_tail_ = other.payload_tail_;
   num_parts_ = other.num_parts_;
-  if (num_parts_ != 0) link();
+  parts_ = other.parts_;
+  // The header and trailer parts point into the object: into this one now.
+  if (num_parts_ != 0) {
+    parts_[0] = absl::MakeConstSpan(header_bytes_);
+    if (header_.chk()) parts_[num_parts_ - 1] = absl::MakeConstSpan(trailer_bytes_);
+  }
   return *this;
-}
-
-void EncodedFrame::link() {
-  num_parts_ = 0;
-  parts_[num_parts_++] = absl::MakeConstSpan(header_bytes_);
-  if (!ext_block_.empty()) parts_[num_parts_++] = ext_block_;
-  if (!payload_.empty()) parts_[num_parts_++] = payload_;
-  if (!payload_tail_.empty()) parts_[num_parts_++] = payload_tail_;
-  if (header_.chk()) parts_[num_parts_++] = absl::MakeConstSpan(trailer_bytes_);
 }
 
 absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, EncodedFrame& encoded) {
@@ -108,11 +101,15 @@ absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, Enco
   }
   set_header(encoded.header_, frame, options, *length);
   encode_header(encoded.header_, encoded.header_bytes_.data());
-  encoded.ext_block_ = frame.extensions.bytes();
-  encoded.payload_ = frame.payload;
-  encoded.payload_tail_ = frame.payload_tail;
   if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
-  encoded.link();
+  auto& parts = encoded.parts_;
+  uint32_t n = 0;
+  parts[n++] = absl::MakeConstSpan(encoded.header_bytes_);
+  if (!frame.extensions.bytes().empty()) parts[n++] = frame.extensions.bytes();
+  if (!frame.payload.empty()) parts[n++] = frame.payload;
+  if (!frame.payload_tail.empty()) parts[n++] = frame.payload_tail;
+  if (encoded.header_.chk()) parts[n++] = absl::MakeConstSpan(encoded.trailer_bytes_);
+  encoded.num_parts_ = n;
   return absl::OkStatus();
 }
 

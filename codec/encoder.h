@@ -62,16 +62,14 @@ class EncodedFrame {
 
  private:
   friend absl::Status encode_frame(const Frame&, const EncodeOptions&, EncodedFrame&);
-  void link();  // rebuilds parts_ from the fields below
 
-  Header header_;
-  std::array<uint8_t, kHeaderSize> header_bytes_{};
-  std::array<uint8_t, kTrailerSize> trailer_bytes_{};
-  absl::Span<const uint8_t> ext_block_;
-  absl::Span<const uint8_t> payload_;
-  absl::Span<const uint8_t> payload_tail_;
+  // (Only what parts() needs: an encoded frame lives in every write's
+  // awaiter, in the writer's coroutine frame.)
   std::array<absl::Span<const uint8_t>, 5> parts_{};
-  size_t num_parts_ = 0;
+  std::array<uint8_t, kHeaderSize> header_bytes_{};
+  Header header_;
+  std::array<uint8_t, kTrailerSize> trailer_bytes_{};
+  uint32_t num_parts_ = 0;
 };
 
 // Encodes into `encoded` (whose previous contents are replaced). The frame's

@@ -683,13 +683,10 @@ class FramedStream {
   FramedOptions options_;
   typename S::Buffer current_;
   absl::Span<const uint8_t> received_;  // current_'s bytes (also once shared)
-  bool shared_ = false;                 // current_ was handed to the send queue
   // The buffer before current_, while the codec views its end (a split
-  // frame's start: FramedOptions::split_payloads), and whether the send
-  // queue shares it.
+  // frame's start: FramedOptions::split_payloads); previous_shared_ below.
   typename S::Buffer previous_;
   absl::Span<const uint8_t> previous_bytes_;
-  bool previous_shared_ = false;
   SplitHold previous_counted_;
   absl::Span<const uint8_t> input_;
   absl::Status terminal_;
@@ -701,15 +698,19 @@ class FramedStream {
   size_t holds_ = 0;
   std::coroutine_handle<> hold_waiter_;
   std::vector<uint8_t> prefix_;  // the next frame's header, received ahead
-  bool ending_ = false;          // end() has begun; closed_ once the goodbye starts
+  // (The flags together: a FramedStream is part of every connection's
+  // handler frame.)
+  bool shared_ = false;           // current_ was handed to the send queue
+  bool previous_shared_ = false;  // previous_ was
+  bool ending_ = false;           // end() has begun; closed_ once the goodbye starts
   bool closed_ = false;
   bool yield_turn_ = false;     // try_read_now() found the turn's budget spent
   bool lent_ = false;           // the codec's buffer is out (receive_in_place())
   bool prefix_lent_ = false;    // prefix_ is out (receive_prefix_in_place())
   bool tail_in_place_ = false;  // the last frame's rest was received in place
-  size_t proven_ = 0;           // the largest frame the peer sent half a buffer of
   bool tail_in_ = false;        // bytes of a frame arrived in the codec's buffer: decode
   uint32_t turn_frames_ = 0;    // frames read in turn_ (FramedOptions::frames_per_turn)
+  size_t proven_ = 0;           // the largest frame the peer sent half a buffer of
   uint64_t turn_ = 0;           // the loop's iteration() these frames were read in
   ReaderSlot reader_;           // last: destroyed first, while what it uses is alive
 };

@@ -46,6 +46,8 @@ TEST(EncoderTest, ScatterListViewsPayloadAndMatchesFlatEncoding) {
   // Copies re-point their own header and trailer.
   EncodedFrame copy = e;
   EXPECT_NE(copy.parts()[0].data(), e.parts()[0].data());
+  EXPECT_NE(copy.parts()[3].data(), e.parts()[3].data());  // the trailer
+  EXPECT_EQ(copy.parts()[2].data(), f.payload.data());
   EXPECT_EQ(flatten(copy), flat);
 }
 

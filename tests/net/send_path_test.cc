@@ -33,18 +33,26 @@ using testing::pattern;
 using testing::read_exactly;
 using testing::RegisteredLoop;
 
+// A listening TCP socket on a free loopback port; its port in `port`.
+int listen_loopback(int backlog, uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  EXPECT_EQ(::listen(fd, backlog), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A blocking peer on another thread: reads `n` bytes, then closes.
 struct Sink {
   explicit Sink(size_t n) {
-    listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    EXPECT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    EXPECT_EQ(::listen(listen_fd, 4), 0);
-    ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&a), &len);
-    address = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
+    uint16_t port = 0;
+    listen_fd = listen_loopback(4, port);
+    address = SocketAddress::ipv4_loopback(port);
     reader = std::thread([this, n] {
       const int fd = ::accept(listen_fd, nullptr, nullptr);
       timeval tv{5, 0};
@@ -244,14 +252,8 @@ TEST(SendPathTest, SlabSendBuffersStartSmallAndGrowWithTheWriter) {
   testing::TestLoop t(std::move(lo), no);
   // A peer that never accepts: the kernel completes the connections and
   // keeps what they send (well under a socket's receive buffer each).
-  const int listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(sa);
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
-  ASSERT_EQ(::listen(listen_fd, 512), 0);
-  ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  uint16_t port = 0;
+  const int listen_fd = listen_loopback(512, port);
   constexpr size_t kConns = 256;
   struct Result {
     uint64_t reserved_growth = 0;  // slab bytes mapped for one small write per connection
@@ -281,7 +283,7 @@ TEST(SendPathTest, SlabSendBuffersStartSmallAndGrowWithTheWriter) {
         r.busy_allocs = slab.stats().allocs_total - allocs;
         if (net.stats().copied_writes != kConns + 40) co_return absl::InternalError("not copied");
         co_return absl::OkStatus();  // the streams linger until their bytes are sent
-      }(*t.net, SocketAddress::ipv4_loopback(ntohs(sa.sin_port)), slab, r));
+      }(*t.net, SocketAddress::ipv4_loopback(port), slab, r));
   ASSERT_TRUE(s.ok()) << s;
   // The pool maps 2 MiB at a time: 256 chunks of 16 KiB needed two more.
   EXPECT_LE(r.reserved_growth, 2u << 20);

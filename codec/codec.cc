@@ -57,8 +57,6 @@ bool Codec::established() const {
   return server() != nullptr ? server()->established() : client()->established();
 }
 
-void Codec::negotiated() { negotiation_.reset(); }
-
 void Codec::apply(const Settings& settings) {
   settings_ = settings;
   decoder_.set_accepted_majors(static_cast<uint16_t>(1u << version_major(settings.version)));
@@ -154,14 +152,14 @@ absl::Status Codec::on_negotiation(const Frame& frame) {
       queue(kTypeHelloAck, {}, absl::MakeConstSpan(payload.data(), n));
       apply(server->settings());
     }
-    if (server->established()) negotiated();
+    if (server->established()) negotiation_.reset();  // see negotiation_
     return absl::OkStatus();
   }
   ClientNegotiation* client = this->client();
   if (absl::Status st = client->on_frame(frame); !st.ok()) return fail(st);
   if (client->established()) {
     apply(client->settings());
-    negotiated();
+    negotiation_.reset();
   }
   return absl::OkStatus();
 }

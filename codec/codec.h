@@ -213,15 +213,13 @@ class Codec {
   ClientNegotiation* client() const {
     return negotiation_ ? std::get_if<ClientNegotiation>(negotiation_.get()) : nullptr;
   }
-  // Once established the negotiation is dropped: HELLO and HELLO_ACK are
-  // refused by role from then on.
-  void negotiated();
 
   Role role_;
   Decoder decoder_;
   // One side's negotiation, by role, until it is established. On the heap
   // and then freed: the codec is part of every connection's memory, and an
-  // idle connection has long finished its handshake.
+  // idle connection has long finished its handshake. From then on HELLO and
+  // HELLO_ACK are refused by role (check_established()).
   std::unique_ptr<std::variant<ServerNegotiation, ClientNegotiation>> negotiation_;
   Settings settings_;
   // kOutputCapacity bytes while output is pending, else null.

@@ -39,6 +39,9 @@ ABSL_FLAG(uint16_t, port, 0, "attack a server already listening on this loopback
 ABSL_FLAG(int, pid, 0, "with --port: the server's pid, for RSS");
 ABSL_FLAG(uint64_t, seed, 1, "attack order");
 ABSL_FLAG(int, parallel, 3, "attackers running at once");
+ABSL_FLAG(std::vector<std::string>, attacks, {},
+          "only these attacks (comma-separated; default: all of never_reading, garbage, trickle, "
+          "partial_16mib_frames, resets, idle_horde, ping_flood)");
 ABSL_FLAG(int, rss_growth_percent, 25,
           "flat RSS: the second half's peak may exceed the first half's by this much "
           "(plus 16 MiB) before the soak fails");
@@ -197,6 +200,18 @@ class Soak {
 };
 
 int soak_main() {
+  std::vector<std::string> attacks = {
+      "never_reading", "garbage",    "trickle",   "partial_16mib_frames",
+      "resets",        "idle_horde", "ping_flood"};
+  if (const std::vector<std::string> only = absl::GetFlag(FLAGS_attacks); !only.empty()) {
+    for (const std::string& a : only) {
+      if (std::find(attacks.begin(), attacks.end(), a) == attacks.end()) {
+        std::fprintf(stderr, "hostile_soak: --attacks: no attack named \"%s\"\n", a.c_str());
+        return 2;
+      }
+    }
+    attacks = only;
+  }
   raise_nofile_limit();
   std::unique_ptr<ServerProcess> own;
   uint16_t port = absl::GetFlag(FLAGS_port);
@@ -238,9 +253,6 @@ int soak_main() {
     }
   });
 
-  const std::vector<std::string> attacks = {
-      "never_reading", "garbage",    "trickle",   "partial_16mib_frames",
-      "resets",        "idle_horde", "ping_flood"};
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const auto end = Clock::now() + std::chrono::seconds(absl::GetFlag(FLAGS_soak));
   // Attackers on threads of their own, each going through every attack once

@@ -83,7 +83,7 @@ uint16_t crc16_header(const uint8_t* bytes14) {
 
 #if defined(__x86_64__)
 
-__attribute__((target("pclmul,sse2"))) uint16_t crc16_header_clmul(uint64_t hi, uint64_t lo) {
+uint16_t crc16_header_clmul(uint64_t hi, uint64_t lo) {
   return internal::crc16_header_clmul_kernel(hi, lo);
 }
 

@@ -7,11 +7,15 @@
 //   absl::StatusOr<Header> h = decode_header(out, HeaderLimits{}, /*offset=*/0);
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "coring/codec/crc16.h"
+#include "coring/codec/crc16_clmul.h"
 
 namespace coring::sbmp {
 
@@ -48,8 +52,41 @@ struct HeaderLimits {
   uint16_t majors = uint16_t{1} << 1;
 };
 
-// Writes magic, the fields and hcrc into out[0..16).
-void encode_header(const Header& header, uint8_t* out);
+namespace internal {
+// The header as two big-endian words, bytes 0..7 and 8..15: one load (and
+// byte swap) each, and the fields are shifts of them.
+inline uint64_t load_be64(const uint8_t* p) noexcept {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+  return v;
+}
+inline void store_be64(uint8_t* p, uint64_t v) noexcept {
+  if constexpr (std::endian::native == std::endian::little) v = __builtin_bswap64(v);
+  std::memcpy(p, &v, 8);
+}
+
+// The hcrc of a header whose magic is "SBMP", from `fields` (bytes 4..7:
+// version, flags, type) and `lo` (bytes 8..15; the hcrc bits are ignored).
+// Carry-less multiplies when the CPU has them (one well-predicted branch),
+// else the lookup tables.
+inline uint16_t sbmp_header_crc(uint32_t fields, uint64_t lo) noexcept {
+#if defined(__x86_64__)
+  if (kCrc16HasClmul) [[likely]]
+    return crc16_sbmp_header_clmul_kernel(fields, lo);
+#endif
+  return crc16_header_table((uint64_t{kMagic} << 32) | fields, lo);
+}
+}  // namespace internal
+
+// Writes magic, the fields and hcrc into out[0..16). Inline, as
+// decode_header: a sender and a receiver pay no call per frame.
+inline void encode_header(const Header& h, uint8_t* out) noexcept {
+  const uint32_t fields = (uint32_t{h.version} << 24) | (uint32_t{h.flags} << 16) | h.type;
+  const uint64_t lo = (uint64_t{h.length} << 32) | (uint64_t{h.ext_len} << 16);
+  internal::store_be64(out, (uint64_t{kMagic} << 32) | fields);
+  internal::store_be64(out + 8, lo | internal::sbmp_header_crc(fields, lo));
+}
 
 namespace internal {
 // What decode_header's fast path returns: the header as two big-endian
@@ -68,7 +105,30 @@ struct HeaderWords {
                   .ext_len = static_cast<uint16_t>(lo >> 16)};
   }
 };
-HeaderWords check_header(const uint8_t* bytes, HeaderLimits limits) noexcept;
+
+// Every check of SBMP.md 1.1, combined without short cuts into one result
+// (header_error() sorts out which one failed): no branch to mispredict, and
+// nothing waits on the CRC but that one bit.
+inline HeaderWords check_header(const uint8_t* bytes, HeaderLimits limits) noexcept {
+  const uint64_t hi = load_be64(bytes);
+  const uint64_t lo = load_be64(bytes + 8);
+  const auto length = static_cast<uint32_t>(lo >> 32);
+  const auto ext_len = static_cast<uint16_t>(lo >> 16);
+  // Magic (bits 32..63) and the reserved flag bits (flags: bits 16..23) in
+  // one compare.
+  constexpr uint64_t kMagicAndReserved =
+      (uint64_t{0xFFFF'FFFF} << 32) | (uint64_t{0xFF & ~kFlagChk} << 16);
+  uint64_t bad = (hi & kMagicAndReserved) ^ (uint64_t{kMagic} << 32);
+  bad |= static_cast<uint16_t>(sbmp_header_crc(static_cast<uint32_t>(hi), lo) ^ lo);
+  // The version's major (bits 28..31) must be spoken.
+  bad |= (~uint32_t{limits.majors} >> ((hi >> 28) & 0xF)) & 1;
+  // Negative when length > max_frame, or when ext_len and the trailer do
+  // not fit length: 64-bit differences of 32-bit values cannot wrap.
+  const auto trailer = static_cast<int64_t>(((hi >> 16) & kFlagChk) * kTrailerSize);
+  const int64_t room = (int64_t{limits.max_frame} - length) | (int64_t{length} - ext_len - trailer);
+  const uint64_t ok = (bad == 0) & (room >= 0);
+  return {hi, (lo & ~uint64_t{0xFFFF}) | ok};
+}
 // The error for a header check_header() refused, in the spec's order.
 absl::Status header_error(const uint8_t* bytes, const HeaderLimits& limits, uint64_t offset);
 }  // namespace internal

@@ -142,10 +142,12 @@ void header_round_trip(benchmark::State& state, Encode encode, Decode decode) {
   report_allocs(state, body, 1);
 }
 
+// encode_header in a lambda, called as a sender calls it: passed as a
+// function pointer, GCC does not inline it.
 void BM_HeaderEncodeDecode(benchmark::State& state) {
-  header_round_trip(state, encode_header, [](const uint8_t* b, const HeaderLimits& limits) {
-    return decode_header(b, limits, 0);
-  });
+  header_round_trip(
+      state, [](const Header& h, uint8_t* out) { encode_header(h, out); },
+      [](const uint8_t* b, const HeaderLimits& limits) { return decode_header(b, limits, 0); });
 }
 BENCHMARK(BM_HeaderEncodeDecode);
 
@@ -207,9 +209,9 @@ void header_batch(benchmark::State& state, Encode encode, Decode decode) {
 }
 
 void BM_HeaderBatch(benchmark::State& state) {
-  header_batch(state, encode_header, [](const uint8_t* b, const HeaderLimits& limits) {
-    return decode_header(b, limits, 0);
-  });
+  header_batch(
+      state, [](const Header& h, uint8_t* out) { encode_header(h, out); },
+      [](const uint8_t* b, const HeaderLimits& limits) { return decode_header(b, limits, 0); });
 }
 BENCHMARK(BM_HeaderBatch);
 

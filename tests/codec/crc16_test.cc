@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "coring/codec/crc16_clmul.h"
+#include "coring/codec/header.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
 
@@ -50,6 +52,31 @@ TEST(Crc16Test, HeaderFormsMatchGenericOnRandomData) {
     if (crc16_clmul_available()) {
       ASSERT_EQ(crc16_header_clmul(hi, lo), expected) << i;
     }
+  }
+}
+
+// The SBMP header form behind encode_header/decode_header: "SBMP" assumed,
+// from bytes 4..7 and 8..15; the carry-less kernel and the tables behind it.
+TEST(Crc16Test, SbmpHeaderFormMatchesGenericOnRandomData) {
+  std::mt19937 rng(9);
+  for (int i = 0; i < 20000; ++i) {
+    uint8_t bytes[16] = {'S', 'B', 'M', 'P'};
+    for (int b = 4; b < 16; ++b) bytes[b] = static_cast<uint8_t>(rng());
+    if (i % 4 == 1) {
+      std::fill(std::begin(bytes) + 4, std::end(bytes), 0);
+      bytes[4 + rng() % 12] = static_cast<uint8_t>(1u << (rng() % 8));
+    }
+    const uint16_t expected = crc16_ccitt_false(absl::MakeConstSpan(bytes, 14));
+    const auto fields = static_cast<uint32_t>(be64(bytes));
+    const uint64_t lo = be64(bytes + 8);
+    ASSERT_EQ(internal::sbmp_header_crc(fields, lo), expected) << i;
+    // What sbmp_header_crc falls back to without PCLMULQDQ.
+    ASSERT_EQ(crc16_header_table((uint64_t{kMagic} << 32) | fields, lo), expected) << i;
+#if defined(__x86_64__)
+    if (crc16_clmul_available()) {
+      ASSERT_EQ(internal::crc16_sbmp_header_clmul_kernel(fields, lo), expected) << i;
+    }
+#endif
   }
 }
 

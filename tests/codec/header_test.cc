@@ -109,6 +109,34 @@ TEST(HeaderTest, ValidationOrderAndErrors) {
       decode_header(encoded({.length = 100, .ext_len = 100}).data(), {.max_frame = 100}, 0).ok());
 }
 
+// The limits at the ends of their types: the checks' arithmetic must not wrap.
+TEST(HeaderTest, LimitsAtTheEndsOfTheirTypes) {
+  constexpr uint32_t kMax = 0xFFFF'FFFF;
+  EXPECT_TRUE(decode_header(encoded({.length = kMax}).data(), {.max_frame = kMax}, 0).ok());
+  EXPECT_EQ(field_of(decode_header(encoded({.length = kMax}).data(), {.max_frame = kMax - 1}, 0)),
+            ErrorField::kLength);
+  EXPECT_TRUE(decode_header(encoded({.length = 0}).data(), {.max_frame = 0}, 0).ok());
+  EXPECT_TRUE(
+      decode_header(encoded({.flags = kFlagChk, .length = 0xFFFF + 4, .ext_len = 0xFFFF}).data(),
+                    {}, 0)
+          .ok());
+  EXPECT_EQ(
+      field_of(decode_header(
+          encoded({.flags = kFlagChk, .length = 0xFFFF + 3, .ext_len = 0xFFFF}).data(), {}, 0)),
+      ErrorField::kExtLen);
+  EXPECT_EQ(field_of(decode_header(encoded({.flags = kFlagChk, .length = 0}).data(), {}, 0)),
+            ErrorField::kExtLen);
+  EXPECT_TRUE(decode_header(encoded({.flags = kFlagChk, .length = 4}).data(), {}, 0).ok());
+  EXPECT_TRUE(
+      decode_header(encoded({.length = kMax, .ext_len = 0xFFFF}).data(), {.max_frame = kMax}, 0)
+          .ok());
+  // Majors 0 and 15, the ends of the bit set.
+  EXPECT_TRUE(decode_header(encoded({.version = 0xF3}).data(), {.majors = 0x8000}, 0).ok());
+  EXPECT_EQ(field_of(decode_header(encoded({.version = 0xF3}).data(), {.majors = 0x7FFF}, 0)),
+            ErrorField::kVersion);
+  EXPECT_TRUE(decode_header(encoded({.version = 0x03}).data(), {.majors = 1}, 0).ok());
+}
+
 TEST(HeaderTest, ErrorCarriesCodeOffsetField) {
   auto b = encoded({.length = 1});
   b[14] ^= 0xFF;

@@ -23,6 +23,7 @@
 #include "coring/codec/codec.h"
 #include "coring/core/runtime.h"
 #include "coring/net/server.h"
+#include "coring/pool/system_heap.h"
 #include "coring/tls/tls_server.h"
 #include "millis_flag.h"
 #include "runtime_stats.h"
@@ -50,6 +51,10 @@ ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
 ABSL_FLAG(bool, split_payloads, true,
           "echo a frame that arrived split across two receive buffers from both, without "
           "reassembling it (FramedOptions::split_payloads)");
+ABSL_FLAG(size_t, heap_mmap_threshold, 128 << 10,
+          "heap blocks (frame buffers) of at least this many bytes are mapped on their own "
+          "and given back to the system when freed; 0: glibc's adaptive threshold, which "
+          "after a burst of large frames keeps such blocks for good (pool/system_heap.h)");
 ABSL_FLAG(bool, stats, false, "print ring/pool/connection stats on exit and on SIGUSR1");
 ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this PEM certificate chain (needs --tls_key)");
 ABSL_FLAG(std::string, tls_key, "", "the PEM private key of --tls_cert");
@@ -73,7 +78,8 @@ int main(int argc, char** argv) {
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
       "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
-      "                        [--receive_in_place=BOOL] [--split_payloads=BOOL] [--stats]\n"
+      "                        [--receive_in_place=BOOL] [--split_payloads=BOOL]\n"
+      "                        [--heap_mmap_threshold=BYTES] [--stats]\n"
       "                        [--tls_cert=PEM --tls_key=PEM]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
@@ -82,6 +88,19 @@ int main(int argc, char** argv) {
   if (max_frame == 0) {
     std::fprintf(stderr, "sbmp_echo_server: --max_frame must be > 0\n");
     return 1;
+  }
+  // Before the threads start: the setting is the process's.
+  if (const size_t threshold = absl::GetFlag(FLAGS_heap_mmap_threshold); threshold != 0) {
+    const absl::Status s = coring::pool::pin_heap_mmap_threshold(threshold);
+    if (absl::IsInvalidArgument(s)) {
+      std::fprintf(stderr, "sbmp_echo_server: --heap_mmap_threshold: %s\n",
+                   std::string(s.message()).c_str());
+      return 1;
+    }
+    // Unimplemented: not glibc's allocator (a sanitizer's), nothing to pin.
+    if (!s.ok() && !absl::IsUnimplemented(s)) {
+      std::fprintf(stderr, "sbmp_echo_server: %s (going on)\n", s.ToString().c_str());
+    }
   }
   sigset_t signals;  // blocked before the threads start, so only sigwait() sees them
   sigemptyset(&signals);

@@ -4,7 +4,8 @@
 // (/proc/PID/status VmRSS) must stay within HOSTILE_RSS_BOUND_MIB (300) of
 // its baseline - the server answers GOAWAY(OVERLOADED) or stops reading -
 // and the victim is served throughout. Headers alone claiming 16 MiB must
-// not allocate anything either.
+// not allocate anything either. What peers that never read made the server
+// hold goes back to the system once they leave.
 //
 // Server: sbmp_echo_server --threads=1 --idle_timeout=60s (max_frame 16 MiB).
 #include <algorithm>
@@ -92,6 +93,46 @@ TEST_F(MemoryTest, PartialSixteenMebibyteFramesDoNotGrowRss) {
   }
   note("attackers: %u GOAWAY(OVERLOADED), %u not answered (reading stopped)", overloaded, quiet);
   EXPECT_EQ(overloaded + quiet, n) << "first other: " << first_other;
+  expect_victim_served(victim.stop(), 50);
+  expect_alive_and_serving();
+}
+
+// What peers that never read made the server hold goes back to the system
+// once they are gone: each opens with a 4 MiB frame whose echo it never
+// reads, and the server keeps it (queued, and reassembled) until they leave.
+// glibc's adaptive mmap threshold would serve such blocks from the heap
+// after the first was freed, and keep them there; the server pins it
+// (--heap_mmap_threshold). HOSTILE_FLOOD_PEERS (24) peers.
+TEST_F(MemoryTest, NeverReadingPeersMemoryGoesBackOnceTheyLeave) {
+  const size_t peers = env_size("HOSTILE_FLOOD_PEERS", 24);
+  ASSERT_NE(start_sbmp({"--idle_timeout=60s"}), nullptr);
+  Victim victim({.port = port()});
+  ASSERT_TRUE(victim.wait_for_frames(50, 3s));
+  const uint64_t baseline = max_rss_until(Clock::now() + 200ms);
+  uint64_t peak = baseline;
+  // In rounds, as attackers come and go: each round's blocks are freed
+  // before the next round allocates its own.
+  for (int round = 0; round < 3; ++round) {
+    Flooder flood({.port = port(), .peers = peers});
+    peak = std::max(peak, max_rss_until(Clock::now() + 1500ms));
+    flood.stop();
+    for (auto& s : flood.sockets()) s.reset();  // they leave
+    std::this_thread::sleep_for(300ms);
+  }
+  // The attack must have cost the server memory, or this test shows nothing.
+  ASSERT_GE(growth(peak, baseline), 32u << 10) << "the floods took no memory";
+  // Closed connections give back what they held within a few idle sweeps.
+  uint64_t after = server_->rss_kib();
+  const auto deadline = Clock::now() + 10s;
+  while (growth(after, baseline) > (24u << 10) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+    after = server_->rss_kib();
+  }
+  note(
+      "3 rounds of %u never-reading peers: RSS baseline %u MiB, peak %u MiB, %u MiB after they "
+      "left",
+      peers, baseline >> 10, peak >> 10, after >> 10);
+  EXPECT_LE(growth(after, baseline), 24u << 10) << "the floods' memory stayed with the server";
   expect_victim_served(victim.stop(), 50);
   expect_alive_and_serving();
 }

@@ -24,6 +24,11 @@ template <int kImm>
 inline __m128i clmul(__m128i a, __m128i b) noexcept {
 #if defined(__PCLMUL__)
   return _mm_clmulepi64_si128(a, b, kImm);
+#elif defined(__AVX__)
+  // VEX-encoded, as the code around it (x86-64-v3 has AVX but not PCLMUL):
+  // a legacy-SSE instruction among AVX ones costs a state transition.
+  __asm__("vpclmulqdq %2, %1, %0, %0" : "+x"(a) : "xm"(b), "i"(kImm));
+  return a;
 #else
   __asm__("pclmulqdq %2, %1, %0" : "+x"(a) : "xm"(b), "i"(kImm));
   return a;

@@ -206,18 +206,37 @@ absl::Status Codec::on_control(const Frame& frame) {
 }
 
 absl::StatusOr<std::optional<Frame>> Codec::decode(absl::Span<const uint8_t>& input) {
-  if (!error_.ok()) return error_;
-  // (The caller's mistake, not the peer's: no GOAWAY.)
-  if (decoder_.lent()) return decoder_.next(input);
+  // One object, returned by every return: the decoder builds the frame in
+  // the caller's slot (NRVO; see Decoder::build()). Only frames that come
+  // after a control frame in the same input are copied out of the loop of
+  // decode_after_control().
+  const bool stopped = !error_.ok();
+  absl::StatusOr<std::optional<Frame>> next =
+      stopped ? absl::StatusOr<std::optional<Frame>>(error_) : decoder_.next(input);
+  // (Lent: the caller's mistake, not the peer's: no GOAWAY.)
+  if (stopped || decoder_.lent()) return next;
+  if (absl::Status st = take(next); !st.ok()) {
+    next = std::move(st);
+  } else if (next->has_value() && is_control_type((*next)->type())) {
+    next = decode_after_control(input);
+  }
+  return next;
+}
+
+absl::StatusOr<std::optional<Frame>> Codec::decode_after_control(absl::Span<const uint8_t>& input) {
   for (;;) {
     absl::StatusOr<std::optional<Frame>> next = decoder_.next(input);
-    if (!next.ok()) return fail(next.status());
-    if (!next->has_value()) return std::nullopt;
-    const Frame& frame = **next;
-    if (absl::Status st = on_negotiation(frame); !st.ok()) return st;
-    if (!is_control_type(frame.type())) return next;
-    if (absl::Status st = on_control(frame); !st.ok()) return st;
+    if (absl::Status st = take(next); !st.ok()) return st;
+    if (!next->has_value() || !is_control_type((*next)->type())) return next;
   }
+}
+
+absl::Status Codec::take(const absl::StatusOr<std::optional<Frame>>& next) {
+  if (!next.ok()) return fail(next.status());
+  if (!next->has_value()) return absl::OkStatus();
+  const Frame& frame = **next;
+  if (absl::Status st = on_negotiation(frame); !st.ok()) return st;
+  return is_control_type(frame.type()) ? on_control(frame) : absl::OkStatus();
 }
 
 absl::Status Codec::encode(const Frame& frame, Encoded& encoded) {

@@ -195,6 +195,11 @@ class Codec {
  private:
   // Handles a control frame; returns an error when decoding must stop.
   absl::Status on_control(const Frame& frame);
+  // What decode() does with a decoded frame (or error): the error becomes
+  // the connection's; a control frame is answered or acted on.
+  absl::Status take(const absl::StatusOr<std::optional<Frame>>& next);
+  // decode()'s loop past a control frame, to the next application frame.
+  absl::StatusOr<std::optional<Frame>> decode_after_control(absl::Span<const uint8_t>& input);
   absl::Status on_negotiation(const Frame& frame);
   // Encodes a frame into the output buffer. `chk` per the current settings.
   // Fails (and queues nothing) when it does not fit; GOAWAY may use the

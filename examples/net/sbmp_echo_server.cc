@@ -45,6 +45,8 @@ ABSL_FLAG(size_t, max_partial_frame_mib, 64,
           "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
 ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
           "buffers in each thread's shared receive ring (a power of two)");
+ABSL_FLAG(uint32_t, recv_buffer_size, coring::net::NetOptions{}.recv_buffer_size,
+          "bytes per receive buffer");
 ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
           "receive the rest of frames larger than a receive buffer straight into the "
           "frame's buffer (FramedOptions::receive_in_place)");
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
       "Usage: sbmp_echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
-      "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
+      "                        [--shutdown_deadline=D] [--recv_buffers=N] [--recv_buffer_size=BYTES]\n"
       "                        [--receive_in_place=BOOL] [--split_payloads=BOOL]\n"
       "                        [--heap_mmap_threshold=BYTES] [--stats]\n"
       "                        [--tls_cert=PEM --tls_key=PEM]\n"
@@ -116,6 +118,7 @@ int main(int argc, char** argv) {
            .host = absl::GetFlag(FLAGS_host),
            .unix_path = absl::GetFlag(FLAGS_unix),
            .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
+                   .recv_buffer_size = absl::GetFlag(FLAGS_recv_buffer_size),
                    .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
            .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place),
                       .split_payloads = absl::GetFlag(FLAGS_split_payloads)},

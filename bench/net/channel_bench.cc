@@ -32,6 +32,7 @@
 #include "coring/net/listener.h"
 #include "coring/net/net_context.h"
 #include "coring/pool/slab_pool.h"
+#include "loopback_bench.h"
 
 namespace {
 
@@ -206,37 +207,14 @@ Task<absl::Status> manual_client(coring::net::NetContext& net, coring::net::Sock
 
 template <bool kChannel>
 void run(benchmark::State& state) {
-  coring::pool::SlabPool slab;
-  coring::LoopOptions options;
-  options.slab_pool = &slab;
-  auto loop = coring::EventLoop::create(std::move(options));
-  if (!loop.ok()) {
-    state.SkipWithError(loop.status().ToString().c_str());
-    return;
-  }
-  auto net = coring::net::NetContext::create(**loop);
-  if (!net.ok()) {
-    state.SkipWithError(net.status().ToString().c_str());
-    return;
-  }
-  auto listener = coring::net::Listener::bind(**net, coring::net::SocketAddress::ipv4_loopback(0));
-  if (!listener.ok()) {
-    state.SkipWithError(listener.status().ToString().c_str());
-    return;
-  }
-  auto addr = *(*listener)->local_address();
-  absl::Status s;
+  coring::bench::LoopbackBench b;
+  if (!b.open(state, /*arena=*/false)) return;
   if constexpr (kChannel) {
-    coring::spawn(**loop, serve_channel(**listener));
-    s = (*loop)->block_on(channel_client(**net, addr, slab, state));
+    b.run(state, serve_channel(b.listener()),
+          channel_client(b.net(), b.address(), b.slab(), state));
   } else {
-    coring::spawn(**loop, serve_manual(**listener));
-    s = (*loop)->block_on(manual_client(**net, addr, slab, state));
+    b.run(state, serve_manual(b.listener()), manual_client(b.net(), b.address(), b.slab(), state));
   }
-  if (!s.ok()) state.SkipWithError(s.ToString().c_str());
-  for (int i = 0; i < 10000 && (*net)->live_streams() > 0; ++i) (*loop)->run_once(false);
-  listener->reset();
-  net->reset();
 }
 
 void BM_ChannelCalls(benchmark::State& state) { run<true>(state); }

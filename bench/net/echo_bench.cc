@@ -15,21 +15,17 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <memory>
-#include <optional>
 #include <vector>
 
 #include "../../tests/net/length_prefix_codec.h"
 #include "alloc_counter.h"
-#include "coring/core/event_loop.h"
-#include "coring/core/spawn.h"
 #include "coring/core/task.h"
 #include "coring/net/framed_stream.h"
 #include "coring/net/listener.h"
 #include "coring/net/net_context.h"
 #include "coring/net/stream.h"
-#include "coring/pool/buffer_arena.h"
 #include "coring/pool/slab_pool.h"
+#include "loopback_bench.h"
 
 namespace {
 
@@ -85,42 +81,9 @@ Task<absl::Status> client(coring::net::NetContext& net, coring::net::SocketAddre
 }
 
 void BM_FramedEcho(benchmark::State& state) {
-  coring::pool::SlabPool slab;
-  coring::LoopOptions options;
-  options.slab_pool = &slab;
-  std::optional<coring::pool::BufferArena> arena;
-  if (state.range(1) != 0) {
-    auto a = coring::pool::BufferArena::create({});
-    if (!a.ok()) {
-      state.SkipWithError(a.status().ToString().c_str());
-      return;
-    }
-    arena.emplace(std::move(*a));
-    options.arena = &*arena;
-  }
-  auto loop = coring::EventLoop::create(std::move(options));
-  if (!loop.ok()) {
-    state.SkipWithError(loop.status().ToString().c_str());
-    return;
-  }
-  auto net = coring::net::NetContext::create(**loop);
-  if (!net.ok()) {
-    state.SkipWithError(net.status().ToString().c_str());
-    return;
-  }
-  auto listener = coring::net::Listener::bind(**net, coring::net::SocketAddress::ipv4_loopback(0));
-  if (!listener.ok()) {
-    state.SkipWithError(listener.status().ToString().c_str());
-    return;
-  }
-  auto addr = (*listener)->local_address();
-  coring::spawn(**loop, accept_one(**listener));
-  const absl::Status s = (*loop)->block_on(client(**net, *addr, slab, state));
-  if (!s.ok()) state.SkipWithError(s.ToString().c_str());
-  // Let the server see the goodbye and finish before the context goes.
-  for (int i = 0; i < 10000 && (*net)->live_streams() > 0; ++i) (*loop)->run_once(false);
-  listener->reset();
-  net->reset();
+  coring::bench::LoopbackBench b;
+  if (!b.open(state, /*arena=*/state.range(1) != 0)) return;
+  b.run(state, accept_one(b.listener()), client(b.net(), b.address(), b.slab(), state));
 }
 
 BENCHMARK(BM_FramedEcho)->ArgNames({"size", "arena"})->ArgsProduct({{64, 1024, 16 * 1024}, {0, 1}});

@@ -13,21 +13,18 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <vector>
 
 #include "alloc_counter.h"
 #include "coring/codec/codec.h"
-#include "coring/core/event_loop.h"
-#include "coring/core/spawn.h"
 #include "coring/core/task.h"
 #include "coring/net/framed_stream.h"
 #include "coring/net/listener.h"
 #include "coring/net/net_context.h"
 #include "coring/net/stream.h"
-#include "coring/pool/buffer_arena.h"
 #include "coring/pool/slab_pool.h"
+#include "loopback_bench.h"
 
 namespace {
 
@@ -121,38 +118,9 @@ Task<absl::Status> client(coring::net::NetContext& net, coring::net::SocketAddre
 }
 
 void BM_SbmpEcho(benchmark::State& state) {
-  coring::pool::SlabPool slab;
-  auto arena = coring::pool::BufferArena::create({});
-  if (!arena.ok()) {
-    state.SkipWithError(arena.status().ToString().c_str());
-    return;
-  }
-  coring::LoopOptions options;
-  options.slab_pool = &slab;
-  options.arena = &*arena;
-  auto loop = coring::EventLoop::create(std::move(options));
-  if (!loop.ok()) {
-    state.SkipWithError(loop.status().ToString().c_str());
-    return;
-  }
-  auto net = coring::net::NetContext::create(**loop);
-  if (!net.ok()) {
-    state.SkipWithError(net.status().ToString().c_str());
-    return;
-  }
-  auto listener = coring::net::Listener::bind(**net, coring::net::SocketAddress::ipv4_loopback(0));
-  if (!listener.ok()) {
-    state.SkipWithError(listener.status().ToString().c_str());
-    return;
-  }
-  auto addr = (*listener)->local_address();
-  coring::spawn(**loop, accept_one(**listener));
-  const absl::Status s = (*loop)->block_on(client(**net, *addr, slab, state));
-  if (!s.ok()) state.SkipWithError(s.ToString().c_str());
-  // Let the server see the goodbye and finish before the context goes.
-  for (int i = 0; i < 10000 && (*net)->live_streams() > 0; ++i) (*loop)->run_once(false);
-  listener->reset();
-  net->reset();
+  coring::bench::LoopbackBench b;
+  if (!b.open(state, /*arena=*/true)) return;
+  b.run(state, accept_one(b.listener()), client(b.net(), b.address(), b.slab(), state));
 }
 
 BENCHMARK(BM_SbmpEcho)->ArgNames({"size", "batch"})->ArgsProduct({{64, 1024}, {1, 128}});

@@ -1,0 +1,97 @@
+// LoopbackBench: what a net/ benchmark of loopback connections sets up - an
+// EventLoop with a SlabPool as its frame allocator (as Runtime installs one)
+// and, if asked, a registered BufferArena; a NetContext on it; a listener on
+// 127.0.0.1 - and how it runs: the server task spawned, the client task to
+// its end, then the loop turned until the server's streams are gone, before
+// the context goes.
+//
+//   LoopbackBench b;
+//   if (!b.open(state, /*arena=*/true)) return;  // skipped with the reason
+//   b.run(state, serve(b.listener()), client(b.net(), b.address(), b.slab(), state));
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "coring/core/event_loop.h"
+#include "coring/core/spawn.h"
+#include "coring/core/task.h"
+#include "coring/net/listener.h"
+#include "coring/net/net_context.h"
+#include "coring/net/socket_address.h"
+#include "coring/pool/buffer_arena.h"
+#include "coring/pool/slab_pool.h"
+
+namespace coring::bench {
+
+class LoopbackBench {
+ public:
+  LoopbackBench() = default;
+  LoopbackBench(const LoopbackBench&) = delete;
+  LoopbackBench& operator=(const LoopbackBench&) = delete;
+  ~LoopbackBench() {
+    listener_.reset();
+    net_.reset();
+  }
+
+  // False (the benchmark skipped with the reason) when a part cannot be made.
+  bool open(benchmark::State& state, bool arena) {
+    LoopOptions options;
+    options.slab_pool = &slab_;
+    if (arena) {
+      auto a = pool::BufferArena::create({});
+      if (!a.ok()) return skip(state, a.status());
+      arena_.emplace(std::move(*a));
+      options.arena = &*arena_;
+    }
+    auto loop = EventLoop::create(std::move(options));
+    if (!loop.ok()) return skip(state, loop.status());
+    loop_ = std::move(*loop);
+    auto net = net::NetContext::create(*loop_);
+    if (!net.ok()) return skip(state, net.status());
+    net_ = std::move(*net);
+    auto listener = net::Listener::bind(*net_, net::SocketAddress::ipv4_loopback(0));
+    if (!listener.ok()) return skip(state, listener.status());
+    listener_ = std::move(*listener);
+    auto address = listener_->local_address();
+    if (!address.ok()) return skip(state, address.status());
+    address_.emplace(*address);
+    return true;
+  }
+
+  pool::SlabPool& slab() { return slab_; }
+  net::NetContext& net() { return *net_; }
+  net::Listener& listener() { return *listener_; }
+  const net::SocketAddress& address() const { return *address_; }
+
+  // Spawns `server`, runs `client` to its end (its error skips the
+  // benchmark), then lets the server see the goodbye and finish.
+  void run(benchmark::State& state, Task<> server, Task<absl::Status> client) {
+    spawn(*loop_, std::move(server));
+    if (const absl::Status s = loop_->block_on(std::move(client)); !s.ok()) {
+      state.SkipWithError(s.ToString().c_str());
+    }
+    for (int i = 0; i < 10000 && net_->live_streams() > 0; ++i) loop_->run_once(false);
+  }
+
+ private:
+  static bool skip(benchmark::State& state, const absl::Status& why) {
+    state.SkipWithError(why.ToString().c_str());
+    return false;
+  }
+
+  // Destroyed in reverse: the listener and context (~LoopbackBench), the
+  // loop, then the memory it used.
+  pool::SlabPool slab_;
+  std::optional<pool::BufferArena> arena_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<net::NetContext> net_;
+  std::unique_ptr<net::Listener> listener_;
+  std::optional<net::SocketAddress> address_;
+};
+
+}  // namespace coring::bench

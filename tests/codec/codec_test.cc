@@ -270,6 +270,52 @@ TEST(CodecTest, PingPongCopiesPayloadAndRequestIdOnly) {
   EXPECT_TRUE(server.pending_output().empty());
 }
 
+// decode() returns the frame it decodes where the caller wants it; control
+// frames in the same input go through a loop of their own
+// (decode_after_control()): the application frames around them still come
+// out in order, each control frame is answered, and an error right after
+// one still ends decoding with its GOAWAY.
+TEST(CodecTest, ControlFramesAmongApplicationFramesInOneInput) {
+  Codec client({.role = Role::kClient});
+  Codec server;
+  handshake(client, server);
+  const auto ping = [] { return raw_frame(kTypePing, {}, {}, {.chk = true}); };
+  const auto add = [](std::vector<uint8_t>& wire, const std::vector<uint8_t>& bytes) {
+    wire.insert(wire.end(), bytes.begin(), bytes.end());
+  };
+  std::vector<uint8_t> wire = ping();
+  add(wire, encode_app(client, 0x100, "one"));
+  add(wire, ping());
+  add(wire, ping());
+  add(wire, encode_app(client, 0x101, "two"));
+  add(wire, ping());
+  Delivery d = feed(server, wire);
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  ASSERT_EQ(d.frames.size(), 2u);
+  EXPECT_EQ(d.frames[0].type, 0x100);
+  EXPECT_EQ(d.frames[0].payload, "one");
+  EXPECT_EQ(d.frames[1].type, 0x101);
+  EXPECT_EQ(d.frames[1].payload, "two");
+  const std::vector<Received> pongs = parse_raw(take_output(server));
+  ASSERT_EQ(pongs.size(), 4u);
+  for (const Received& r : pongs) EXPECT_EQ(r.type, kTypePong);
+
+  wire = ping();
+  add(wire, std::vector<uint8_t>(kHeaderSize, 'X'));
+  d = feed(server, wire);
+  EXPECT_TRUE(d.frames.empty());
+  auto e = frame_error(d.status);
+  ASSERT_TRUE(e.has_value()) << d.status;
+  EXPECT_EQ(e->code, ErrorCode::kBadMagic);
+  std::vector<uint8_t> out = take_output(server);
+  EXPECT_EQ(parse_raw(out).front().type, kTypePong);
+  EXPECT_TRUE(goaway_code(out).has_value());
+  // Decoding stays ended.
+  d = feed(server, encode_app(client, 0x100, "late"));
+  EXPECT_TRUE(d.frames.empty());
+  EXPECT_FALSE(d.status.ok());
+}
+
 TEST(CodecTest, OversizePingIsProtocolError) {
   Codec server;
   std::vector<uint8_t> big(65, 'p');

@@ -55,8 +55,10 @@ if ! [[ $cpu =~ ^[0-9]+$ ]] || [ "$cpu" -ge "$(nproc)" ]; then
   echo "compare.sh: --cpu must be a CPU of this host (0..$(($(nproc) - 1)))" >&2
   exit 2
 fi
-[[ $threshold =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-  { echo "compare.sh: --threshold must be a ratio such as 1.10" >&2; exit 2; }
+if ! [[ $threshold =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! awk -v t="$threshold" 'BEGIN { exit !(t > 1) }'; then
+  echo "compare.sh: --threshold must be a ratio above 1, such as 1.10" >&2
+  exit 2
+fi
 commit=$(git rev-parse --verify --quiet "$base^{commit}") ||
   { echo "compare.sh: $base is not a commit of this repository" >&2; exit 2; }
 benches=${benches:-codec_bench core_ring_bench core_task_bench pool_bench net_echo_bench net_sbmp_echo_bench}
@@ -66,7 +68,8 @@ coring_ensure_packages
 tree=build/compare/${commit:0:12}
 if [ ! -d "$tree/src" ]; then
   mkdir -p "$tree"
-  git worktree add --detach -f "$tree/src" "$commit" >/dev/null 2>&1
+  git worktree add --detach -f "$tree/src" "$commit" >/dev/null 2>&1 ||
+    { echo "compare.sh: git worktree add $tree/src failed" >&2; exit 1; }
 fi
 echo "== building $base (${commit:0:12}) in $tree"
 base_build() {
@@ -87,7 +90,7 @@ for b in $benches; do
     echo "compare.sh: no benchmark $b in this checkout" >&2
     exit 2
   fi
-  [ -n "$old" ] || { echo "== $b: not at $base (new)"; continue; }
+  [ -n "$old" ] || { echo "== $b: not built at $base (new since, or its build failed)"; continue; }
   pairs+=("$b" "$old" "$new")
 done
 
@@ -109,7 +112,7 @@ for i in range(0, len(args), 3):
             if out.returncode != 0:
                 sys.exit(f"compare.sh: {binaries[side]} failed:\n{out.stderr[-2000:]}")
             for bm in json.loads(out.stdout).get("benchmarks", []):
-                if bm.get("run_type") == "aggregate" or "error_occurred" in bm:
+                if bm.get("run_type") == "aggregate" or bm.get("error_occurred"):
                     continue
                 n = bm["name"]
                 if n not in order:

@@ -574,8 +574,9 @@ void StreamState::start_send() noexcept {
   }
   EventLoop& loop = *loop_;
   OpTable& ops = loop.ops();
-  if (head.buf_index >= 0 && !more) {
-    // One registered buffer holds all that is queued (coalesced copies).
+  if (!more) {
+    // One segment holds all that is queued: coalesced copies in one send
+    // buffer, or one adopted receive buffer (an echo's).
     send_index_ = ops.acquire(this);
     ops[send_index_].pending = 1;
     // A plain SEND, not WRITE_FIXED: on a socket WRITE_FIXED is a write(2)
@@ -588,7 +589,7 @@ void StreamState::start_send() noexcept {
     file_.apply(sqe);
     sqe->user_data = ops.user_data(send_index_);
     sending_ = true;
-    ++ctx_->stats().fixed_sends;
+    if (head.buf_index >= 0) ++ctx_->stats().fixed_sends;
     return;
   }
   if (scratch_ == nullptr)

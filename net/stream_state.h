@@ -34,8 +34,10 @@
 //    receive buffer); MSG_MORE when more is queued. Its memory (buffer or
 //    writer) is held until the notification CQE (ZcSend), while later sends
 //    go on;
-//  * the head is the only thing queued and lies in a registered region:
-//    one SEND (the coalesced copied bytes from one registered buffer);
+//  * the head is the only thing queued: one SEND (the coalesced copied bytes
+//    of one send buffer, an adopted receive buffer, a borrowed write). Not a
+//    sendmsg of one iovec: the kernel would read a msghdr and an iovec that
+//    are cold when each of a thousand connections sends now and then;
 //  * otherwise one vectored sendmsg of the segments up to kMaxIov, stopping
 //    before a segment that goes zero copy (then with MSG_MORE).
 // Writers that find the queue over NetOptions::max_queued_bytes wait in FIFO

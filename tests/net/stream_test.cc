@@ -128,6 +128,37 @@ TEST(StreamTest, HandedOverReceiveBuffersAreSentWithoutACopy) {
   EXPECT_EQ(t.net->adopted_buffers(), 0u);
 }
 
+// An adopted receive buffer alone in the queue leaves in one SEND, not a
+// SENDMSG: the kernel then reads no msghdr or iovec the stream wrote for it
+// (with a thousand connections, cold cache lines per message each).
+TEST(StreamTest, AnAdoptedBufferAloneLeavesInOneSend) {
+  TestLoop t;
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  auto addr = (*listener)->local_address();
+  spawn(*t.loop, handover_echo(**listener));
+  // Above copy_threshold (adopted), one segment on loopback; one at a time.
+  constexpr int kRounds = 20;
+  absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    for (int i = 0; i < kRounds; ++i) {
+      const std::vector<uint8_t> msg = pattern(12000, static_cast<uint32_t>(i));
+      if (auto w = co_await c->write(absl::MakeConstSpan(msg)); !w.ok()) co_return w;
+      std::vector<uint8_t> got;
+      if (auto r = co_await read_exactly(*c, msg.size(), got); !r.ok()) co_return r;
+      if (got != msg) co_return absl::DataLossError("echo differs");
+    }
+    co_return co_await c->close();
+  }(*t.net, *addr));
+  EXPECT_TRUE(s.ok()) << s;
+  t.drain();
+  const NetStats& stats = t.net->stats();
+  EXPECT_GE(stats.adopted_writes, static_cast<uint64_t>(kRounds)) << stats.to_string();
+  EXPECT_EQ(stats.sendmsg_sends, 0u) << stats.to_string();
+  EXPECT_EQ(t.net->buffers().outstanding(), 0u);
+}
+
 // Peers that send and never read: their echoes' send queues adopt receive
 // buffers (each up to its share, 8) until, together, they hold three
 // quarters of the ring - never more, however low the ring runs - and a

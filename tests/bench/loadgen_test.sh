@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.loadgen: the benchmark's load generator against real servers, briefly:
-# zero verification errors against the raw liburing baseline (raw and SBMP),
+# zero verification errors against the raw liburing baseline (raw and SBMP;
+# the load on io_uring, the default, and on epoll),
 # the epoll baseline's SBMP mode (frames split across reads: 64 KiB), coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
 # a server that flips one bit. With ASIO_TLS_ECHO (built when OpenSSL was
 # found): the load generator's --tls against asio::ssl, verified against a
@@ -48,6 +49,12 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
   grep -q '"errors":0,' <<<"$line" || fail "$what: errors"
   if grep -q '"mismatches":[1-9]' <<<"$line"; then fail "$what: verification errors"; fi
   if grep -q '"msgs":0,' <<<"$line"; then fail "$what: no message echoed"; fi
+  # The load runs on io_uring unless told otherwise (or TLS: OpenSSL's own reads).
+  local engine=uring
+  [[ " $* " == *" --engine=epoll "* || " $* " == *" --tls "* ]] && engine=epoll
+  if [[ " $* " != *" --idle "* ]] && ! grep -q "\"engine\":\"$engine\"" <<<"$line"; then
+    fail "$what: the load did not run on $engine"
+  fi
   # The server's CPU time is read in ns (schedstat), not 10 ms ticks: a
   # server that echoed anything used some.
   if grep -Eq '"server_cpu_s":(0\.000|-),' <<<"$line"; then fail "$what: server CPU not measured"; fi
@@ -57,7 +64,17 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
 start uring "$uring" --port=0 &&
   expect_clean "uring raw pipelined" --conns=8 --size=1000 --depth=8 &&
   expect_clean "uring raw ping-pong 64K" --conns=2 --size=65536 --depth=1 &&
-  expect_clean "uring raw rate" --conns=4 --size=64 --rate=2000 && stop
+  expect_clean "uring raw rate" --conns=4 --size=64 --rate=2000 &&
+  expect_clean "uring raw pipelined, epoll engine" --engine=epoll --conns=8 --size=1000 --depth=8 &&
+  expect_clean "uring raw pipelined 64K, epoll engine" --engine=epoll --conns=2 --size=65536 \
+    --depth=4 &&
+  expect_clean "uring raw rate, epoll engine" --engine=epoll --conns=4 --size=64 --rate=2000 &&
+  stop
+rc=0
+out=$("$loadgen" --port=1 --engine=kqueue 2>&1) || rc=$?
+if [ "$rc" -ne 1 ] || ! grep -q "engine must be uring or epoll" <<<"$out"; then
+  fail "--engine=kqueue: exit $rc, '$out'"
+fi
 start uring_sbmp "$uring" --port=0 --sbmp &&
   expect_clean "uring sbmp pipelined" --proto=sbmp --conns=8 --size=3000 --depth=8 && stop
 start epoll_sbmp "$epoll" --port=0 --sbmp &&
@@ -70,17 +87,19 @@ start coring_sbmp "$coring_sbmp" --host=127.0.0.1 --port=0 --threads=1 &&
   expect_clean "coring sbmp_echo_server idle" --proto=sbmp --conns=50 --idle && stop
 
 # A server that flips one bit at byte 5000 of every connection's echo: the
-# load generator must report mismatches and exit 1.
-if start mangler "$epoll" --port=0 --mangle-after=5000; then
+# load generator must report mismatches and exit 1, on either engine.
+for engine in uring epoll; do
+  start mangler "$epoll" --port=0 --mangle-after=5000 || continue
   rc=0
-  line=$("$loadgen" --port="$port" --conns=2 --size=1000 --depth=4 --duration=0.3 --warmup=0) ||
-    rc=$?
-  echo "mangling server: $line"
-  [ "$rc" -eq 1 ] || fail "mangling server: loadgen exit $rc, want 1"
-  grep -q '"mismatches":2,' <<<"$line" || fail "mangling server: want 2 mismatches"
-  grep -q 'differs in message 5 near byte 0' <<<"$line" || fail "mangling server: wrong place"
+  line=$("$loadgen" --port="$port" --engine="$engine" --conns=2 --size=1000 --depth=4 \
+    --duration=0.3 --warmup=0) || rc=$?
+  echo "mangling server ($engine): $line"
+  [ "$rc" -eq 1 ] || fail "mangling server ($engine): loadgen exit $rc, want 1"
+  grep -q '"mismatches":2,' <<<"$line" || fail "mangling server ($engine): want 2 mismatches"
+  grep -q 'differs in message 5 near byte 0' <<<"$line" ||
+    fail "mangling server ($engine): wrong place"
   stop
-fi
+done
 if [ -n "$asio_tls" ]; then
   if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
     -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout "$work/key.pem" \

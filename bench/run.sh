@@ -30,7 +30,9 @@
 # load generator on CPU 1. Per round every server is started once; for each
 # cell the servers take turns (in an order rotated each round), so drift of
 # the host hits them alike. The load generator verifies every byte and reads
-# the server's CPU time (/proc/PID/task/*/schedstat) and RSS over its measured window; a
+# the server's CPU time (/proc/PID/task/*/schedstat) and RSS over its measured window,
+# after a warm-up of --warmup or 1 s per 64 MiB in flight (at most 3 s), whichever is
+# longer, and for --seconds or 2 s per 512 MiB in flight, whichever is longer; a
 # run whose host had more than BENCH_MAX_OTHER % CPU busy elsewhere is
 # flagged and repeated (at most BENCH_RETRIES times, then kept and counted as
 # disturbed). Each cell reports the median over rounds, and each round's
@@ -309,12 +311,17 @@ one_run() {
   esac
   server_tls "$name" && args+=(--tls --tls-ca="$tls_dir/cert.pem")
   # A deep pipeline of big messages (1000 x 16 x 64 KiB is 1 GiB in flight)
-  # needs time to fill and to turn over: at least 1 s of warm-up and 2 s of
-  # measuring per 512 MiB in flight.
+  # needs time to fill and to turn over: at least 2 s of measuring per 512
+  # MiB in flight. And a server that holds what is in flight in memory of
+  # its own (coring_sbmp: a frame buffer per frame under way) first has to
+  # get it from the system: 1000 x 64 KiB ping-pong ran at half speed for
+  # its first second. So the warm-up is 1 s per 64 MiB in flight (at most
+  # 3 s): the cell measures the steady state.
   local depth=1 dur warm
   [[ $mode == pipe* ]] && depth=${mode#pipe}
   read -r warm dur < <(awk -v b=$((conns * depth * size)) -v w="$warmup" -v d="$seconds" \
-    'BEGIN { t = b / 536870912; printf "%.2f %.2f\n", (w > t ? w : t), (d > 2 * t ? d : 2 * t) }')
+    'BEGIN { t = b / 536870912; u = b / 67108864; if (u > 3) u = 3
+             printf "%.2f %.2f\n", (w > u ? w : u), (d > 2 * t ? d : 2 * t) }')
   local enters0 enters1 per_enter=
   for attempt in $(seq 0 "$retries"); do
     enters0=$(server_enters "$name")

@@ -183,7 +183,7 @@ END {
     for (j = 1; j <= nservers; ++j) if (servers[j] == bests) lg = med(lc, bests, "client_us_per_msg")
     printf "Load generator in the pipelined 16 × 64B cell: %s µs CPU per message against the fastest\n", fmt(lg, "%.3f") > md
     printf "raw server's %s µs (%s)%s.\n\n", fmt(best, "%.3f"), bests, \
-      (lg != "" && best != "" ? (lg < best ? ": it is not the bottleneck" : \
+      (lg != "" && best != "" ? (lg < best * 0.97 ? ": it is not the bottleneck" : \
         (lg <= best * 1.03 ? ": level with it (within 3%): both run at full CPU, so this cell cannot show a server faster than the load generator" : \
         ": NOT below it, the load generator may limit this cell")) : "") > md
   }

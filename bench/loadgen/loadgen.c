@@ -548,7 +548,7 @@ static void uring_flush(struct conn* c);
 
 /* Writes released bytes until done or the socket is full. */
 static void flush(struct conn* c) {
-  if (cfg.engine == ENGINE_URING && c->msg != NULL) {
+  if (c->msg != NULL) { /* on the ring */
     uring_flush(c);
     return;
   }
@@ -837,27 +837,25 @@ static int uring_start(void) {
     io_uring_queue_exit(&uring);
     return r;
   }
-  /* A connection with c->msg is on the ring (flush() asks): all or none. */
-  for (uint32_t i = 0; i < cfg.conns; ++i) {
-    struct conn* c = &conns[i];
-    if (c->state != READY) continue;
-    c->msg = calloc(1, sizeof *c->msg + 128 * sizeof(struct iovec));
-    if (msg_len <= 2048) c->txb = malloc(sizeof txbuf);
-    if (c->msg == NULL || (msg_len <= 2048 && c->txb == NULL)) {
-      for (uint32_t j = 0; j <= i; ++j) {
-        free(conns[j].msg);
-        free(conns[j].txb);
-        conns[j].msg = NULL;
-        conns[j].txb = NULL;
-      }
-      io_uring_queue_exit(&uring);
-      return -ENOMEM;
-    }
-    c->msg->msg_iov = (struct iovec*)(c->msg + 1);
+  /* What a send in flight reads, per connection, kept until exit: a msghdr
+   * and 128 iovecs, and for small messages the bytes themselves (no more
+   * than its window of messages is ever released). */
+  const size_t msg_bytes = sizeof(struct msghdr) + 128 * sizeof(struct iovec);
+  const size_t txb_bytes = msg_len <= 2048 ? (size_t)(window < 127 ? window : 127) * msg_len : 0;
+  uint8_t* msgs = calloc(cfg.conns, msg_bytes);
+  uint8_t* txbs = txb_bytes ? malloc(cfg.conns * txb_bytes) : NULL;
+  if (msgs == NULL || (txb_bytes && txbs == NULL)) {
+    free(msgs);
+    io_uring_queue_exit(&uring);
+    return -ENOMEM;
   }
+  /* A connection with c->msg is on the ring (flush() asks). */
   for (uint32_t i = 0; i < cfg.conns; ++i) {
     struct conn* c = &conns[i];
     if (c->state != READY) continue;
+    c->msg = (struct msghdr*)(msgs + (size_t)i * msg_bytes);
+    c->msg->msg_iov = (struct iovec*)(c->msg + 1);
+    if (txb_bytes) c->txb = txbs + (size_t)i * txb_bytes;
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     uring_arm_recv(c);
   }

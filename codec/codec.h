@@ -92,6 +92,12 @@ class Codec {
   // used up. An error when reading must stop: a protocol violation (GOAWAY
   // queued; kDataLoss with a FrameError) or the peer's GOAWAY.
   absl::StatusOr<std::optional<Frame>> decode(absl::Span<const uint8_t>& input);
+  // decode()'s fast path, once negotiated: an application frame whole in
+  // `input` that passes every check (Decoder::next_whole()). True with
+  // `frame` set; false when decode() must be called.
+  bool decode_whole(absl::Span<const uint8_t>& input, Frame& frame) {
+    return negotiation_ == nullptr && error_.ok() && decoder_.next_whole(input, frame);
+  }
   // Part of a frame has arrived and the rest has not (for frame deadlines).
   bool mid_frame() const { return decoder_.mid_frame(); }
   // Memory held for reassembling a split frame (for memory budgets).

@@ -19,7 +19,8 @@ uint32_t load32(const uint8_t* p) {
 }  // namespace
 
 Decoder::Decoder(DecoderOptions options)
-    : versions_(options.versions ? options.versions : &VersionRegistry::standard()) {
+    : versions_(options.versions ? options.versions : &VersionRegistry::standard()),
+      standard_versions_(versions_ == &VersionRegistry::standard()) {
   limits_.max_frame = options.max_frame;
   limits_.majors = versions_->majors();
 }
@@ -111,7 +112,7 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish(const Header& h, const uint
     uint32_t actual = crc32c(absl::MakeConstSpan(body, body_size));
     if (expected != actual) return fail(trailer_mismatch(expected, actual));
   }
-  return build(h, ext_block, payload, {});
+  return build(h, ext_block, payload, {}, bytes);
 }
 
 absl::StatusOr<std::optional<Frame>> Decoder::finish_split(const Header& h,
@@ -126,13 +127,14 @@ absl::StatusOr<std::optional<Frame>> Decoder::finish_split(const Header& h,
     uint32_t actual = crc32c(tail, crc32c(payload, crc32c(ext_block)));
     if (expected != actual) return fail(trailer_mismatch(expected, actual));
   }
-  return build(h, ext_block, payload, tail);
+  return build(h, ext_block, payload, tail, nullptr);
 }
 
 absl::StatusOr<std::optional<Frame>> Decoder::build(const Header& h,
                                                     absl::Span<const uint8_t> ext_block,
                                                     absl::Span<const uint8_t> payload,
-                                                    absl::Span<const uint8_t> tail) {
+                                                    absl::Span<const uint8_t> tail,
+                                                    const uint8_t* wire) {
   // Every return returns `result`, so it is built in the caller's slot
   // (NRVO). Returning another object too costs a copy of the frame out of a
   // temporary, whose fields were just stored one by one: with the 16-byte
@@ -151,6 +153,7 @@ absl::StatusOr<std::optional<Frame>> Decoder::build(const Header& h,
   frame.payload = payload;
   frame.payload_tail = tail;
   frame.offset = offset_;
+  frame.wire = wire;
   offset_ += h.frame_size();
   return result;
 }
@@ -159,6 +162,42 @@ void Decoder::unhold() {
   if (held_.empty()) return;
   absl::Span<const uint8_t> head = std::exchange(held_, {});
   append(head, head.size(), header_.frame_size());
+}
+
+bool Decoder::next_whole(absl::Span<const uint8_t>& input, Frame& frame) {
+  if (input.size() < kHeaderSize || buffered_ != 0 || carry_len_ != 0 || lent_ || !held_.empty() ||
+      !error_.ok()) {
+    return false;
+  }
+  if (buffer_.capacity() != 0) {  // as next(): the last split frame is gone
+    release_buffer();
+    if (buffer_.capacity() > kKeptBuffer) std::vector<uint8_t>().swap(buffer_);
+  }
+  const internal::HeaderWords words = internal::check_header(input.data(), limits_);
+  if (!words.ok()) return false;
+  const Header h = words.header();
+  const size_t size = h.frame_size();
+  if (size > input.size() || is_control_type(h.type)) return false;
+  const uint8_t* bytes = input.data();
+  const uint8_t* body = bytes + kHeaderSize;
+  const size_t body_size = h.length - (h.chk() ? kTrailerSize : 0);
+  const absl::Span<const uint8_t> ext_block(body, h.ext_len);
+  const absl::Span<const uint8_t> payload(body + h.ext_len, body_size - h.ext_len);
+  if (h.chk() && load32(body + body_size) != crc32c(absl::MakeConstSpan(body, body_size))) {
+    return false;
+  }
+  if (!standard_versions_ || !ext_block.empty()) {
+    if (versions_->find(version_major(h.version))->check_body(h, ext_block, payload)) return false;
+  }
+  frame.header = h;
+  frame.extensions = Extensions(ext_block);
+  frame.payload = payload;
+  frame.payload_tail = {};
+  frame.offset = offset_;
+  frame.wire = bytes;
+  offset_ += size;
+  input.remove_prefix(size);
+  return true;
 }
 
 absl::StatusOr<std::optional<Frame>> Decoder::next(absl::Span<const uint8_t>& input) {

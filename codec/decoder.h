@@ -52,6 +52,12 @@ class Decoder {
   // been consumed), or the first protocol error (see frame_error()).
   absl::StatusOr<std::optional<Frame>> next(absl::Span<const uint8_t>& input);
 
+  // next()'s fast path, for the common case: between frames, a whole
+  // application frame at the front of `input` that passes every check.
+  // True with `frame` set and `input` advanced, as next() would; false when
+  // next() must do it (anything else: a control frame, a frame not all in
+  // `input`, an error, a split frame under way).
+  bool next_whole(absl::Span<const uint8_t>& input, Frame& frame);
   // True when part of a frame has been received: at end of stream, the
   // stream is incomplete.
   bool mid_frame() const { return buffered_ > 0 || carry_len_ > 0 || !held_.empty(); }
@@ -195,17 +201,21 @@ class Decoder {
                                                     absl::Span<const uint8_t> rest);
   // PAYLOAD_CHECKSUM for the frame at offset_.
   absl::Status trailer_mismatch(uint32_t expected, uint32_t actual) const;
-  // The body check and the frame, once the trailer is verified.
+  // The body check and the frame, once the trailer is verified. `wire`:
+  // the whole frame's bytes, when they lie together (Frame::wire).
   absl::StatusOr<std::optional<Frame>> build(const Header& header,
                                              absl::Span<const uint8_t> ext_block,
                                              absl::Span<const uint8_t> payload,
-                                             absl::Span<const uint8_t> tail);
+                                             absl::Span<const uint8_t> tail, const uint8_t* wire);
   absl::Status fail(absl::Status status);
   // Moves the first n bytes of `input` to the end of buffer_, growing it
   // (doubling) to at most `limit` bytes unless n needs more.
   void append(absl::Span<const uint8_t>& input, size_t n, size_t limit);
 
   const VersionRegistry* versions_;
+  // versions_ is the standard registry: a 1.3 frame without extensions
+  // needs no body check.
+  bool standard_versions_;
   HeaderLimits limits_;
   uint64_t offset_ = 0;
   // The split frame being reassembled: buffer_[0, buffered_).

@@ -45,6 +45,14 @@ void set_header(Header& h, const Frame& frame, const EncodeOptions& options, uin
   h.ext_len = static_cast<uint16_t>(frame.extensions.bytes().size());
 }
 
+// True when the header at `wire` has h's fields (its hcrc aside).
+bool same_header_fields(const Header& h, const uint8_t* wire) {
+  const uint32_t fields = (uint32_t{h.version} << 24) | (uint32_t{h.flags} << 16) | h.type;
+  const uint64_t lo = (uint64_t{h.length} << 32) | (uint64_t{h.ext_len} << 16);
+  return internal::load_be64(wire) == ((uint64_t{kMagic} << 32) | fields) &&
+         (internal::load_be64(wire + 8) & ~uint64_t{0xFFFF}) == lo;
+}
+
 }  // namespace
 
 absl::StatusOr<Header> frame_header(const Frame& frame, const EncodeOptions& options) {
@@ -85,30 +93,47 @@ EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
   trailer_bytes_ = other.trailer_bytes_;
   num_parts_ = other.num_parts_;
   parts_ = other.parts_;
-  // The header and trailer parts point into the object: into this one now.
+  // Header and trailer parts encoded into `other` point into it: into this
+  // one now. (A frame sent as received is one part, its own bytes.)
   if (num_parts_ != 0) {
-    parts_[0] = absl::MakeConstSpan(header_bytes_);
-    if (header_.chk()) parts_[num_parts_ - 1] = absl::MakeConstSpan(trailer_bytes_);
+    if (parts_[0].data() == other.header_bytes_.data())
+      parts_[0] = absl::MakeConstSpan(header_bytes_);
+    absl::Span<const uint8_t>& last = parts_[num_parts_ - 1];
+    if (last.data() == other.trailer_bytes_.data()) last = absl::MakeConstSpan(trailer_bytes_);
   }
   return *this;
 }
 
 absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, EncodedFrame& encoded) {
   absl::StatusOr<uint32_t> length = frame_length(frame, options);
-  if (!length.ok()) {
+  if (!length.ok()) [[unlikely]] {
     encoded.num_parts_ = 0;  // nothing to send
     return length.status();
   }
-  set_header(encoded.header_, frame, options, *length);
-  encode_header(encoded.header_, encoded.header_bytes_.data());
-  if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
+  Header& h = encoded.header_;
+  set_header(h, frame, options, *length);
   auto& parts = encoded.parts_;
+  // Sent unchanged (an echo): its bytes as received are this encoding, the
+  // header's hcrc and the trailer's CRC included. Both were verified when
+  // it was decoded; what they cover is the same if the header fields now
+  // encoded are those received (compared with the received bytes, not with
+  // frame.header, which the application may have changed) and the body
+  // views are the received ones.
+  if (frame.wire != nullptr && same_header_fields(h, frame.wire) && frame.payload_tail.empty() &&
+      frame.payload.data() == frame.wire + kHeaderSize + h.ext_len &&
+      (h.ext_len == 0 || frame.extensions.bytes().data() == frame.wire + kHeaderSize)) {
+    parts[0] = absl::MakeConstSpan(frame.wire, h.frame_size());
+    encoded.num_parts_ = 1;
+    return absl::OkStatus();
+  }
+  encode_header(h, encoded.header_bytes_.data());
+  if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
   uint32_t n = 0;
   parts[n++] = absl::MakeConstSpan(encoded.header_bytes_);
   if (!frame.extensions.bytes().empty()) parts[n++] = frame.extensions.bytes();
   if (!frame.payload.empty()) parts[n++] = frame.payload;
   if (!frame.payload_tail.empty()) parts[n++] = frame.payload_tail;
-  if (encoded.header_.chk()) parts[n++] = absl::MakeConstSpan(encoded.trailer_bytes_);
+  if (h.chk()) parts[n++] = absl::MakeConstSpan(encoded.trailer_bytes_);
   encoded.num_parts_ = n;
   return absl::OkStatus();
 }

@@ -5,7 +5,8 @@
 //    two for a split one: Frame::payload_tail), trailer - where the
 //    extension block and payload are views of the frame's own
 //    memory, so a large payload is never copied (hand parts() to writev or
-//    an io_uring send of several buffers).
+//    an io_uring send of several buffers). A decoded frame sent unchanged
+//    is one part: its bytes as received (Frame::wire).
 // The frame's type, extension block and payload are written as they are, so
 // echoing a decoded frame reproduces its extensions (unknown kinds, order
 // and padding included) and payload exactly. Version and CHK come from the

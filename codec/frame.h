@@ -32,6 +32,13 @@ struct Frame {
   absl::Span<const uint8_t> payload_tail;
   // Where the frame starts in the stream it was decoded from.
   uint64_t offset = 0;
+  // A decoded frame's bytes as received (header to trailer,
+  // header.frame_size() of them), when they lie together in the input it
+  // was decoded from (or the decoder's buffer); null otherwise. A frame sent
+  // unchanged (the header fields encoded equal to these bytes', and
+  // `extensions` and `payload` the views decoded) goes out as these bytes:
+  // an echo encodes no header and computes no checksum.
+  const uint8_t* wire = nullptr;
 
   uint16_t type() const { return header.type; }
   uint8_t version() const { return header.version; }

@@ -93,7 +93,12 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //    give(owner, buffer) (false: refused, kept); FramedStream over a Stream
 //    passes the loop's pool (NetContext::take_frame_buffer()) and calls
 //    release_buffer() when a read_frame() begins (the last frame is no
-//    longer in use then), so a connection between frames holds none.
+//    longer in use then), so a connection between frames holds none;
+//  * bool decode_whole(absl::Span<const uint8_t>& input, Frame& frame) -
+//    decode()'s fast path: true with `frame` set (and `input` advanced)
+//    when it decoded an application frame as decode() would, false
+//    (consuming nothing) when decode() must be called. It spares the
+//    common case decode()'s status and optional.
 
 // CallCodec: a FrameCodec whose frames carry what a request/reply channel
 // (net/channel.h, net/channel_server.h) needs: a correlation id that a reply

@@ -623,6 +623,19 @@ class FramedStream {
       if (std::exchange(shared_, false)) stream_.release_shared();
     }
   }
+  // The codec's fast path (FrameCodec: decode_whole()), where it has one:
+  // true with `frame` set, after frame_done().
+  bool decode_whole(Frame& frame) {
+    if constexpr (requires(C & c, absl::Span<const uint8_t> & in, Frame & f) {
+                    { c.decode_whole(in, f) } -> std::same_as<bool>;
+                  }) {
+      if (!codec_.decode_whole(input_, frame)) return false;
+      frame_done();
+      return true;
+    } else {
+      return false;
+    }
+  }
   // A frame was decoded: its deadline is over.
   void frame_done() noexcept {
     detail::StreamState* st = stream_.state();
@@ -787,7 +800,9 @@ class FramedStream<C, S>::WriteFrameAwaiter {
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
         write_.emplace(s.stream_.state(), parts, std::move(taken));
       } else if (s.share_frame(parts, bytes)) {
-        write_.emplace(s.stream_.state(), parts, detail::Writer::Kind::kShared);
+        s.stream_.state()->queue_shared_now(parts, bytes);
+        status_ = absl::OkStatus();
+        return true;
       } else {
         write_.emplace(s.stream_.state(), parts, s.write_kind(parts, bytes));
       }
@@ -871,6 +886,10 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
     return false;
   }
   while (!input_.empty() || codec_pending()) {
+    if (Frame frame; decode_whole(frame)) {
+      out.emplace(std::move(frame));
+      return true;
+    }
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {
       decode_error_ = std::move(decoded).status();  // the reader ends the connection
@@ -924,6 +943,10 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
+        if (Frame frame; s.decode_whole(frame)) {
+          p.result.emplace(std::move(frame));
+          break;
+        }
         absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
         if (!decoded.ok()) {
           s.decode_error_ = std::move(decoded).status();

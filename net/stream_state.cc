@@ -395,9 +395,16 @@ bool StreamState::share_previous(RecvBuffer& rb) noexcept {
 void StreamState::release_previous() noexcept { drop_hold(previous_); }
 
 void StreamState::queue_shared(Writer& w) noexcept {
-  ++ctx_->stats().shared_writes;
-  queue_parts_in(shared_, w.parts, previous_);
+  queue_shared_now(w.parts, w.bytes);
   complete(w, absl::OkStatus());
+}
+
+void StreamState::queue_shared_now(absl::Span<const absl::Span<const uint8_t>> parts,
+                                   size_t bytes) noexcept {
+  assert(queues_now(bytes));
+  (void)bytes;
+  ++ctx_->stats().shared_writes;
+  queue_parts_in(shared_, parts, previous_);
   request_send();
 }
 

@@ -226,6 +226,10 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool queues_now(size_t bytes) const noexcept {
     return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes);
   }
+  // A write of kind kShared whose `bytes` (the parts' total) queues_now():
+  // queued, and so done, at once; no Writer needed (an echo of a frame in
+  // the shared buffer is one such write per frame).
+  void queue_shared_now(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
 
   // ---- Closing ----
   // Arms (or re-arms) a deadline after which the stream is aborted.

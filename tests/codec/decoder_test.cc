@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "coring/codec/encoder.h"
@@ -44,6 +45,84 @@ TEST(DecoderTest, ContiguousFrameIsAViewIntoTheInput) {
   EXPECT_FALSE(none->has_value());
   EXPECT_FALSE(d.mid_frame());
   EXPECT_EQ(d.offset(), stream.size());
+}
+
+// next_whole() takes what next() would for a whole application frame, and
+// declines everything else without consuming or failing: next() then
+// decides.
+TEST(DecoderTest, NextWholeTakesWholeApplicationFramesOnly) {
+  auto a = make(0x100, "hello");
+  auto b = make(0x101, "world", true);
+  auto ping = make(kTypePing, "p");
+  std::vector<uint8_t> stream = a;
+  stream.insert(stream.end(), b.begin(), b.end());
+  stream.insert(stream.end(), ping.begin(), ping.end());
+  Decoder d;
+  absl::Span<const uint8_t> in(stream);
+  Frame f;
+  ASSERT_TRUE(d.next_whole(in, f));
+  EXPECT_EQ(f.type(), 0x100);
+  EXPECT_EQ(f.wire, stream.data());
+  EXPECT_EQ(f.payload.data(), stream.data() + kHeaderSize);
+  EXPECT_EQ(f.offset, 0u);
+  ASSERT_TRUE(d.next_whole(in, f));
+  EXPECT_EQ(f.type(), 0x101);
+  EXPECT_TRUE(f.chk());
+  EXPECT_EQ(f.offset, a.size());
+  EXPECT_EQ(testing::to_hex(f.payload), testing::to_hex(testing::as_bytes("world")));
+  // A control frame is next()'s.
+  EXPECT_FALSE(d.next_whole(in, f));
+  EXPECT_EQ(in.size(), ping.size());
+  auto p = d.next(in);
+  ASSERT_TRUE(p.ok() && p->has_value());
+  EXPECT_EQ((*p)->type(), kTypePing);
+  EXPECT_EQ(d.offset(), stream.size());
+
+  // A frame not all here, and then the rest of it while next() holds its
+  // start: declined.
+  Decoder d2;
+  absl::Span<const uint8_t> head = absl::MakeConstSpan(a).first(10);
+  EXPECT_FALSE(d2.next_whole(head, f));
+  EXPECT_EQ(head.size(), 10u);
+  ASSERT_TRUE(d2.next(head).ok());
+  absl::Span<const uint8_t> rest = absl::MakeConstSpan(a).subspan(10);
+  EXPECT_FALSE(d2.next_whole(rest, f));
+  auto whole = d2.next(rest);
+  ASSERT_TRUE(whole.ok() && whole->has_value());
+  EXPECT_EQ((*whole)->type(), 0x100);
+  // Between frames again: taken.
+  absl::Span<const uint8_t> again(b);
+  ASSERT_TRUE(d2.next_whole(again, f));
+  EXPECT_EQ(f.offset, a.size());
+}
+
+TEST(DecoderTest, NextWholeLeavesErrorsToNext) {
+  auto good = make(0x100, "hello", true);
+  std::vector<uint8_t> bad_trailer = good;
+  bad_trailer[bad_trailer.size() - 1] ^= 1;
+  std::vector<uint8_t> bad_hcrc = good;
+  bad_hcrc[14] ^= 1;
+  const std::vector<uint8_t> truncated_tlv = {0x05};  // a kind without its length
+  std::vector<uint8_t> bad_ext = make(0x100, "x", false, Extensions(truncated_tlv));
+  for (const auto& [what, bytes, code] :
+       {std::tuple{"trailer", bad_trailer, ErrorCode::kPayloadChecksum},
+        std::tuple{"hcrc", bad_hcrc, ErrorCode::kHeaderChecksum},
+        std::tuple{"extensions", bad_ext, ErrorCode::kBadExtension}}) {
+    SCOPED_TRACE(what);
+    Decoder d;
+    absl::Span<const uint8_t> in(bytes);
+    Frame f;
+    EXPECT_FALSE(d.next_whole(in, f));
+    EXPECT_EQ(in.size(), bytes.size());
+    EXPECT_FALSE(d.failed());
+    auto next = d.next(in);
+    ASSERT_FALSE(next.ok());
+    ASSERT_TRUE(frame_error(next.status()).has_value());
+    EXPECT_EQ(frame_error(next.status())->code, code);
+    // Failed: declined from now on.
+    absl::Span<const uint8_t> fine(good);
+    EXPECT_FALSE(d.next_whole(fine, f));
+  }
 }
 
 TEST(DecoderTest, BufferGrownForALargeSplitFrameIsReleasedAfterIt) {

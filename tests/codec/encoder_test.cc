@@ -86,6 +86,90 @@ TEST(EncoderTest, EchoReproducesExtensionsExactly) {
   EXPECT_EQ(flatten(echo), std::vector<uint8_t>(wire.begin(), wire.begin() + n));
 }
 
+// A decoded frame (extensions, CHK trailer) sent back unchanged: one part,
+// its bytes as received, also in a copy of the encoding.
+TEST(EncoderTest, UnchangedDecodedFrameIsSentAsItsReceivedBytes) {
+  ExtensionBuilder ext;
+  ext.set_request_id(77);
+  std::string payload = "payload bytes";
+  const EncodeOptions options{.chk = true};
+  std::vector<uint8_t> wire(200);
+  const size_t n = *encode_frame(make_frame(0x321, testing::as_bytes(payload), ext.view()), options,
+                                 absl::MakeSpan(wire));
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(wire).first(n);
+  auto frame = d.next(in);
+  ASSERT_TRUE(frame.ok() && frame->has_value());
+  EXPECT_EQ((*frame)->wire, wire.data());
+  EncodedFrame echo;
+  ASSERT_TRUE(encode_frame(**frame, options, echo).ok());
+  ASSERT_EQ(echo.parts().size(), 1u);
+  EXPECT_EQ(echo.parts()[0].data(), wire.data());
+  EXPECT_EQ(echo.parts()[0].size(), n);
+  EXPECT_EQ(echo.size(), n);
+  EncodedFrame copy = echo;
+  ASSERT_EQ(copy.parts().size(), 1u);
+  EXPECT_EQ(copy.parts()[0].data(), wire.data());
+  EXPECT_EQ(copy.parts()[0].size(), n);
+  // Over the peer's max frame: refused, as any frame.
+  EXPECT_FALSE(encode_frame(**frame, {.chk = true, .max_frame = 20}, echo).ok());
+}
+
+// Anything changed - payload, type, an extension block of the same size,
+// CHK, version - is encoded afresh, and correctly.
+TEST(EncoderTest, ChangedDecodedFrameIsEncodedAfresh) {
+  ExtensionBuilder ext;
+  ext.set_request_id(77);
+  std::string payload = "payload bytes";
+  std::vector<uint8_t> wire(200);
+  const size_t n = *encode_frame(make_frame(0x321, testing::as_bytes(payload), ext.view()),
+                                 {.chk = true}, absl::MakeSpan(wire));
+  Decoder d;
+  absl::Span<const uint8_t> in = absl::MakeConstSpan(wire).first(n);
+  auto decoded = d.next(in);
+  ASSERT_TRUE(decoded.ok() && decoded->has_value());
+  const Frame received = **decoded;
+  ExtensionBuilder other;
+  other.set_request_id(78);  // the same size
+  struct Change {
+    const char* what;
+    Frame frame;
+    EncodeOptions options;
+  };
+  std::vector<Change> changes;
+  changes.push_back({"payload shortened", received, {.chk = true}});
+  changes.back().frame.payload.remove_suffix(1);
+  changes.push_back({"payload moved", received, {.chk = true}});
+  changes.back().frame.payload = testing::as_bytes(payload);
+  changes.push_back({"type", received, {.chk = true}});
+  changes.back().frame.header.type = 0x322;
+  changes.push_back({"extensions", received, {.chk = true}});
+  changes.back().frame.extensions = other.view();
+  changes.push_back({"no CHK", received, {.chk = false}});
+  changes.push_back({"version", received, {.version = 0x14, .chk = true}});
+  for (const Change& c : changes) {
+    SCOPED_TRACE(c.what);
+    EncodedFrame e;
+    ASSERT_TRUE(encode_frame(c.frame, c.options, e).ok());
+    EXPECT_GT(e.parts().size(), 1u);
+    Frame fresh = c.frame;
+    fresh.wire = nullptr;
+    std::vector<uint8_t> flat(e.size());
+    ASSERT_EQ(*encode_frame(fresh, c.options, absl::MakeSpan(flat)), e.size());
+    EXPECT_EQ(flatten(e), flat);
+    Decoder check({.versions = nullptr});
+    check.set_accepted_majors(0xFFFF);
+    absl::Span<const uint8_t> back = absl::MakeConstSpan(flat);
+    auto again = check.next(back);
+    ASSERT_TRUE(again.ok()) << again.status();
+    ASSERT_TRUE(again->has_value());
+    EXPECT_EQ((*again)->type(), c.frame.type());
+    EXPECT_EQ(testing::to_hex((*again)->payload), testing::to_hex(c.frame.payload));
+    EXPECT_EQ(testing::to_hex((*again)->extensions.bytes()),
+              testing::to_hex(c.frame.extensions.bytes()));
+  }
+}
+
 TEST(EncoderTest, RoundTripProperty) {
   std::mt19937 rng(2024);
   Decoder decoder;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_format.h"
 #include "coring/codec/decoder.h"
+#include "coring/codec/encoder.h"
 #include "coring/codec/error.h"
 #include "gtest/gtest.h"
 #include "json.h"
@@ -51,13 +52,35 @@ Json describe(const Frame& f) {
   return json.ok() ? *json : Json();
 }
 
+// A frame decoded with its bytes together (Frame::wire) and sent back
+// unchanged encodes as those bytes, one part; and they are what the encoder
+// writes for it from scratch.
+void check_sent_as_received(const Frame& f) {
+  if (f.wire == nullptr) return;
+  const EncodeOptions options{.version = f.version(), .chk = f.chk()};
+  EncodedFrame echo;
+  ASSERT_TRUE(encode_frame(f, options, echo).ok());
+  ASSERT_EQ(echo.parts().size(), 1u);
+  const absl::Span<const uint8_t> wire(f.wire, f.header.frame_size());
+  EXPECT_EQ(echo.parts()[0].data(), wire.data());
+  EXPECT_EQ(echo.parts()[0].size(), wire.size());
+  Frame fresh = f;
+  fresh.wire = nullptr;
+  std::vector<uint8_t> encoded(f.header.frame_size());
+  ASSERT_TRUE(encode_frame(fresh, options, absl::MakeSpan(encoded)).ok());
+  EXPECT_EQ(testing::to_hex(encoded), testing::to_hex(wire));
+}
+
 // Feeds `c` cut at `cuts` (ascending offsets) and checks each frame as it
 // comes (a frame from the reassembly buffer is valid only until next()).
 // `split`: split payloads allowed (Decoder::set_split_payloads(); the
 // pieces all stay valid), so frames across one cut come as two views.
+// `whole_first`: next_whole() is asked first, next() only when it declines:
+// the frames, the error and its offset must be the same.
 void run(const VectorCase& c, const std::vector<size_t>& cuts, const std::string& how,
-         bool split = false) {
-  SCOPED_TRACE(c.name + " / " + how + (split ? " / split payloads" : ""));
+         bool split = false, bool whole_first = false) {
+  SCOPED_TRACE(c.name + " / " + how + (split ? " / split payloads" : "") +
+               (whole_first ? " / next_whole first" : ""));
   const Json& want = c.expect;
   Decoder decoder({.max_frame = static_cast<uint32_t>(*want["max_frame"].as_u64())});
   if (split) decoder.set_split_payloads(SIZE_MAX);
@@ -70,6 +93,15 @@ void run(const VectorCase& c, const std::vector<size_t>& cuts, const std::string
     absl::Span<const uint8_t> piece = bytes.subspan(start, end - start);
     start = end;
     for (;;) {
+      if (Frame f; whole_first && decoder.next_whole(piece, f)) {
+        ASSERT_LT(frames, want["frames"].items().size()) << "unexpected frame";
+        EXPECT_EQ(describe(f), want["frames"].items()[frames])
+            << describe(f).dump() << "\nwant " << want["frames"].items()[frames].dump();
+        EXPECT_NE(f.wire, nullptr);
+        check_sent_as_received(f);
+        ++frames;
+        continue;
+      }
       auto next = decoder.next(piece);
       if (!next.ok()) {
         error = frame_error(next.status());
@@ -83,6 +115,7 @@ void run(const VectorCase& c, const std::vector<size_t>& cuts, const std::string
       ASSERT_LT(frames, want["frames"].items().size()) << "unexpected frame";
       EXPECT_EQ(describe(**next), want["frames"].items()[frames])
           << describe(**next).dump() << "\nwant " << want["frames"].items()[frames].dump();
+      check_sent_as_received(**next);
       ++frames;
     }
   }
@@ -124,7 +157,10 @@ TEST_F(VectorsTest, DirectoryHoldsAllCases) {
 
 TEST_F(VectorsTest, Whole) {
   ASSERT_GE(cases_->size(), testing::kMinVectorCases);
-  for (const VectorCase& c : *cases_) run(c, {}, "whole");
+  for (const VectorCase& c : *cases_) {
+    run(c, {}, "whole");
+    run(c, {}, "whole", /*split=*/false, /*whole_first=*/true);
+  }
 }
 
 TEST_F(VectorsTest, OneByteAtATime) {
@@ -148,6 +184,8 @@ TEST_F(VectorsTest, RandomSplits) {
       for (size_t at = piece(rng); at < c.bin.size(); at += piece(rng)) cuts.push_back(at);
       run(c, cuts, absl::StrFormat("random split seed %d", seed));
       run(c, cuts, absl::StrFormat("random split seed %d", seed), /*split=*/true);
+      run(c, cuts, absl::StrFormat("random split seed %d", seed), /*split=*/true,
+          /*whole_first=*/true);
     }
   }
 }

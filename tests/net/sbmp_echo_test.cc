@@ -89,6 +89,52 @@ TEST(SbmpEchoTest, PipelinedFramesInOneWriteAreEchoedInOrder) {
   }
 }
 
+// Answers each frame three times: as it came (sent as its received bytes,
+// from the shared receive buffer), with its type changed in frame.header,
+// and with its payload one byte shorter (both encoded afresh).
+Task<> answer_thrice(SbmpConn conn) {
+  for (;;) {
+    auto frame = co_await conn.read_frame();
+    if (!frame.ok()) co_return;
+    sbmp::Frame retyped = *frame;
+    retyped.header.type = static_cast<uint16_t>(retyped.header.type + 1);
+    sbmp::Frame shorter = *frame;
+    if (!shorter.payload.empty()) shorter.payload.remove_suffix(1);
+    if (!(co_await conn.write_frame(*frame)).ok()) break;
+    if (!(co_await conn.write_frame(retyped)).ok()) break;
+    if (!(co_await conn.write_frame(shorter)).ok()) break;
+  }
+  (void)co_await conn.close();
+}
+
+TEST(SbmpEchoTest, UnchangedFramesLeaveAsReceivedChangedOnesAreEncodedAfresh) {
+  SbmpEchoServer s({}, {}, answer_thrice);
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  constexpr int kFrames = 200;
+  std::vector<uint8_t> wire;
+  for (int i = 0; i < kFrames; ++i) {
+    const auto f = encode(kType, pattern(size_t(i * 13 % 700), uint32_t(i)), request_id_ext(i));
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(c.send(wire));
+  for (int i = 0; i < kFrames; ++i) {
+    SCOPED_TRACE(i);
+    std::vector<uint8_t> payload = pattern(size_t(i * 13 % 700), uint32_t(i));
+    for (int k = 0; k < 3; ++k) {
+      absl::StatusOr<OwnedFrame> f = c.read_frame();  // hcrc checked
+      ASSERT_TRUE(f.ok()) << "answer " << k << ": " << f.status();
+      EXPECT_EQ(f->type(), k == 1 ? kType + 1 : kType) << "answer " << k;
+      EXPECT_EQ(f->extensions().request_id(), uint64_t(i)) << "answer " << k;
+      std::vector<uint8_t> want = payload;
+      if (k == 2 && !want.empty()) want.pop_back();
+      EXPECT_EQ(f->payload, want) << "answer " << k;
+    }
+  }
+  // The unchanged ones went from the shared receive buffer.
+  EXPECT_GT(s.net_stats().shared_writes, 0u);
+}
+
 TEST(SbmpEchoTest, FramesWrittenOneByteAtATime) {
   SbmpEchoServer s;
   ASSERT_TRUE(s.status.ok()) << s.status;

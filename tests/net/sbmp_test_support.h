@@ -59,9 +59,11 @@ inline Task<> echo(SbmpConn conn) {
 }
 
 struct SbmpEchoServer {
-  explicit SbmpEchoServer(ServerOptions options = {}, sbmp::CodecOptions codec = {})
+  using Handler = Task<> (*)(SbmpConn);
+  explicit SbmpEchoServer(ServerOptions options = {}, sbmp::CodecOptions codec = {},
+                          Handler handler = echo)
       : runtime({.threads = 1}), server(runtime, with_loopback(std::move(options))) {
-    status = server.serve<sbmp::Codec>(echo, [codec] { return sbmp::Codec(codec); });
+    status = server.serve<sbmp::Codec>(handler, [codec] { return sbmp::Codec(codec); });
   }
   ~SbmpEchoServer() {
     server.shutdown();

@@ -239,18 +239,12 @@ absl::Status Codec::take(const absl::StatusOr<std::optional<Frame>>& next) {
   return is_control_type(frame.type()) ? on_control(frame) : absl::OkStatus();
 }
 
-absl::Status Codec::encode(const Frame& frame, Encoded& encoded) {
+absl::Status Codec::refuse(const Frame& frame) const {
   if (closing_ || !error_.ok()) {
     return absl::FailedPreconditionError("SBMP connection is closing: nothing more is sent");
   }
-  if (is_control_type(frame.type())) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "type 0x%04x is a control type: the codec sends control frames itself", frame.type()));
-  }
-  return encode_frame(
-      frame,
-      {.version = settings_.version, .chk = settings_.chk(), .max_frame = settings_.peer_max_frame},
-      encoded);
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "type 0x%04x is a control type: the codec sends control frames itself", frame.type()));
 }
 
 std::optional<std::chrono::microseconds> Codec::time_budget(const Frame& frame) {

@@ -152,7 +152,16 @@ class Codec {
   // version and CHK. Fails with nothing to send when the frame exceeds the
   // peer's max_frame (kInvalidArgument), is a control frame
   // (kInvalidArgument), or the connection is closing (kFailedPrecondition).
-  absl::Status encode(const Frame& frame, Encoded& encoded);
+  absl::Status encode(const Frame& frame, Encoded& encoded) {
+    if (closing_ || !error_.ok() || is_control_type(frame.type())) [[unlikely]] {
+      return refuse(frame);
+    }
+    return encode_frame(frame,
+                        {.version = settings_.version,
+                         .chk = settings_.chk(),
+                         .max_frame = settings_.peer_max_frame},
+                        encoded);
+  }
 
   // Bytes to send before anything encoded later. The span stays valid (its
   // bytes do not move) until consume_output() has covered it.
@@ -199,6 +208,8 @@ class Codec {
   uint64_t pongs() const { return pongs_; }
 
  private:
+  // Why encode() sends nothing: closing, or a control type.
+  absl::Status refuse(const Frame& frame) const;
   // Handles a control frame; returns an error when decoding must stop.
   absl::Status on_control(const Frame& frame);
   // What decode() does with a decoded frame (or error): the error becomes

@@ -169,10 +169,6 @@ bool Decoder::next_whole(absl::Span<const uint8_t>& input, Frame& frame) {
       !error_.ok()) {
     return false;
   }
-  if (buffer_.capacity() != 0) {  // as next(): the last split frame is gone
-    release_buffer();
-    if (buffer_.capacity() > kKeptBuffer) std::vector<uint8_t>().swap(buffer_);
-  }
   const internal::HeaderWords words = internal::check_header(input.data(), limits_);
   if (!words.ok()) return false;
   const Header h = words.header();

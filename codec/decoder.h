@@ -56,7 +56,9 @@ class Decoder {
   // application frame at the front of `input` that passes every check.
   // True with `frame` set and `input` advanced, as next() would; false when
   // next() must do it (anything else: a control frame, a frame not all in
-  // `input`, an error, a split frame under way).
+  // `input`, an error, a split frame under way). (A reassembly buffer the
+  // last split frame left is given back by the next next(), as `input`
+  // runs out: not here, where every frame would pay for the test.)
   bool next_whole(absl::Span<const uint8_t>& input, Frame& frame);
   // True when part of a frame has been received: at end of stream, the
   // stream is incomplete.

@@ -45,12 +45,39 @@ void set_header(Header& h, const Frame& frame, const EncodeOptions& options, uin
   h.ext_len = static_cast<uint16_t>(frame.extensions.bytes().size());
 }
 
-// True when the header at `wire` has h's fields (its hcrc aside).
-bool same_header_fields(const Header& h, const uint8_t* wire) {
-  const uint32_t fields = (uint32_t{h.version} << 24) | (uint32_t{h.flags} << 16) | h.type;
-  const uint64_t lo = (uint64_t{h.length} << 32) | (uint64_t{h.ext_len} << 16);
-  return internal::load_be64(wire) == ((uint64_t{kMagic} << 32) | fields) &&
-         (internal::load_be64(wire + 8) & ~uint64_t{0xFFFF}) == lo;
+// The frame sent unchanged (an echo), as its bytes as received: the header
+// fields to encode are those at frame.wire (compared with those bytes, not
+// with frame.header, which the application may have changed), and the body
+// views are the received ones. Then those bytes, their hcrc and trailer CRC
+// included (both verified when the frame was decoded), are this encoding.
+// False when anything differs, or the frame breaks a limit (the full
+// encoding then says which).
+bool as_received(const Frame& frame, const EncodeOptions& options, Header& h,
+                 absl::Span<const uint8_t>& out) {
+  const uint8_t* wire = frame.wire;
+  const uint8_t flags = options.chk ? kFlagChk : 0;
+  const uint64_t hi = internal::load_be64(wire);
+  const uint64_t lo = internal::load_be64(wire + 8);
+  const uint64_t want_hi = (uint64_t{kMagic} << 32) | (uint64_t{options.version} << 24) |
+                           (uint64_t{flags} << 16) | frame.type();
+  const auto length = static_cast<uint32_t>(lo >> 32);
+  const auto ext_len = static_cast<uint16_t>(lo >> 16);
+  const absl::Span<const uint8_t> ext = frame.extensions.bytes();
+  const uint8_t* payload_at = wire + kHeaderSize + ext_len;
+  if (hi != want_hi || ext.size() != ext_len ||
+      (ext_len != 0 && ext.data() != wire + kHeaderSize) || frame.payload.data() != payload_at ||
+      !frame.payload_tail.empty() ||
+      uint64_t{ext_len} + frame.payload.size() + (flags != 0 ? kTrailerSize : 0) != length ||
+      length > options.max_frame) {
+    return false;
+  }
+  h.version = options.version;
+  h.flags = flags;
+  h.type = frame.type();
+  h.length = length;
+  h.ext_len = ext_len;
+  out = absl::MakeConstSpan(wire, kHeaderSize + size_t{length});
+  return true;
 }
 
 }  // namespace
@@ -105,27 +132,18 @@ EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
 }
 
 absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, EncodedFrame& encoded) {
+  auto& parts = encoded.parts_;
+  if (frame.wire != nullptr && as_received(frame, options, encoded.header_, parts[0])) {
+    encoded.num_parts_ = 1;
+    return absl::OkStatus();
+  }
   absl::StatusOr<uint32_t> length = frame_length(frame, options);
-  if (!length.ok()) [[unlikely]] {
+  if (!length.ok()) {
     encoded.num_parts_ = 0;  // nothing to send
     return length.status();
   }
   Header& h = encoded.header_;
   set_header(h, frame, options, *length);
-  auto& parts = encoded.parts_;
-  // Sent unchanged (an echo): its bytes as received are this encoding, the
-  // header's hcrc and the trailer's CRC included. Both were verified when
-  // it was decoded; what they cover is the same if the header fields now
-  // encoded are those received (compared with the received bytes, not with
-  // frame.header, which the application may have changed) and the body
-  // views are the received ones.
-  if (frame.wire != nullptr && same_header_fields(h, frame.wire) && frame.payload_tail.empty() &&
-      frame.payload.data() == frame.wire + kHeaderSize + h.ext_len &&
-      (h.ext_len == 0 || frame.extensions.bytes().data() == frame.wire + kHeaderSize)) {
-    parts[0] = absl::MakeConstSpan(frame.wire, h.frame_size());
-    encoded.num_parts_ = 1;
-    return absl::OkStatus();
-  }
   encode_header(h, encoded.header_bytes_.data());
   if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
   uint32_t n = 0;

@@ -404,7 +404,14 @@ void StreamState::queue_shared_now(absl::Span<const absl::Span<const uint8_t>> p
   assert(queues_now(bytes));
   (void)bytes;
   ++ctx_->stats().shared_writes;
-  queue_parts_in(shared_, parts, previous_);
+  // (The common case first: an echoed frame, one part, in the shared buffer.)
+  const SendBuf* b = shared_;
+  if (parts.size() == 1 && b != nullptr && parts[0].data() >= b->data &&
+      parts[0].data() + parts[0].size() <= b->data + b->capacity) {
+    queue_in(shared_, parts[0]);
+  } else {
+    queue_parts_in(shared_, parts, previous_);
+  }
   request_send();
 }
 

@@ -103,8 +103,9 @@ class Decoder {
   // handed out from it must no longer be in use.
   void release_buffer() {
     const size_t capacity = buffer_.capacity();
-    if (buffered_ != 0 || lent_ || pool_.give == nullptr || capacity == 0 ||
-        capacity < pool_.min_frame || capacity > kKeptBuffer) {
+    // (First what refuses a small frame's buffer: every frame asks.)
+    if (capacity < pool_.min_frame || capacity == 0 || buffered_ != 0 || lent_ ||
+        pool_.give == nullptr || capacity > kKeptBuffer) {
       return;
     }
     if (pool_.give(pool_.owner, buffer_)) buffer_ = std::vector<uint8_t>();

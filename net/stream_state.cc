@@ -217,10 +217,6 @@ void StreamState::interrupt_read(absl::Status why) noexcept {
 
 // ---- Writing ----
 
-bool StreamState::fits(size_t bytes) const noexcept {
-  return queued_bytes_ == 0 || queued_bytes_ + bytes <= ctx_->options().max_queued_bytes;
-}
-
 bool StreamState::begin_write(Writer& w) noexcept {
   if (!write_error_.ok()) {
     w.status = write_error_;

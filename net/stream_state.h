@@ -305,7 +305,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   };
 
   ~StreamState();
-  bool fits(size_t bytes) const noexcept;
+  bool fits(size_t bytes) const noexcept {
+    return queued_bytes_ == 0 || queued_bytes_ + bytes <= ctx_->options().max_queued_bytes;
+  }
   void admit(Writer& w) noexcept;
   void copy_in(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
   SendBuf* new_send_buf(size_t bytes) noexcept;

@@ -147,7 +147,13 @@ absl::StatusOr<std::optional<Frame>> Decoder::build(const Header& h,
         fail(make_frame_error({ErrorCode::kBadExtension, offset_, ErrorField::kExtensions}, *why));
     return result;
   }
-  Frame& frame = **result;
+  hand_out(**result, h, ext_block, payload, tail, wire);
+  return result;
+}
+
+void Decoder::hand_out(Frame& frame, const Header& h, absl::Span<const uint8_t> ext_block,
+                       absl::Span<const uint8_t> payload, absl::Span<const uint8_t> tail,
+                       const uint8_t* wire) {
   frame.header = h;
   frame.extensions = Extensions(ext_block);
   frame.payload = payload;
@@ -155,7 +161,6 @@ absl::StatusOr<std::optional<Frame>> Decoder::build(const Header& h,
   frame.offset = offset_;
   frame.wire = wire;
   offset_ += h.frame_size();
-  return result;
 }
 
 void Decoder::unhold() {
@@ -185,13 +190,7 @@ bool Decoder::next_whole(absl::Span<const uint8_t>& input, Frame& frame) {
   if (!standard_versions_ || !ext_block.empty()) {
     if (versions_->find(version_major(h.version))->check_body(h, ext_block, payload)) return false;
   }
-  frame.header = h;
-  frame.extensions = Extensions(ext_block);
-  frame.payload = payload;
-  frame.payload_tail = {};
-  frame.offset = offset_;
-  frame.wire = bytes;
-  offset_ += size;
+  hand_out(frame, h, ext_block, payload, {}, bytes);
   input.remove_prefix(size);
   return true;
 }

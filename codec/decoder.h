@@ -210,6 +210,10 @@ class Decoder {
                                              absl::Span<const uint8_t> ext_block,
                                              absl::Span<const uint8_t> payload,
                                              absl::Span<const uint8_t> tail, const uint8_t* wire);
+  // Sets `frame` to a checked frame at offset_, and moves offset_ past it.
+  void hand_out(Frame& frame, const Header& header, absl::Span<const uint8_t> ext_block,
+                absl::Span<const uint8_t> payload, absl::Span<const uint8_t> tail,
+                const uint8_t* wire);
   absl::Status fail(absl::Status status);
   // Moves the first n bytes of `input` to the end of buffer_, growing it
   // (doubling) to at most `limit` bytes unless n needs more.

@@ -517,7 +517,8 @@ class FramedStream {
   // readable for decoding until let_go_received().
   bool share_frame(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
     if constexpr (std::is_same_v<S, Stream>) {
-      // (The common case first: an echo, one part, in the buffer shared already.)
+      // (First the common case, cheaply: an echo sent as received, one part,
+      // in the buffer shared already.)
       if (parts.size() == 1 && shared_ && within(parts[0], received_)) {
         return stream_.state()->queues_now(bytes);
       }
@@ -800,13 +801,7 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
     if constexpr (std::is_same_v<S, Stream>) {
       size_t bytes = 0;
-      if constexpr (requires(const typename C::Encoded& e) {
-                      { e.size() } -> std::convertible_to<size_t>;
-                    }) {
-        bytes = encoded_.size();
-      } else {
-        for (absl::Span<const uint8_t> p : parts) bytes += p.size();
-      }
+      for (absl::Span<const uint8_t> p : parts) bytes += p.size();
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
         write_.emplace(s.stream_.state(), parts, std::move(taken));
       } else if (s.share_frame(parts, bytes)) {

@@ -400,14 +400,7 @@ void StreamState::queue_shared_now(absl::Span<const absl::Span<const uint8_t>> p
   assert(queues_now(bytes));
   (void)bytes;
   ++ctx_->stats().shared_writes;
-  // (The common case first: an echoed frame, one part, in the shared buffer.)
-  const SendBuf* b = shared_;
-  if (parts.size() == 1 && b != nullptr && parts[0].data() >= b->data &&
-      parts[0].data() + parts[0].size() <= b->data + b->capacity) {
-    queue_in(shared_, parts[0]);
-  } else {
-    queue_parts_in(shared_, parts, previous_);
-  }
+  queue_parts_in(shared_, parts, previous_);
   request_send();
 }
 
@@ -417,6 +410,12 @@ void StreamState::queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const u
     return buf != nullptr && p >= buf->data && p + n <= buf->data + buf->capacity;
   };
   const auto inside = [&](const uint8_t* p, size_t n) { return in(b, p, n); };
+  // (First the common case, cheaply: an echoed frame sent as received is
+  // one part, inside the buffer.)
+  if (parts.size() == 1 && inside(parts[0].data(), parts[0].size())) {
+    queue_in(b, parts[0]);
+    return;
+  }
   for (size_t i = 0; i < parts.size(); ++i) {
     const absl::Span<const uint8_t> p = parts[i];
     if (p.empty()) continue;

@@ -395,8 +395,8 @@ void StreamState::queue_shared(Writer& w) noexcept {
   complete(w, absl::OkStatus());
 }
 
-void StreamState::queue_shared_now(absl::Span<const absl::Span<const uint8_t>> parts,
-                                   size_t bytes) noexcept {
+void StreamState::queue_shared_parts(absl::Span<const absl::Span<const uint8_t>> parts,
+                                     size_t bytes) noexcept {
   assert(queues_now(bytes));
   (void)bytes;
   ++ctx_->stats().shared_writes;
@@ -546,10 +546,6 @@ void StreamState::complete(Writer& w, absl::Status status) noexcept {
   w.segments_left = 0;
   // Resumed from the loop, never from here: the writer may destroy us.
   if (w.handle) loop_->schedule(std::exchange(w.handle, {}));
-}
-
-void StreamState::request_send() noexcept {
-  if (!sending_) loop_->before_submit(*this);
 }
 
 void StreamState::on_submit_hook(SubmitHook* self) noexcept {

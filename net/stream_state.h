@@ -229,7 +229,12 @@ class StreamState final : private OpTarget, private SubmitHook {
   // A write of kind kShared whose `bytes` (the parts' total) queues_now():
   // queued, and so done, at once; no Writer needed (an echo of a frame in
   // the shared buffer is one such write per frame).
-  void queue_shared_now(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
+  void queue_shared_now(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept {
+    // (First, inline, the common case: an echo of the frame right after the
+    // last bytes queued from the shared buffer, which then grow one segment.)
+    if (parts.size() == 1 && extend_shared(parts[0])) return;
+    queue_shared_parts(parts, bytes);
+  }
 
   // ---- Closing ----
   // Arms (or re-arms) a deadline after which the stream is aborted.
@@ -353,7 +358,28 @@ class StreamState final : private OpTarget, private SubmitHook {
   // is sure to complete at this submit (RecvStream::direct_due(): a large
   // frame received in place while more input waits): that frame's answer
   // then leaves with this one, up to half of max_queued_bytes.
-  void request_send() noexcept;
+  void request_send() noexcept {
+    if (!sending_ && !SubmitHook::armed()) loop_->before_submit(*this);
+  }
+  // queue_shared_now()'s common case: `part` lies in shared_ right after
+  // the last segment queued, which is in shared_ too: that segment grows.
+  // False, nothing done, otherwise.
+  bool extend_shared(absl::Span<const uint8_t> part) noexcept {
+    SendBuf* const b = shared_;
+    if (b == nullptr || queue_empty()) return false;
+    Segment& last = segments_.back();
+    if (last.buf != b || last.data + last.size != part.data() ||
+        part.data() + part.size() > b->data + b->capacity) {
+      return false;
+    }
+    last.size += part.size();
+    b->unsent += part.size();
+    queued_bytes_ += part.size();
+    ++ctx_->stats().shared_writes;
+    request_send();
+    return true;
+  }
+  void queue_shared_parts(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
   static void on_submit_hook(SubmitHook* self) noexcept;
   bool worth_waiting_a_turn() const noexcept;
   void submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept;

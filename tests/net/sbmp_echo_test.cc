@@ -135,6 +135,33 @@ TEST(SbmpEchoTest, UnchangedFramesLeaveAsReceivedChangedOnesAreEncodedAfresh) {
   EXPECT_GT(s.net_stats().shared_writes, 0u);
 }
 
+// Frames that arrive in one chunk and are echoed unchanged leave as one run
+// of the receive buffer they came in: each echo grows the segment queued
+// before it, and the server sends them with one SEND from that buffer, not
+// a sendmsg of a piece per frame, and copies nothing.
+TEST(SbmpEchoTest, EchoesOfOneChunkLeaveAsOneRunOfItsBuffer) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.connected());
+  constexpr int kFrames = 16;
+  std::vector<uint8_t> wire;
+  for (int i = 0; i < kFrames; ++i) {
+    const auto f = encode(kType, pattern(64, uint32_t(i)));
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(c.send(wire));  // 1.3 KB in one write: one chunk on loopback
+  for (int i = 0; i < kFrames; ++i) {
+    absl::StatusOr<OwnedFrame> f = c.read_frame();
+    ASSERT_TRUE(f.ok()) << "frame " << i << ": " << f.status();
+    EXPECT_EQ(f->payload, pattern(64, uint32_t(i))) << "frame " << i;
+  }
+  const NetStats st = s.net_stats();
+  EXPECT_EQ(st.shared_writes, uint64_t{kFrames}) << st.to_string();
+  EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
+  EXPECT_EQ(st.sendmsg_sends, 0u) << st.to_string();
+}
+
 TEST(SbmpEchoTest, FramesWrittenOneByteAtATime) {
   SbmpEchoServer s;
   ASSERT_TRUE(s.status.ok()) << s.status;

@@ -800,9 +800,10 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     }
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
     if constexpr (std::is_same_v<S, Stream>) {
-      // (An echo sent as received is one part: no loop.)
-      size_t bytes = parts.size() == 1 ? parts[0].size() : 0;
-      if (parts.size() != 1) {
+      size_t bytes = 0;
+      if (parts.size() == 1) {
+        bytes = parts[0].size();  // an echo sent as received: no loop
+      } else {
         for (absl::Span<const uint8_t> p : parts) bytes += p.size();
       }
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {

@@ -395,27 +395,12 @@ void StreamState::queue_shared(Writer& w) noexcept {
   complete(w, absl::OkStatus());
 }
 
-void StreamState::queue_shared_parts(absl::Span<const absl::Span<const uint8_t>> parts,
-                                     size_t bytes) noexcept {
-  assert(queues_now(bytes));
-  (void)bytes;
-  ++ctx_->stats().shared_writes;
-  queue_parts_in(shared_, parts, previous_);
-  request_send();
-}
-
 void StreamState::queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const uint8_t>> parts,
                                  SendBuf* also) noexcept {
   const auto in = [](SendBuf* buf, const uint8_t* p, size_t n) {
-    return buf != nullptr && p >= buf->data && p + n <= buf->data + buf->capacity;
+    return buf != nullptr && buf->contains({p, n});
   };
   const auto inside = [&](const uint8_t* p, size_t n) { return in(b, p, n); };
-  // (First the common case, cheaply: an echoed frame sent as received is
-  // one part, inside the buffer.)
-  if (parts.size() == 1 && inside(parts[0].data(), parts[0].size())) {
-    queue_in(b, parts[0]);
-    return;
-  }
   for (size_t i = 0; i < parts.size(); ++i) {
     const absl::Span<const uint8_t> p = parts[i];
     if (p.empty()) continue;
@@ -440,18 +425,6 @@ void StreamState::queue_parts_in(SendBuf* b, absl::Span<const absl::Span<const u
       continue;
     }
     copy_in(absl::MakeConstSpan(&p, 1), p.size());
-  }
-}
-
-void StreamState::queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept {
-  b->unsent += bytes.size();
-  queued_bytes_ += bytes.size();
-  // Extend the last segment when it ends where these bytes begin.
-  Segment* last = queue_empty() ? nullptr : &segments_.back();
-  if (last != nullptr && last->buf == b && last->data + last->size == bytes.data()) {
-    last->size += bytes.size();
-  } else {
-    segments_.push_back(Segment{bytes.data(), bytes.size(), b, nullptr, b->buf_index, -1});
   }
 }
 

@@ -57,6 +57,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <cassert>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
@@ -230,10 +231,17 @@ class StreamState final : private OpTarget, private SubmitHook {
   // queued, and so done, at once; no Writer needed (an echo of a frame in
   // the shared buffer is one such write per frame).
   void queue_shared_now(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept {
-    // (First, inline, the common case: an echo of the frame right after the
-    // last bytes queued from the shared buffer, which then grow one segment.)
-    if (parts.size() == 1 && extend_shared(parts[0])) return;
-    queue_shared_parts(parts, bytes);
+    assert(queues_now(bytes));
+    (void)bytes;
+    ++ctx_->stats().shared_writes;
+    // (First, inline, the common case: an echoed frame sent as received, one
+    // part in the shared buffer, which usually grows the last segment.)
+    if (parts.size() == 1 && shared_ != nullptr && shared_->contains(parts[0])) {
+      queue_in(shared_, parts[0]);
+    } else {
+      queue_parts_in(shared_, parts, previous_);
+    }
+    request_send();
   }
 
   // ---- Closing ----
@@ -289,6 +297,9 @@ class StreamState final : private OpTarget, private SubmitHook {
     pool::BufferLease lease;
     std::vector<uint8_t> owned;
     int32_t ring_id = -1;  // a receive buffer, given back to the ring when freed
+    bool contains(absl::Span<const uint8_t> bytes) const noexcept {
+      return bytes.data() >= data && bytes.data() + bytes.size() <= data + capacity;
+    }
   };
   struct Segment {
     const uint8_t* data;
@@ -344,7 +355,17 @@ class StreamState final : private OpTarget, private SubmitHook {
   // clears it; the buffer goes once its queued bytes are sent too.
   void drop_hold(SendBuf*& held) noexcept;
   // Queues `bytes` (inside b, not copied) after the segments queued.
-  void queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept;
+  void queue_in(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept {
+    b->unsent += bytes.size();
+    queued_bytes_ += bytes.size();
+    // Extend the last segment when it ends where these bytes begin.
+    Segment* last = queue_empty() ? nullptr : &segments_.back();
+    if (last != nullptr && last->buf == b && last->data + last->size == bytes.data()) {
+      last->size += bytes.size();
+    } else {
+      segments_.push_back(Segment{bytes.data(), bytes.size(), b, nullptr, b->buf_index, -1});
+    }
+  }
   // Memory for a SendBuf header (the spare one, else from the slab pool).
   void* send_buf_memory() noexcept;
   // A segment is done with (sent or dropped): frees what it held.
@@ -361,25 +382,6 @@ class StreamState final : private OpTarget, private SubmitHook {
   void request_send() noexcept {
     if (!sending_ && !SubmitHook::armed()) loop_->before_submit(*this);
   }
-  // queue_shared_now()'s common case: `part` lies in shared_ right after
-  // the last segment queued, which is in shared_ too: that segment grows.
-  // False, nothing done, otherwise.
-  bool extend_shared(absl::Span<const uint8_t> part) noexcept {
-    SendBuf* const b = shared_;
-    if (b == nullptr || queue_empty()) return false;
-    Segment& last = segments_.back();
-    if (last.buf != b || last.data + last.size != part.data() ||
-        part.data() + part.size() > b->data + b->capacity) {
-      return false;
-    }
-    last.size += part.size();
-    b->unsent += part.size();
-    queued_bytes_ += part.size();
-    ++ctx_->stats().shared_writes;
-    request_send();
-    return true;
-  }
-  void queue_shared_parts(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;
   static void on_submit_hook(SubmitHook* self) noexcept;
   bool worth_waiting_a_turn() const noexcept;
   void submit_zero_copy(Segment& s, ZcSend& z, bool more) noexcept;

@@ -71,6 +71,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <concepts>
 #include <coroutine>
 #include <exception>
@@ -86,6 +87,7 @@
 #include "coring/core/buffer_ring.h"
 #include "coring/core/event_loop.h"
 #include "coring/core/nop.h"
+#include "coring/core/spawn.h"
 #include "coring/core/task.h"
 #include "coring/core/timer.h"
 #include "coring/net/byte_stream.h"
@@ -146,6 +148,22 @@ struct FramedOptions {
   // read a few percent of its echoes at most (12 interleaved pairs, on
   // over off: median 0.97, 9 of 12 under 1, spread 0.91-1.04).
   bool receive_in_place = true;
+  // A peer that pipelines frames received in place (above) has the
+  // socket's receive buffer grown to this many bytes, once per connection
+  // (Stream::reserve_receive_buffer(); the kernel's autotuning stays on).
+  // Such a reader takes one frame per recv, so autotuning, which grows the
+  // buffer only for a reader that takes more than the last window's worth
+  // within a round trip, never grows it: on loopback it stays near 512 KiB,
+  // the window closes, each frame read opens it by one frame, and the
+  // peer's queued data then goes out from the reader's CPU (the window
+  // update's receive processing), the "round trip" measured is the few
+  // microseconds this takes, and the state holds. A multishot reader takes
+  // all that is queued and escapes it. The trigger: the recv that took a
+  // frame's rest left more in the socket. Kernel memory is used only as the
+  // peer fills the buffer, as autotuning would allow a reader that keeps
+  // up (net.ipv4.tcp_rmem's maximum; the kernel caps this at half of it).
+  // 0: leave the buffer to the kernel.
+  size_t pipelined_receive_buffer = 4 * 1024 * 1024;
   // A frame that arrived split across two receive buffers is handed out as
   // two views of them, not copied into the codec's reassembly buffer
   // (codecs with set_split_payloads(), as sbmp::Codec: the frame's payload
@@ -427,6 +445,32 @@ class FramedStream {
       channel->receive_into(std::move(prefix_), 0, n);
       prefix_lent_ = true;
     }
+  }
+  // Right after the recv that completed a frame in place, once per
+  // connection: that recv left more in the socket, so the peer pipelines
+  // large frames (FramedOptions::pipelined_receive_buffer).
+  bool pipelines_large_frames() {
+    if constexpr (requires(const C& c) { c.frame_remaining(); }) {
+      if (window_grown_ || options_.pipelined_receive_buffer == 0) return false;
+      // (Not after a header received ahead, nor a frame's rest still coming.)
+      if (!tail_in_place_ || codec_.frame_remaining() != 0) return false;
+      const RecvStream* channel = stream_.state()->channel();
+      if (channel == nullptr || !channel->direct_left_more()) return false;
+      window_grown_ = true;
+      return true;
+    } else {
+      return false;
+    }
+  }
+  // FramedOptions::pipelined_receive_buffer, detached: no co_await here
+  // (its temporaries would take room in the reader's frame, which every
+  // connection keeps), and the reader goes on meanwhile.
+  void grow_receive_buffer() {
+    ++stream_.context().stats().receive_buffers_reserved;
+    spawn(stream_.context().loop(),
+          net::detail::raise_receive_buffer_detached(
+              stream_.file(),
+              static_cast<int>(std::min<size_t>(options_.pipelined_receive_buffer, INT_MAX))));
   }
   // The codec has input without being given any (the next frame's header,
   // received past a frame in place or ahead of it).
@@ -727,6 +771,7 @@ class FramedStream {
   bool prefix_lent_ = false;    // prefix_ is out (receive_prefix_in_place())
   bool tail_in_place_ = false;  // the last frame's rest was received in place
   bool tail_in_ = false;        // bytes of a frame arrived in the codec's buffer: decode
+  bool window_grown_ = false;   // pipelines_large_frames() said so
   uint32_t turn_frames_ = 0;    // frames read in turn_ (FramedOptions::frames_per_turn)
   size_t proven_ = 0;           // the largest frame the peer sent half a buffer of
   uint64_t turn_ = 0;           // the loop's iteration() these frames were read in
@@ -1010,6 +1055,9 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
       }
       if (in_place) {
         s.tail_in_ = true;  // the bytes are in the codec's buffer already
+        if constexpr (std::is_same_v<S, Stream>) {
+          if (s.pipelines_large_frames()) s.grow_receive_buffer();
+        }
         continue;
       }
       s.tail_in_place_ = false;

@@ -19,11 +19,11 @@ std::string NetStats::to_string() const {
       "copied_writes=%u borrowed_writes=%u adopted_writes=%u taken_writes=%u shared_writes=%u "
       "writer_waits=%u "
       "aborts=%u lingered=%u "
-      "partial_frame_refusals=%u drain_overruns=%u",
+      "partial_frame_refusals=%u drain_overruns=%u receive_buffers_reserved=%u",
       streams_opened, streams_closed, bytes_received, bytes_sent, sends, sendmsg_sends, fixed_sends,
       zc_sends, zc_copied, send_buffer_fallbacks, copied_writes, borrowed_writes, adopted_writes,
       taken_writes, shared_writes, writer_waits, aborts, lingered, partial_frame_refusals,
-      drain_overruns);
+      drain_overruns, receive_buffers_reserved);
 }
 
 std::vector<uint8_t> NetContext::take_spare_buffer() noexcept {

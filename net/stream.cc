@@ -5,11 +5,13 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coring/core/close.h"
 #include "coring/core/connect.h"
 #include "coring/core/errno_status.h"
 #include "coring/core/fixed_files.h"
+#include "coring/core/setsockopt.h"
 #include "coring/net/socket_ops.h"
 
 namespace coring::net {
@@ -71,6 +73,55 @@ Task<absl::Status> Stream::close() {
   if (!flushed.ok()) co_return flushed;
   co_return closed;
 }
+
+Task<absl::Status> Stream::reserve_receive_buffer(int bytes) {
+  detail::StreamState* s = state_;
+  if (s == nullptr || s->file_closed()) {
+    co_return absl::FailedPreconditionError("reserve_receive_buffer: no open stream");
+  }
+  if (bytes <= 0) {
+    co_return absl::InvalidArgumentError(
+        absl::StrFormat("reserve_receive_buffer: %d bytes (must be positive)", bytes));
+  }
+  ++s->context().stats().receive_buffers_reserved;
+  co_return co_await detail::raise_receive_buffer(s->file(), bytes);
+}
+
+namespace detail {
+
+Task<absl::Status> raise_receive_buffer(FileRef file, int bytes) {
+  static constexpr int kOne = 1;
+  if (!file.fixed) {
+    if (::setsockopt(file.fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes) != 0) {
+      co_return errno_to_status(errno, "setsockopt(SO_RCVLOWAT)");
+    }
+    if (::setsockopt(file.fd, SOL_SOCKET, SO_RCVLOWAT, &kOne, sizeof kOne) != 0) {
+      co_return errno_to_status(errno, "setsockopt(SO_RCVLOWAT) back to 1: left raised");
+    }
+    co_return absl::OkStatus();
+  }
+  if (absl::Status raised =
+          co_await coring::setsockopt(file, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes);
+      !raised.ok()) {
+    co_return raised;  // nothing changed
+  }
+  // (Setting 1 on the socket just raised cannot fail: Linux's SO_RCVLOWAT
+  // takes any value. Should the file have been closed meanwhile and its
+  // slot reused, the new socket gets 1, its default.)
+  absl::Status lowered =
+      co_await coring::setsockopt(file, SOL_SOCKET, SO_RCVLOWAT, &kOne, sizeof kOne);
+  if (!lowered.ok()) {
+    co_return absl::Status(
+        lowered.code(), absl::StrCat(lowered.message(), " (SO_RCVLOWAT back to 1: left raised)"));
+  }
+  co_return absl::OkStatus();
+}
+
+Task<> raise_receive_buffer_detached(FileRef file, int bytes) {
+  (void)co_await raise_receive_buffer(file, bytes);
+}
+
+}  // namespace detail
 
 bool is_end_of_stream(const absl::Status& status) {
   return absl::IsOutOfRange(status) && status.message() == "end of stream";

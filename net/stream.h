@@ -166,6 +166,21 @@ class Stream {
   Task<absl::Status> shutdown_write();
   Task<absl::Status> close();
 
+  // Grows the kernel's receive buffer of this (TCP) socket to hold at least
+  // `bytes` received and not yet read, leaving the kernel's autotuning on:
+  // SO_RCVBUF would turn it off. Autotuning grows the buffer only for a
+  // reader that takes more than the last measured window's worth within
+  // one round trip; a reader that takes one large message per recv while
+  // the peer pipelines them never does, and the peer then waits for a
+  // window update per message (FramedOptions::pipelined_receive_buffer).
+  // Through SO_RCVLOWAT, raised to `bytes` and set back to 1 (Linux grows
+  // the buffer to fit a low-water mark, and never shrinks it), so it leaves
+  // SO_RCVLOWAT at 1, its default; the kernel caps `bytes` at half of
+  // net.ipv4.tcp_rmem's maximum. A fixed file needs Linux 6.7 (io_uring
+  // setsockopt); a plain fd works on any kernel. No effect on a Unix socket.
+  // Counted in NetStats::receive_buffers_reserved.
+  Task<absl::Status> reserve_receive_buffer(int bytes);
+
   // Wakes the reader with `why` (idle timeout, shutdown); see read().
   void interrupt_read(absl::Status why) noexcept { state_->interrupt_read(std::move(why)); }
   // Tears the connection down at once: writers and the reader fail with `why`.
@@ -181,6 +196,14 @@ class Stream {
 
   detail::StreamState* state_ = nullptr;
 };
+
+namespace detail {
+// Stream::reserve_receive_buffer()'s work on `file` alone: it touches no
+// stream or context, so that it can run detached (FramedStream, without a
+// co_await in its reader's frame, which every connection keeps).
+Task<absl::Status> raise_receive_buffer(FileRef file, int bytes);
+Task<> raise_receive_buffer_detached(FileRef file, int bytes);
+}  // namespace detail
 
 class Stream::ReadAwaiter {
  public:

@@ -50,6 +50,10 @@ ABSL_FLAG(uint32_t, recv_buffer_size, coring::net::NetOptions{}.recv_buffer_size
 ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
           "receive the rest of frames larger than a receive buffer straight into the "
           "frame's buffer (FramedOptions::receive_in_place)");
+ABSL_FLAG(size_t, pipelined_receive_buffer, coring::net::FramedOptions{}.pipelined_receive_buffer,
+          "grow the socket receive buffer of a peer that pipelines frames received in place "
+          "to this many bytes (FramedOptions::pipelined_receive_buffer; 0: leave it to the "
+          "kernel)");
 ABSL_FLAG(bool, split_payloads, true,
           "echo a frame that arrived split across two receive buffers from both, without "
           "reassembling it (FramedOptions::split_payloads)");
@@ -82,6 +86,7 @@ int main(int argc, char** argv) {
       "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
       "                        [--recv_buffer_size=BYTES]\n"
       "                        [--receive_in_place=BOOL] [--split_payloads=BOOL]\n"
+      "                        [--pipelined_receive_buffer=BYTES]\n"
       "                        [--heap_mmap_threshold=BYTES] [--stats]\n"
       "                        [--tls_cert=PEM --tls_key=PEM]\n"
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: GOAWAY to every peer,\n"
@@ -122,6 +127,7 @@ int main(int argc, char** argv) {
                    .recv_buffer_size = absl::GetFlag(FLAGS_recv_buffer_size),
                    .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
            .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place),
+                      .pipelined_receive_buffer = absl::GetFlag(FLAGS_pipelined_receive_buffer),
                       .split_payloads = absl::GetFlag(FLAGS_split_payloads)},
            .max_connections = absl::GetFlag(FLAGS_max_connections),
            .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,

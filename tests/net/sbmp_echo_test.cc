@@ -393,6 +393,28 @@ TEST(SbmpEchoTest, PartialFramesOverTheMemoryBudgetAreRefusedWithOverloaded) {
   EXPECT_EQ(echoed->payload.size(), size_t{2} << 20);
 }
 
+// Sends `frames` frames of `size` bytes each as fast as the socket takes
+// them (pipelined, on a thread) and checks every echo.
+void echo_pipelined(RawClient& c, int frames, size_t size) {
+  std::vector<std::vector<uint8_t>> payloads;
+  std::vector<uint8_t> wire;
+  for (int i = 0; i < frames; ++i) {
+    payloads.push_back(pattern(size, uint32_t(i + 1)));
+    wire = concat({wire, encode(0x0100, payloads.back())});
+  }
+  std::thread sender([&] { c.send(wire); });
+  for (int i = 0; i < frames; ++i) {
+    absl::StatusOr<OwnedFrame> f = c.read_frame();
+    if (!f.ok()) {
+      ADD_FAILURE() << "frame " << i << ": " << f.status();
+      ::shutdown(c.fd(), SHUT_RDWR);  // (the sender may wait for room that never comes)
+      break;
+    }
+    EXPECT_EQ(f->payload, payloads[i]) << "frame " << i;
+  }
+  sender.join();
+}
+
 // Pipelined frames larger than a receive buffer are received in place, one
 // recv per frame; while the socket holds the next one, a frame's answer
 // waits one turn for the next frame's (StreamState::worth_waiting_a_turn),
@@ -403,22 +425,63 @@ TEST(SbmpEchoTest, AnswersToPipelinedLargeFramesLeaveInPairs) {
   RawClient c(s.port());
   ASSERT_TRUE(c.connected());
   constexpr int kFrames = 48;
-  std::vector<std::vector<uint8_t>> payloads;
-  std::vector<uint8_t> wire;
-  for (int i = 0; i < kFrames; ++i) {
-    payloads.push_back(pattern(64 * 1024, uint32_t(i + 1)));
-    wire = concat({wire, encode(0x0100, payloads.back())});
-  }
-  std::thread sender([&] { c.send(wire); });
-  for (int i = 0; i < kFrames; ++i) {
-    absl::StatusOr<OwnedFrame> f = c.read_frame();
-    ASSERT_TRUE(f.ok()) << "frame " << i << ": " << f.status();
-    EXPECT_EQ(f->payload, payloads[i]) << "frame " << i;
-  }
-  sender.join();
+  echo_pipelined(c, kFrames, 64 * 1024);
   const NetStats stats = s.net_stats();
   EXPECT_GE(stats.taken_writes, uint64_t{kFrames} / 2) << stats.to_string();
   EXPECT_LE(stats.sends, uint64_t{kFrames} * 3 / 4) << stats.to_string();
+}
+
+// echo_pipelined(), then a small frame, whose echo must come at once.
+void pipeline_large_then_small(RawClient& c, int frames, size_t size) {
+  echo_pipelined(c, frames, size);
+  // Read at once: the socket's low-water mark is back at one byte.
+  ASSERT_TRUE(c.send(encode(kType, pattern(100, 7))));
+  absl::StatusOr<OwnedFrame> small = c.read_frame();
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->payload, pattern(100, 7));
+}
+
+// A peer that pipelines frames received in place has its socket's receive
+// buffer grown once (FramedOptions::pipelined_receive_buffer), and a small
+// frame after them is still answered at once.
+TEST(SbmpEchoTest, PipelinedLargeFramesGrowTheReceiveBufferOnce) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.connected());
+  pipeline_large_then_small(c, 32, 64 * 1024);
+  const NetStats stats = s.net_stats();
+  EXPECT_EQ(stats.receive_buffers_reserved, 1u) << stats.to_string();
+}
+
+// Large frames sent one at a time (each after the last one's echo) leave
+// the receive buffer to the kernel, as does the option at 0.
+TEST(SbmpEchoTest, LargeFramesOneAtATimeOrTheOptionOffLeaveTheReceiveBuffer) {
+  {
+    SbmpEchoServer s;
+    ASSERT_TRUE(s.status.ok()) << s.status;
+    RawClient c(s.port());
+    ASSERT_TRUE(c.connected());
+    for (int i = 0; i < 8; ++i) {
+      const std::vector<uint8_t> payload = pattern(256 * 1024, uint32_t(i + 1));
+      std::thread sender([&] { c.send(encode(0x0100, payload)); });
+      absl::StatusOr<OwnedFrame> f = c.read_frame();
+      sender.join();
+      ASSERT_TRUE(f.ok()) << "frame " << i << ": " << f.status();
+      EXPECT_EQ(f->payload, payload) << "frame " << i;
+    }
+    const NetStats stats = s.net_stats();
+    EXPECT_EQ(stats.receive_buffers_reserved, 0u) << stats.to_string();
+  }
+  ServerOptions off;
+  off.framed.pipelined_receive_buffer = 0;
+  SbmpEchoServer s(off);
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.connected());
+  pipeline_large_then_small(c, 32, 64 * 1024);
+  const NetStats stats = s.net_stats();
+  EXPECT_EQ(stats.receive_buffers_reserved, 0u) << stats.to_string();
 }
 
 }  // namespace

@@ -6,16 +6,20 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "coring/core/fixed_files.h"
 #include "coring/core/timer.h"
 #include "coring/core/when_all.h"
 #include "coring/net/listener.h"
@@ -279,6 +283,109 @@ TEST(ListenerTest, AFullFixedFileTableFallsBackToPlainFds) {
   t.drain();
   stop.request_stop();  // the acceptor ends before the listener goes
   for (int i = 0; i < 10; ++i) t.loop->run_once(false);
+}
+
+// A connected loopback TCP pair of plain blocking sockets: {ours, peer's}.
+std::pair<UniqueFd, UniqueFd> tcp_pair() {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(listener.get(), 1) != 0 ||
+      ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return {};
+  }
+  UniqueFd peer(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!peer || ::connect(peer.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return {};
+  UniqueFd ours(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  return {std::move(ours), std::move(peer)};
+}
+
+int socket_int(int fd, int name) {
+  int value = -1;
+  socklen_t len = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, name, &value, &len) != 0) return -1;
+  return value;
+}
+
+// Half of net.ipv4.tcp_rmem's maximum: the most a low-water mark asks for.
+int rcvlowat_cap() {
+  std::FILE* f = std::fopen("/proc/sys/net/ipv4/tcp_rmem", "r");
+  if (f == nullptr) return -1;
+  long min = 0, def = 0, max = 0;
+  const int n = std::fscanf(f, "%ld %ld %ld", &min, &def, &max);
+  std::fclose(f);
+  return n == 3 ? static_cast<int>(max / 2) : -1;
+}
+
+// reserve_receive_buffer() grows the socket's receive buffer (seen through
+// a second fd of the same socket) and leaves SO_RCVLOWAT at 1: a single
+// byte is still read at once. Through the ring (a fixed file) and through a
+// plain fd.
+class ReserveReceiveBuffer : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ReserveReceiveBuffer, GrowsTheBufferAndLeavesTheLowWaterMarkAtOne) {
+  const bool fixed = GetParam();
+  TestLoop t;
+  auto [ours, peer] = tcp_pair();
+  ASSERT_TRUE(ours && peer);
+  const int cap = rcvlowat_cap();
+  ASSERT_GT(cap, 0);
+  const int want = std::min(3 << 20, cap);
+  const int before = socket_int(ours.get(), SO_RCVBUF);
+  ASSERT_LT(before, want) << "the default receive buffer is as large already";
+  absl::Status s =
+      t.run([](NetContext& net, int fd, bool fixed, int want, int peer) -> Task<absl::Status> {
+        FileRef file(::dup(fd));
+        if (fixed) {
+          absl::StatusOr<uint32_t> slot = co_await install_file(file.fd);
+          ::close(file.fd);
+          if (!slot.ok()) co_return slot.status();
+          file = FileRef::fixed_index(*slot);
+        }
+        Stream stream = Stream::adopt(net, file);
+        if (absl::Status r = co_await stream.reserve_receive_buffer(want); !r.ok()) co_return r;
+        if (socket_int(fd, SO_RCVBUF) < want) {
+          co_return absl::InternalError(absl::StrCat("SO_RCVBUF ", socket_int(fd, SO_RCVBUF)));
+        }
+        if (socket_int(fd, SO_RCVLOWAT) != 1) {
+          co_return absl::InternalError(absl::StrCat("SO_RCVLOWAT ", socket_int(fd, SO_RCVLOWAT)));
+        }
+        if (net.stats().receive_buffers_reserved != 1) co_return absl::InternalError("not counted");
+        if (::send(peer, "x", 1, 0) != 1) co_return absl::InternalError("send");
+        // (Readable only once the low-water mark's bytes are in: bounds the read.)
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 5000) != 1)
+          co_return absl::DeadlineExceededError("one byte not readable");
+        absl::StatusOr<RecvBuffer> got = co_await stream.read();
+        if (!got.ok()) co_return got.status();
+        if (got->size() != 1 || got->data()[0] != 'x')
+          co_return absl::DataLossError("not the byte");
+        co_return co_await stream.close();
+      }(*t.net, ours.get(), fixed, want, peer.get()));
+  EXPECT_TRUE(s.ok()) << s;
+  t.drain();
+}
+
+INSTANTIATE_TEST_SUITE_P(FixedOrPlain, ReserveReceiveBuffer, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "FixedFile" : "PlainFd";
+                         });
+
+TEST(StreamTest, ReserveReceiveBufferRefusesANonPositiveSize) {
+  TestLoop t;
+  auto [ours, peer] = tcp_pair();
+  ASSERT_TRUE(ours && peer);
+  absl::Status s = t.run([](NetContext& net, int fd) -> Task<absl::Status> {
+    Stream stream = Stream::adopt(net, FileRef(::dup(fd)));
+    absl::Status r = co_await stream.reserve_receive_buffer(0);
+    (void)co_await stream.close();
+    co_return r;
+  }(*t.net, ours.get()));
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  t.drain();
 }
 
 }  // namespace

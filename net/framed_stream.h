@@ -468,7 +468,9 @@ class FramedStream {
   }
   // FramedOptions::pipelined_receive_buffer, detached: no co_await here
   // (its temporaries would take room in the reader's frame, which every
-  // connection keeps), and the reader goes on meanwhile.
+  // connection keeps), and the reader goes on meanwhile. (It starts in the
+  // loop's next turn: should the stream close first and its fixed slot go
+  // to a new connection, that one gets the larger buffer, which is harmless.)
   void grow_receive_buffer() {
     ++stream_.context().stats().receive_buffers_reserved;
     spawn(stream_.context().loop(),

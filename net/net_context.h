@@ -141,7 +141,8 @@ struct NetStats {
   uint64_t lingered = 0;                // streams destroyed with bytes still queued
   uint64_t partial_frame_refusals = 0;  // closed: their partial frame exceeded the budget
   uint64_t drain_overruns = 0;  // sent over close_drain_bytes after the goodbye (left unread)
-  uint64_t receive_buffers_reserved = 0;  // Stream::reserve_receive_buffer() done
+  uint64_t receive_buffers_reserved = 0;  // asked for (Stream::reserve_receive_buffer(),
+                                          // FramedOptions::pipelined_receive_buffer)
 
   std::string to_string() const;
 };

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include "coring/net/listener.h"
 #include "coring/net/net_context.h"
 #include "coring/net/stream.h"
+#include "coring/net/unique_fd.h"
 #include "coring/pool/buffer_arena.h"
 
 namespace coring::net::testing {
@@ -52,6 +55,27 @@ struct TestLoop {
 
   std::unique_ptr<EventLoop> loop;
   std::unique_ptr<NetContext> net;
+};
+
+// A plain (blocking, non-io_uring) listening socket on loopback: the peer of
+// the streams under test, so that what it sees is what the kernel did.
+struct PlainListener {
+  explicit PlainListener(int backlog = 16) {
+    fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    EXPECT_EQ(::listen(fd.get(), backlog), 0);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    address = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
+  }
+  // A connection the kernel completed already (connect() returned).
+  UniqueFd accept() { return UniqueFd(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC)); }
+
+  UniqueFd fd;
+  SocketAddress address = SocketAddress::ipv4_loopback(0);
 };
 
 // A loop whose BufferArena is registered, and a NetContext whose receive

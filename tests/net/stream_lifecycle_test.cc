@@ -32,29 +32,9 @@ namespace {
 using namespace std::chrono_literals;
 using testing::LengthPrefixCodec;
 using testing::pattern;
+using testing::PlainListener;
 using testing::RegisteredLoop;
 using testing::TestLoop;
-
-// A plain (blocking, non-io_uring) listening socket on loopback: the peer of
-// the streams under test, so that what it sees is what the kernel did.
-struct PlainListener {
-  explicit PlainListener(int backlog = 16) {
-    fd = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    EXPECT_EQ(::listen(fd.get(), backlog), 0);
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
-    address = SocketAddress::ipv4_loopback(ntohs(a.sin_port));
-  }
-  // A connection the kernel completed already (connect() returned).
-  UniqueFd accept() { return UniqueFd(::accept4(fd.get(), nullptr, nullptr, SOCK_CLOEXEC)); }
-
-  UniqueFd fd;
-  SocketAddress address = SocketAddress::ipv4_loopback(0);
-};
 
 // True when `fd`'s peer closed (recv returns 0) within `timeout`.
 bool sees_eof(int fd, std::chrono::milliseconds timeout = 1000ms) {

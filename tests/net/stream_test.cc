@@ -32,6 +32,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::echo_acceptor;
 using testing::pattern;
+using testing::PlainListener;
 using testing::read_exactly;
 using testing::TestLoop;
 
@@ -287,20 +288,12 @@ TEST(ListenerTest, AFullFixedFileTableFallsBackToPlainFds) {
 
 // A connected loopback TCP pair of plain blocking sockets: {ours, peer's}.
 std::pair<UniqueFd, UniqueFd> tcp_pair() {
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (!listener || ::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(listener.get(), 1) != 0 ||
-      ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  PlainListener listener(1);
+  UniqueFd peer(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!peer || ::connect(peer.get(), listener.address.data(), listener.address.size()) != 0) {
     return {};
   }
-  UniqueFd peer(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!peer || ::connect(peer.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return {};
-  UniqueFd ours(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  return {std::move(ours), std::move(peer)};
+  return {listener.accept(), std::move(peer)};
 }
 
 int socket_int(int fd, int name) {

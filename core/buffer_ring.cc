@@ -1,6 +1,8 @@
 #include "coring/core/buffer_ring.h"
 
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
@@ -35,23 +37,60 @@ void prefault(uint8_t* p, size_t bytes) noexcept {
   }
 }
 
+constexpr size_t kPage = 4096;
+
+// madvise(MADV_DONTNEED) on the pages of [begin, end): the ones wholly
+// inside it, and those at its ends that lie wholly inside [lo, hi) (the
+// memory around it that holds nothing either).
+void drop_pages(const uint8_t* lo, const uint8_t* begin, const uint8_t* end,
+                const uint8_t* hi) noexcept {
+  const auto down = [](const uint8_t* p) { return reinterpret_cast<uintptr_t>(p) & ~(kPage - 1); };
+  const auto up = [](const uint8_t* p) {
+    return (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
+  };
+  const uintptr_t b = down(begin) >= reinterpret_cast<uintptr_t>(lo) ? down(begin) : up(begin);
+  const uintptr_t e = up(end) <= reinterpret_cast<uintptr_t>(hi) ? up(end) : down(end);
+  if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
+// The kernel's head of a provided-buffer ring (IORING_REGISTER_PBUF_STATUS,
+// Linux 6.8; liburing 2.3 has no helper): entries from it to our tail are
+// still in the ring. -1 if the kernel cannot tell.
+int kernel_head(int ring_fd, uint16_t group) noexcept {
+  struct {
+    uint32_t buf_group;
+    uint32_t head;
+    uint32_t resv[8];
+  } status{};
+  status.buf_group = group;
+  constexpr unsigned kRegisterPbufStatus = 26;
+  if (::syscall(__NR_io_uring_register, ring_fd, kRegisterPbufStatus, &status, 1) != 0) return -1;
+  return static_cast<int>(status.head & 0xffff);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(EventLoop& loop,
                                                                pool::BufferArena& arena,
-                                                               uint32_t count,
-                                                               uint32_t buffer_size) {
+                                                               uint32_t count, uint32_t buffer_size,
+                                                               uint32_t max_count) {
   if (count == 0 || count > 32768 || (count & (count - 1)) != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("BufferRing: count %u must be a power of two in [1, 32768]", count));
+  }
+  if (max_count == 0) max_count = count;
+  if (max_count < count || max_count > 32768 || (max_count & (max_count - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "BufferRing: max_count %u must be a power of two in [count %u, 32768]", max_count, count));
   }
   if (buffer_size == 0) return absl::InvalidArgumentError("BufferRing: buffer_size must be > 0");
   absl::StatusOr<pool::BufferBlock> block = arena.carve(count, buffer_size);
   if (!block.ok()) return block.status();
   prefault(block->buffer(0), size_t{count} * buffer_size);
-  std::unique_ptr<BufferRing> ring(new BufferRing(loop, std::move(*block), count, buffer_size));
+  std::unique_ptr<BufferRing> ring(
+      new BufferRing(loop, std::move(*block), count, buffer_size, max_count));
 
-  ring->ring_bytes_ = count * sizeof(io_uring_buf);
+  ring->ring_bytes_ = max_count * sizeof(io_uring_buf);
   void* mem =
       mmap(nullptr, ring->ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) return errno_to_status(errno, "BufferRing: mmap");
@@ -62,7 +101,7 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(EventLoop& loop,
   io_uring_buf_reg reg;
   std::memset(&reg, 0, sizeof(reg));
   reg.ring_addr = reinterpret_cast<uint64_t>(ring->ring_);
-  reg.ring_entries = count;
+  reg.ring_entries = max_count;
   reg.bgid = ring->group_;
   const int ret = io_uring_register_buf_ring(loop.ring().raw(), &reg, 0);
   if (ret < 0) return errno_to_status(-ret, "io_uring_register_buf_ring");
@@ -70,16 +109,23 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(EventLoop& loop,
   loop.register_buffer_ring(ring->group_, ring.get());
   for (uint32_t i = 0; i < count; ++i) {
     io_uring_buf_ring_add(ring->ring_, ring->block_.buffer(i), buffer_size,
-                          static_cast<uint16_t>(i), io_uring_buf_ring_mask(count),
+                          static_cast<uint16_t>(i), io_uring_buf_ring_mask(max_count),
                           static_cast<int>(i));
   }
   io_uring_buf_ring_advance(ring->ring_, static_cast<int>(count));
+  ring->in_ring_ = count;
   return ring;
 }
 
 BufferRing::BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count,
-                       uint32_t buffer_size)
-    : loop_(loop), block_(std::move(block)), count_(count), buffer_size_(buffer_size) {}
+                       uint32_t buffer_size, uint32_t max_count)
+    : loop_(loop),
+      block_(std::move(block)),
+      count_(count),
+      block_count_(count),
+      max_count_(max_count),
+      buffer_size_(buffer_size),
+      parked_(max_count - count, true) {}
 
 BufferRing::~BufferRing() {
   // The timer's timespec lives in its op slot: orphaning it is enough.
@@ -97,19 +143,24 @@ BufferRing::~BufferRing() {
 }
 
 void BufferRing::add(uint16_t id) noexcept {
-  io_uring_buf_ring_add(ring_, block_.buffer(id), buffer_size_, id, io_uring_buf_ring_mask(count_),
-                        0);
+  io_uring_buf_ring_add(ring_, data(id), buffer_size_, id, io_uring_buf_ring_mask(max_count_), 0);
   io_uring_buf_ring_advance(ring_, 1);
+  ++in_ring_;
+  if (id >= block_count_) parked_[id - block_count_] = false;
 }
 
 RecvBuffer BufferRing::take(uint16_t id, size_t length) noexcept {
-  assert(id < count_);
-  return RecvBuffer(this, block_.buffer(id), length, id);
+  assert(id < max_count_);
+  return RecvBuffer(this, data(id), length, id);
 }
 
 void BufferRing::give_back(uint16_t id) noexcept {
   assert(outstanding_ > 0);
   --outstanding_;
+  if (retired(id)) {
+    park(id);
+    return;
+  }
   if (waiters_ != nullptr && offer(id)) return;
   add(id);
   // One waiter per buffer: the first that takes its turn arms a recv, which
@@ -154,10 +205,91 @@ bool BufferRing::wake_one() noexcept {
   return taken;
 }
 
+void BufferRing::park(uint16_t id) noexcept {
+  parked_[id - block_count_] = true;
+  // Pages shared with a neighbour go too when that one is parked (its
+  // memory holds nothing); never when it may hold data.
+  const uint32_t first = id / block_count_ * block_count_;
+  uint8_t* const p = data(id);
+  const bool before = id > first && parked_[id - 1 - block_count_];
+  const bool after = id + 1u < first + block_count_ && parked_[id + 1 - block_count_];
+  drop_pages(before ? p - buffer_size_ : p, p, p + buffer_size_,
+             after ? p + 2 * size_t{buffer_size_} : p + buffer_size_);
+}
+
+bool BufferRing::grow() noexcept {
+  if (count_ + block_count_ > max_count_) return false;
+  const uint32_t b = blocks_in_use_;
+  const auto first = static_cast<uint16_t>(b * block_count_);
+  if (b - 1 == grown_.size()) {
+    // Plain pages: a retired block gives back single buffers, which would
+    // split huge pages anyway.
+    absl::StatusOr<pool::MappedRegion> region = pool::MappedRegion::map(
+        size_t{block_count_} * buffer_size_, kPage, pool::HugePagePolicy::kNever);
+    if (!region.ok()) return false;
+    prefault(region->data(), region->size());
+    grown_.push_back(std::move(*region));
+    ++blocks_in_use_;
+    for (uint32_t i = 0; i < block_count_; ++i) add(static_cast<uint16_t>(first + i));
+  } else {
+    // A retired block again: what came back goes in; what is still in the
+    // ring or held stays where it is.
+    ++blocks_in_use_;
+    for (uint32_t i = 0; i < block_count_; ++i) {
+      const auto id = static_cast<uint16_t>(first + i);
+      if (parked_[id - block_count_]) add(id);
+    }
+  }
+  count_ += block_count_;
+  ++grows_;
+  loop_.count_recv_ring_grow();
+  return true;
+}
+
+bool BufferRing::shrink() noexcept {
+  if (blocks_in_use_ <= 1) return false;
+  --blocks_in_use_;
+  count_ -= block_count_;
+  ++shrinks_;
+  loop_.count_recv_ring_shrink();
+  // Its buffers still in the ring stay there (a provided-buffer ring cannot
+  // take entries back) and are parked as the kernel hands them out. Their
+  // memory can go now, but only that of buffers the kernel has not taken:
+  // one taken whose CQE is not reaped yet holds data. Entries from the
+  // kernel's head to our tail are untaken, and under DEFER_TASKRUN nothing
+  // takes more before this thread enters the kernel for completions again
+  // (otherwise task work could run at the end of any syscall: keep them).
+  const uint32_t first = blocks_in_use_ * block_count_;
+  std::vector<bool> untaken(block_count_, false);
+  const int head = (loop_.ring().setup_flags() & IORING_SETUP_DEFER_TASKRUN) != 0
+                       ? kernel_head(loop_.ring().fd(), group_)
+                       : -1;
+  if (head >= 0) {
+    const uint16_t tail = ring_->tail;
+    for (auto i = static_cast<uint16_t>(head); i != tail; ++i) {
+      const uint16_t id = ring_->bufs[i & (max_count_ - 1)].bid;
+      if (id >= first && id < first + block_count_) untaken[id - first] = true;
+    }
+  }
+  for (uint32_t i = 0; i < block_count_;) {
+    if (!untaken[i]) {
+      ++i;
+      continue;
+    }
+    uint32_t end = i;
+    while (end < block_count_ && untaken[end]) ++end;
+    const auto a = static_cast<uint16_t>(first + i);
+    const auto z = static_cast<uint16_t>(first + end - 1);
+    drop_pages(data(a), data(a), data(z) + buffer_size_, data(z) + buffer_size_);
+    i = end;
+  }
+  return true;
+}
+
 void BufferRing::stop_reclaim() noexcept {
   // Nobody waits: the timer has nothing to do (and an idle loop no op in
-  // flight).
-  if (!reclaim_armed_ || reclaim_cancelling_) return;
+  // flight) unless the ring is grown (its shrink timer takes over).
+  if (!reclaim_armed_ || reclaim_cancelling_ || blocks_in_use_ > 1) return;
   reclaim_cancelling_ = true;
   loop_.cancel_op(loop_.ops().user_data(reclaim_index_));
 }
@@ -209,41 +341,80 @@ void BufferRing::release(BufferHolder* holder) noexcept {
   holder->prev_holder_ = holder->next_holder_ = nullptr;
 }
 
-void BufferRing::note_starved() noexcept { arm_reclaim(); }
+void BufferRing::note_starved() noexcept {
+  starved_ = true;
+  arm_reclaim();
+}
 
 void BufferRing::arm_reclaim() noexcept {
-  if (reclaim_armed_) return;
+  if (!reclaim_armed_) {
+    arm_timer(kReclaimPeriod);
+  } else if (timer_period_ != kReclaimPeriod && !reclaim_cancelling_) {
+    // The shrink timer: cancelled, its completion arms the reclaim one.
+    reclaim_cancelling_ = true;
+    loop_.cancel_op(loop_.ops().user_data(reclaim_index_));
+  }
+}
+
+void BufferRing::arm_timer(std::chrono::milliseconds period) noexcept {
   OpTable& ops = loop_.ops();
   reclaim_index_ = ops.acquire(this);
   OpSlot& slot = ops[reclaim_index_];
   slot.pending = 1;
-  slot.ts.tv_sec = 0;
-  slot.ts.tv_nsec = std::chrono::nanoseconds(kReclaimPeriod).count();
+  slot.ts.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(period).count();
+  slot.ts.tv_nsec = std::chrono::nanoseconds(period % std::chrono::seconds(1)).count();
   io_uring_sqe* sqe = loop_.get_sqe();
   io_uring_prep_timeout(sqe, &slot.ts, 0, 0);
   sqe->user_data = ops.user_data(reclaim_index_);
   reclaim_armed_ = true;
+  timer_period_ = period;
+}
+
+void BufferRing::schedule() noexcept {
+  if (reclaim_armed_) return;
+  if (waiters_ != nullptr) {
+    arm_timer(kReclaimPeriod);
+  } else if (blocks_in_use_ > 1) {
+    starved_ = false;
+    arm_timer(kShrinkPeriod);
+  }
 }
 
 void BufferRing::on_complete(const OpResult& result) noexcept {
   reclaim_armed_ = false;
   if (result.res == -ECANCELED) {
-    // Our own cancel (nobody waited any more): streams may wait again by
-    // now. Anyone else's: the loop is shutting down.
-    if (std::exchange(reclaim_cancelling_, false) && waiters_ != nullptr) arm_reclaim();
+    // Our own cancel (nobody waited any more, or streams starve while the
+    // shrink timer ran): what the ring needs now. Anyone else's: the loop
+    // is shutting down.
+    if (std::exchange(reclaim_cancelling_, false)) schedule();
     return;
   }
   reclaim_cancelling_ = false;  // it expired first; the cancel finds nothing
-  reclaim();
-  // A waiter woken for a buffer may have had nothing to read, leaving the
-  // buffer free while others wait: as many turns as there are free buffers.
-  for (uint32_t free = available(); free > 0 && wake_one(); --free) {
+  if (timer_period_ == kReclaimPeriod) {
+    const bool released = reclaim();
+    // A waiter woken for a buffer may have had nothing to read, leaving the
+    // buffer free while others wait: as many turns as there are free buffers.
+    for (uint32_t free = available(); free > 0 && wake_one(); --free) {
+    }
+    // Streams waited a whole period and still do, and every holder reads:
+    // the second such period in a row grows the ring.
+    if (waiters_ != nullptr && !released) {
+      if (++dry_periods_ >= 2 && grow()) {
+        dry_periods_ = 0;
+        for (uint32_t free = available(); free > 0 && wake_one(); --free) {
+        }
+      }
+    } else {
+      dry_periods_ = 0;
+    }
+  } else if (!starved_ && waiters_ == nullptr) {
+    shrink();
   }
-  // Streams still wait: check again a period later.
-  if (waiters_ != nullptr) arm_reclaim();
+  schedule();
 }
 
-void BufferRing::reclaim() noexcept {
+bool BufferRing::reclaim() noexcept {
+  bool released = false;
   for (BufferHolder* h = holders_; h != nullptr;) {
     BufferHolder* next = h->next_holder_;
     if (h->seen_ && h->reads_ == h->reads_seen_) {
@@ -252,12 +423,14 @@ void BufferRing::reclaim() noexcept {
       // touches the list of holders.
       release(h);
       h->release_held();
+      released = true;
     } else {
       h->seen_ = true;
       h->reads_seen_ = h->reads_;
     }
     h = next;
   }
+  return released;
 }
 
 void BufferRing::wake_waiter(const BufferWaiter* waiter) noexcept {

@@ -32,6 +32,20 @@
 // its chunks are smaller than a buffer: handing buffers to bulk streams
 // too cost the raw echo 15-25% of its msgs/s with 256 connections
 // pipelining 16 x 64 KiB (the ring overcommitted by honest load).
+//
+// Elastic (create()'s max_count above count): the kernel's ring is
+// registered with max_count entries, but only `count` buffers exist at
+// first. When streams wait for buffers through two reclaim periods in a
+// row and no holder was found stuck (honest load outgrew the ring, as
+// 1000 connections pipelining 16 x 16 KiB frames do: ~1.4 ENOBUFS per
+// message with 1024 buffers, none with 4096), the ring grows by another
+// `count` buffers, mapped for it (not registered: sends from them take the
+// unregistered path). After kShrinkPeriod without a stream finding it dry,
+// the newest grown block is retired: its buffers are not put back any
+// more and their memory goes back to the system (madvise). A ring that
+// never starves costs what a fixed ring of `count` does; a peer that sends
+// without reading cannot grow it (its buffers are reclaimed first, which
+// holds growth back), and max_count bounds it in any case.
 #pragma once
 
 #include <liburing.h>
@@ -41,12 +55,14 @@
 #include <cstdint>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "coring/core/frame_allocator.h"
 #include "coring/core/operation.h"
 #include "coring/pool/buffer_lease.h"
+#include "coring/pool/mapped_region.h"
 
 namespace coring {
 
@@ -185,33 +201,48 @@ class BufferRing final : private OpTarget {
   // Races for a buffer a waiter lost in a row before it is handed one (see
   // the top of this file).
   static constexpr uint32_t kHandOffAfter = 2;
+  // An elastic ring retires its newest grown block after this long with no
+  // stream finding it dry (one block per period).
+  static constexpr std::chrono::milliseconds kShrinkPeriod{1000};
 
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
-  // carved from `arena`, registered with `loop`'s ring under a free group id.
+  // carved from `arena`, registered with `loop`'s ring under a free group
+  // id. `max_count` (0: `count`; else a power of two in [count, 32768]):
+  // how far the ring may grow, in blocks of `count` (see the top of this
+  // file).
   static absl::StatusOr<std::unique_ptr<BufferRing>> create(EventLoop& loop,
                                                             pool::BufferArena& arena,
-                                                            uint32_t count, uint32_t buffer_size);
+                                                            uint32_t count, uint32_t buffer_size,
+                                                            uint32_t max_count = 0);
   ~BufferRing();
   BufferRing(const BufferRing&) = delete;
   BufferRing& operator=(const BufferRing&) = delete;
 
   uint16_t group() const noexcept { return group_; }
+  // Buffers in use now: `count` of create(), more while grown.
   uint32_t count() const noexcept { return count_; }
+  uint32_t max_count() const noexcept { return max_count_; }
   uint32_t buffer_size() const noexcept { return buffer_size_; }
   // Buffers the application holds (delivered, not yet returned).
   uint32_t outstanding() const noexcept { return outstanding_; }
   // Buffers the kernel may still pick (as far as reaped CQEs tell: recvs in
   // flight may have taken more).
-  uint32_t available() const noexcept { return count_ - outstanding_; }
+  uint32_t available() const noexcept { return in_ring_; }
 
   // A CQE carrying a buffer (IORING_CQE_F_BUFFER) arrived: the kernel took
   // one out of the ring.
-  void mark_taken() noexcept { ++outstanding_; }
+  void mark_taken() noexcept {
+    ++outstanding_;
+    --in_ring_;
+  }
   // The buffer a CQE names, as an owning handle (after mark_taken()).
   RecvBuffer take(uint16_t id, size_t length) noexcept;
   // Buffer `id`'s memory (buffer_size() bytes), for a recv into a buffer
   // offered to a waiter.
-  uint8_t* data(uint16_t id) noexcept { return block_.buffer(id); }
+  uint8_t* data(uint16_t id) noexcept {
+    if (id < block_count_) return block_.buffer(id);
+    return grown_[id / block_count_ - 1].data() + size_t{id % block_count_} * buffer_size_;
+  }
   // Gives buffer `id` back (RecvBuffer does this): to the first waiter if it
   // waits for a buffer of its own and takes it, else into the ring, waking
   // the first waiter.
@@ -240,14 +271,38 @@ class BufferRing final : private OpTarget {
   // buffers every kReclaimPeriod until no stream waits.
   void note_starved() noexcept;
 
+  // Blocks of `count` buffers added (grow()) and retired (shrink()) so far.
+  uint64_t grows() const noexcept { return grows_; }
+  uint64_t shrinks() const noexcept { return shrinks_; }
+  // Adds a block of `count` buffers (a retired one again, or newly mapped);
+  // false at max_count or when the memory cannot be had. The reclaim timer
+  // calls it; public for tests.
+  bool grow() noexcept;
+  // Retires the newest grown block; false if none is grown. The timer calls
+  // it after kShrinkPeriod without starvation; public for tests.
+  bool shrink() noexcept;
+
  private:
-  BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count, uint32_t buffer_size);
+  BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count, uint32_t buffer_size,
+             uint32_t max_count);
   void add(uint16_t id) noexcept;
-  // The reclaim timer (IORING_OP_TIMEOUT, its timespec in the op slot).
+  bool retired(uint16_t id) const noexcept {
+    return id >= block_count_ && id / block_count_ >= blocks_in_use_;
+  }
+  // A retired buffer came back: it stays out of the ring, its memory goes
+  // back to the system.
+  void park(uint16_t id) noexcept;
+  // The timer (IORING_OP_TIMEOUT, its timespec in the op slot): every
+  // kReclaimPeriod while streams wait, every kShrinkPeriod while grown and
+  // nobody waits.
   void arm_reclaim() noexcept;
+  void arm_timer(std::chrono::milliseconds period) noexcept;
+  // Arms the timer the ring's state calls for, if any.
+  void schedule() noexcept;
   void on_complete(const OpResult& result) noexcept override;
-  // Lets go of every holder whose reader took nothing since the last check.
-  void reclaim() noexcept;
+  // Lets go of every holder whose reader took nothing since the last
+  // check; true if it let go of any.
+  bool reclaim() noexcept;
   // Wakes the first waiter that takes its turn; false if none did.
   bool wake_one() noexcept;
   // Offers buffer `id` to the first waiters while they lost kHandOffAfter
@@ -263,9 +318,24 @@ class BufferRing final : private OpTarget {
   pool::BufferBlock block_;
   io_uring_buf_ring* ring_ = nullptr;
   size_t ring_bytes_ = 0;
-  uint32_t count_;
+  uint32_t count_;        // buffers of the blocks in use
+  uint32_t block_count_;  // buffers per block (create()'s count)
+  uint32_t max_count_;    // ring entries
   uint32_t buffer_size_;
   uint32_t outstanding_ = 0;
+  uint32_t in_ring_ = 0;
+  // Grown blocks (block b at grown_[b - 1]); those from blocks_in_use_ on
+  // are retired, mapped until the ring goes (the kernel may still fill
+  // their buffers left in the ring).
+  std::vector<pool::MappedRegion> grown_;
+  // Per grown id (from block_count_ on): out of the ring and not held (a
+  // retired block's buffer that came back, or one never put in).
+  std::vector<bool> parked_;
+  uint32_t blocks_in_use_ = 1;
+  uint32_t dry_periods_ = 0;  // reclaim periods in a row that ended dry
+  bool starved_ = false;      // a stream found the ring dry since the last shrink check
+  uint64_t grows_ = 0;
+  uint64_t shrinks_ = 0;
   uint16_t group_ = 0;
   bool registered_ = false;
   // The line, woken from the head: first the waiters that lost a race (in
@@ -277,6 +347,7 @@ class BufferRing final : private OpTarget {
   BufferWaiter* lost_tail_ = nullptr;  // the last waiter that lost a race
   BufferHolder* holders_ = nullptr;
   uint32_t reclaim_index_ = 0;
+  std::chrono::milliseconds timer_period_{0};  // of the armed timer
   bool reclaim_armed_ = false;
   bool reclaim_cancelling_ = false;  // stop_reclaim()'s cancel is on its way
 };

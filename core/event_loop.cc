@@ -48,16 +48,17 @@ struct FnNode final : PostNode {
 std::string LoopStats::to_string() const {
   return absl::StrFormat(
       "iterations=%u sqes_submitted=%u submit_calls=%u cqes=%u sq_full=%u cq_overflows=%u "
-      "cq_dropped=%u enobufs=%u recv_dry_waits=%u recv_handoffs=%u recv_direct=%u "
-      "recv_direct_bytes=%u recv_pauses=%u "
+      "cq_dropped=%u enobufs=%u recv_dry_waits=%u recv_handoffs=%u recv_ring_grows=%u "
+      "recv_ring_shrinks=%u recv_direct=%u recv_direct_bytes=%u recv_pauses=%u "
       "recv_spills=%u recv_spilled_bytes=%u "
       "ops_in_flight=%u msg_ring_sent=%u msg_ring_received=%u "
       "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u task_failures=%u "
       "enter_errors=%u",
       iterations, sqes_submitted, submit_calls, cqes, sq_full, cq_overflows, cq_dropped, enobufs,
-      recv_dry_waits, recv_handoffs, recv_direct, recv_direct_bytes, recv_pauses, recv_spills,
-      recv_spilled_bytes, ops_in_flight, msg_ring_sent, msg_ring_received, foreign_wakes,
-      eventfd_wakes, posts_run, stale_cqes, task_failures, enter_errors);
+      recv_dry_waits, recv_handoffs, recv_ring_grows, recv_ring_shrinks, recv_direct,
+      recv_direct_bytes, recv_pauses, recv_spills, recv_spilled_bytes, ops_in_flight, msg_ring_sent,
+      msg_ring_received, foreign_wakes, eventfd_wakes, posts_run, stale_cqes, task_failures,
+      enter_errors);
 }
 
 // Makes this loop current on the thread and installs its frame allocator.
@@ -617,6 +618,8 @@ LoopStats EventLoop::stats() const {
   s.recv_spilled_bytes = recv_spilled_bytes_;
   s.recv_dry_waits = recv_dry_waits_;
   s.recv_handoffs = recv_handoffs_;
+  s.recv_ring_grows = recv_ring_grows_;
+  s.recv_ring_shrinks = recv_ring_shrinks_;
   s.recv_direct = recv_direct_;
   s.recv_direct_bytes = recv_direct_bytes_;
   s.ops_in_flight = ops_.in_use();

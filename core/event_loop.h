@@ -147,6 +147,8 @@ class EventLoop {
   void count_recv_pause() noexcept { ++recv_pauses_; }
   void count_recv_dry_wait() noexcept { ++recv_dry_waits_; }
   void count_recv_handoff() noexcept { ++recv_handoffs_; }
+  void count_recv_ring_grow() noexcept { ++recv_ring_grows_; }
+  void count_recv_ring_shrink() noexcept { ++recv_ring_shrinks_; }
   void count_recv_direct(size_t bytes) noexcept {
     ++recv_direct_;
     recv_direct_bytes_ += bytes;
@@ -272,6 +274,8 @@ class EventLoop {
   uint64_t recv_spilled_bytes_ = 0;
   uint64_t recv_dry_waits_ = 0;
   uint64_t recv_handoffs_ = 0;
+  uint64_t recv_ring_grows_ = 0;
+  uint64_t recv_ring_shrinks_ = 0;
   uint64_t recv_direct_ = 0;
   uint64_t recv_direct_bytes_ = 0;
   uint64_t msg_ring_sent_ = 0;

@@ -18,9 +18,11 @@ struct LoopStats {
   uint64_t recv_pauses = 0;   // multishot recvs paused: the stream held its share of the ring
   uint64_t recv_spills = 0;   // chunks a paused stream moved out of the ring (copied)
   uint64_t recv_spilled_bytes = 0;
-  uint64_t recv_dry_waits = 0;  // a reader found the provided-buffer ring empty and waited
-  uint64_t recv_handoffs = 0;   // buffers handed to a stream in line that lost races for one
-  uint64_t recv_direct = 0;     // recvs straight into a reader's memory (RecvStream::receive_into)
+  uint64_t recv_dry_waits = 0;     // a reader found the provided-buffer ring empty and waited
+  uint64_t recv_handoffs = 0;      // buffers handed to a stream in line that lost races for one
+  uint64_t recv_ring_grows = 0;    // blocks an elastic receive ring added (core/buffer_ring.h)
+  uint64_t recv_ring_shrinks = 0;  // blocks it retired after a quiet period
+  uint64_t recv_direct = 0;  // recvs straight into a reader's memory (RecvStream::receive_into)
   uint64_t recv_direct_bytes = 0;
   uint64_t ops_in_flight = 0;      // operation slots waiting for their final CQE
   uint64_t msg_ring_sent = 0;      // wake-ups this loop sent with IORING_OP_MSG_RING

@@ -2,6 +2,7 @@
 // list of live streams and the counters' text form.
 #include "coring/net/net_context.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 
@@ -76,10 +77,18 @@ absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
   if (options.max_queued_bytes == 0) {
     return absl::InvalidArgumentError("NetOptions: max_queued_bytes must be > 0");
   }
+  if (options.max_recv_buffers == 0 || options.max_recv_buffers > 32768 ||
+      (options.max_recv_buffers & (options.max_recv_buffers - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("NetOptions: max_recv_buffers %u must be a power of two in [1, 32768]",
+                        options.max_recv_buffers));
+  }
   std::unique_ptr<NetContext> ctx(new NetContext(loop, options));
   absl::StatusOr<std::unique_ptr<BufferRing>> ring = absl::UnavailableError("no arena");
+  const uint32_t max_buffers = std::max(options.recv_buffers, options.max_recv_buffers);
   if (loop.arena() != nullptr) {
-    ring = BufferRing::create(loop, *loop.arena(), options.recv_buffers, options.recv_buffer_size);
+    ring = BufferRing::create(loop, *loop.arena(), options.recv_buffers, options.recv_buffer_size,
+                              max_buffers);
   }
   if (!ring.ok()) {
     // The loop has no arena, or no room in it: use one of our own (provided
@@ -90,8 +99,8 @@ absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
          .carve_bytes = size_t{options.recv_buffers} * options.recv_buffer_size});
     if (!arena.ok()) return arena.status();
     ctx->own_arena_.emplace(std::move(*arena));
-    ring =
-        BufferRing::create(loop, *ctx->own_arena_, options.recv_buffers, options.recv_buffer_size);
+    ring = BufferRing::create(loop, *ctx->own_arena_, options.recv_buffers,
+                              options.recv_buffer_size, max_buffers);
     if (!ring.ok()) return ring.status();
   }
   ctx->ring_ = std::move(*ring);

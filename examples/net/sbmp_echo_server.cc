@@ -47,6 +47,9 @@ ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
           "buffers in each thread's shared receive ring (a power of two)");
 ABSL_FLAG(uint32_t, recv_buffer_size, coring::net::NetOptions{}.recv_buffer_size,
           "bytes per receive buffer");
+ABSL_FLAG(uint32_t, max_recv_buffers, coring::net::NetOptions{}.max_recv_buffers,
+          "how far the receive ring may grow under load (a power of two; "
+          "<= --recv_buffers: fixed)");
 ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
           "receive the rest of frames larger than a receive buffer straight into the "
           "frame's buffer (FramedOptions::receive_in_place)");
@@ -84,7 +87,7 @@ int main(int argc, char** argv) {
       "                        [--max_frame=N] [--idle_timeout=D] [--frame_timeout=D]\n"
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
       "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
-      "                        [--recv_buffer_size=BYTES]\n"
+      "                        [--recv_buffer_size=BYTES] [--max_recv_buffers=N]\n"
       "                        [--receive_in_place=BOOL] [--split_payloads=BOOL]\n"
       "                        [--pipelined_receive_buffer=BYTES]\n"
       "                        [--heap_mmap_threshold=BYTES] [--stats]\n"
@@ -125,6 +128,7 @@ int main(int argc, char** argv) {
            .unix_path = absl::GetFlag(FLAGS_unix),
            .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
                    .recv_buffer_size = absl::GetFlag(FLAGS_recv_buffer_size),
+                   .max_recv_buffers = absl::GetFlag(FLAGS_max_recv_buffers),
                    .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
            .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place),
                       .pipelined_receive_buffer = absl::GetFlag(FLAGS_pipelined_receive_buffer),

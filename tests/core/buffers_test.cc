@@ -3,7 +3,11 @@
 // straight into the reader's memory) and of registered buffers
 // (core/read_write.h, send_fixed in core/send.h).
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
 
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -26,6 +30,7 @@ namespace {
 
 using testing::Fd;
 using testing::make_loop;
+using testing::poll_until;
 using testing::run_until;
 
 pool::BufferArena make_arena() {
@@ -591,6 +596,188 @@ TEST(BufferRingTest, StreamThatIsNotReadGivesTheRingBackWhenOthersNeedIt) {
   ASSERT_TRUE(run_until(
       *loop, [&] { return got.eof && rest.eof; }, 200));
   EXPECT_EQ((*ring)->outstanding(), 0u);
+}
+
+// An elastic ring (max_count above count) grows while honest load keeps it
+// dry, and gives the growth back after a quiet BufferRing::kShrinkPeriod.
+TEST(BufferRingTest, ElasticRingRejectsABadMaximum) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  for (uint32_t max_count : {2u, 12u, 65536u}) {
+    EXPECT_EQ(BufferRing::create(*loop, arena, 4, 1024, max_count).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << max_count;
+  }
+  auto fixed = BufferRing::create(*loop, arena, 4, 1024);
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ((*fixed)->max_count(), 4u);
+  EXPECT_FALSE((*fixed)->grow());
+  EXPECT_FALSE((*fixed)->shrink());
+}
+
+// Writes `bytes` to the peer `out_fd` of `stream`'s socket and runs `loop`
+// until a reader that keeps every chunk has read them all, intact.
+void read_all_kept(EventLoop& loop, RecvStream& stream, int out_fd, size_t bytes, Received* got) {
+  spawn(loop, read_and_keep(&stream, got, bytes));
+  const std::string message = pattern(bytes);
+  ASSERT_EQ(::write(out_fd, message.data(), message.size()), static_cast<ssize_t>(message.size()));
+  ASSERT_TRUE(run_until(
+      loop, [&] { return got->data.size() == message.size(); }, 500));
+  EXPECT_EQ(got->data, message);
+}
+
+// Pages of [p, p + n) the process has in memory (n and p page-aligned).
+size_t resident_pages(const uint8_t* p, size_t n) {
+  std::vector<unsigned char> in(n / 4096);
+  EXPECT_EQ(::mincore(const_cast<uint8_t*>(p), n, in.data()), 0) << std::strerror(errno);
+  size_t resident = 0;
+  for (unsigned char c : in) resident += c & 1;
+  return resident;
+}
+
+// The kernel tells a provided-buffer ring's head (IORING_REGISTER_PBUF_STATUS)
+// from Linux 6.8: only then can a retired block's buffers still in the ring
+// give their memory back at once.
+bool kernel_tells_ring_head() {
+  utsname u;
+  int major = 0, minor = 0;
+  return ::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+         (major > 6 || (major == 6 && minor >= 8));
+}
+
+TEST(BufferRingTest, ElasticRingGrowsForReadersThatKeepUpAndShrinksWhenQuiet) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  // Page-sized buffers: each grown buffer is one page of its own.
+  auto ring = BufferRing::create(*loop, arena, 4, 4096, 16);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  BufferRing& r = **ring;
+  EXPECT_EQ(r.count(), 4u);
+  EXPECT_EQ(r.max_count(), 16u);
+  // A reader that reads and keeps every chunk (an application busy with
+  // what it read, not a stuck one) empties the ring.
+  DryRing dry(*loop, r);
+  EXPECT_EQ(r.grows(), 0u);
+  // A second stream with 4 pages to read waits; two reclaim periods later
+  // the ring has grown by a block and it reads them, into the new block.
+  auto pair = testing::socket_pair();
+  RecvStream stream = recv_multishot(pair.first.fd, r);
+  Received got;
+  ASSERT_NO_FATAL_FAILURE(read_all_kept(*loop, stream, pair.second.fd, 4 * 4096, &got));
+  EXPECT_EQ(r.grows(), 1u);
+  EXPECT_EQ(r.count(), 8u);
+  EXPECT_EQ(loop->stats().recv_ring_grows, 1u);
+  std::vector<const uint8_t*> grown;
+  for (const RecvBuffer& b : got.held) {
+    EXPECT_GE(b.buffer_id(), 4u);
+    grown.push_back(b.data());
+  }
+  // Everything back; a quiet second later the block is retired and its
+  // memory goes back to the system (the buffers were in the ring, untaken).
+  got.held.clear();
+  dry.held.held.clear();
+  EXPECT_EQ(r.outstanding(), 0u);
+  EXPECT_EQ(r.available(), 8u);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return r.shrinks() == 1; }, 100));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, BufferRing::kShrinkPeriod / 2);
+  EXPECT_EQ(r.count(), 4u);
+  EXPECT_EQ(loop->stats().recv_ring_shrinks, 1u);
+  if ((loop->ring().setup_flags() & IORING_SETUP_DEFER_TASKRUN) != 0 && kernel_tells_ring_head()) {
+    for (const uint8_t* p : grown) EXPECT_EQ(resident_pages(p, 4096), 0u);
+  }
+  // Its buffers are still in the kernel's ring: they serve recvs once more
+  // (every byte intact), then stay out. Twelve pages through a reader that
+  // lets go of each chunk take every entry of the ring in turn.
+  {
+    auto more = testing::socket_pair();
+    RecvStream s = recv_multishot(more.first.fd, r);
+    Received all;
+    spawn(*loop, read_stream(&s, &all, 0));
+    const std::string bulk = pattern(12 * 4096);
+    size_t sent = 0;
+    ASSERT_TRUE(run_until(
+        *loop,
+        [&] {
+          sent += write_some(more.second.fd, bulk.substr(sent));
+          return all.data.size() == bulk.size();
+        },
+        1000));
+    EXPECT_EQ(all.data, bulk);
+    ::shutdown(more.second.fd, SHUT_WR);
+    ASSERT_TRUE(run_until(
+        *loop, [&] { return all.eof; }, 200));
+  }
+  EXPECT_EQ(r.outstanding(), 0u);
+  EXPECT_EQ(r.available(), 4u);
+  // Growing again brings the retired block back (what came back goes into
+  // the ring again), no new memory.
+  EXPECT_TRUE(r.grow());
+  EXPECT_EQ(r.count(), 8u);
+  EXPECT_EQ(r.available(), 8u);
+  EXPECT_TRUE(r.shrink());
+  EXPECT_EQ(r.count(), 4u);
+  // At most max_count.
+  EXPECT_TRUE(r.grow());
+  EXPECT_TRUE(r.grow());
+  EXPECT_TRUE(r.grow());
+  EXPECT_FALSE(r.grow());
+  EXPECT_EQ(r.count(), 16u);
+  EXPECT_EQ(r.available(), 16u);
+  ::shutdown(dry.pair.second.fd, SHUT_WR);
+  ::shutdown(pair.second.fd, SHUT_WR);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return dry.held.data.size() >= 4 * 4096 && r.outstanding() == 0; }, 200));
+}
+
+// A peer whose reader stopped reading cannot grow the ring: its chunks are
+// reclaimed (moved out) before a second dry period, and the stream that
+// waited reads on in the ring as it was.
+TEST(BufferRingTest, ElasticRingDoesNotGrowForAStuckReader) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 4, 1024, 16);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  BufferRing& r = **ring;
+  auto greedy_pair = testing::socket_pair();
+  auto victim_pair = testing::socket_pair();
+  Fd& greedy_in = greedy_pair.first;
+  Fd& greedy_out = greedy_pair.second;
+  RecvStream greedy = recv_multishot(greedy_in.fd, r);
+  greedy.set_share(4);
+  // Ping-pong first, so that the stream goes multishot; then nobody reads
+  // it, and its queue takes the ring.
+  std::string first;
+  spawn(*loop, ping_pong(&greedy, greedy_in.fd, 40, &first));
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_EQ(::write(greedy_out.fd, "p", 1), 1);
+    bool acked = false;
+    char ack;
+    ASSERT_TRUE(run_until(
+        *loop, [&] { return acked = acked || ::recv(greedy_out.fd, &ack, 1, MSG_DONTWAIT) == 1; },
+        100));
+  }
+  ASSERT_TRUE(greedy.multishot());
+  const std::string flood = pattern(64 * 1024);
+  write_some(greedy_out.fd, flood);
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return greedy.queued() >= 3 && !greedy.armed(); }, 200));
+  RecvStream victim = recv_multishot(victim_pair.first.fd, r);
+  Received got;
+  ASSERT_NO_FATAL_FAILURE(read_all_kept(*loop, victim, victim_pair.second.fd, 4 * 1024, &got));
+  EXPECT_GE(loop->stats().recv_spills, 1u);
+  // And it stays so while the peer goes on flooding and nobody reads.
+  poll_until(
+      *loop,
+      [&] {
+        write_some(greedy_out.fd, flood);
+        return false;
+      },
+      50);
+  EXPECT_EQ(r.grows(), 0u);
+  EXPECT_EQ(r.count(), 4u);
+  got.held.clear();
 }
 
 // receive_into(): the next recv goes straight into the reader's memory.

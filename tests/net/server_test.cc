@@ -291,6 +291,20 @@ TEST(ServerTest, RuntimeServeReturnsALoopsSetUpError) {
   rt.stop();
 }
 
+// NetOptions::max_recv_buffers (how far the receive ring may grow) that is
+// not a power of two is refused the same way.
+TEST(ServerTest, RuntimeServeRefusesAMaximumRingThatIsNotAPowerOfTwo) {
+  Runtime rt({.threads = 1});
+  ServerOptions options{.host = "127.0.0.1"};
+  options.net.max_recv_buffers = 3000;
+  Server server(rt, options);
+  const absl::Status s = server.serve<LengthPrefixCodec>(echo);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("max_recv_buffers")) << s;
+  EXPECT_TRUE(server.finished());
+  rt.stop();
+}
+
 // DESIGN.md's `return rt.run_until_signal();`: the server's shutdown hook
 // drains it (the peer gets the goodbye for Unavailable, SBMP's
 // GOAWAY(SHUTDOWN)) before the loops stop, and run_until_signal() returns 0.

@@ -35,14 +35,18 @@
 //
 // Elastic (create()'s max_count above count): the kernel's ring is
 // registered with max_count entries, but only `count` buffers exist at
-// first. When streams wait for buffers through two reclaim periods in a
-// row and no holder was found stuck (honest load outgrew the ring, as
+// first. When streams found it dry in two reclaim periods in a row and no
+// holder was found stuck (honest load outgrew the ring, as
 // 1000 connections pipelining 16 x 16 KiB frames do: ~1.4 ENOBUFS per
 // message with 1024 buffers, none with 4096), the ring grows by another
 // `count` buffers, mapped for it (not registered: sends from them take the
-// unregistered path). After kShrinkPeriod without a stream finding it dry,
-// the newest grown block is retired: its buffers are not put back any
-// more and their memory goes back to the system (madvise). A ring that
+// unregistered path). After a kShrinkPeriod in which no stream found it
+// dry and the application never held so many buffers that the ring
+// without its newest block would have run low, that block is retired: its
+// buffers are not put back any more and their memory goes back to the
+// system (madvise). (Not "no stream starved" alone: a ring grown to fit
+// the load starves nobody, and retiring it then starved the load again,
+// once a second.) A ring that
 // never starves costs what a fixed ring of `count` does; a peer that sends
 // without reading cannot grow it (its buffers are reclaimed first, which
 // holds growth back), and max_count bounds it in any case.
@@ -202,7 +206,7 @@ class BufferRing final : private OpTarget {
   // the top of this file).
   static constexpr uint32_t kHandOffAfter = 2;
   // An elastic ring retires its newest grown block after this long with no
-  // stream finding it dry (one block per period).
+  // stream finding it dry and no need for the block (one block per period).
   static constexpr std::chrono::milliseconds kShrinkPeriod{1000};
 
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
@@ -232,7 +236,7 @@ class BufferRing final : private OpTarget {
   // A CQE carrying a buffer (IORING_CQE_F_BUFFER) arrived: the kernel took
   // one out of the ring.
   void mark_taken() noexcept {
-    ++outstanding_;
+    if (++outstanding_ > peak_outstanding_) peak_outstanding_ = outstanding_;
     --in_ring_;
   }
   // The buffer a CQE names, as an owning handle (after mark_taken()).
@@ -293,8 +297,8 @@ class BufferRing final : private OpTarget {
   // back to the system.
   void park(uint16_t id) noexcept;
   // The timer (IORING_OP_TIMEOUT, its timespec in the op slot): every
-  // kReclaimPeriod while streams wait, every kShrinkPeriod while grown and
-  // nobody waits.
+  // kReclaimPeriod while streams wait (and one period more after streams
+  // starved), every kShrinkPeriod while grown and nobody starves.
   void arm_reclaim() noexcept;
   void arm_timer(std::chrono::milliseconds period) noexcept;
   // Arms the timer the ring's state calls for, if any.
@@ -332,8 +336,10 @@ class BufferRing final : private OpTarget {
   // retired block's buffer that came back, or one never put in).
   std::vector<bool> parked_;
   uint32_t blocks_in_use_ = 1;
-  uint32_t dry_periods_ = 0;  // reclaim periods in a row that ended dry
-  bool starved_ = false;      // a stream found the ring dry since the last shrink check
+  uint32_t dry_periods_ = 0;        // reclaim periods in a row in which streams starved
+  bool starved_in_period_ = false;  // a stream found the ring dry since the last tick
+  bool starved_ = false;            // ... since the last shrink check
+  uint32_t peak_outstanding_ = 0;   // most buffers held at once since then
   uint64_t grows_ = 0;
   uint64_t shrinks_ = 0;
   uint16_t group_ = 0;

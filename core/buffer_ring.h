@@ -35,21 +35,24 @@
 //
 // Elastic (create()'s max_count above count): the kernel's ring is
 // registered with max_count entries, but only `count` buffers exist at
-// first. When streams found it dry in two reclaim periods in a row and no
-// holder was found stuck (honest load outgrew the ring, as
-// 1000 connections pipelining 16 x 16 KiB frames do: ~1.4 ENOBUFS per
-// message with 1024 buffers, none with 4096), the ring grows by another
-// `count` buffers, mapped for it (not registered: sends from them take the
-// unregistered path). After a kShrinkPeriod in which no stream found it
-// dry and the application never held so many buffers that the ring
-// without its newest block would have run low, that block is retired: its
-// buffers are not put back any more and their memory goes back to the
-// system (madvise). (Not "no stream starved" alone: a ring grown to fit
-// the load starves nobody, and retiring it then starved the load again,
-// once a second.) A ring that
-// never starves costs what a fixed ring of `count` does; a peer that sends
-// without reading cannot grow it (its buffers are reclaimed first, which
-// holds growth back), and max_count bounds it in any case.
+// first.
+// * Growth: when streams found the ring dry in two reclaim periods in a
+//   row and no holder was stuck (honest load outgrew the ring), it grows
+//   by another `count` buffers, mapped for it (not registered: sends from
+//   them take the unregistered path). 1000 connections pipelining
+//   16 x 16 KiB SBMP frames ran a ring of 1024 dry ~1.4 times per message
+//   in some runs; grown, it served them as fast as a fixed ring of 4096.
+// * Shrinking: after a kShrinkPeriod in which no stream found the ring dry
+//   and the application never held so many buffers that the ring without
+//   its newest block would have had less than a quarter block free, that
+//   block is retired. Its buffers are not put back any more, and their
+//   memory goes back to the system (madvise). "No stream starved" alone
+//   is not enough: a ring grown to fit the load starves nobody, and
+//   retiring it then starved the load again, once a second.
+// * A ring that never starves costs what a fixed ring of `count` does. A
+//   peer that sends without reading cannot grow it: its buffers are
+//   reclaimed first, and a period in which a holder was let go does not
+//   count. max_count bounds it in any case.
 #pragma once
 
 #include <liburing.h>
@@ -283,7 +286,8 @@ class BufferRing final : private OpTarget {
   // calls it; public for tests.
   bool grow() noexcept;
   // Retires the newest grown block; false if none is grown. The timer calls
-  // it after kShrinkPeriod without starvation; public for tests.
+  // it after a quiet kShrinkPeriod (see the top of this file); public for
+  // tests.
   bool shrink() noexcept;
 
  private:

@@ -290,8 +290,11 @@ bool BufferRing::shrink() noexcept {
 void BufferRing::stop_reclaim() noexcept {
   // Nobody waits: the timer has nothing to do (and an idle loop no op in
   // flight) unless the ring is grown (its shrink timer takes over) or
-  // the last period was dry (whether the next one is decides growth).
-  if (!reclaim_armed_ || reclaim_cancelling_ || blocks_in_use_ > 1 || dry_periods_ > 0) return;
+  // could grow and the last period was dry (whether the next one is
+  // decides growth).
+  if (!reclaim_armed_ || reclaim_cancelling_ || blocks_in_use_ > 1 || watching_dry_spell()) {
+    return;
+  }
   reclaim_cancelling_ = true;
   loop_.cancel_op(loop_.ops().user_data(reclaim_index_));
 }
@@ -375,7 +378,7 @@ void BufferRing::arm_timer(std::chrono::milliseconds period) noexcept {
 
 void BufferRing::schedule() noexcept {
   if (reclaim_armed_) return;
-  if (waiters_ != nullptr || dry_periods_ > 0) {
+  if (waiters_ != nullptr || watching_dry_spell()) {
     arm_timer(kReclaimPeriod);
   } else if (blocks_in_use_ > 1) {
     starved_ = false;

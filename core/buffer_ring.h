@@ -305,6 +305,9 @@ class BufferRing final : private OpTarget {
   // starved), every kShrinkPeriod while grown and nobody starves.
   void arm_reclaim() noexcept;
   void arm_timer(std::chrono::milliseconds period) noexcept;
+  // The last reclaim period was dry and the ring may still grow: the next
+  // period is watched too.
+  bool watching_dry_spell() const noexcept { return dry_periods_ > 0 && count_ < max_count_; }
   // Arms the timer the ring's state calls for, if any.
   void schedule() noexcept;
   void on_complete(const OpResult& result) noexcept override;

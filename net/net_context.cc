@@ -77,6 +77,10 @@ absl::StatusOr<std::unique_ptr<NetContext>> NetContext::create(EventLoop& loop,
   if (options.max_queued_bytes == 0) {
     return absl::InvalidArgumentError("NetOptions: max_queued_bytes must be > 0");
   }
+  if (options.recv_share == 0) {
+    // (A share of none would pause every multishot recv at its first chunk.)
+    return absl::InvalidArgumentError("NetOptions: recv_share must be > 0");
+  }
   if (options.max_recv_buffers == 0 || options.max_recv_buffers > 32768 ||
       (options.max_recv_buffers & (options.max_recv_buffers - 1)) != 0) {
     return absl::InvalidArgumentError(

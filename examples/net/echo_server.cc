@@ -35,6 +35,8 @@ ABSL_FLAG(uint32_t, recv_buffer_size, coring::net::NetOptions{}.recv_buffer_size
 ABSL_FLAG(uint32_t, max_recv_buffers, coring::net::NetOptions{}.max_recv_buffers,
           "how far the receive ring may grow under load (a power of two; "
           "<= --recv_buffers: fixed)");
+ABSL_FLAG(uint32_t, recv_share, coring::net::NetOptions{}.recv_share,
+          "receive buffers one connection may hold unread before its recv pauses");
 ABSL_FLAG(coring::examples::Millis, idle_timeout, {std::chrono::seconds(60)},
           "close peers that sent nothing for this long (ms or 30s; 0: never)");
 ABSL_FLAG(size_t, max_connections, 0,
@@ -73,7 +75,7 @@ int main(int argc, char** argv) {
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
       "                   [--recv_buffers=N] [--recv_buffer_size=BYTES]\n"
-      "                   [--max_recv_buffers=N]\n"
+      "                   [--max_recv_buffers=N] [--recv_share=N]\n"
       "                   [--stats] [--tls_cert=PEM --tls_key=PEM]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
       "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
@@ -95,7 +97,8 @@ int main(int argc, char** argv) {
                               .unix_path = absl::GetFlag(FLAGS_unix),
                               .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
                                       .recv_buffer_size = absl::GetFlag(FLAGS_recv_buffer_size),
-                                      .max_recv_buffers = absl::GetFlag(FLAGS_max_recv_buffers)},
+                                      .max_recv_buffers = absl::GetFlag(FLAGS_max_recv_buffers),
+                                      .recv_share = absl::GetFlag(FLAGS_recv_share)},
                               .max_connections = absl::GetFlag(FLAGS_max_connections),
                               .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
                               .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});

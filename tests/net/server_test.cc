@@ -305,6 +305,18 @@ TEST(ServerTest, RuntimeServeRefusesAMaximumRingThatIsNotAPowerOfTwo) {
   rt.stop();
 }
 
+TEST(ServerTest, RuntimeServeRefusesAReceiveShareOfNone) {
+  Runtime rt({.threads = 1});
+  ServerOptions options{.host = "127.0.0.1"};
+  options.net.recv_share = 0;
+  Server server(rt, options);
+  const absl::Status s = server.serve<LengthPrefixCodec>(echo);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("recv_share")) << s;
+  EXPECT_TRUE(server.finished());
+  rt.stop();
+}
+
 // DESIGN.md's `return rt.run_until_signal();`: the server's shutdown hook
 // drains it (the peer gets the goodbye for Unavailable, SBMP's
 // GOAWAY(SHUTDOWN)) before the loops stop, and run_until_signal() returns 0.

@@ -291,30 +291,29 @@ TEST(ServerTest, RuntimeServeReturnsALoopsSetUpError) {
   rt.stop();
 }
 
-// NetOptions::max_recv_buffers (how far the receive ring may grow) that is
-// not a power of two is refused the same way.
-TEST(ServerTest, RuntimeServeRefusesAMaximumRingThatIsNotAPowerOfTwo) {
-  Runtime rt({.threads = 1});
-  ServerOptions options{.host = "127.0.0.1"};
-  options.net.max_recv_buffers = 3000;
-  Server server(rt, options);
-  const absl::Status s = server.serve<LengthPrefixCodec>(echo);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
-  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("max_recv_buffers")) << s;
-  EXPECT_TRUE(server.finished());
-  rt.stop();
-}
-
-TEST(ServerTest, RuntimeServeRefusesAReceiveShareOfNone) {
-  Runtime rt({.threads = 1});
-  ServerOptions options{.host = "127.0.0.1"};
-  options.net.recv_share = 0;
-  Server server(rt, options);
-  const absl::Status s = server.serve<LengthPrefixCodec>(echo);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
-  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("recv_share")) << s;
-  EXPECT_TRUE(server.finished());
-  rt.stop();
+// Other NetOptions a loop cannot serve with are refused the same way, each
+// naming the option: a maximum ring (how far it may grow) that is not a
+// power of two, a receive share of no buffer.
+TEST(ServerTest, RuntimeServeRefusesBadNetOptionsByName) {
+  struct Case {
+    const char* name;
+    void (*set)(NetOptions&);
+  };
+  const Case cases[] = {
+      {"max_recv_buffers", [](NetOptions& o) { o.max_recv_buffers = 3000; }},
+      {"recv_share", [](NetOptions& o) { o.recv_share = 0; }},
+  };
+  for (const Case& c : cases) {
+    Runtime rt({.threads = 1});
+    ServerOptions options{.host = "127.0.0.1"};
+    c.set(options.net);
+    Server server(rt, options);
+    const absl::Status s = server.serve<LengthPrefixCodec>(echo);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.name << ": " << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(c.name)) << s;
+    EXPECT_TRUE(server.finished()) << c.name;
+    rt.stop();
+  }
 }
 
 // DESIGN.md's `return rt.run_until_signal();`: the server's shutdown hook

@@ -108,9 +108,10 @@ class Stream {
   // Writes a received buffer's bytes, handing the buffer over: the send
   // queue sends from it and gives it back to the ring once sent, so the
   // write returns at once without a copy (an echo's next reads and writes
-  // then leave in one send). A buffer up to NetOptions::copy_threshold, or
-  // one the shared ring cannot spare (see stream_state.h), is written as
-  // write(buf.span()) instead.
+  // then leave in one send). A buffer up to NetOptions::copy_threshold
+  // while other bytes are queued or being sent (it is copied to coalesce
+  // with them), or one the shared ring cannot spare (see stream_state.h),
+  // is written as write(buf.span()) instead.
   WriteAwaiter write(RecvBuffer&& buf) noexcept;
   // The parts leave in order, as one write; `parts` must stay valid until done.
   WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;

@@ -14,7 +14,8 @@
 // once; large ones are borrowed from the writer, who waits until they are sent - unless they are a
 // received buffer handed over whole (Stream::write(RecvBuffer&&)): the queue then adopts the
 // buffer, sends from it and gives it back to the receive ring once sent, and the writer returns at
-// once, so an echo's next reads and writes coalesce into one send. A stream adopts at most its
+// once, so an echo's next reads and writes coalesce into one send (a small one only when nothing
+// is queued or being sent; else it is copied, to coalesce with those). A stream adopts at most its
 // receive share (NetOptions::recv_share) of buffers, and the send queues of a context together
 // at most three quarters of the ring: peers that never read can park no more than that.
 // Likewise a heap buffer handed over with the write (Stream::write(parts, std::vector&&), e.g. the

@@ -164,6 +164,66 @@ TEST(StreamTest, AnAdoptedBufferAloneLeavesInOneSend) {
   EXPECT_EQ(t.net->buffers().outstanding(), 0u);
 }
 
+// A small received buffer handed over with nothing queued or being sent is
+// sent from the ring buffer (a copy would buy nothing); one handed over
+// behind queued bytes is copied, to leave with them from one send buffer.
+TEST(StreamTest, ASmallEchoAloneIsAdoptedAndOneBehindQueuedBytesCopied) {
+  TestLoop t;
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  auto addr = (*listener)->local_address();
+  bool got_first = false;
+  // Holds the first chunk until the second arrived, then echoes both in a
+  // row; then echoes chunk by chunk.
+  spawn(*t.loop, [](Listener& l, bool& first) -> Task<> {
+    absl::StatusOr<Stream> s = co_await l.accept();
+    if (!s.ok()) co_return;
+    absl::StatusOr<RecvBuffer> a = co_await s->read();
+    first = true;
+    absl::StatusOr<RecvBuffer> b = co_await s->read();
+    if (!a.ok() || !b.ok() || a->empty() || b->empty()) co_return;
+    if (!(co_await s->write(std::move(*a))).ok()) co_return;
+    if (!(co_await s->write(std::move(*b))).ok()) co_return;
+    for (;;) {
+      absl::StatusOr<RecvBuffer> buf = co_await s->read();
+      if (!buf.ok() || buf->empty()) break;
+      if (!(co_await s->write(std::move(*buf))).ok()) break;
+    }
+    (void)co_await s->close();
+  }(**listener, got_first));
+  constexpr int kRounds = 10;
+  absl::Status s = t.run([](NetContext& net, SocketAddress a, bool& first) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    const std::vector<uint8_t> one = pattern(100, 1), two = pattern(100, 2);
+    if (auto w = co_await c->write(absl::MakeConstSpan(one)); !w.ok()) co_return w;
+    while (!first) (void)co_await sleep_for(1ms);  // two chunks, not one
+    if (auto w = co_await c->write(absl::MakeConstSpan(two)); !w.ok()) co_return w;
+    std::vector<uint8_t> got;
+    if (auto r = co_await read_exactly(*c, 200, got); !r.ok()) co_return r;
+    std::vector<uint8_t> both = one;
+    both.insert(both.end(), two.begin(), two.end());
+    if (got != both) co_return absl::DataLossError("echo of the pair differs");
+    for (int i = 0; i < kRounds; ++i) {  // one at a time
+      const std::vector<uint8_t> msg = pattern(100, static_cast<uint32_t>(10 + i));
+      if (auto w = co_await c->write(absl::MakeConstSpan(msg)); !w.ok()) co_return w;
+      got.clear();
+      if (auto r = co_await read_exactly(*c, msg.size(), got); !r.ok()) co_return r;
+      if (got != msg) co_return absl::DataLossError("echo differs");
+    }
+    co_return co_await c->close();
+  }(*t.net, *addr, got_first));
+  EXPECT_TRUE(s.ok()) << s;
+  t.drain();
+  const NetStats& stats = t.net->stats();
+  // The client's writes (2 + kRounds, small: copied) count in the same
+  // context; of the echo's, only the one behind queued bytes.
+  EXPECT_EQ(stats.copied_writes, (2u + kRounds) + 1u) << stats.to_string();
+  EXPECT_EQ(stats.adopted_writes, 1u + kRounds) << stats.to_string();
+  EXPECT_EQ(t.net->buffers().outstanding(), 0u);
+  EXPECT_EQ(t.net->adopted_buffers(), 0u);
+}
+
 // Peers that send and never read: their echoes' send queues adopt receive
 // buffers (each up to its share, 8) until, together, they hold three
 // quarters of the ring - never more, however low the ring runs - and a

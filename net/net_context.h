@@ -70,7 +70,13 @@ struct NetOptions {
   // Measured (bench/run.sh, echo_server, 3 interleaved rounds, server CPU
   // per message, 32 against 8): 16 in flight, 256 connections x 16/64 KiB
   // 0.92/0.90, but 1 connection x 16 KiB 1.26 (1.17-1.28) and 64 KiB at a
-  // fixed rate 1.05-1.10; 32 for parking alone: 1 x 16 KiB 1.30.
+  // fixed rate 1.05-1.10; 32 for parking alone: 1 x 16 KiB 1.30. 16 for
+  // parking alone (5 rounds): 1 x 16 KiB 1.23 (1.01-1.73), the other seven
+  // pipelined 16/64 KiB cells 0.91-1.05. With --steer-rx (each side pays
+  // for its own receiving, as behind a NIC) 16 against 8 read 0.83-0.99
+  // in five of those cells (1 and 16 connections, 256 x 16 KiB) but 1.06
+  // at 256 x 64 KiB: a larger share makes fewer, larger sends, which
+  // loopback's accounting does not reward.
   uint32_t recv_share = 8;
   // Per connection: bytes queued for sending (copied, or borrowed from a
   // waiting writer) beyond which writers wait. Bounds what a peer that never

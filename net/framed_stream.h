@@ -28,7 +28,8 @@
 //   together, instead of one send and one wait per frame. A frame in the
 //   receive buffer is sent from that buffer, which the send queue shares
 //   with the reader (Stream::share_received(); its header too, when encoded
-//   as received: a buffer's echoes leave as one run of it; no copy). A frame
+//   as received: a buffer's echoes leave as one run of it; no copy); so is
+//   a small frame alone, with nothing queued or being sent. A frame
 //   in the codec's reassembly buffer is sent from that buffer, which the
 //   codec trades for one sent before (when the codec has exchange_buffer(),
 //   as sbmp::Codec does; no copy). Otherwise (the ring cannot spare the
@@ -559,12 +560,12 @@ class FramedStream {
   }
   // write_frame() of a frame that lies in the receive buffer being decoded
   // while more input waits (a pipelining peer), or once that buffer is
-  // shared already: the send queue takes the buffer over (Stream::
-  // share_received(), within the ring's bounds for buffers parked in send
-  // queues) and sends the frame from it, its header too when encoded as
-  // received. No copy, and no wait for the send: the echoes of a buffer's
-  // frames leave as one run of it, as a raw echo's would. The buffer stays
-  // readable for decoding until let_go_received().
+  // shared already, or of a small one alone: the send queue takes the
+  // buffer over (Stream::share_received(), within the ring's bounds for
+  // buffers parked in send queues) and sends the frame from it, its header
+  // too when encoded as received. No copy, and no wait for the send: the
+  // echoes of a buffer's frames leave as one run of it, as a raw echo's
+  // would. The buffer stays readable for decoding until let_go_received().
   bool share_frame(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
     if constexpr (std::is_same_v<S, Stream>) {
       // (First the common case, cheaply: an echo sent as received, one part,
@@ -572,7 +573,14 @@ class FramedStream {
       if (parts.size() == 1 && shared_ && within(parts[0], received_)) {
         return stream_.state()->queues_now(bytes);
       }
-      if ((!shared_ && !input_waiting()) || !stream_.state()->queues_now(bytes)) return false;
+      // Not shared yet, it is shared while input waits (its frames' echoes
+      // leave as one run of it), and for a small frame alone in the send
+      // queue (a copy would coalesce with nothing).
+      if (!shared_ && !input_waiting() &&
+          !(bytes <= stream_.context().options().copy_threshold && stream_.state()->idle())) {
+        return false;
+      }
+      if (!stream_.state()->queues_now(bytes)) return false;
       bool in_buffer = false;
       bool in_previous = false;  // a split frame's start (FramedOptions::split_payloads)
       for (absl::Span<const uint8_t> p : parts) {

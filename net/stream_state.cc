@@ -328,8 +328,7 @@ bool StreamState::adopt(Writer& w) noexcept {
   // CPU per message against copying every small one; 16, 256 and 1000
   // connections x 64 B and 1 KiB): ping-pong with 1000 connections 0.96 and
   // 0.97, the other 16 cells (ping-pong, 16 in flight, fixed rate) 0.97-1.01.
-  if (!may_park(b) || (b.size() <= ctx_->options().copy_threshold && (sending_ || !queue_empty())))
-    return false;
+  if (!may_park(b) || (b.size() <= ctx_->options().copy_threshold && !idle())) return false;
   ++ctx_->stats().adopted_writes;
   const uint8_t* data = b.data();
   const size_t size = b.size();

@@ -225,6 +225,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool admits_now(size_t bytes) const noexcept { return wait_head_ == nullptr && fits(bytes); }
   // A write of `bytes` begun now would be queued at once: admitted, and not
   // failed for an error or a closed stream.
+  // Nothing queued and no send in flight: a write now leaves alone, with no
+  // neighbours to coalesce with.
+  bool idle() const noexcept { return !sending_ && queue_empty(); }
   bool queues_now(size_t bytes) const noexcept {
     return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes);
   }

@@ -162,6 +162,24 @@ TEST(SbmpEchoTest, EchoesOfOneChunkLeaveAsOneRunOfItsBuffer) {
   EXPECT_EQ(st.sendmsg_sends, 0u) << st.to_string();
 }
 
+// A small frame alone (no input waiting, nothing queued or being sent) is
+// sent from its receive buffer too: copying it would coalesce it with
+// nothing.
+TEST(SbmpEchoTest, ASmallFrameAloneIsSentFromItsReceiveBuffer) {
+  SbmpEchoServer s;
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.connected());
+  constexpr int kFrames = 8;
+  for (int i = 0; i < kFrames; ++i) {  // one at a time
+    const std::vector<uint8_t> payload = pattern(64, uint32_t(i));
+    c.expect_echo(encode(kType, payload), kType, {}, payload);
+  }
+  const NetStats st = s.net_stats();
+  EXPECT_EQ(st.shared_writes, uint64_t{kFrames}) << st.to_string();
+  EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
+}
+
 TEST(SbmpEchoTest, FramesWrittenOneByteAtATime) {
   SbmpEchoServer s;
   ASSERT_TRUE(s.status.ok()) << s.status;

@@ -223,11 +223,11 @@ class StreamState final : private OpTarget, private SubmitHook {
   // writer waits, the queue has room): a transport that must commit to a
   // write before starting it (TLS encrypts first) asks this.
   bool admits_now(size_t bytes) const noexcept { return wait_head_ == nullptr && fits(bytes); }
+  // Nothing queued and no send in flight: a write now leaves alone, with no
+  // neighbours a copy could coalesce it with.
+  bool idle() const noexcept { return !sending_ && queue_empty(); }
   // A write of `bytes` begun now would be queued at once: admitted, and not
   // failed for an error or a closed stream.
-  // Nothing queued and no send in flight: a write now leaves alone, with no
-  // neighbours to coalesce with.
-  bool idle() const noexcept { return !sending_ && queue_empty(); }
   bool queues_now(size_t bytes) const noexcept {
     return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes);
   }

@@ -184,12 +184,7 @@ TEST(StreamTest, ASmallEchoAloneIsAdoptedAndOneBehindQueuedBytesCopied) {
     if (!a.ok() || !b.ok() || a->empty() || b->empty()) co_return;
     if (!(co_await s->write(std::move(*a))).ok()) co_return;
     if (!(co_await s->write(std::move(*b))).ok()) co_return;
-    for (;;) {
-      absl::StatusOr<RecvBuffer> buf = co_await s->read();
-      if (!buf.ok() || buf->empty()) break;
-      if (!(co_await s->write(std::move(*buf))).ok()) break;
-    }
-    (void)co_await s->close();
+    co_await handover_handler(std::move(*s));
   }(**listener, got_first));
   constexpr int kRounds = 10;
   absl::Status s = t.run([](NetContext& net, SocketAddress a, bool& first) -> Task<absl::Status> {

@@ -169,29 +169,17 @@ void Decoder::unhold() {
   append(head, head.size(), header_.frame_size());
 }
 
-bool Decoder::next_whole(absl::Span<const uint8_t>& input, Frame& frame) {
-  if (input.size() < kHeaderSize || buffered_ != 0 || carry_len_ != 0 || lent_ || !held_.empty() ||
-      !error_.ok()) {
-    return false;
-  }
-  const internal::HeaderWords words = internal::check_header(input.data(), limits_);
-  if (!words.ok()) return false;
-  const Header h = words.header();
-  const size_t size = h.frame_size();
-  if (size > input.size() || is_control_type(h.type)) return false;
-  const uint8_t* bytes = input.data();
+bool Decoder::whole_body_ok(const Header& h, const uint8_t* bytes) const {
   const uint8_t* body = bytes + kHeaderSize;
   const size_t body_size = h.length - (h.chk() ? kTrailerSize : 0);
-  const absl::Span<const uint8_t> ext_block(body, h.ext_len);
-  const absl::Span<const uint8_t> payload(body + h.ext_len, body_size - h.ext_len);
   if (h.chk() && load32(body + body_size) != crc32c(absl::MakeConstSpan(body, body_size))) {
     return false;
   }
-  if (!standard_versions_ || !ext_block.empty()) {
+  if (!standard_versions_ || h.ext_len != 0) {
+    const absl::Span<const uint8_t> ext_block(body, h.ext_len);
+    const absl::Span<const uint8_t> payload(body + h.ext_len, body_size - h.ext_len);
     if (versions_->find(version_major(h.version))->check_body(h, ext_block, payload)) return false;
   }
-  hand_out(frame, h, ext_block, payload, {}, bytes);
-  input.remove_prefix(size);
   return true;
 }
 

@@ -59,7 +59,36 @@ class Decoder {
   // `input`, an error, a split frame under way). (A reassembly buffer the
   // last split frame left is given back by the next next(), as `input`
   // runs out: not here, where every frame would pay for the test.)
-  bool next_whole(absl::Span<const uint8_t>& input, Frame& frame);
+  // Inline (as decode_header()): a receiver pays no call per frame.
+  bool next_whole(absl::Span<const uint8_t>& input, Frame& frame) {
+    if (input.size() < kHeaderSize || buffered_ != 0 || carry_len_ != 0 || lent_ ||
+        !held_.empty() || !error_.ok()) {
+      return false;
+    }
+    const internal::HeaderWords words = internal::check_header(input.data(), limits_);
+    if (!words.ok()) return false;
+    const size_t size = kHeaderSize + size_t{words.length()};
+    if (size > input.size() || is_control_type(words.type())) return false;
+    const uint8_t* bytes = input.data();
+    const bool chk = (words.flags() & kFlagChk) != 0;
+    const uint16_t ext_len = words.ext_len();
+    if ((chk || ext_len != 0 || !standard_versions_) && !whole_body_ok(words.header(), bytes)) {
+      return false;
+    }
+    // The frame's fields one by one, straight from the header's words (see
+    // HeaderWords::set()).
+    words.set(frame.header);
+    const uint8_t* body = bytes + kHeaderSize;
+    frame.extensions = Extensions(absl::MakeConstSpan(body, ext_len));
+    frame.payload =
+        absl::MakeConstSpan(body + ext_len, words.length() - ext_len - (chk ? kTrailerSize : 0));
+    frame.payload_tail = {};
+    frame.offset = offset_;
+    frame.wire = bytes;
+    offset_ += size;
+    input.remove_prefix(size);
+    return true;
+  }
   // True when part of a frame has been received: at end of stream, the
   // stream is incomplete.
   bool mid_frame() const { return buffered_ > 0 || carry_len_ > 0 || !held_.empty(); }
@@ -210,6 +239,9 @@ class Decoder {
                                              absl::Span<const uint8_t> ext_block,
                                              absl::Span<const uint8_t> payload,
                                              absl::Span<const uint8_t> tail, const uint8_t* wire);
+  // next_whole()'s checks of a whole frame's trailer (CHK) and body (an
+  // extension block, or versions other than the standard ones).
+  bool whole_body_ok(const Header& header, const uint8_t* bytes) const;
   // Sets `frame` to a checked frame at offset_, and moves offset_ past it.
   void hand_out(Frame& frame, const Header& header, absl::Span<const uint8_t> ext_block,
                 absl::Span<const uint8_t> payload, absl::Span<const uint8_t> tail,

@@ -45,41 +45,6 @@ void set_header(Header& h, const Frame& frame, const EncodeOptions& options, uin
   h.ext_len = static_cast<uint16_t>(frame.extensions.bytes().size());
 }
 
-// The frame sent unchanged (an echo), as its bytes as received: the header
-// fields to encode are those at frame.wire (compared with those bytes, not
-// with frame.header, which the application may have changed), and the body
-// views are the received ones. Then those bytes, their hcrc and trailer CRC
-// included (both verified when the frame was decoded), are this encoding.
-// False when anything differs, or the frame breaks a limit (the full
-// encoding then says which).
-bool as_received(const Frame& frame, const EncodeOptions& options, Header& h,
-                 absl::Span<const uint8_t>& out) {
-  const uint8_t* wire = frame.wire;
-  const uint8_t flags = options.chk ? kFlagChk : 0;
-  const uint64_t hi = internal::load_be64(wire);
-  const uint64_t lo = internal::load_be64(wire + 8);
-  const uint64_t want_hi = (uint64_t{kMagic} << 32) | (uint64_t{options.version} << 24) |
-                           (uint64_t{flags} << 16) | frame.type();
-  const auto length = static_cast<uint32_t>(lo >> 32);
-  const auto ext_len = static_cast<uint16_t>(lo >> 16);
-  const absl::Span<const uint8_t> ext = frame.extensions.bytes();
-  const uint8_t* payload_at = wire + kHeaderSize + ext_len;
-  if (hi != want_hi || ext.size() != ext_len ||
-      (ext_len != 0 && ext.data() != wire + kHeaderSize) || frame.payload.data() != payload_at ||
-      !frame.payload_tail.empty() ||
-      uint64_t{ext_len} + frame.payload.size() + (flags != 0 ? kTrailerSize : 0) != length ||
-      length > options.max_frame) {
-    return false;
-  }
-  h.version = options.version;
-  h.flags = flags;
-  h.type = frame.type();
-  h.length = length;
-  h.ext_len = ext_len;
-  out = absl::MakeConstSpan(wire, kHeaderSize + size_t{length});
-  return true;
-}
-
 }  // namespace
 
 absl::StatusOr<Header> frame_header(const Frame& frame, const EncodeOptions& options) {
@@ -131,28 +96,23 @@ EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
   return *this;
 }
 
-absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, EncodedFrame& encoded) {
-  auto& parts = encoded.parts_;
-  if (frame.wire != nullptr && as_received(frame, options, encoded.header_, parts[0])) {
-    encoded.num_parts_ = 1;
-    return absl::OkStatus();
-  }
+absl::Status EncodedFrame::encode_parts(const Frame& frame, const EncodeOptions& options) {
   absl::StatusOr<uint32_t> length = frame_length(frame, options);
   if (!length.ok()) {
-    encoded.num_parts_ = 0;  // nothing to send
+    num_parts_ = 0;  // nothing to send
     return length.status();
   }
-  Header& h = encoded.header_;
+  Header& h = header_;
   set_header(h, frame, options, *length);
-  encode_header(h, encoded.header_bytes_.data());
-  if (options.chk) store32(encoded.trailer_bytes_.data(), body_crc(frame));
+  encode_header(h, header_bytes_.data());
+  if (options.chk) store32(trailer_bytes_.data(), body_crc(frame));
   uint32_t n = 0;
-  parts[n++] = absl::MakeConstSpan(encoded.header_bytes_);
-  if (!frame.extensions.bytes().empty()) parts[n++] = frame.extensions.bytes();
-  if (!frame.payload.empty()) parts[n++] = frame.payload;
-  if (!frame.payload_tail.empty()) parts[n++] = frame.payload_tail;
-  if (h.chk()) parts[n++] = absl::MakeConstSpan(encoded.trailer_bytes_);
-  encoded.num_parts_ = n;
+  parts_[n++] = absl::MakeConstSpan(header_bytes_);
+  if (!frame.extensions.bytes().empty()) parts_[n++] = frame.extensions.bytes();
+  if (!frame.payload.empty()) parts_[n++] = frame.payload;
+  if (!frame.payload_tail.empty()) parts_[n++] = frame.payload_tail;
+  if (h.chk()) parts_[n++] = absl::MakeConstSpan(trailer_bytes_);
+  num_parts_ = n;
   return absl::OkStatus();
 }
 

@@ -47,6 +47,43 @@ absl::StatusOr<Header> frame_header(const Frame& frame, const EncodeOptions& opt
 absl::StatusOr<size_t> encode_frame(const Frame& frame, const EncodeOptions& options,
                                     absl::Span<uint8_t> out);
 
+namespace internal {
+// The frame sent unchanged (an echo), as its bytes as received: the header
+// fields to encode are those at frame.wire (compared with those bytes, not
+// with frame.header, which the application may have changed), and the body
+// views are the received ones. Then those bytes, their hcrc and trailer CRC
+// included (both verified when the frame was decoded), are this encoding.
+// False when anything differs, or the frame breaks a limit (the full
+// encoding then says which).
+inline bool as_received(const Frame& frame, const EncodeOptions& options, Header& h,
+                        absl::Span<const uint8_t>& out) noexcept {
+  const uint8_t* wire = frame.wire;
+  const uint8_t flags = options.chk ? kFlagChk : 0;
+  const uint64_t hi = load_be64(wire);
+  const uint64_t lo = load_be64(wire + 8);
+  const uint64_t want_hi = (uint64_t{kMagic} << 32) | (uint64_t{options.version} << 24) |
+                           (uint64_t{flags} << 16) | frame.type();
+  const auto length = static_cast<uint32_t>(lo >> 32);
+  const auto ext_len = static_cast<uint16_t>(lo >> 16);
+  const absl::Span<const uint8_t> ext = frame.extensions.bytes();
+  const uint8_t* payload_at = wire + kHeaderSize + ext_len;
+  if (hi != want_hi || ext.size() != ext_len ||
+      (ext_len != 0 && ext.data() != wire + kHeaderSize) || frame.payload.data() != payload_at ||
+      !frame.payload_tail.empty() ||
+      uint64_t{ext_len} + frame.payload.size() + (flags != 0 ? kTrailerSize : 0) != length ||
+      length > options.max_frame) {
+    return false;
+  }
+  h.version = options.version;
+  h.flags = flags;
+  h.type = frame.type();
+  h.length = length;
+  h.ext_len = ext_len;
+  out = absl::MakeConstSpan(wire, kHeaderSize + size_t{length});
+  return true;
+}
+}  // namespace internal
+
 class EncodedFrame {
  public:
   EncodedFrame() = default;
@@ -63,6 +100,9 @@ class EncodedFrame {
 
  private:
   friend absl::Status encode_frame(const Frame&, const EncodeOptions&, EncodedFrame&);
+  // encode_frame() of a frame not sent as received: header, extension
+  // block, payload, trailer.
+  absl::Status encode_parts(const Frame& frame, const EncodeOptions& options);
 
   // (Only what parts() needs: an encoded frame lives in every write's
   // awaiter, in the writer's coroutine frame.)
@@ -75,6 +115,15 @@ class EncodedFrame {
 
 // Encodes into `encoded` (whose previous contents are replaced). The frame's
 // extension block and payload must outlive the use of encoded.parts().
-absl::Status encode_frame(const Frame& frame, const EncodeOptions& options, EncodedFrame& encoded);
+// Inline (as encode_header()): an echo sent as received costs no call.
+inline absl::Status encode_frame(const Frame& frame, const EncodeOptions& options,
+                                 EncodedFrame& encoded) {
+  if (frame.wire != nullptr &&
+      internal::as_received(frame, options, encoded.header_, encoded.parts_[0])) {
+    encoded.num_parts_ = 1;
+    return absl::OkStatus();
+  }
+  return encoded.encode_parts(frame, options);
+}
 
 }  // namespace coring::sbmp

@@ -686,12 +686,13 @@ class FramedStream {
       if (std::exchange(shared_, false)) stream_.release_shared();
     }
   }
+  static constexpr bool kDecodesWhole = requires(C & c, absl::Span<const uint8_t>& in, Frame& f) {
+    { c.decode_whole(in, f) } -> std::same_as<bool>;
+  };
   // The codec's fast path (FrameCodec: decode_whole()), where it has one:
   // true with `frame` set, after frame_done().
   bool decode_whole(Frame& frame) {
-    if constexpr (requires(C & c, absl::Span<const uint8_t> & in, Frame & f) {
-                    { c.decode_whole(in, f) } -> std::same_as<bool>;
-                  }) {
+    if constexpr (kDecodesWhole) {
       if (!codec_.decode_whole(input_, frame)) return false;
       frame_done();
       return true;
@@ -954,9 +955,11 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
     return false;
   }
   while (!input_.empty() || codec_pending()) {
-    if (Frame frame; decode_whole(frame)) {
-      out.emplace(std::move(frame));
-      return true;
+    if constexpr (kDecodesWhole) {
+      // Decoded where the caller gets it: a frame just written field by
+      // field and copied at once costs store-forwarding stalls.
+      if (decode_whole(*out.emplace(absl::in_place))) return true;
+      out.reset();
     }
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {

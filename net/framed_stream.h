@@ -1014,9 +1014,9 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
-        if (Frame frame; s.decode_whole(frame)) {
-          p.result.emplace(std::move(frame));
-          break;
+        if constexpr (kDecodesWhole) {
+          if (s.decode_whole(*p.result.emplace(absl::in_place))) break;  // (as try_read_now())
+          p.result.reset();
         }
         absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
         if (!decoded.ok()) {

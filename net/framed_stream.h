@@ -686,19 +686,21 @@ class FramedStream {
       if (std::exchange(shared_, false)) stream_.release_shared();
     }
   }
-  static constexpr bool kDecodesWhole = requires(C & c, absl::Span<const uint8_t>& in, Frame& f) {
-    { c.decode_whole(in, f) } -> std::same_as<bool>;
-  };
   // The codec's fast path (FrameCodec: decode_whole()), where it has one:
-  // true with `frame` set, after frame_done().
-  bool decode_whole(Frame& frame) {
-    if constexpr (kDecodesWhole) {
-      if (!codec_.decode_whole(input_, frame)) return false;
-      frame_done();
-      return true;
-    } else {
-      return false;
+  // true with `out` set to the frame, after frame_done(). Decoded where the
+  // caller gets it: a frame written field by field and copied at once costs
+  // store-forwarding stalls.
+  bool decode_whole(std::optional<absl::StatusOr<Frame>>& out) {
+    if constexpr (requires(C & c, absl::Span<const uint8_t> & in, Frame & f) {
+                    { c.decode_whole(in, f) } -> std::same_as<bool>;
+                  }) {
+      if (codec_.decode_whole(input_, *out.emplace(absl::in_place))) {
+        frame_done();
+        return true;
+      }
+      out.reset();
     }
+    return false;
   }
   // A frame was decoded: its deadline is over.
   void frame_done() noexcept {
@@ -955,12 +957,7 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
     return false;
   }
   while (!input_.empty() || codec_pending()) {
-    if constexpr (kDecodesWhole) {
-      // Decoded where the caller gets it: a frame just written field by
-      // field and copied at once costs store-forwarding stalls.
-      if (decode_whole(*out.emplace(absl::in_place))) return true;
-      out.reset();
-    }
+    if (decode_whole(out)) return true;
     absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
     if (!decoded.ok()) {
       decode_error_ = std::move(decoded).status();  // the reader ends the connection
@@ -1014,10 +1011,7 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
-        if constexpr (kDecodesWhole) {
-          if (s.decode_whole(*p.result.emplace(absl::in_place))) break;  // (as try_read_now())
-          p.result.reset();
-        }
+        if (s.decode_whole(p.result)) break;
         absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
         if (!decoded.ok()) {
           s.decode_error_ = std::move(decoded).status();

@@ -42,12 +42,17 @@
 //   them take the unregistered path). 1000 connections pipelining
 //   16 x 16 KiB SBMP frames ran a ring of 1024 dry ~1.4 times per message
 //   in some runs; grown, it served them as fast as a fixed ring of 4096.
-//   Only dry spells that outlast a reclaim period count: the timer is
-//   cancelled once nobody waits. Under honest load most spells are shorter
-//   (256 connections pipelining 16 x 16 KiB: 300-470 a run, none counted,
-//   10-150k ENOBUFS in 3 s). Counting them too was measured and not kept:
-//   the SBMP echo 5-13% cheaper per message, the raw echo 12-17% dearer at
-//   256 and 1000 connections x 64 KiB (bigger batches in a bigger ring).
+//   A period is dry when streams waited for buffers for a quarter of it
+//   (kDryPerPeriod), in one spell or many: under honest load most spells
+//   are short. The raw echo at 1000 connections pipelining 16 x 16 KiB
+//   waited a third of the time, in spells of under a millisecond on
+//   average. While only spells that outlasted a period counted, its ring
+//   never grew and ran dry 140-170k times in a 4 s run (1-3k grown), and
+//   grown it takes 0.86x the server CPU per message (median of 5 paired
+//   runs). Earlier, counting every period in which a stream starved at all
+//   was measured and not kept: the raw echo 12-17% dearer at 256 and 1000
+//   connections x 64 KiB (bigger batches in a bigger ring). Those cells
+//   now grow too (256 x 64 KiB waits ~90% of the time), at 0.97-1.07x.
 // * Shrinking: after a kShrinkPeriod in which no stream found the ring dry
 //   and the application never held so many buffers that the ring without
 //   its newest block would have had less than a quarter block free, that
@@ -55,6 +60,11 @@
 //   memory goes back to the system (madvise). "No stream starved" alone
 //   is not enough: a ring grown to fit the load starves nobody, and
 //   retiring it then starved the load again, once a second.
+// * Growing back: a retired block that comes back gets its huge pages
+//   again and is touched up front (restore_pages()). Its memory, given
+//   back a buffer at a time, had split them: the raw echo at 1000
+//   connections pipelining 16 x 64 KiB cost 1.3-1.5x as much per message
+//   in a ring grown back without that as in one grown anew.
 // * A ring that never starves costs what a fixed ring of `count` does. A
 //   peer that sends without reading cannot grow it: its buffers are
 //   reclaimed first, and a period in which a holder was let go does not
@@ -217,6 +227,9 @@ class BufferRing final : private OpTarget {
   // An elastic ring retires its newest grown block after this long with no
   // stream finding it dry and no need for the block (one block per period).
   static constexpr std::chrono::milliseconds kShrinkPeriod{1000};
+  // A reclaim period is dry (counts towards growth) when streams waited
+  // for buffers this long in it, a quarter of it (see the top of this file).
+  static constexpr std::chrono::microseconds kDryPerPeriod{1250};
 
   // `count` (a power of two, <= 32768) buffers of `buffer_size` bytes,
   // carved from `arena`, registered with `loop`'s ring under a free group
@@ -306,14 +319,19 @@ class BufferRing final : private OpTarget {
   // A retired buffer came back: it stays out of the ring, its memory goes
   // back to the system.
   void park(uint16_t id) noexcept;
+  // Brings back the memory of retired block `b`'s parked buffers, as a
+  // new block has it (grow()).
+  void restore_pages(uint32_t b) noexcept;
   // The timer (IORING_OP_TIMEOUT, its timespec in the op slot): every
   // kReclaimPeriod while streams wait (and one period more after streams
   // starved), every kShrinkPeriod while grown and nobody starves.
   void arm_reclaim() noexcept;
   void arm_timer(std::chrono::milliseconds period) noexcept;
-  // The last reclaim period was dry and the ring may still grow: the next
-  // period is watched too.
-  bool watching_dry_spell() const noexcept { return dry_periods_ > 0 && count_ < max_count_; }
+  // Streams starved in this period or the last was dry, and the ring may
+  // still grow: the timer runs on, and the time streams wait decides.
+  bool watching_dry_spell() const noexcept {
+    return (dry_periods_ > 0 || starved_in_period_) && count_ < max_count_;
+  }
   // Arms the timer the ring's state calls for, if any.
   void schedule() noexcept;
   void on_complete(const OpResult& result) noexcept override;
@@ -349,10 +367,13 @@ class BufferRing final : private OpTarget {
   // retired block's buffer that came back, or one never put in).
   std::vector<bool> parked_;
   uint32_t blocks_in_use_ = 1;
-  uint32_t dry_periods_ = 0;        // reclaim periods in a row in which streams starved
-  bool starved_in_period_ = false;  // a stream found the ring dry since the last tick
-  bool starved_ = false;            // ... since the last shrink check
-  uint32_t peak_outstanding_ = 0;   // most buffers held at once since then
+  using Clock = std::chrono::steady_clock;
+  uint32_t dry_periods_ = 0;         // dry reclaim periods in a row
+  Clock::time_point dry_since_{};    // streams wait since then (epoch: none waits)
+  Clock::duration dry_in_period_{};  // streams waited this long in this period (spells over)
+  bool starved_in_period_ = false;   // a stream found the ring dry since the last tick
+  bool starved_ = false;             // ... since the last shrink check
+  uint32_t peak_outstanding_ = 0;    // most buffers held at once since then
   uint64_t grows_ = 0;
   uint64_t shrinks_ = 0;
   uint16_t group_ = 0;

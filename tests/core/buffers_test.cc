@@ -22,6 +22,7 @@
 #include "coring/core/send.h"
 #include "coring/core/spawn.h"
 #include "coring/core/task.h"
+#include "coring/core/timer.h"
 #include "coring/pool/buffer_arena.h"
 #include "test_loop_util.h"
 
@@ -720,10 +721,13 @@ TEST(BufferRingTest, ElasticRingGrowsForReadersThatKeepUpAndShrinksWhenQuiet) {
   EXPECT_EQ(r.outstanding(), 0u);
   EXPECT_EQ(r.available(), 4u);
   // Growing again brings the retired block back (what came back goes into
-  // the ring again), no new memory.
+  // the ring again), no new memory; its pages are back in memory up front,
+  // as a new block's are, not faulted in by the recvs.
+  for (const uint8_t* p : grown) EXPECT_EQ(resident_pages(p, 4096), 0u);
   EXPECT_TRUE(r.grow());
   EXPECT_EQ(r.count(), 8u);
   EXPECT_EQ(r.available(), 8u);
+  for (const uint8_t* p : grown) EXPECT_EQ(resident_pages(p, 4096), 1u);
   EXPECT_TRUE(r.shrink());
   EXPECT_EQ(r.count(), 4u);
   // At most max_count.
@@ -786,6 +790,113 @@ TEST(BufferRingTest, ElasticRingDoesNotGrowForAStuckReader) {
   EXPECT_EQ(r.grows(), 0u);
   EXPECT_EQ(r.count(), 4u);
   got.held.clear();
+}
+
+// Reads until EOF, holding each chunk for `hold` before it lets go (an
+// application busy with what it read, not a stuck one).
+Task<> read_slowly(RecvStream* stream, Received* out, std::chrono::microseconds hold) {
+  for (;;) {
+    absl::StatusOr<RecvBuffer> buf = co_await stream->next();
+    if (!buf.ok() || buf->empty()) {
+      out->eof = buf.ok();
+      out->error = buf.status();
+      co_return;
+    }
+    out->data.append(reinterpret_cast<const char*>(buf->data()), buf->size());
+    (void)co_await sleep_for(hold);
+  }
+}
+
+// Two streams on `ring` whose readers hold each chunk for `hold`: while
+// one holds the ring's only buffer, the other waits for it.
+struct SlowReaders {
+  SlowReaders(EventLoop& loop, BufferRing& ring, std::chrono::microseconds hold) {
+    for (int i = 0; i < 2; ++i) {
+      pairs.push_back(testing::socket_pair());
+      streams.push_back(std::make_unique<RecvStream>(pairs[i].first.fd, ring));
+    }
+    for (int i = 0; i < 2; ++i) spawn(loop, read_slowly(streams[i].get(), &got[i], hold));
+  }
+  // Ends both streams and checks that each read `sent`, intact.
+  void finish(EventLoop& loop, const std::string& sent) {
+    for (auto& p : pairs) ::shutdown(p.second.fd, SHUT_WR);
+    ASSERT_TRUE(run_until(
+        loop, [&] { return got[0].eof && got[1].eof; }, 2000));
+    for (const Received& g : got) EXPECT_EQ(g.data, sent);
+  }
+  std::vector<std::pair<Fd, Fd>> pairs;
+  std::vector<std::unique_ptr<RecvStream>> streams;
+  Received got[2];
+};
+
+// Writes `bursts` times `bytes` of `message` to each of `fds`, `every` apart.
+Task<> feed(std::vector<int> fds, const std::string* message, size_t bytes, int bursts,
+            std::chrono::microseconds every) {
+  for (size_t sent = 0; bursts-- > 0; sent += bytes) {
+    for (int fd : fds) {
+      if (::write(fd, message->data() + sent, bytes) != static_cast<ssize_t>(bytes)) co_return;
+    }
+    (void)co_await sleep_for(every);
+  }
+}
+
+// Dry spells each shorter than a reclaim period grow the ring when together
+// they fill much of it: two streams' readers hold every chunk for 2 ms while
+// their peers send on, so one of them waits for the ring's only buffer
+// about all the time, 2 ms at a stretch. (1000 connections pipelining
+// 16 x 16 KiB ran a ring of 1024 so: dry a third of the time in spells
+// under a millisecond on average, and with no period-long spell it never
+// grew.)
+TEST(BufferRingTest, ElasticRingGrowsForShortDrySpellsThatFillThePeriod) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 1, 1024, 8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  BufferRing& r = **ring;
+  SlowReaders readers(*loop, r, std::chrono::milliseconds(2));
+  const std::string message = pattern(16 * 1024);
+  for (auto& p : readers.pairs) {
+    ASSERT_EQ(::write(p.second.fd, message.data(), message.size()),
+              static_cast<ssize_t>(message.size()));
+  }
+  const auto read = [&] { return readers.got[0].data.size() + readers.got[1].data.size(); };
+  ASSERT_TRUE(run_until(
+      *loop, [&] { return r.grows() >= 1 || read() == 2 * message.size(); }, 2000));
+  EXPECT_EQ(r.grows(), 1u) << "with " << loop->stats().recv_dry_waits << " dry waits";
+  EXPECT_LT(read(), 2 * message.size());  // it grew under the load
+  EXPECT_EQ(r.count(), 2u);
+  ASSERT_NO_FATAL_FAILURE(readers.finish(*loop, message));
+  EXPECT_EQ(r.outstanding(), 0u);
+}
+
+// ... and brief dry spells that leave most of each period alone do not:
+// a bigger ring only pays for itself when streams wait for it much of the
+// time (it makes each loop iteration's batch bigger). A chunk arrives for
+// each stream every 8 ms and the readers hold each for half a
+// millisecond, so one of them waits that long for the buffer.
+TEST(BufferRingTest, ElasticRingDoesNotGrowForBriefDrySpells) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 1, 1024, 8);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  BufferRing& r = **ring;
+  SlowReaders readers(*loop, r, std::chrono::microseconds(500));
+  constexpr int kBursts = 20;
+  const std::string message = pattern(kBursts * 1024);
+  spawn(*loop, feed({readers.pairs[0].second.fd, readers.pairs[1].second.fd}, &message, 1024,
+                    kBursts, std::chrono::milliseconds(8)));
+  ASSERT_TRUE(run_until(
+      *loop,
+      [&] {
+        return readers.got[0].data.size() == message.size() &&
+               readers.got[1].data.size() == message.size();
+      },
+      5000));
+  EXPECT_GE(loop->stats().recv_dry_waits, kBursts / 2u);  // the ring did run dry
+  EXPECT_EQ(r.grows(), 0u);
+  EXPECT_EQ(r.count(), 1u);
+  ASSERT_NO_FATAL_FAILURE(readers.finish(*loop, message));
+  EXPECT_EQ(r.outstanding(), 0u);
 }
 
 // receive_into(): the next recv goes straight into the reader's memory.

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -793,8 +794,10 @@ TEST(BufferRingTest, ElasticRingDoesNotGrowForAStuckReader) {
 }
 
 // Reads until EOF, holding each chunk for `hold` before it lets go (an
-// application busy with what it read, not a stuck one).
-Task<> read_slowly(RecvStream* stream, Received* out, std::chrono::microseconds hold) {
+// application busy with what it read, not a stuck one). `longest`: the
+// longest it really held one (timers fire late on a busy machine).
+Task<> read_slowly(RecvStream* stream, Received* out, std::chrono::microseconds hold,
+                   std::chrono::steady_clock::duration* longest) {
   for (;;) {
     absl::StatusOr<RecvBuffer> buf = co_await stream->next();
     if (!buf.ok() || buf->empty()) {
@@ -803,7 +806,9 @@ Task<> read_slowly(RecvStream* stream, Received* out, std::chrono::microseconds 
       co_return;
     }
     out->data.append(reinterpret_cast<const char*>(buf->data()), buf->size());
+    const auto start = std::chrono::steady_clock::now();
     (void)co_await sleep_for(hold);
+    *longest = std::max(*longest, std::chrono::steady_clock::now() - start);
   }
 }
 
@@ -815,7 +820,7 @@ struct SlowReaders {
       pairs.push_back(testing::socket_pair());
       streams.push_back(std::make_unique<RecvStream>(pairs[i].first.fd, ring));
     }
-    for (int i = 0; i < 2; ++i) spawn(loop, read_slowly(streams[i].get(), &got[i], hold));
+    for (int i = 0; i < 2; ++i) spawn(loop, read_slowly(streams[i].get(), &got[i], hold, &longest));
   }
   // Ends both streams and checks that each read `sent`, intact.
   void finish(EventLoop& loop, const std::string& sent) {
@@ -827,6 +832,7 @@ struct SlowReaders {
   std::vector<std::pair<Fd, Fd>> pairs;
   std::vector<std::unique_ptr<RecvStream>> streams;
   Received got[2];
+  std::chrono::steady_clock::duration longest{};
 };
 
 // Writes `bursts` times `bytes` of `message` to each of `fds`, `every` apart.
@@ -872,31 +878,42 @@ TEST(BufferRingTest, ElasticRingGrowsForShortDrySpellsThatFillThePeriod) {
 // ... and brief dry spells that leave most of each period alone do not:
 // a bigger ring only pays for itself when streams wait for it much of the
 // time (it makes each loop iteration's batch bigger). A chunk arrives for
-// each stream every 8 ms and the readers hold each for half a
-// millisecond, so one of them waits that long for the buffer.
+// each stream every 8 ms and the readers hold each for 0.3 ms, so one of
+// them waits about that long for the buffer. A run in which some chunk was
+// held much longer (the machine busy: sanitizers, parallel tests) cannot
+// tell, and is tried again.
 TEST(BufferRingTest, ElasticRingDoesNotGrowForBriefDrySpells) {
-  pool::BufferArena arena = make_arena();
-  auto loop = make_loop();
-  auto ring = BufferRing::create(*loop, arena, 1, 1024, 8);
-  ASSERT_TRUE(ring.ok()) << ring.status();
-  BufferRing& r = **ring;
-  SlowReaders readers(*loop, r, std::chrono::microseconds(500));
   constexpr int kBursts = 20;
   const std::string message = pattern(kBursts * 1024);
-  spawn(*loop, feed({readers.pairs[0].second.fd, readers.pairs[1].second.fd}, &message, 1024,
-                    kBursts, std::chrono::milliseconds(8)));
-  ASSERT_TRUE(run_until(
-      *loop,
-      [&] {
-        return readers.got[0].data.size() == message.size() &&
-               readers.got[1].data.size() == message.size();
-      },
-      5000));
-  EXPECT_GE(loop->stats().recv_dry_waits, kBursts / 2u);  // the ring did run dry
-  EXPECT_EQ(r.grows(), 0u);
-  EXPECT_EQ(r.count(), 1u);
-  ASSERT_NO_FATAL_FAILURE(readers.finish(*loop, message));
-  EXPECT_EQ(r.outstanding(), 0u);
+  std::chrono::steady_clock::duration longest{};
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    pool::BufferArena arena = make_arena();
+    auto loop = make_loop();
+    auto ring = BufferRing::create(*loop, arena, 1, 1024, 8);
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    BufferRing& r = **ring;
+    SlowReaders readers(*loop, r, std::chrono::microseconds(300));
+    spawn(*loop, feed({readers.pairs[0].second.fd, readers.pairs[1].second.fd}, &message, 1024,
+                      kBursts, std::chrono::milliseconds(8)));
+    ASSERT_TRUE(run_until(
+        *loop,
+        [&] {
+          return readers.got[0].data.size() == message.size() &&
+                 readers.got[1].data.size() == message.size();
+        },
+        5000));
+    ASSERT_NO_FATAL_FAILURE(readers.finish(*loop, message));
+    EXPECT_EQ(r.outstanding(), 0u);
+    longest = readers.longest;
+    if (longest >= std::chrono::microseconds(600)) continue;  // half of kDryPerPeriod
+    EXPECT_GE(loop->stats().recv_dry_waits, kBursts / 2u);    // the ring did run dry
+    EXPECT_EQ(r.grows(), 0u);
+    EXPECT_EQ(r.count(), 1u);
+    return;
+  }
+  GTEST_SKIP() << "this machine is too busy to tell: a 0.3 ms hold took "
+               << std::chrono::duration_cast<std::chrono::microseconds>(longest).count()
+               << " us in every attempt";
 }
 
 // receive_into(): the next recv goes straight into the reader's memory.

@@ -39,6 +39,22 @@ void prefault(uint8_t* p, size_t bytes) noexcept {
 
 constexpr size_t kPage = 4096;
 
+// Calls act(i, end) for each maximal run [i, end) of indices below n for
+// which in(i) holds.
+template <class In, class Act>
+void for_each_run(uint32_t n, In in, Act act) {
+  for (uint32_t i = 0; i < n;) {
+    if (!in(i)) {
+      ++i;
+      continue;
+    }
+    uint32_t end = i;
+    while (end < n && in(end)) ++end;
+    act(i, end);
+    i = end;
+  }
+}
+
 // madvise(MADV_DONTNEED) on the pages of [begin, end): the ones wholly
 // inside it, and those at its ends that lie wholly inside [lo, hi) (the
 // memory around it that holds nothing either).
@@ -181,6 +197,9 @@ void BufferRing::unlink(BufferWaiter* w) noexcept {
   if (lost_tail_ == w) lost_tail_ = w->prev_waiter_;
   w->prev_waiter_ = w->next_waiter_ = nullptr;
   w->waiting_ = false;
+  if (waiters_ == nullptr) {  // the dry spell is over
+    dry_in_period_ += Clock::now() - dry_since_;
+  }
 }
 
 bool BufferRing::offer(uint16_t id) noexcept {
@@ -264,16 +283,11 @@ void BufferRing::restore_pages(uint32_t b) noexcept {
   }
   // Only parked buffers are touched: the others may hold data.
   const uint32_t first = b * block_count_;
-  for (uint32_t i = 0; i < block_count_;) {
-    if (!parked_[first + i - block_count_]) {
-      ++i;
-      continue;
-    }
-    uint32_t end = i;
-    while (end < block_count_ && parked_[first + end - block_count_]) ++end;
-    prefault(data(static_cast<uint16_t>(first + i)), size_t{end - i} * buffer_size_);
-    i = end;
-  }
+  for_each_run(
+      block_count_, [&](uint32_t i) { return parked_[first + i - block_count_]; },
+      [&](uint32_t i, uint32_t end) {
+        prefault(data(static_cast<uint16_t>(first + i)), size_t{end - i} * buffer_size_);
+      });
 }
 
 bool BufferRing::shrink() noexcept {
@@ -301,25 +315,17 @@ bool BufferRing::shrink() noexcept {
       if (id >= first && id < first + block_count_) untaken[id - first] = true;
     }
   }
-  for (uint32_t i = 0; i < block_count_;) {
-    if (!untaken[i]) {
-      ++i;
-      continue;
-    }
-    uint32_t end = i;
-    while (end < block_count_ && untaken[end]) ++end;
-    const auto a = static_cast<uint16_t>(first + i);
-    const auto z = static_cast<uint16_t>(first + end - 1);
-    drop_pages(data(a), data(a), data(z) + buffer_size_, data(z) + buffer_size_);
-    i = end;
-  }
+  for_each_run(
+      block_count_, [&](uint32_t i) { return untaken[i]; },
+      [&](uint32_t i, uint32_t end) {
+        const auto a = static_cast<uint16_t>(first + i);
+        const auto z = static_cast<uint16_t>(first + end - 1);
+        drop_pages(data(a), data(a), data(z) + buffer_size_, data(z) + buffer_size_);
+      });
   return true;
 }
 
 void BufferRing::stop_reclaim() noexcept {
-  if (dry_since_ != Clock::time_point{}) {
-    dry_in_period_ += Clock::now() - std::exchange(dry_since_, Clock::time_point{});
-  }
   // Nobody waits: the timer has nothing to do (and an idle loop no op in
   // flight) unless the ring is grown (its shrink timer takes over) or
   // could grow and streams starved (whether they stay dry long enough
@@ -409,7 +415,7 @@ void BufferRing::arm_timer(std::chrono::milliseconds period) noexcept {
   timer_period_ = period;
   // The period starts now for the dry-time count (a spell under way too).
   dry_in_period_ = {};
-  if (dry_since_ != Clock::time_point{}) dry_since_ = Clock::now();
+  if (waiters_ != nullptr) dry_since_ = Clock::now();
 }
 
 void BufferRing::schedule() noexcept {
@@ -444,7 +450,7 @@ void BufferRing::on_complete(const OpResult& result) noexcept {
     // ring. (Dry spells come and go with the load: streams waiting right
     // at a tick would miss most of them.)
     Clock::duration dry_time = std::exchange(dry_in_period_, Clock::duration{});
-    if (dry_since_ != Clock::time_point{}) {
+    if (waiters_ != nullptr) {
       const Clock::time_point now = Clock::now();
       dry_time += now - std::exchange(dry_since_, now);
     }

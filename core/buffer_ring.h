@@ -369,7 +369,7 @@ class BufferRing final : private OpTarget {
   uint32_t blocks_in_use_ = 1;
   using Clock = std::chrono::steady_clock;
   uint32_t dry_periods_ = 0;         // dry reclaim periods in a row
-  Clock::time_point dry_since_{};    // streams wait since then (epoch: none waits)
+  Clock::time_point dry_since_{};    // while streams wait: since then
   Clock::duration dry_in_period_{};  // streams waited this long in this period (spells over)
   bool starved_in_period_ = false;   // a stream found the ring dry since the last tick
   bool starved_ = false;             // ... since the last shrink check

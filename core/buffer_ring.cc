@@ -55,14 +55,16 @@ void for_each_run(uint32_t n, In in, Act act) {
   }
 }
 
-// madvise(MADV_DONTNEED) on the pages of [begin, end): the ones wholly
-// inside it, and those at its ends that lie wholly inside [lo, hi) (the
-// memory around it that holds nothing either).
-void drop_pages(const uint8_t* lo, const uint8_t* begin, const uint8_t* end,
-                const uint8_t* hi) noexcept {
-  const auto down = [](const uint8_t* p) { return reinterpret_cast<uintptr_t>(p) & ~(kPage - 1); };
-  const auto up = [](const uint8_t* p) {
-    return (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
+// madvise(MADV_DONTNEED) on the pages (of `page` bytes) of [begin, end):
+// the ones wholly inside it, and those at its ends that lie wholly inside
+// [lo, hi) (the memory around it that holds nothing either).
+void drop_pages(const uint8_t* lo, const uint8_t* begin, const uint8_t* end, const uint8_t* hi,
+                size_t page) noexcept {
+  const auto down = [page](const uint8_t* p) {
+    return reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  };
+  const auto up = [page](const uint8_t* p) {
+    return (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
   };
   const uintptr_t b = down(begin) >= reinterpret_cast<uintptr_t>(lo) ? down(begin) : up(begin);
   const uintptr_t e = up(end) <= reinterpret_cast<uintptr_t>(hi) ? up(end) : down(end);
@@ -224,16 +226,34 @@ bool BufferRing::wake_one() noexcept {
   return taken;
 }
 
+size_t BufferRing::drop_granule(uint32_t b) const noexcept {
+  return grown_[b - 1].huge_pages() == pool::HugePageMode::kExplicit ? pool::kHugePageSize : kPage;
+}
+
+const uint8_t* BufferRing::edge(uint32_t b, uint32_t i) const noexcept {
+  const pool::MappedRegion& region = grown_[b - 1];
+  return i < block_count_ ? region.data() + size_t{i} * buffer_size_
+                          : region.data() + region.size();
+}
+
 void BufferRing::park(uint16_t id) noexcept {
   parked_[id - block_count_] = true;
-  // Pages shared with a neighbour go too when that one is parked (its
-  // memory holds nothing); never when it may hold data.
-  const uint32_t first = id / block_count_ * block_count_;
-  uint8_t* const p = data(id);
-  const bool before = id > first && parked_[id - 1 - block_count_];
-  const bool after = id + 1u < first + block_count_ && parked_[id + 1 - block_count_];
-  drop_pages(before ? p - buffer_size_ : p, p, p + buffer_size_,
-             after ? p + 2 * size_t{buffer_size_} : p + buffer_size_);
+  // The pages it lies on go back once every buffer on them is parked (their
+  // memory holds nothing), never while one may hold data: found by walking
+  // the parked neighbours as far as those pages reach (a page may hold
+  // several small buffers, a huge page over a hundred).
+  const uint32_t b = id / block_count_;
+  const uint32_t first = b * block_count_;
+  const size_t page = drop_granule(b);
+  const auto at = [&](uint32_t i) { return reinterpret_cast<uintptr_t>(edge(b, i)); };
+  const uintptr_t page_lo = at(id - first) & ~(page - 1);
+  const uintptr_t page_hi = (at(id - first) + buffer_size_ + page - 1) & ~(page - 1);
+  uint32_t lo = id - first;
+  uint32_t hi = lo + 1;
+  while (lo > 0 && at(lo) > page_lo && parked_[first + lo - 1 - block_count_]) --lo;
+  while (hi < block_count_ && at(hi) < page_hi && parked_[first + hi - block_count_]) ++hi;
+  const uint8_t* const p = edge(b, id - first);
+  drop_pages(edge(b, lo), p, p + buffer_size_, edge(b, hi), page);
 }
 
 bool BufferRing::grow() noexcept {
@@ -315,12 +335,11 @@ bool BufferRing::shrink() noexcept {
       if (id >= first && id < first + block_count_) untaken[id - first] = true;
     }
   }
+  const uint32_t b = blocks_in_use_;
   for_each_run(
       block_count_, [&](uint32_t i) { return untaken[i]; },
       [&](uint32_t i, uint32_t end) {
-        const auto a = static_cast<uint16_t>(first + i);
-        const auto z = static_cast<uint16_t>(first + end - 1);
-        drop_pages(data(a), data(a), data(z) + buffer_size_, data(z) + buffer_size_);
+        drop_pages(edge(b, i), edge(b, i), edge(b, end), edge(b, end), drop_granule(b));
       });
   return true;
 }

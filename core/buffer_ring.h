@@ -57,7 +57,9 @@
 //   and the application never held so many buffers that the ring without
 //   its newest block would have had less than a quarter block free, that
 //   block is retired. Its buffers are not put back any more, and their
-//   memory goes back to the system (madvise). "No stream starved" alone
+//   memory goes back to the system (madvise), a page once every buffer on
+//   it is back (on explicit huge pages, a whole 2 MiB one: hugetlbfs gives
+//   back nothing smaller). "No stream starved" alone
 //   is not enough: a ring grown to fit the load starves nobody, and
 //   retiring it then starved the load again, once a second.
 // * Growing back: a retired block that comes back gets its huge pages
@@ -319,6 +321,13 @@ class BufferRing final : private OpTarget {
   // A retired buffer came back: it stays out of the ring, its memory goes
   // back to the system.
   void park(uint16_t id) noexcept;
+  // What grown block b's memory goes back to the system in: 2 MiB on
+  // explicit huge pages (hugetlbfs gives back only whole ones and fails a
+  // smaller madvise with EINVAL), else 4 KiB pages.
+  size_t drop_granule(uint32_t b) const noexcept;
+  // Where buffer i of grown block b starts; for i == count, the end of the
+  // block's memory (the slack after its last buffer holds nothing).
+  const uint8_t* edge(uint32_t b, uint32_t i) const noexcept;
   // Brings back the memory of retired block `b`'s parked buffers, as a
   // new block has it (grow()).
   void restore_pages(uint32_t b) noexcept;

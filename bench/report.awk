@@ -39,8 +39,9 @@ function med(c, s, m,    r, list) {
   return median(list)
 }
 
-# Median over rounds of metric m of server a divided by that of server b.
-function ratio(c, a, b, m,    r, list, x, y) {
+# Per-round ratios of metric m of server a to that of server b in cell c
+# (the rounds that have both), space-separated.
+function ratios(c, a, b, m,    r, list, x, y) {
   list = ""
   for (r = 1; r <= nrounds; ++r) {
     if (!((c, a, r, m) in val) || !((c, b, r, m) in val)) continue
@@ -48,32 +49,23 @@ function ratio(c, a, b, m,    r, list, x, y) {
     if (x == "" || y == "" || x < 0 || y <= 0) continue
     list = list " " (x / y)
   }
-  return median(list)
+  return list
 }
 
-# Of the rounds that have both, "k/n": in how many (k) the ratio of server a
-# to server b missed limit lim (from below if up, else from above).
-function misses(c, a, b, m, lim, up,    r, n, k, x, y) {
-  n = 0; k = 0
-  for (r = 1; r <= nrounds; ++r) {
-    if (!((c, a, r, m) in val) || !((c, b, r, m) in val)) continue
-    x = val[c, a, r, m]; y = val[c, b, r, m]
-    if (x == "" || y == "" || x < 0 || y <= 0) continue
-    ++n
-    if (up ? x / y < lim : x / y > lim) ++k
-  }
-  return k "/" n
-}
+# Their median.
+function ratio(c, a, b, m) { return median(ratios(c, a, b, m)) }
 
-# " ✗ k/n" after a ratio that missed its target (see misses()); counts firm
-# misses (every round) in firm[col].
-function mark(col, x, c, a, b, m, lim, up,    km, q) {
+# " ✗ k/n" after ratio x when it missed its target lim (from below if up,
+# else from above): in k of the n rounds the cell missed it. Counts misses
+# in missed[col], firm ones (every round) in firm[col].
+function mark(col, x, c, a, b, m, lim, up,    q, n, i, k) {
   if (x == "" || (up ? x >= lim : x <= lim)) return ""
-  km = misses(c, a, b, m, lim, up)
-  split(km, q, "/")
-  if (q[1] == q[2]) ++firm[col]
+  n = split(ratios(c, a, b, m), q, " ")
+  k = 0
+  for (i = 1; i <= n; ++i) if (up ? q[i] + 0 < lim : q[i] + 0 > lim) ++k
   ++missed[col]
-  return " ✗ " km
+  if (k == n) ++firm[col]
+  return " ✗ " k "/" n
 }
 
 function fmt_rate(x) {

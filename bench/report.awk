@@ -92,8 +92,92 @@ function mode_name(m) {
   return m
 }
 function has(s) { return s in server_seen }
+# The values of micro-benchmark counter k, one per repetition ("" if none).
+function mvals(b, n, k) { return ((b, n, k) in micro_val) ? micro_val[b, n, k] : "" }
+function ns(seconds) { return seconds == "" ? "" : seconds * 1e9 }
+function mmax(list,    a, n, i, m) {
+  n = split(list, a, " ")
+  m = ""
+  for (i = 1; i <= n; ++i) if (m == "" || a[i] + 0 > m) m = a[i] + 0
+  return m
+}
+# Median of the per-repetition ratios of counter k, a over b (their
+# repetitions interleaved: the i-th of each ran close together).
+function mratio(ba, na, bb, nb, k,    x, y, nx, ny, i, list) {
+  nx = split(mvals(ba, na, k), x, " "); ny = split(mvals(bb, nb, k), y, " ")
+  list = ""
+  for (i = 1; i <= nx && i <= ny; ++i) if (y[i] > 0) list = list " " x[i] / y[i]
+  return median(list)
+}
+# The most allocations per message of benchmark i in any repetition, from
+# the heap or (prefix "slab_") the SlabPool; "" if it does not count them.
+function mallocs(i, prefix,    n, k, v) {
+  for (n = split("allocs_per_frame allocs_per_iter allocs_per_call", k, " "); n > 0; --n) {
+    v = mvals(micro_bin[i], micro_name[i], prefix k[n])
+    if (v != "") return mmax(v)
+  }
+  return ""
+}
+function micro_report(    i, j, o, t, tb, rv, reps, heap, slab) {
+  for (i = 1; i <= nmicro; ++i) {  # micro_order: the benchmarks by micro_key
+    for (j = i - 1; j >= 1 && micro_key[micro_order[j]] > micro_key[i]; --j) micro_order[j + 1] = micro_order[j]
+    micro_order[j + 1] = i
+  }
+  printf "## Micro-benchmarks (in process, one thread on CPU 0)\n\n" > md
+  reps = split(mvals(micro_bin[1], micro_name[1], "cpu_time"), rv, " ")
+  printf "Google Benchmark, %d repetitions interleaved (bench/codec/codec_bench.cc, bench/net/echo_bench.cc,\n", reps > md
+  printf "bench/net/sbmp_echo_bench.cc); a time is the median of the repetitions, an allocation count the\n" > md
+  printf "highest of any repetition, a ratio the median of per-repetition ratios.\n\n" > md
+  t = median(mvals("codec_bench", "BM_HeaderBatch", "time_per_header"))
+  if (t != "") {
+    tb = median(mvals("codec_bench", "BM_HeaderBatch_Bytewise", "time_per_header"))
+    printf "SBMP header encode + decode + validate, per header (BM_HeaderBatch: 64 different headers a\n" > md
+    printf "time): **%.2f ns**%s (target ≤5 ns)", t * 1e9, (t * 1e9 > 5 ? " ✗" : "") > md
+    if (tb != "")
+      printf "; the header code as first committed (BM_HeaderBatch_Bytewise) %.2f ns, %.2f× of it", \
+        tb * 1e9, mratio("codec_bench", "BM_HeaderBatch", "codec_bench", "BM_HeaderBatch_Bytewise", "time_per_header") > md
+    printf ".\n\n" > md
+  }
+  printf "| benchmark | heap allocations per message (target 0) | SlabPool allocations per message |\n" > md
+  printf "|---|---|---|\n" > md
+  for (o = 1; o <= nmicro; ++o) {
+    i = micro_order[o]
+    if ((heap = mallocs(i, "")) == "") continue
+    slab = mallocs(i, "slab_")
+    if (slab == "") slab = "-"
+    printf "| %s %s | %s%s | %s |\n", micro_bin[i], micro_name[i], heap, (heap > 0 ? " ✗" : ""), slab > md
+  }
+  printf "\nA message is the benchmark's own unit: a frame (allocs_per_frame), an echoed message\n" > md
+  printf "(allocs_per_iter) or a call. SlabPool allocations are coroutine frames and send chunks from the\n" > md
+  printf "thread's own slabs, not the heap.\n\n" > md
+}
 function jnum(x) { return x == "" ? "null" : x }
 
+# Google Benchmark's JSON (micro/BINARY.json), a key per line: each
+# repetition's counters, per binary and benchmark (listed in the binary's
+# own order: the repetitions ran interleaved).
+FILENAME ~ /\/micro\/[^\/]*\.json$/ {
+  if (FILENAME != micro_file) { micro_file = FILENAME; ++micro_files }
+  if ($0 ~ /^ *"run_name": /) { mname = $0; sub(/^ *"run_name": "/, "", mname); sub(/",?$/, "", mname) }
+  else if ($0 ~ /^ *"run_type": /) miter = ($0 ~ /"iteration"/)
+  else if ($0 ~ /^ *"time_unit": /) { munit = $0; sub(/^ *"time_unit": "/, "", munit); sub(/",?$/, "", munit) }
+  else if ($0 ~ /^ *"[a-z_]+": [-+0-9.e]+,?$/) {
+    k = $0; sub(/^ *"/, "", k); v = k; sub(/".*/, "", k); sub(/^[a-z_]+": /, "", v); sub(/,$/, "", v)
+    mrec[k] = v
+  } else if ($0 ~ /^    }/) {
+    if (miter && mname != "") {
+      b = FILENAME; sub(/.*\//, "", b); sub(/\.json$/, "", b)
+      if (!((b, mname) in micro_seen)) {
+        micro_seen[b, mname] = 1; ++nmicro; micro_bin[nmicro] = b; micro_name[nmicro] = mname
+        micro_unit[b, mname] = munit
+        micro_key[nmicro] = micro_files * 1e6 + mrec["family_index"] * 1e3 + mrec["per_family_instance_index"]
+      }
+      for (k in mrec) micro_val[b, mname, k] = micro_val[b, mname, k] " " mrec[k]
+    }
+    delete mrec; mname = ""; miter = 0
+  }
+  next
+}
 FILENAME ~ /idle/ {
   parse($0, rec)
   ++nidle
@@ -243,6 +327,8 @@ END {
     printf "\n" > md
   }
 
+  if (nmicro > 0) micro_report()
+
   # ---- Details ----
   printf "## Details\n\n" > md
   printf "msgs/s and RTT are what the load generator saw; server µs/msg is the server's CPU time\n" > md
@@ -297,6 +383,14 @@ END {
   for (i = 1; i <= nidle; ++i) {
     printf "%s\n  {\"server\":\"%s\",\"conns\":%s,\"ready\":%s,\"server_rss_before_kib\":%s,\"server_rss_kib\":%s,\"rss_per_conn_bytes\":%s}", \
       (i > 1 ? "," : ""), idle_server[i], idle_conns[i], idle_ready[i], idle_before[i], idle_after[i], idle_per[i] > js
+  }
+  printf "\n ],\n \"micro\":[" > js
+  for (o = 1; o <= nmicro; ++o) {
+    i = micro_order[o]
+    printf "%s\n  {\"binary\":\"%s\",\"benchmark\":\"%s\",\"cpu_time\":%s,\"time_unit\":\"%s\",\"time_per_header_ns\":%s,\"heap_allocs_per_msg\":%s,\"slab_allocs_per_msg\":%s}", \
+      (o > 1 ? "," : ""), micro_bin[i], micro_name[i], jnum(median(mvals(micro_bin[i], micro_name[i], "cpu_time"))), \
+      micro_unit[micro_bin[i], micro_name[i]], jnum(ns(median(mvals(micro_bin[i], micro_name[i], "time_per_header")))), \
+      jnum(mallocs(i, "")), jnum(mallocs(i, "slab_")) > js
   }
   printf "\n ]\n}\n" > js
 

@@ -2,7 +2,7 @@
 # bench/run.sh: puts coring's echo servers next to the servers a user would
 # pick instead, with one load generator for all (bench/loadgen/loadgen.c).
 #
-#   bench/run.sh            the full matrix (about 30 min): writes bench/RESULTS.md,
+#   bench/run.sh            the full matrix (about 40 min): writes bench/RESULTS.md,
 #                           bench/results.json and bench/plots/*.png
 #   bench/run.sh --quick    a reduced matrix in about a minute (results in
 #                           build/bench/quick only; bench/RESULTS.md is left alone)
@@ -16,6 +16,7 @@
 #   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
 #   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
 #   report of the last run in the output folder from its records, no runs),
+#   --no-micro (skip the micro-benchmarks; --quick and --tls skip them too),
 #   --steer-rx (root: for the run, loopback packets are processed on the CPU
 #   of the socket that reads them - RPS/RFS on lo, as a NIC's would be -
 #   instead of on the sender's; the settings are restored on exit. See "How
@@ -52,6 +53,11 @@
 # separates servers by more than their own costs. --steer-rx makes each side
 # pay for its own receiving; fixed-rate cells (below every server's
 # capacity) do not have the effect.
+# After the matrix, the in-process micro-benchmarks behind the issue's other
+# targets run pinned to CPU 0 (Google Benchmark, 5 repetitions interleaved):
+# the SBMP header's encode + decode + validate (codec_bench) and the heap
+# allocations per message of the echo paths (codec_bench, net_echo_bench,
+# net_sbmp_echo_bench); their JSON goes to the output folder's micro/.
 # Servers that report their io_uring_enter count on SIGUSR1 (coring's with
 # --stats, uring_echo) are asked before and after each run: messages per
 # io_uring_enter per cell.
@@ -61,7 +67,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/deps.sh
 
-report_only=0 quick=0 tls=0 steer_rx=0 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
+report_only=0 quick=0 tls=0 steer_rx=0 micro=1 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
 servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
@@ -79,7 +85,8 @@ for arg in "$@"; do
     --modes=*) modes_list=${arg#*=}; user_set+=(modes) ;;
     --idle-conns=*) idle_conns=${arg#*=}; user_set+=(idle) ;;
     --out=*) out=${arg#*=}; user_set+=(out) ;;
-    --no-results) write_results=0 ;;
+    --no-results) write_results=0; user_set+=(no-results) ;;
+    --no-micro) micro=0 ;;
     --report-only) report_only=1 ;;
     --steer-rx) steer_rx=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -96,6 +103,7 @@ if [ "$quick" -eq 1 ]; then  # about a minute, build included when cached
   write_results=0
   [[ " ${user_set[*]:-} " == *" out "* ]] || out=${BUILD_ROOT:-build}/bench/quick  # keeps a full run's records
   retries=${BENCH_RETRIES:-0}  # flagged, not repeated: a minute is a minute
+  micro=0
 fi
 if [ "$tls" -eq 1 ]; then
   is_set servers || servers=coring,coring_tls,asio_epoll,asio_tls,uring
@@ -103,6 +111,7 @@ if [ "$tls" -eq 1 ]; then
   is_set sizes || sizes_list=64,1024,16384
   is_set modes || modes_list=pingpong,pipe16,rate,handshakes
   is_set idle || idle_conns=0
+  micro=0
   write_results=0
   is_set out || out=${BUILD_ROOT:-build}/bench/tls-results
 fi
@@ -119,6 +128,7 @@ mkdir -p "$out"
 if [ "$report_only" -eq 1 ]; then
   # shellcheck source=/dev/null  # written by the run below
   source "$out/run.conf" || { echo "bench/run.sh: no run in $out" >&2; exit 1; }
+  ! is_set no-results || write_results=0  # the run's own setting, unless told
 else
   printf 'command_line=%q\nrounds=%q\nseconds=%q\nwrite_results=%q\nrun_date=%q\nrun_commit=%q\n' \
     "$command_line" "$rounds" "$seconds" "$write_results" "$run_date" "$run_commit" >"$out/run.conf"
@@ -126,7 +136,7 @@ fi
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/coring-ccache}
 B=${BUILD_ROOT:-build}/bench
 [ "$report_only" -eq 1 ] || echo "== bench: building (Release) in $B"
-[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server" \
+[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server codec_bench net_echo_bench net_sbmp_echo_bench" \
   coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
   -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
 
@@ -394,12 +404,33 @@ if [ "$idle_conns" -gt 0 ]; then
   done
 fi
 
+# Micro-benchmarks, in process on CPU 0: the header's time side by side with
+# the code as first committed, and the allocation counters.
+micro_dir=$out/micro
+if [ "$report_only" -eq 0 ]; then
+  rm -rf "$micro_dir"
+  if [ "$micro" -eq 1 ]; then
+    mkdir -p "$micro_dir"
+    for spec in "codec/codec_bench:^BM_HeaderBatch|^BM_CodecEcho" "net/net_echo_bench:." \
+      "net/net_sbmp_echo_bench:."; do
+      bin=${spec%%:*}
+      echo "== bench: micro-benchmarks, ${bin#*/}" >&2
+      taskset -c 0 "$B/bench/$bin" --benchmark_filter="${spec#*:}" --benchmark_repetitions=5 \
+        --benchmark_enable_random_interleaving=true --benchmark_out_format=json \
+        --benchmark_out="$micro_dir/${bin#*/}.json" >/dev/null 2>>"$work/micro.err" ||
+        { echo "bench: ${bin#*/} failed:" >&2; cat "$work/micro.err" >&2; exit 1; }
+    done
+  fi
+fi
+micro_files=()
+[ ! -d "$micro_dir" ] || mapfile -t micro_files < <(find "$micro_dir" -name '*.json' | sort)
+
 # Report: markdown, JSON, plot data (bench/report.awk), then gnuplot.
 host="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
 [[ " $command_line " != *" --steer-rx "* ]] || host+="; loopback receive steering on (--steer-rx)"
 awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds" \
   -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
-  -f bench/report.awk "$runs" "$idle_file"
+  -f bench/report.awk "$runs" "$idle_file" "${micro_files[@]}"
 # Ring counters the servers print when they stop (whole rounds, all cells).
 {
   echo

@@ -411,7 +411,7 @@ if [ "$report_only" -eq 0 ]; then
   rm -rf "$micro_dir"
   if [ "$micro" -eq 1 ]; then
     mkdir -p "$micro_dir"
-    for spec in "codec/codec_bench:^BM_HeaderBatch|^BM_CodecEcho" "net/net_echo_bench:." \
+    for spec in "codec/codec_bench:^BM_Header(Batch|EncodeDecode)|^BM_CodecEcho" "net/net_echo_bench:." \
       "net/net_sbmp_echo_bench:."; do
       bin=${spec%%:*}
       echo "== bench: micro-benchmarks, ${bin#*/}" >&2

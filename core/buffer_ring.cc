@@ -323,7 +323,8 @@ bool BufferRing::shrink() noexcept {
   // kernel's head to our tail are untaken, and under DEFER_TASKRUN nothing
   // takes more before this thread enters the kernel for completions again
   // (otherwise task work could run at the end of any syscall: keep them).
-  const uint32_t first = blocks_in_use_ * block_count_;
+  const uint32_t b = blocks_in_use_;
+  const uint32_t first = b * block_count_;
   std::vector<bool> untaken(block_count_, false);
   const int head = (loop_.ring().setup_flags() & IORING_SETUP_DEFER_TASKRUN) != 0
                        ? kernel_head(loop_.ring().fd(), group_)
@@ -335,7 +336,6 @@ bool BufferRing::shrink() noexcept {
       if (id >= first && id < first + block_count_) untaken[id - first] = true;
     }
   }
-  const uint32_t b = blocks_in_use_;
   for_each_run(
       block_count_, [&](uint32_t i) { return untaken[i]; },
       [&](uint32_t i, uint32_t end) {

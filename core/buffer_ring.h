@@ -59,7 +59,10 @@
 //   block is retired. Its buffers are not put back any more, and their
 //   memory goes back to the system (madvise), a page once every buffer on
 //   it is back (on explicit huge pages, a whole 2 MiB one: hugetlbfs gives
-//   back nothing smaller). "No stream starved" alone
+//   back nothing smaller; and the hugetlbfs pool keeps that page reserved
+//   for this mapping, so it counts as free but no one else can map it
+//   before the ring is gone - what growing back relies on, as the kernel
+//   refills a buffer that shrink() dropped). "No stream starved" alone
 //   is not enough: a ring grown to fit the load starves nobody, and
 //   retiring it then starved the load again, once a second.
 // * Growing back: a retired block that comes back gets its huge pages
@@ -323,7 +326,8 @@ class BufferRing final : private OpTarget {
   void park(uint16_t id) noexcept;
   // What grown block b's memory goes back to the system in: 2 MiB on
   // explicit huge pages (hugetlbfs gives back only whole ones and fails a
-  // smaller madvise with EINVAL), else 4 KiB pages.
+  // smaller madvise with EINVAL; the page stays reserved for the block, see
+  // "Shrinking" above), else 4 KiB pages.
   size_t drop_granule(uint32_t b) const noexcept;
   // Where buffer i of grown block b starts; for i == count, the end of the
   // block's memory (the slack after its last buffer holds nothing).

@@ -90,13 +90,13 @@ inline void encode_header(const Header& h, uint8_t* out) noexcept {
 
 namespace internal {
 // What decode_header's fast path returns: the header as two big-endian
-// words (bytes 0..7 and 8..15), in two registers, so that validating needs
-// no memory round trip and no stack frame. The low 16 bits of `lo` (the
-// hcrc, checked) are replaced by 1 when every check passed, else 0.
+// words (bytes 0..7 and 8..15), in registers, so that validating needs no
+// memory round trip and no stack frame, and whether every check passed.
 struct HeaderWords {
   uint64_t hi;
   uint64_t lo;
-  bool ok() const { return (lo & 1) != 0; }
+  bool valid;
+  bool ok() const { return valid; }
   uint8_t version() const { return static_cast<uint8_t>(hi >> 24); }
   uint8_t flags() const { return static_cast<uint8_t>(hi >> 16); }
   uint16_t type() const { return static_cast<uint16_t>(hi); }
@@ -136,14 +136,16 @@ inline HeaderWords check_header(const uint8_t* bytes, HeaderLimits limits) noexc
       (uint64_t{0xFFFF'FFFF} << 32) | (uint64_t{0xFF & ~kFlagChk} << 16);
   uint64_t bad = (hi & kMagicAndReserved) ^ (uint64_t{kMagic} << 32);
   bad |= static_cast<uint16_t>(sbmp_header_crc(static_cast<uint32_t>(hi), lo) ^ lo);
-  // The version's major (bits 28..31) must be spoken.
-  bad |= (~uint32_t{limits.majors} >> ((hi >> 28) & 0xF)) & 1;
+  // The version's major (bits 28..31; of the low word, so no mask) must be
+  // spoken.
+  bad |= (~uint32_t{limits.majors} >> (static_cast<uint32_t>(hi) >> 28)) & 1;
   // Negative when length > max_frame, or when ext_len and the trailer do
-  // not fit length: 64-bit differences of 32-bit values cannot wrap.
+  // not fit length: 64-bit differences of 32-bit values cannot wrap. Its
+  // sign bit joins `bad`, so one compare with zero decides.
   const auto trailer = static_cast<int64_t>(((hi >> 16) & kFlagChk) * kTrailerSize);
   const int64_t room = (int64_t{limits.max_frame} - length) | (int64_t{length} - ext_len - trailer);
-  const uint64_t ok = (bad == 0) & (room >= 0);
-  return {hi, (lo & ~uint64_t{0xFFFF}) | ok};
+  bad |= static_cast<uint64_t>(room) >> 63;
+  return {hi, lo, bad == 0};
 }
 // The error for a header check_header() refused, in the spec's order.
 absl::Status header_error(const uint8_t* bytes, const HeaderLimits& limits, uint64_t offset);

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -97,6 +98,13 @@ class Codec {
   // `frame` set; false when decode() must be called.
   bool decode_whole(absl::Span<const uint8_t>& input, Frame& frame) {
     return negotiation_ == nullptr && error_.ok() && decoder_.next_whole(input, frame);
+  }
+  // The same, with the frame made by `make()` once there is one
+  // (Decoder::next_whole()).
+  template <std::invocable Make>
+  bool decode_whole(absl::Span<const uint8_t>& input, Make&& make) {
+    return negotiation_ == nullptr && error_.ok() &&
+           decoder_.next_whole(input, std::forward<Make>(make));
   }
   // Part of a frame has arrived and the rest has not (for frame deadlines).
   bool mid_frame() const { return decoder_.mid_frame(); }

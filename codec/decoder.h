@@ -23,6 +23,7 @@
 #pragma once
 
 #include <array>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -61,6 +62,13 @@ class Decoder {
   // runs out: not here, where every frame would pay for the test.)
   // Inline (as decode_header()): a receiver pays no call per frame.
   bool next_whole(absl::Span<const uint8_t>& input, Frame& frame) {
+    return next_whole(input, [&frame]() -> Frame& { return frame; });
+  }
+  // The same, where `make()` gives the Frame to set, called only once there
+  // is one: a caller that constructs the frame there (FramedStream, in the
+  // reader's result) writes no field twice.
+  template <std::invocable Make>
+  bool next_whole(absl::Span<const uint8_t>& input, Make&& make) {
     if (input.size() < kHeaderSize || buffered_ != 0 || carry_len_ != 0 || lent_ ||
         !held_.empty() || !error_.ok()) {
       return false;
@@ -77,6 +85,7 @@ class Decoder {
     }
     // The frame's fields one by one, straight from the header's words (see
     // HeaderWords::set()).
+    Frame& frame = make();
     words.set(frame.header);
     const uint8_t* body = bytes + kHeaderSize;
     frame.extensions = Extensions(absl::MakeConstSpan(body, ext_len));

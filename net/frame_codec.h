@@ -98,7 +98,10 @@ concept FrameCodec = requires(C& codec, absl::Span<const uint8_t>& input,
 //    decode()'s fast path: true with `frame` set (and `input` advanced)
 //    when it decoded an application frame as decode() would, false
 //    (consuming nothing) when decode() must be called. It spares the
-//    common case decode()'s status and optional.
+//    common case decode()'s status and optional. Also, where the codec has
+//    it, as decode_whole(input, make): make() returns the Frame to set,
+//    called only once there is one (FramedStream then constructs the frame
+//    in the reader's result and sets each field once).
 
 // CallCodec: a FrameCodec whose frames carry what a request/reply channel
 // (net/channel.h, net/channel_server.h) needs: a correlation id that a reply

@@ -566,13 +566,25 @@ class FramedStream {
   // too when encoded as received. No copy, and no wait for the send: the
   // echoes of a buffer's frames leave as one run of it, as a raw echo's
   // would. The buffer stays readable for decoding until let_go_received().
-  bool share_frame(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
+  // True: queued so (the write is done); false: the frame is not for this.
+  bool queue_shared(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
     if constexpr (std::is_same_v<S, Stream>) {
       // (First the common case, cheaply: an echo sent as received, one part,
-      // in the buffer shared already.)
-      if (parts.size() == 1 && shared_ && within(parts[0], received_)) {
-        return stream_.state()->queues_now(bytes);
+      // all of it in the buffer shared already, which is the shared SendBuf's
+      // bytes: queued with no more checks.)
+      if (parts.size() == 1 && shared_ && inside(parts[0], received_)) {
+        if (!stream_.state()->queues_now(bytes)) return false;
+        stream_.state()->queue_in_shared_now(parts[0]);
+        return true;
       }
+      return share_and_queue(parts, bytes);
+    } else {
+      return false;
+    }
+  }
+  // queue_shared() but for its common case.
+  bool share_and_queue(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
+    if constexpr (std::is_same_v<S, Stream>) {
       // Not shared yet, it is shared while input waits (its frames' echoes
       // leave as one run of it), and for a small frame alone in the send
       // queue (a copy would coalesce with nothing).
@@ -592,14 +604,21 @@ class FramedStream {
       if (in_buffer && !shared_) shared_ = stream_.share_received(current_);
       // What lies in a buffer the ring cannot spare is copied (a split
       // frame's other part is still sent from its buffer).
-      return (in_buffer && shared_) || (in_previous && previous_shared_);
+      if (!(in_buffer && shared_) && !(in_previous && previous_shared_)) return false;
+      stream_.state()->queue_shared_now(parts, bytes);
+      return true;
     } else {
       return false;
     }
   }
+  // `part` starts in `buffer`, or lies in it whole (inside()).
   static bool within(absl::Span<const uint8_t> part, absl::Span<const uint8_t> buffer) noexcept {
     return !part.empty() && part.data() >= buffer.data() &&
            part.data() < buffer.data() + buffer.size();
+  }
+  static bool inside(absl::Span<const uint8_t> part, absl::Span<const uint8_t> buffer) noexcept {
+    return !part.empty() && part.data() >= buffer.data() &&
+           part.data() + part.size() <= buffer.data() + buffer.size();
   }
   // Split payloads (FramedOptions::split_payloads): the codec may leave the
   // start of a frame whose rest fits one receive buffer in the buffer being
@@ -691,10 +710,20 @@ class FramedStream {
   // caller gets it: a frame written field by field and copied at once costs
   // store-forwarding stalls.
   bool decode_whole(std::optional<absl::StatusOr<Frame>>& out) {
-    if constexpr (requires(C & c, absl::Span<const uint8_t> & in, Frame & f) {
-                    { c.decode_whole(in, f) } -> std::same_as<bool>;
+    auto make = [&out]() -> Frame& { return *out.emplace(absl::in_place); };
+    if constexpr (requires(C & c, absl::Span<const uint8_t> & in) {
+                    { c.decode_whole(in, make) } -> std::same_as<bool>;
                   }) {
-      if (codec_.decode_whole(input_, *out.emplace(absl::in_place))) {
+      // The frame is made once the codec has one, and set at once: no field
+      // of it is written twice.
+      if (codec_.decode_whole(input_, make)) {
+        frame_done();
+        return true;
+      }
+    } else if constexpr (requires(C & c, absl::Span<const uint8_t> & in, Frame & f) {
+                           { c.decode_whole(in, f) } -> std::same_as<bool>;
+                         }) {
+      if (codec_.decode_whole(input_, make())) {
         frame_done();
         return true;
       }
@@ -868,12 +897,14 @@ class FramedStream<C, S>::WriteFrameAwaiter {
       } else {
         for (absl::Span<const uint8_t> p : parts) bytes += p.size();
       }
+      // (Sharing first: it is the common case, and it takes frames in the
+      // receive buffers, where exchanging takes those in the codec's.)
+      if (s.queue_shared(parts, bytes)) {
+        queued_ = true;
+        return true;
+      }
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
         write_.emplace(s.stream_.state(), parts, std::move(taken));
-      } else if (s.share_frame(parts, bytes)) {
-        s.stream_.state()->queue_shared_now(parts, bytes);
-        status_ = absl::OkStatus();
-        return true;
       } else {
         write_.emplace(s.stream_.state(), parts, s.write_kind(parts, bytes));
       }
@@ -899,6 +930,7 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     return std::noop_coroutine();
   }
   absl::Status await_resume() {
+    if (queued_) return absl::OkStatus();
     if (status_) return std::move(*status_);
     if (slow_) return slow_->handle().promise().take_result();
     return write_->await_resume();
@@ -907,6 +939,9 @@ class FramedStream<C, S>::WriteFrameAwaiter {
  private:
   FramedStream* self_;
   const Frame* frame_;
+  // Queued at once, as an echo usually is: OK with no status to make, move
+  // and destroy per frame.
+  bool queued_ = false;
   std::optional<absl::Status> status_;  // finished before any write
   typename C::Encoded encoded_;         // lives until the write is done
   std::optional<Task<absl::Status>> slow_;

@@ -360,7 +360,9 @@ void StreamState::drop_hold(SendBuf*& held) noexcept {
   if (b != nullptr && --b->holds == 0 && b->unsent == 0) free_buf(b);
 }
 
-void StreamState::release_taken() noexcept { drop_hold(taken_); }
+void StreamState::add_segment(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept {
+  segments_.push_back(Segment{bytes.data(), bytes.size(), b, nullptr, b->buf_index, -1});
+}
 
 StreamState::SendBuf* StreamState::share(RecvBuffer& rb) noexcept {
   // Full (used == capacity): copy_in() never fills it. One hold: the reader's.

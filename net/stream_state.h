@@ -197,8 +197,10 @@ class StreamState final : private OpTarget, private SubmitHook {
   // The last buffer taken over stays readable (not reused, not freed) even
   // once sent, until the next take-over or this call: its owner may still
   // view the bytes (FramedStream: the frame just read, valid until the next
-  // read_frame(), which calls this).
-  void release_taken() noexcept;
+  // read_frame(), which calls this: per frame, so the test is inline).
+  void release_taken() noexcept {
+    if (taken_ != nullptr) drop_hold(taken_);
+  }
   // Takes over `b`, the receive buffer the reader is decoding (left empty:
   // a view of its bytes stays valid), so that writes of kind kShared send
   // the parts inside it straight from it. The reader's hold on it ends with
@@ -245,6 +247,15 @@ class StreamState final : private OpTarget, private SubmitHook {
     } else {
       queue_parts_in(shared_, parts, previous_);
     }
+    request_send();
+  }
+  // queue_shared_now() of one part that lies in the shared buffer whole, as
+  // its caller checked (FramedStream's echo of a frame sent as received:
+  // per frame, so nothing is checked twice).
+  void queue_in_shared_now(absl::Span<const uint8_t> part) noexcept {
+    assert(shared_ != nullptr && shared_->contains(part) && queues_now(part.size()));
+    ++ctx_->stats().shared_writes;
+    queue_in(shared_, part);
     request_send();
   }
 
@@ -367,9 +378,12 @@ class StreamState final : private OpTarget, private SubmitHook {
     if (last != nullptr && last->buf == b && last->data + last->size == bytes.data()) {
       last->size += bytes.size();
     } else {
-      segments_.push_back(Segment{bytes.data(), bytes.size(), b, nullptr, b->buf_index, -1});
+      add_segment(b, bytes);
     }
   }
+  // A segment of `bytes` in b, last. (Out of line: queue_in() is inlined per
+  // frame, and this is the rarer case, with the vector's growth in it.)
+  void add_segment(SendBuf* b, absl::Span<const uint8_t> bytes) noexcept;
   // Memory for a SendBuf header (the spare one, else from the slab pool).
   void* send_buf_memory() noexcept;
   // A segment is done with (sent or dropped): frees what it held.
@@ -402,7 +416,8 @@ class StreamState final : private OpTarget, private SubmitHook {
   void unhold_writer(Writer& w) noexcept;
   void free_buf(SendBuf* b) noexcept;
   void drop_queue(const absl::Status& why) noexcept;
-  bool queue_empty() const noexcept { return seg_head_ == segments_.size(); }
+  // (Iterators, not size(): a Segment is 40 bytes, and size() divides.)
+  bool queue_empty() const noexcept { return segments_.begin() + seg_head_ == segments_.end(); }
   // The result of a read that reached the channel.
   absl::StatusOr<RecvBuffer> deliver(absl::StatusOr<RecvBuffer> buf, bool interrupted) noexcept;
   // Released and nothing left to send: close the file and delete this, or,

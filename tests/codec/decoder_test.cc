@@ -1,6 +1,7 @@
 #include "coring/codec/decoder.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -94,6 +95,55 @@ TEST(DecoderTest, NextWholeTakesWholeApplicationFramesOnly) {
   absl::Span<const uint8_t> again(b);
   ASSERT_TRUE(d2.next_whole(again, f));
   EXPECT_EQ(f.offset, a.size());
+}
+
+// next_whole(input, make) asks make() for the frame to set only when it has
+// one: a declined frame (a control frame, a bad checksum, a partial one)
+// makes nothing, and what is made gets every field, none left as default.
+TEST(DecoderTest, NextWholeMakesTheFrameOnlyWhenItHasOne) {
+  auto a = make(0x100, "hello", true);
+  auto ping = make(kTypePing, "p");
+  std::vector<uint8_t> bad = a;
+  bad[14] ^= 1;  // the header checksum
+  int made = 0;
+  std::optional<Frame> out;
+  auto maker = [&]() -> Frame& {
+    ++made;
+    // Every field something the decoder must overwrite.
+    Frame& f = out.emplace();
+    f.header = Header{.version = 0x20, .flags = 0xff, .type = 1, .length = 9, .ext_len = 7};
+    f.extensions = Extensions(absl::MakeConstSpan(ping));
+    f.payload_tail = absl::MakeConstSpan(ping);
+    f.offset = 1234;
+    f.wire = ping.data();
+    return f;
+  };
+  for (const std::vector<uint8_t>* declined : {&ping, &bad}) {
+    Decoder d;
+    absl::Span<const uint8_t> in(*declined);
+    EXPECT_FALSE(d.next_whole(in, maker));
+    absl::Span<const uint8_t> part = absl::MakeConstSpan(a).first(a.size() - 1);
+    EXPECT_FALSE(d.next_whole(part, maker));
+  }
+  EXPECT_EQ(made, 0);
+  EXPECT_FALSE(out.has_value());
+
+  Decoder d;
+  absl::Span<const uint8_t> in(a);
+  ASSERT_TRUE(d.next_whole(in, maker));
+  EXPECT_EQ(made, 1);
+  EXPECT_TRUE(in.empty());
+  Decoder check;
+  absl::Span<const uint8_t> again(a);
+  auto expected = check.next(again);
+  ASSERT_TRUE(expected.ok() && expected->has_value());
+  EXPECT_EQ(out->header, (*expected)->header);
+  EXPECT_EQ(out->extensions.bytes().size(), 0u);
+  EXPECT_EQ(out->payload.data(), (*expected)->payload.data());
+  EXPECT_EQ(out->payload.size(), (*expected)->payload.size());
+  EXPECT_TRUE(out->payload_tail.empty());
+  EXPECT_EQ(out->offset, 0u);
+  EXPECT_EQ(out->wire, a.data());
 }
 
 TEST(DecoderTest, NextWholeLeavesErrorsToNext) {

@@ -12,7 +12,8 @@
 #     libraries) and kernel (/proc/PID/stat utime and stime over the window);
 #   * where the user-space time goes: the top symbols of a perf record
 #     (cpu-clock samples; this host has no hardware counters, and valgrind
-#     stalls coring's multi-threaded runtime, so instruction counts are out).
+#     stalls coring's multi-threaded runtime: bench/instructions.sh counts
+#     instructions per message of the in-process echo benchmarks instead).
 # Prints a markdown table; the perf data files stay in the output folder.
 # The windows start --settle seconds after the load does (default 0.7): with
 # hundreds of connections, raise it (2 for 1000) so that their warm-up - each

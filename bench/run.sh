@@ -57,7 +57,10 @@
 # targets run pinned to CPU 0 (Google Benchmark, 5 repetitions interleaved):
 # the SBMP header's encode + decode + validate (codec_bench) and the heap
 # allocations per message of the echo paths (codec_bench, net_echo_bench,
-# net_sbmp_echo_bench); their JSON goes to the output folder's micro/.
+# net_sbmp_echo_bench); their JSON goes to the output folder's micro/. Then
+# bench/instructions.sh counts the echo paths' user-space instructions per
+# message with callgrind (exact, unlike timings here): micro/instructions.md,
+# which the report shows.
 # Servers that report their io_uring_enter count on SIGUSR1 (coring's with
 # --stats, uring_echo) are asked before and after each run: messages per
 # io_uring_enter per cell.
@@ -121,8 +124,9 @@ command_line="${BENCH_RETRIES:+BENCH_RETRIES=$BENCH_RETRIES }${BENCH_MAX_OTHER:+
 run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
 run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-# gnuplot draws the plots: needed by this script only, not by the tests.
-CORING_PACKAGES+=(gnuplot-nox)
+# gnuplot draws the plots, valgrind counts instructions (bench/instructions.sh):
+# needed by this script only, not by the tests.
+CORING_PACKAGES+=(gnuplot-nox valgrind)
 coring_ensure_packages
 mkdir -p "$out"
 if [ "$report_only" -eq 1 ]; then
@@ -425,6 +429,12 @@ if [ "$report_only" -eq 0 ]; then
         error_runs=$((error_runs + 1))
       }
     done
+    echo "== bench: instructions per message (callgrind)" >&2
+    BUILD_ROOT=${BUILD_ROOT:-build} bench/instructions.sh >"$micro_dir/instructions.md" || {
+      echo "bench: bench/instructions.sh failed (left out of the report)" >&2
+      rm -f "$micro_dir/instructions.md"
+      error_runs=$((error_runs + 1))
+    }
   fi
 fi
 micro_files=()
@@ -436,6 +446,19 @@ host="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | h
 awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds" \
   -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
   -f bench/report.awk "$runs" "$idle_file" "${micro_files[@]}"
+# Instructions per message (bench/instructions.sh), at the end of the
+# micro-benchmarks' section.
+if [ -f "$micro_dir/instructions.md" ]; then
+  awk -v table="$micro_dir/instructions.md" '
+    /^## Details/ {
+      print "User-space instructions per message, counted by callgrind (bench/instructions.sh: the"
+      print "difference between two runs of fixed iteration counts; server and client are one process):"
+      print ""
+      while ((getline line < table) > 0) print line
+      print ""
+    }
+    { print }' "$out/RESULTS.md" >"$work/results.md" && mv "$work/results.md" "$out/RESULTS.md"
+fi
 # Ring counters the servers print when they stop (whole rounds, all cells).
 {
   echo

@@ -86,7 +86,10 @@ void BM_FramedEcho(benchmark::State& state) {
   b.run(state, accept_one(b.listener()), client(b.net(), b.address(), b.slab(), state));
 }
 
-BENCHMARK(BM_FramedEcho)->ArgNames({"size", "arena"})->ArgsProduct({{64, 1024, 16 * 1024}, {0, 1}});
+BENCHMARK(BM_FramedEcho)
+    ->ArgNames({"size", "arena"})
+    ->ArgsProduct({{64, 1024, 16 * 1024}, {0, 1}})
+    ->Apply(coring::bench::iterations_from_environment);
 
 }  // namespace
 

@@ -12,6 +12,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -93,5 +96,23 @@ class LoopbackBench {
   std::unique_ptr<net::Listener> listener_;
   std::optional<net::SocketAddress> address_;
 };
+
+// Apply()'d to a loopback benchmark: with CORING_BENCH_ITERATIONS=N in the
+// environment it runs exactly N iterations, once, instead of as many as fill
+// --benchmark_min_time (and the trial runs that find that many). Two runs
+// of different N then differ by (N2 - N1) iterations of work and nothing
+// else: bench/instructions.sh counts instructions per message so.
+inline void iterations_from_environment(benchmark::internal::Benchmark* b) {
+  const char* text = std::getenv("CORING_BENCH_ITERATIONS");
+  if (text == nullptr) return;
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(text, &end, 10);
+  if (*text == '\0' || *end != '\0' || errno != 0 || n <= 0) {
+    std::fprintf(stderr, "CORING_BENCH_ITERATIONS must be a positive integer, got '%s'\n", text);
+    std::exit(2);
+  }
+  b->Iterations(static_cast<benchmark::IterationCount>(n));
+}
 
 }  // namespace coring::bench

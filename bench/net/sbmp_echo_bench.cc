@@ -124,7 +124,10 @@ void BM_SbmpEcho(benchmark::State& state) {
   b.run(state, accept_one(b.listener()), client(b.net(), b.address(), b.slab(), state));
 }
 
-BENCHMARK(BM_SbmpEcho)->ArgNames({"size", "batch"})->ArgsProduct({{64, 1024}, {1, 128}});
+BENCHMARK(BM_SbmpEcho)
+    ->ArgNames({"size", "batch"})
+    ->ArgsProduct({{64, 1024}, {1, 128}})
+    ->Apply(coring::bench::iterations_from_environment);
 
 }  // namespace
 

@@ -3,6 +3,9 @@
 # callgrind - exact, where this host's timings swing by a third - for the
 # in-process echo benchmarks (one EventLoop, server and client in one
 # process, over loopback TCP):
+#   * BM_StreamEcho/size:64 (net_echo_bench): examples/net/echo_server's raw
+#     echo (Stream read(), the buffer written back), 64 bytes a round trip,
+#     the client a plain Stream;
 #   * BM_FramedEcho/size:64/arena:1 (net_echo_bench): one 64-byte message
 #     echoed through FramedStream<LengthPrefixCodec> at both ends, one at a
 #     time: the per-message path of a request/reply round trip;
@@ -16,8 +19,9 @@
 # the difference in messages is what one more message costs, with start-up
 # (dynamic linking, pools, the handshake, warm-up) cancelled out. The
 # kernel's share is not counted: callgrind sees user space only.
-# Prints a markdown table: instructions per message in all, and the
-# functions with the most (their own instructions, inlined code included).
+# Prints the commit, then a markdown table: instructions per message in all,
+# and the functions with the most (their own instructions, inlined code
+# included).
 # Needs valgrind (installed if missing) and the benchmarks built (bench/run.sh
 # builds them; BUILD_ROOT as there).
 #
@@ -91,9 +95,14 @@ short_names() {
   }'
 }
 
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- 2>/dev/null || commit+=", with uncommitted changes"
+echo "Counted at commit $commit (the build in ${BUILD_ROOT:-build}/bench)."
+echo
 echo "| benchmark (in process: server and client) | unit | instructions per message | where (instructions per message, own) |"
 echo "|---|---|---|---|"
-for spec in "net_echo_bench BM_FramedEcho/size:64/arena:1 1 round trip (both ends framed) 2000 6000" \
+for spec in "net_echo_bench BM_StreamEcho/size:64 1 round trip (raw echo) 2000 6000" \
+  "net_echo_bench BM_FramedEcho/size:64/arena:1 1 round trip (both ends framed) 2000 6000" \
   "net_sbmp_echo_bench BM_SbmpEcho/size:64/batch:128 128 frame 40 120" \
   "net_sbmp_echo_bench BM_SbmpEcho/size:64/batch:1 1 frame (ping-pong) 2000 6000"; do
   read -r bin name per_iteration rest <<<"$spec"

@@ -10,11 +10,14 @@
 // DESIGN.md's steady state is 0 for both. Arg 1 = 1 gives the loop a
 // registered BufferArena, as Runtime does (copied writes lease their send
 // buffers from it); 0 runs without one (send buffers are slab chunks).
+// BM_StreamEcho does the same for the raw echo of examples/net/echo_server
+// (Stream read() and write() of the buffer read), with a plain Stream client.
 //
 // Run: net_echo_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "../../tests/net/length_prefix_codec.h"
@@ -85,6 +88,75 @@ void BM_FramedEcho(benchmark::State& state) {
   if (!b.open(state, /*arena=*/state.range(1) != 0)) return;
   b.run(state, accept_one(b.listener()), client(b.net(), b.address(), b.slab(), state));
 }
+
+// The raw echo of examples/net/echo_server: a Stream's read() and its
+// buffer written back (write(RecvBuffer&&): sent from the ring buffer, no
+// copy). The client is a plain Stream: it writes `size` bytes, reads them
+// back and compares. Counters as BM_FramedEcho's, per round trip.
+Task<> raw_echo(coring::net::Stream conn) {
+  for (;;) {
+    auto buf = co_await conn.read();
+    if (!buf.ok() || buf->empty()) break;
+    if (!(co_await conn.write(std::move(*buf))).ok()) break;
+  }
+  (void)co_await conn.close();
+}
+
+Task<> accept_raw(coring::net::Listener& listener) {
+  auto s = co_await listener.accept();
+  if (!s.ok()) co_return;
+  co_await raw_echo(std::move(*s));
+}
+
+Task<absl::Status> raw_client(coring::net::NetContext& net, coring::net::SocketAddress addr,
+                              coring::pool::SlabPool& slab, benchmark::State& state) {
+  auto c = co_await coring::net::Stream::connect(net, addr);
+  if (!c.ok()) co_return c.status();
+  coring::net::Stream conn = std::move(*c);
+  const std::vector<uint8_t> payload(static_cast<size_t>(state.range(0)), 0x5a);
+  std::vector<uint8_t> got;
+  got.reserve(payload.size());
+  // As in sbmp_echo_bench.cc: one loop, the first rounds (pools, buffers)
+  // untimed, KeepRunning() starting the clock.
+  constexpr int kWarmUp = 100;
+  uint64_t slab_before = 0;
+  std::optional<coring::bench::AllocCounter> allocs;
+  for (int i = 0; i < kWarmUp || state.KeepRunning(); ++i) {
+    if (auto st = co_await conn.write(payload); !st.ok()) co_return st;
+    got.clear();
+    while (got.size() < payload.size()) {
+      auto buf = co_await conn.read();
+      if (!buf.ok()) co_return buf.status();
+      if (buf->empty()) co_return absl::DataLossError("the server closed the connection");
+      got.insert(got.end(), buf->span().begin(), buf->span().end());
+    }
+    if (got != payload) co_return absl::DataLossError("the echo differs from what was sent");
+    if (i == kWarmUp - 1) {
+      slab_before = slab.stats().allocs_total;
+      allocs.emplace();
+    }
+  }
+  const auto iters = static_cast<double>(state.iterations());
+  state.counters["allocs_per_iter"] =
+      benchmark::Counter(static_cast<double>(allocs->count()) / iters);
+  state.counters["slab_allocs_per_iter"] =
+      benchmark::Counter(static_cast<double>(slab.stats().allocs_total - slab_before) / iters);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
+  (void)co_await conn.close();
+  co_return absl::OkStatus();
+}
+
+void BM_StreamEcho(benchmark::State& state) {
+  coring::bench::LoopbackBench b;
+  if (!b.open(state, /*arena=*/true)) return;
+  b.run(state, accept_raw(b.listener()), raw_client(b.net(), b.address(), b.slab(), state));
+}
+
+BENCHMARK(BM_StreamEcho)
+    ->ArgName("size")
+    ->Arg(64)
+    ->Arg(1024)
+    ->Apply(coring::bench::iterations_from_environment);
 
 BENCHMARK(BM_FramedEcho)
     ->ArgNames({"size", "arena"})

@@ -152,22 +152,9 @@ void StreamState::drop_channel(absl::Status why) noexcept {
 absl::StatusOr<RecvBuffer> StreamState::finish_read(std::optional<RecvStream::Next>& next,
                                                     bool waited) noexcept {
   last_read_interrupted_ = false;
-  if (waited) {
-    reading_ = false;
-    // Let go of the channel before anything may destroy it.
-    absl::StatusOr<RecvBuffer> buf = next->await_resume();
-    const bool interrupted = next->interrupted();
-    next.reset();
-    if (channel_doomed_) {
-      // Receiving ended while this read waited; what it got goes back.
-      channel_doomed_ = false;
-      channel_.reset();
-      absl::Status why = std::exchange(doom_status_, absl::OkStatus());
-      if (!owned_) finish_if_done();  // the reader was the last user: may delete this
-      return why;
-    }
-    return deliver(std::move(buf), interrupted);
-  }
+  // (Each way out its own function, which returns one named result: the
+  // buffer is constructed where the caller gets it, not moved per layer.)
+  if (waited) return finish_waited_read(next);
   if (!channel_ || channel_doomed_ || interrupted_) {
     if (interrupted_) {
       interrupted_ = false;
@@ -177,23 +164,45 @@ absl::StatusOr<RecvBuffer> StreamState::finish_read(std::optional<RecvStream::Ne
     if (!write_error_.ok()) return write_error_;
     return absl::FailedPreconditionError("read: the stream is closed");
   }
-  absl::StatusOr<RecvBuffer> buf = next->await_resume();
-  return deliver(std::move(buf), next->interrupted());
+  return take_read(*next);
 }
 
-absl::StatusOr<RecvBuffer> StreamState::deliver(absl::StatusOr<RecvBuffer> buf,
-                                                bool interrupted) noexcept {
-  if (interrupted) {
-    last_read_interrupted_ = true;
+absl::StatusOr<RecvBuffer> StreamState::finish_waited_read(
+    std::optional<RecvStream::Next>& next) noexcept {
+  reading_ = false;
+  // Let go of the channel before anything may destroy it.
+  absl::StatusOr<RecvBuffer> buf = next->await_resume();
+  const bool interrupted = next->interrupted();
+  next.reset();
+  if (channel_doomed_) {
+    // Receiving ended while this read waited; what it got goes back.
+    channel_doomed_ = false;
+    channel_.reset();
+    buf = std::exchange(doom_status_, absl::OkStatus());
+    if (!owned_) finish_if_done();  // the reader was the last user: may delete this
     return buf;
   }
+  deliver(buf, interrupted);
+  return buf;
+}
+
+absl::StatusOr<RecvBuffer> StreamState::take_read(RecvStream::Next& next) noexcept {
+  absl::StatusOr<RecvBuffer> buf = next.await_resume();
+  deliver(buf, next.interrupted());
+  return buf;
+}
+
+void StreamState::deliver(absl::StatusOr<RecvBuffer>& buf, bool interrupted) noexcept {
+  if (interrupted) {
+    last_read_interrupted_ = true;
+    return;
+  }
   if (!buf.ok()) {
-    if (absl::IsCancelled(buf.status())) return absl::CancelledError("read cancelled");
-    return buf;
+    if (absl::IsCancelled(buf.status())) buf = absl::CancelledError("read cancelled");
+    return;
   }
   rx_seen_ = true;
   ctx_->stats().bytes_received += buf->size();
-  return buf;
 }
 
 void StreamState::reader_gone() noexcept {

@@ -418,8 +418,12 @@ class StreamState final : private OpTarget, private SubmitHook {
   void drop_queue(const absl::Status& why) noexcept;
   // (Iterators, not size(): a Segment is 40 bytes, and size() divides.)
   bool queue_empty() const noexcept { return segments_.begin() + seg_head_ == segments_.end(); }
-  // The result of a read that reached the channel.
-  absl::StatusOr<RecvBuffer> deliver(absl::StatusOr<RecvBuffer> buf, bool interrupted) noexcept;
+  // finish_read() of a read that waited, and of one that did not.
+  absl::StatusOr<RecvBuffer> finish_waited_read(std::optional<RecvStream::Next>& next) noexcept;
+  absl::StatusOr<RecvBuffer> take_read(RecvStream::Next& next) noexcept;
+  // The result of a read that reached the channel, checked and counted in
+  // place.
+  void deliver(absl::StatusOr<RecvBuffer>& buf, bool interrupted) noexcept;
   // Released and nothing left to send: close the file and delete this, or,
   // while zero-copy notifications are due, leave the context and wait.
   void finish_if_done() noexcept;

@@ -279,7 +279,7 @@ void EventLoop::drain_remote() {
   }
 }
 
-void EventLoop::dispatch_deferred() noexcept {
+void EventLoop::dispatch_deferred_cqes() noexcept {
   // Dispatch may reap aside again: those CQEs are newer than the rest of
   // the snapshot and older than anything still in the CQ, so they go next.
   while (!deferred_cqes_.empty()) {

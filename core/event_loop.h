@@ -199,7 +199,12 @@ class EventLoop {
   // block_on()'s loop: iterates until `done`, with one Scope for all of it.
   void run_until(bool& done);
   io_uring_sqe* get_sqe_slow() noexcept;
-  void dispatch_deferred() noexcept;
+  // CQEs reaped aside (reap_aside()) dispatched, oldest first. The test
+  // inline: reap() asks twice per call, and there rarely are any.
+  void dispatch_deferred() noexcept {
+    if (!deferred_cqes_.empty()) dispatch_deferred_cqes();
+  }
+  void dispatch_deferred_cqes() noexcept;
   void run_ready();
   void run_submit_hooks() noexcept;
   static void link_hook(SubmitHook*& head, SubmitHook*& tail, SubmitHook& hook) noexcept;

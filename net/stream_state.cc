@@ -552,8 +552,10 @@ bool StreamState::worth_waiting_a_turn() const noexcept {
 
 void StreamState::start_send() noexcept {
   if (sending_ || !write_error_.ok() || file_closed_) return;
-  // Barriers at the head are reached: nothing before them is unsent.
-  advance(0);
+  // Barriers at the head are reached: nothing before them is unsent. (Only
+  // they, or an empty queue, give advance(0) anything to do: the test spares
+  // every send the call.)
+  if (queue_empty() || segments_[seg_head_].size == 0) advance(0);
   if (queue_empty()) return;
   waited_a_turn_ = false;
   Segment& head = segments_[seg_head_];

@@ -124,9 +124,10 @@ command_line="${BENCH_RETRIES:+BENCH_RETRIES=$BENCH_RETRIES }${BENCH_MAX_OTHER:+
 run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
 run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-# gnuplot draws the plots, valgrind counts instructions (bench/instructions.sh):
-# needed by this script only, not by the tests.
-CORING_PACKAGES+=(gnuplot-nox valgrind)
+# gnuplot draws the plots, valgrind counts instructions (bench/instructions.sh,
+# with the micro-benchmarks): needed by this script only, not by the tests.
+CORING_PACKAGES+=(gnuplot-nox)
+[ "$micro" -eq 0 ] || CORING_PACKAGES+=(valgrind)
 coring_ensure_packages
 mkdir -p "$out"
 if [ "$report_only" -eq 1 ]; then

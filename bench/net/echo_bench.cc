@@ -17,7 +17,6 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <optional>
 #include <vector>
 
 #include "../../tests/net/length_prefix_codec.h"
@@ -114,33 +113,10 @@ Task<absl::Status> raw_client(coring::net::NetContext& net, coring::net::SocketA
   if (!c.ok()) co_return c.status();
   coring::net::Stream conn = std::move(*c);
   const std::vector<uint8_t> payload(static_cast<size_t>(state.range(0)), 0x5a);
-  std::vector<uint8_t> got;
-  got.reserve(payload.size());
-  // As in sbmp_echo_bench.cc: one loop, the first rounds (pools, buffers)
-  // untimed, KeepRunning() starting the clock.
-  constexpr int kWarmUp = 100;
-  uint64_t slab_before = 0;
-  std::optional<coring::bench::AllocCounter> allocs;
-  for (int i = 0; i < kWarmUp || state.KeepRunning(); ++i) {
-    if (auto st = co_await conn.write(payload); !st.ok()) co_return st;
-    got.clear();
-    while (got.size() < payload.size()) {
-      auto buf = co_await conn.read();
-      if (!buf.ok()) co_return buf.status();
-      if (buf->empty()) co_return absl::DataLossError("the server closed the connection");
-      got.insert(got.end(), buf->span().begin(), buf->span().end());
-    }
-    if (got != payload) co_return absl::DataLossError("the echo differs from what was sent");
-    if (i == kWarmUp - 1) {
-      slab_before = slab.stats().allocs_total;
-      allocs.emplace();
-    }
+  if (auto st = co_await coring::bench::echo_rounds(conn, payload, slab, state, "iter", 1);
+      !st.ok()) {
+    co_return st;
   }
-  const auto iters = static_cast<double>(state.iterations());
-  state.counters["allocs_per_iter"] =
-      benchmark::Counter(static_cast<double>(allocs->count()) / iters);
-  state.counters["slab_allocs_per_iter"] =
-      benchmark::Counter(static_cast<double>(slab.stats().allocs_total - slab_before) / iters);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
   (void)co_await conn.close();
   co_return absl::OkStatus();

@@ -12,14 +12,20 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "alloc_counter.h"
 #include "coring/core/event_loop.h"
 #include "coring/core/spawn.h"
 #include "coring/core/task.h"
@@ -96,6 +102,46 @@ class LoopbackBench {
   std::unique_ptr<net::Listener> listener_;
   std::optional<net::SocketAddress> address_;
 };
+
+// The measured loop of a client that is a plain Stream: per iteration it
+// writes `wire`, reads it all back and compares. The first kWarmUp rounds
+// (pools, buffers, lazily made state) are not timed: KeepRunning() starts
+// the clock on its first call. One coroutine for the whole loop (a helper
+// per round would be a slab allocation per round). Sets the counters
+// allocs_per_<unit> (heap) and slab_allocs_per_<unit>, `per_iteration`
+// units to an iteration.
+inline Task<absl::Status> echo_rounds(net::Stream& conn, absl::Span<const uint8_t> wire,
+                                      pool::SlabPool& slab, benchmark::State& state,
+                                      std::string unit, size_t per_iteration) {
+  std::vector<uint8_t> got;
+  got.reserve(wire.size());
+  constexpr int kWarmUp = 100;
+  uint64_t slab_before = 0;
+  std::optional<AllocCounter> allocs;
+  for (int i = 0; i < kWarmUp || state.KeepRunning(); ++i) {
+    if (auto st = co_await conn.write(wire); !st.ok()) co_return st;
+    got.clear();
+    while (got.size() < wire.size()) {
+      auto buf = co_await conn.read();
+      if (!buf.ok()) co_return buf.status();
+      if (buf->empty()) co_return absl::DataLossError("the server closed the connection");
+      got.insert(got.end(), buf->span().begin(), buf->span().end());
+    }
+    if (!std::equal(got.begin(), got.end(), wire.begin(), wire.end())) {
+      co_return absl::DataLossError("the echo differs from what was sent");
+    }
+    if (i == kWarmUp - 1) {
+      slab_before = slab.stats().allocs_total;
+      allocs.emplace();
+    }
+  }
+  const auto units = static_cast<double>(state.iterations()) * static_cast<double>(per_iteration);
+  state.counters["allocs_per_" + unit] =
+      benchmark::Counter(static_cast<double>(allocs->count()) / units);
+  state.counters["slab_allocs_per_" + unit] =
+      benchmark::Counter(static_cast<double>(slab.stats().allocs_total - slab_before) / units);
+  co_return absl::OkStatus();
+}
 
 // Apply()'d to a loopback benchmark: with CORING_BENCH_ITERATIONS=N in the
 // environment it runs exactly N iterations, once, instead of as many as fill

@@ -15,10 +15,8 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <optional>
 #include <vector>
 
-#include "alloc_counter.h"
 #include "coring/codec/codec.h"
 #include "coring/core/task.h"
 #include "coring/net/framed_stream.h"
@@ -83,34 +81,11 @@ Task<absl::Status> client(coring::net::NetContext& net, coring::net::SocketAddre
     }
     for (auto part : encoded.parts()) wire.insert(wire.end(), part.begin(), part.end());
   }
-  std::vector<uint8_t> got;
-  got.reserve(wire.size());
-  // The first kWarmUp rounds (pools, buffers, lazily made state) are not
-  // timed: KeepRunning() starts the clock on its first call. One loop, no
-  // helper coroutine: its frame would be a slab allocation per round.
-  constexpr int kWarmUp = 100;
-  uint64_t slab_before = 0;
-  std::optional<coring::bench::AllocCounter> allocs;
-  for (int i = 0; i < kWarmUp || state.KeepRunning(); ++i) {
-    if (auto st = co_await conn.write(wire); !st.ok()) co_return st;
-    got.clear();
-    while (got.size() < wire.size()) {
-      auto buf = co_await conn.read();
-      if (!buf.ok()) co_return buf.status();
-      if (buf->empty()) co_return absl::DataLossError("the server closed the connection");
-      got.insert(got.end(), buf->span().begin(), buf->span().end());
-    }
-    if (got != wire) co_return absl::DataLossError("the echo differs from what was sent");
-    if (i == kWarmUp - 1) {
-      slab_before = slab.stats().allocs_total;
-      allocs.emplace();
-    }
+  if (auto st = co_await coring::bench::echo_rounds(conn, wire, slab, state, "frame", batch);
+      !st.ok()) {
+    co_return st;
   }
   const auto frames = static_cast<double>(state.iterations() * batch);
-  state.counters["allocs_per_frame"] =
-      benchmark::Counter(static_cast<double>(allocs->count()) / frames);
-  state.counters["slab_allocs_per_frame"] =
-      benchmark::Counter(static_cast<double>(slab.stats().allocs_total - slab_before) / frames);
   state.counters["ns_per_frame"] =
       benchmark::Counter(frames, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   state.SetItemsProcessed(static_cast<int64_t>(frames));

@@ -13,17 +13,27 @@
 #     of 64 bytes a write, echoed by sbmp_echo_server's handler: the
 #     per-frame cost of FramedStream<sbmp::Codec> when frames come in runs
 #     (the client only writes and compares bytes);
-#   * BM_SbmpEcho/size:64/batch:1: one frame at a time (ping-pong).
+#   * BM_SbmpEcho/size:64/batch:1: one frame at a time (ping-pong);
+#   * BM_StreamEchoConns/conns:1000/size:64 and
+#     BM_SbmpEchoConns/conns:1000/batch:16: the same echoes over 1000
+#     connections, one 64-byte message (16 SBMP frames) on each in turn, as
+#     the load generator's fixed-rate (pipelined) cells: each connection's
+#     state, at both ends, has left the cache when its next message comes.
 # Each runs twice under callgrind, for exactly N1 and N2 iterations
 # (CORING_BENCH_ITERATIONS); the difference between the two counts over
 # the difference in messages is what one more message costs, with start-up
 # (dynamic linking, pools, the handshake, warm-up) cancelled out. The
 # kernel's share is not counted: callgrind sees user space only.
-# Prints the commit, then a markdown table: instructions per message in all,
-# and the functions with the most (their own instructions, inlined code
-# included).
+# Callgrind also simulates the caches (32 KiB L1 data, and 512 KiB as the
+# last level, the size of this host's L2): a message's cache misses are the
+# lines it needs from beyond 512 KiB (here: L3 or memory).
+# Prints the commit, then a markdown table: instructions and cache misses
+# per message in all, and the functions with the most of each (their own,
+# inlined code included).
 # Needs valgrind (installed if missing) and the benchmarks built (bench/run.sh
-# builds them; BUILD_ROOT as there).
+# builds them; BUILD_ROOT as there). --iterations sets N1,N2 of the
+# one-connection benchmarks (the 1000-connection ones run 10 and 30
+# rounds).
 #
 #   bench/instructions.sh [--top=5] [--iterations=N1,N2]
 set -euo pipefail
@@ -53,27 +63,47 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# count BIN NAME ITERATIONS: the callgrind profile of exactly that many
-# iterations of benchmark NAME, as "instructions function" lines (self
-# cost; the first line "total").
+# count BIN NAME ITERATIONS OUT: the callgrind profile (with the cache
+# simulation) of exactly that many iterations of benchmark NAME, in OUT.
 count() {
-  local bin=$1 name=$2 iterations=$3 file=$work/cg.out
-  if ! CORING_BENCH_ITERATIONS=$iterations valgrind --tool=callgrind --callgrind-out-file="$file" \
+  local bin=$1 name=$2 iterations=$3 file=$4
+  if ! CORING_BENCH_ITERATIONS=$iterations valgrind --tool=callgrind --cache-sim=yes \
+    --D1=32768,8,64 --LL=524288,8,64 --callgrind-out-file="$file" \
     "$B/$bin" --benchmark_filter="^${name}(/|\$)" >"$work/run.out" 2>"$work/run.err" ||
     grep -q 'ERROR OCCURRED' "$work/run.out" || ! grep -q "^$name/iterations:$iterations " "$work/run.out"; then
     echo "bench/instructions.sh: $bin $name under callgrind failed:" >&2
     cat "$work/run.out" "$work/run.err" >&2
     return 1
   fi
-  callgrind_annotate --threshold=100 --inclusive=no "$file" 2>/dev/null | awk '
-    /PROGRAM TOTALS/ { gsub(",", "", $1); print $1, "total"; next }
-    /^ *[0-9,]+ +\(/ {
-      n = $1; gsub(",", "", n)
-      f = $0; sub(/^ *[0-9,]+ +\( *[0-9.]+%\) +/, "", f); sub(/ \[[^]]*\]$/, "", f)
+}
+
+# events FILE EVENTS: the profile's counts of EVENTS (callgrind's names,
+# comma-separated: summed) per function, as "count function" lines (self
+# cost; the first line "total").
+events() {
+  callgrind_annotate --threshold=100 --inclusive=no --show="$2" --sort="$2" "$1" 2>/dev/null | awk '
+    # A count is "N (p%)", a bare "0", or "." (none).
+    function counts(line,    n, sum, tok) {
+      sum = 0
+      for (n = 0; n < nevents; n++) {
+        sub(/^ +/, "", line)
+        if (match(line, /^[0-9,]+ \( *[0-9.]+%\)/) || match(line, /^[0-9,]+/) || match(line, /^\./)) {
+          tok = substr(line, 1, RLENGTH); line = substr(line, RLENGTH + 1)
+          sub(/ .*/, "", tok); gsub(",", "", tok); if (tok != ".") sum += tok
+        } else return ""
+      }
+      rest = line
+      return sum
+    }
+    /^Events shown:/ { nevents = split($0, e, " ") - 2; next }
+    nevents && /PROGRAM TOTALS/ { print counts($0), "total"; next }
+    nevents && /^ *([0-9,]+|\.) / {
+      n = counts($0)
+      if (n == "") next
+      f = rest; sub(/^ +/, "", f); sub(/ \[[^]]*\]$/, "", f)
       sub(/^[^:]*:/, "", f)  # the source file
       print n, f
     }'
-  rm -f "$file"
 }
 
 # short_names: each C++ symbol without namespaces, template or call arguments.
@@ -99,34 +129,49 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- 2>/dev/null || commit+=", with uncommitted changes"
 echo "Counted at commit $commit (the build in ${BUILD_ROOT:-build}/bench)."
 echo
-echo "| benchmark (in process: server and client) | unit | instructions per message | where (instructions per message, own) |"
-echo "|---|---|---|---|"
-for spec in "net_echo_bench BM_StreamEcho/size:64 1 round trip (raw echo) 2000 6000" \
-  "net_echo_bench BM_FramedEcho/size:64/arena:1 1 round trip (both ends framed) 2000 6000" \
-  "net_sbmp_echo_bench BM_SbmpEcho/size:64/batch:128 128 frame 40 120" \
-  "net_sbmp_echo_bench BM_SbmpEcho/size:64/batch:1 1 frame (ping-pong) 2000 6000"; do
-  read -r bin name per_iteration rest <<<"$spec"
-  read -r -a words <<<"$rest"
-  a=${n1:-${words[-2]}} b=${n2:-${words[-1]}}
-  unit=${rest% * *}
-  count "$bin" "$name" "$a" | short_names >"$work/a"
-  count "$bin" "$name" "$b" | short_names >"$work/b"
-  awk -v msgs="$(((b - a) * per_iteration))" -v top="$top" -v name="$name" -v bin="$bin" -v unit="$unit" '
+echo "| benchmark (in process: server and client) | unit | instructions per message | where (instructions per message, own) | cache misses per message | where (misses per message, own) |"
+echo "|---|---|---|---|---|---|"
+# per_message A B MSGS: the total and the top functions of the difference
+# between two "count function" lists, per message.
+per_message() {
+  awk -v msgs="$3" -v top="$top" '
     FNR == NR { i = index($0, " "); before[substr($0, i + 1)] += substr($0, 1, i - 1); next }
     { i = index($0, " "); f = substr($0, i + 1); after[f] += substr($0, 1, i - 1) }
     END {
       total = (after["total"] - before["total"]) / msgs
       n = 0
       for (f in after) if (f != "total") { d[f] = (after[f] - before[f]) / msgs; names[++n] = f }
-      # The top ones, by selection (awk has no portable sort).
+      # The top ones, by selection (awk has no portable sort); to one
+      # decimal below 10 (misses), whole above.
       where = ""
       for (k = 1; k <= top && k <= n; k++) {
         best = 0
         for (j = 1; j <= n; j++) if (!(names[j] in taken) && (best == 0 || d[names[j]] > d[names[best]])) best = j
-        if (best == 0 || d[names[best]] < 1) break
+        if (best == 0 || d[names[best]] < (total < 100 ? 0.05 : 1)) break
         taken[names[best]] = 1
-        where = where (where == "" ? "" : ", ") sprintf("%s %.0f", names[best], d[names[best]])
+        where = where (where == "" ? "" : ", ") sprintf(total < 100 ? "%s %.1f" : "%s %.0f", names[best], d[names[best]])
       }
-      printf "| %s %s | %s | %.0f | %s |\n", bin, name, unit, total, where
-    }' "$work/a" "$work/b"
+      printf(total < 100 ? "%.1f | %s" : "%.0f | %s", total, where == "" ? "-" : where)
+    }' "$1" "$2"
+}
+for spec in "net_echo_bench BM_StreamEcho/size:64 1 round trip (raw echo) 2000 6000" \
+  "net_echo_bench BM_FramedEcho/size:64/arena:1 1 round trip (both ends framed) 2000 6000" \
+  "net_sbmp_echo_bench BM_SbmpEcho/size:64/batch:128 128 frame 40 120" \
+  "net_sbmp_echo_bench BM_SbmpEcho/size:64/batch:1 1 frame (ping-pong) 2000 6000" \
+  "net_echo_bench BM_StreamEchoConns/conns:1000/size:64 1000 round trip (raw echo, 1000 connections) 10 30" \
+  "net_sbmp_echo_bench BM_SbmpEchoConns/conns:1000/batch:16 16000 frame (16 at a time, 1000 connections) 10 30"; do
+  read -r bin name per_iteration rest <<<"$spec"
+  read -r -a words <<<"$rest"
+  a=${words[-2]} b=${words[-1]}
+  [[ $name == *Conns* ]] || a=${n1:-$a} b=${n2:-$b}
+  unit=${rest% * *}
+  count "$bin" "$name" "$a" "$work/a.out"
+  count "$bin" "$name" "$b" "$work/b.out"
+  for e in Ir DLmr,DLmw; do
+    events "$work/a.out" "$e" | short_names >"$work/a.$e"
+    events "$work/b.out" "$e" | short_names >"$work/b.$e"
+  done
+  msgs=$(((b - a) * per_iteration))
+  echo "| $bin $name | $unit | $(per_message "$work/a.Ir" "$work/b.Ir" "$msgs") | $(per_message "$work/a.DLmr,DLmw" "$work/b.DLmr,DLmw" "$msgs") |"
+  rm -f "$work"/a.* "$work"/b.*
 done

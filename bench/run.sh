@@ -58,7 +58,7 @@
 # the SBMP header's encode + decode + validate (codec_bench) and the heap
 # allocations per message of the echo paths (codec_bench, net_echo_bench,
 # net_sbmp_echo_bench); their JSON goes to the output folder's micro/. Then
-# bench/instructions.sh counts the echo paths' user-space instructions per
+# bench/instructions.sh counts the echo paths' user-space instructions and cache misses per
 # message with callgrind (exact, unlike timings here): micro/instructions.md,
 # which the report shows.
 # Servers that report their io_uring_enter count on SIGUSR1 (coring's with
@@ -452,8 +452,9 @@ awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds"
 if [ -f "$micro_dir/instructions.md" ]; then
   awk -v table="$micro_dir/instructions.md" '
     /^## Details/ {
-      print "User-space instructions per message, counted by callgrind (bench/instructions.sh: the"
-      print "difference between two runs of fixed iteration counts; server and client are one process):"
+      print "User-space instructions and cache misses per message, counted by callgrind (bench/instructions.sh:"
+      print "the difference between two runs of fixed iteration counts; server and client are one process;"
+      print "a miss is a line from beyond a simulated 512 KiB cache, the size of this host'"'"'s L2):"
       print ""
       while ((getline line < table) > 0) print line
       print ""

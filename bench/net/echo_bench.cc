@@ -11,7 +11,10 @@
 // registered BufferArena, as Runtime does (copied writes lease their send
 // buffers from it); 0 runs without one (send buffers are slab chunks).
 // BM_StreamEcho does the same for the raw echo of examples/net/echo_server
-// (Stream read() and write() of the buffer read), with a plain Stream client.
+// (Stream read() and write() of the buffer read), with a plain Stream client;
+// BM_StreamEchoConns over 1000 connections, one message on each in turn
+// (coring::bench::echo_rounds()), as the load generator's fixed-rate
+// cells: each message finds its connection's state out of the cache.
 //
 // Run: net_echo_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
@@ -101,31 +104,35 @@ Task<> raw_echo(coring::net::Stream conn) {
   (void)co_await conn.close();
 }
 
-Task<> accept_raw(coring::net::Listener& listener) {
-  auto s = co_await listener.accept();
-  if (!s.ok()) co_return;
-  co_await raw_echo(std::move(*s));
-}
-
-Task<absl::Status> raw_client(coring::net::NetContext& net, coring::net::SocketAddress addr,
-                              coring::pool::SlabPool& slab, benchmark::State& state) {
-  auto c = co_await coring::net::Stream::connect(net, addr);
-  if (!c.ok()) co_return c.status();
-  coring::net::Stream conn = std::move(*c);
-  const std::vector<uint8_t> payload(static_cast<size_t>(state.range(0)), 0x5a);
-  if (auto st = co_await coring::bench::echo_rounds(conn, payload, slab, state, "iter", 1);
+// Clients: `conns` plain Streams, `size` bytes a message.
+Task<absl::Status> raw_clients(coring::net::NetContext& net, coring::net::SocketAddress addr,
+                               coring::pool::SlabPool& slab, benchmark::State& state, int64_t conns,
+                               int64_t size) {
+  auto streams = co_await coring::bench::connect_all(net, addr, conns);
+  if (!streams.ok()) co_return streams.status();
+  const std::vector<uint8_t> payload(static_cast<size_t>(size), 0x5a);
+  if (auto st = co_await coring::bench::echo_rounds(absl::MakeSpan(*streams), payload, slab, state,
+                                                    "iter", 1);
       !st.ok()) {
     co_return st;
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
-  (void)co_await conn.close();
+  state.SetBytesProcessed(state.iterations() * conns * size);
+  for (coring::net::Stream& conn : *streams) (void)co_await conn.close();
   co_return absl::OkStatus();
 }
 
 void BM_StreamEcho(benchmark::State& state) {
   coring::bench::LoopbackBench b;
   if (!b.open(state, /*arena=*/true)) return;
-  b.run(state, accept_raw(b.listener()), raw_client(b.net(), b.address(), b.slab(), state));
+  b.run(state, coring::bench::accept_all(b.listener(), 1, raw_echo),
+        raw_clients(b.net(), b.address(), b.slab(), state, 1, state.range(0)));
+}
+
+void BM_StreamEchoConns(benchmark::State& state) {
+  coring::bench::LoopbackBench b;
+  if (!b.open(state, /*arena=*/true)) return;
+  b.run(state, coring::bench::accept_all(b.listener(), state.range(0), raw_echo),
+        raw_clients(b.net(), b.address(), b.slab(), state, state.range(0), state.range(1)));
 }
 
 BENCHMARK(BM_StreamEcho)
@@ -134,6 +141,10 @@ BENCHMARK(BM_StreamEcho)
     ->Arg(1024)
     ->Apply(coring::bench::iterations_from_environment);
 
+BENCHMARK(BM_StreamEchoConns)
+    ->ArgNames({"conns", "size"})
+    ->Args({1000, 64})
+    ->Apply(coring::bench::iterations_from_environment);
 BENCHMARK(BM_FramedEcho)
     ->ArgNames({"size", "arena"})
     ->ArgsProduct({{64, 1024, 16 * 1024}, {0, 1}})

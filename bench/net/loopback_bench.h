@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "alloc_counter.h"
 #include "coring/core/event_loop.h"
@@ -32,6 +33,7 @@
 #include "coring/net/listener.h"
 #include "coring/net/net_context.h"
 #include "coring/net/socket_address.h"
+#include "coring/net/stream.h"
 #include "coring/pool/buffer_arena.h"
 #include "coring/pool/slab_pool.h"
 
@@ -103,44 +105,81 @@ class LoopbackBench {
   std::optional<net::SocketAddress> address_;
 };
 
-// The measured loop of a client that is a plain Stream: per iteration it
-// writes `wire`, reads it all back and compares. The first kWarmUp rounds
-// (pools, buffers, lazily made state) are not timed: KeepRunning() starts
-// the clock on its first call. One coroutine for the whole loop (a helper
-// per round would be a slab allocation per round). Sets the counters
-// allocs_per_<unit> (heap) and slab_allocs_per_<unit>, `per_iteration`
-// units to an iteration.
-inline Task<absl::Status> echo_rounds(net::Stream& conn, absl::Span<const uint8_t> wire,
-                                      pool::SlabPool& slab, benchmark::State& state,
-                                      std::string unit, size_t per_iteration) {
+// The measured loop of a client of plain Streams: per iteration it writes
+// `wire` on each of `streams` in turn, then reads each echo back and
+// compares. With many connections (the load generator's many-connection
+// cells, in one process) each connection's state, at both ends, is touched
+// once per iteration, after every other connection's: what a message costs
+// when that state has left the cache (bench/instructions.sh counts the
+// misses). The first rounds (pools, buffers, lazily made state: 100 with
+// one connection, 10 with more) are not timed: KeepRunning() starts the
+// clock on its first call. One coroutine for the whole loop (a helper per
+// round would be a slab allocation per round). Sets the counters
+// allocs_per_<unit> (heap), slab_allocs_per_<unit> and ns_per_<unit>,
+// `per_connection` units to a connection's iteration.
+inline Task<absl::Status> echo_rounds(absl::Span<net::Stream> streams,
+                                      absl::Span<const uint8_t> wire, pool::SlabPool& slab,
+                                      benchmark::State& state, std::string unit,
+                                      size_t per_connection) {
   std::vector<uint8_t> got;
   got.reserve(wire.size());
-  constexpr int kWarmUp = 100;
+  const int warm_up = streams.size() == 1 ? 100 : 10;
   uint64_t slab_before = 0;
   std::optional<AllocCounter> allocs;
-  for (int i = 0; i < kWarmUp || state.KeepRunning(); ++i) {
-    if (auto st = co_await conn.write(wire); !st.ok()) co_return st;
-    got.clear();
-    while (got.size() < wire.size()) {
-      auto buf = co_await conn.read();
-      if (!buf.ok()) co_return buf.status();
-      if (buf->empty()) co_return absl::DataLossError("the server closed the connection");
-      got.insert(got.end(), buf->span().begin(), buf->span().end());
+  for (int i = 0; i < warm_up || state.KeepRunning(); ++i) {
+    for (net::Stream& conn : streams) {
+      if (auto st = co_await conn.write(wire); !st.ok()) co_return st;
     }
-    if (!std::equal(got.begin(), got.end(), wire.begin(), wire.end())) {
-      co_return absl::DataLossError("the echo differs from what was sent");
+    for (net::Stream& conn : streams) {
+      got.clear();
+      while (got.size() < wire.size()) {
+        auto buf = co_await conn.read();
+        if (!buf.ok()) co_return buf.status();
+        if (buf->empty()) co_return absl::DataLossError("the server closed the connection");
+        got.insert(got.end(), buf->span().begin(), buf->span().end());
+      }
+      if (!std::equal(got.begin(), got.end(), wire.begin(), wire.end())) {
+        co_return absl::DataLossError("the echo differs from what was sent");
+      }
     }
-    if (i == kWarmUp - 1) {
+    if (i == warm_up - 1) {
       slab_before = slab.stats().allocs_total;
       allocs.emplace();
     }
   }
-  const auto units = static_cast<double>(state.iterations()) * static_cast<double>(per_iteration);
+  const auto units = static_cast<double>(state.iterations()) *
+                     static_cast<double>(streams.size() * per_connection);
   state.counters["allocs_per_" + unit] =
       benchmark::Counter(static_cast<double>(allocs->count()) / units);
   state.counters["slab_allocs_per_" + unit] =
       benchmark::Counter(static_cast<double>(slab.stats().allocs_total - slab_before) / units);
+  state.counters["ns_per_" + unit] =
+      benchmark::Counter(units, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   co_return absl::OkStatus();
+}
+
+// The server side of a loopback benchmark: `conns` connections accepted,
+// each served by handler(stream) (a Task<>), spawned.
+template <class Handler>
+Task<> accept_all(net::Listener& listener, int64_t conns, Handler handler) {
+  for (int64_t i = 0; i < conns; ++i) {
+    auto s = co_await listener.accept();
+    if (!s.ok()) co_return;
+    spawn(listener.context().loop(), handler(std::move(*s)));
+  }
+}
+
+// `conns` client connections to `addr`.
+inline Task<absl::StatusOr<std::vector<net::Stream>>> connect_all(net::NetContext& net,
+                                                                  net::SocketAddress addr,
+                                                                  int64_t conns) {
+  std::vector<net::Stream> streams;
+  for (int64_t i = 0; i < conns; ++i) {
+    auto c = co_await net::Stream::connect(net, addr);
+    if (!c.ok()) co_return c.status();
+    streams.push_back(std::move(*c));
+  }
+  co_return streams;
 }
 
 // Apply()'d to a loopback benchmark: with CORING_BENCH_ITERATIONS=N in the

@@ -11,6 +11,11 @@
 // for one per received buffer when several are shared with the send queue
 // at once, as with batches of 1 KiB frames: a send-queue buffer header).
 //
+// BM_SbmpEchoConns does the same over 1000 connections, `batch` frames on
+// each in turn (coring::bench::echo_rounds()), as the load generator's
+// pipelined cells: each batch finds its connection's state (both ends')
+// out of the cache.
+//
 // Run: net_sbmp_echo_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -35,26 +40,23 @@ Task<> echo(Framed conn) {
   for (;;) {
     auto frame = co_await conn.read_frame();
     if (!frame.ok()) co_return;
-    if (!(co_await conn.write_frame(*frame)).ok()) break;
+    bool written;
+    do {
+      written = (co_await conn.write_frame(*frame)).ok();
+    } while (written && conn.try_read_frame(*frame));
+    if (!written) break;
   }
   (void)co_await conn.close();
 }
 
-Task<> accept_one(coring::net::Listener& listener) {
-  auto s = co_await listener.accept();
-  if (!s.ok()) co_return;
-  // As sbmp_echo_server: frames split across receive buffers echoed in place.
-  co_await echo(Framed(std::move(*s), coring::sbmp::Codec(), {.split_payloads = true}));
+// As sbmp_echo_server: frames split across receive buffers echoed in place.
+Task<> serve(coring::net::Stream s) {
+  return echo(Framed(std::move(s), coring::sbmp::Codec(), {.split_payloads = true}));
 }
 
-Task<absl::Status> client(coring::net::NetContext& net, coring::net::SocketAddress addr,
-                          coring::pool::SlabPool& slab, benchmark::State& state) {
-  auto c = co_await coring::net::Stream::connect(net, addr);
-  if (!c.ok()) co_return c.status();
-  coring::net::Stream conn = std::move(*c);
-  // The handshake, by a client Codec; the frames are then encoded once.
-  // No features, as bench/loadgen: no CRC-32C trailers.
-  coring::sbmp::Codec codec({.role = coring::sbmp::Role::kClient, .features = 0});
+// The handshake of a client Codec on `conn` (no features, as bench/loadgen:
+// no CRC-32C trailers), which then encodes the frames.
+Task<absl::Status> handshake(coring::net::Stream& conn, coring::sbmp::Codec& codec) {
   while (!codec.established()) {
     const std::vector<uint8_t> hello(codec.pending_output().begin(), codec.pending_output().end());
     codec.consume_output(hello.size());
@@ -71,37 +73,71 @@ Task<absl::Status> client(coring::net::NetContext& net, coring::net::SocketAddre
       if (f->has_value()) co_return absl::InternalError("an application frame in the handshake");
     }
   }
-  const std::vector<uint8_t> payload(static_cast<size_t>(state.range(0)), 0x5a);
-  const auto batch = static_cast<size_t>(state.range(1));
+  co_return absl::OkStatus();
+}
+
+// `batch` frames of `size` payload bytes, encoded one after the other.
+absl::StatusOr<std::vector<uint8_t>> frames_wire(coring::sbmp::Codec& codec, size_t size,
+                                                 size_t batch) {
+  const std::vector<uint8_t> payload(size, 0x5a);
   std::vector<uint8_t> wire;
   for (size_t i = 0; i < batch; ++i) {
     coring::sbmp::Codec::Encoded encoded;
     if (auto st = codec.encode(coring::sbmp::make_frame(0x100, payload), encoded); !st.ok()) {
-      co_return st;
+      return st;
     }
     for (auto part : encoded.parts()) wire.insert(wire.end(), part.begin(), part.end());
   }
-  if (auto st = co_await coring::bench::echo_rounds(conn, wire, slab, state, "frame", batch);
+  return wire;
+}
+
+// Clients: `conns` plain Streams, each after its handshake sent `batch`
+// frames of `size` payload bytes at a time.
+Task<absl::Status> clients(coring::net::NetContext& net, coring::net::SocketAddress addr,
+                           coring::pool::SlabPool& slab, benchmark::State& state, int64_t conns,
+                           int64_t size, int64_t batch) {
+  auto streams = co_await coring::bench::connect_all(net, addr, conns);
+  if (!streams.ok()) co_return streams.status();
+  coring::sbmp::Codec codec({.role = coring::sbmp::Role::kClient, .features = 0});
+  for (coring::net::Stream& conn : *streams) {
+    coring::sbmp::Codec hello({.role = coring::sbmp::Role::kClient, .features = 0});
+    if (auto st = co_await handshake(conn, &conn == &streams->front() ? codec : hello); !st.ok()) {
+      co_return st;
+    }
+  }
+  auto wire = frames_wire(codec, static_cast<size_t>(size), static_cast<size_t>(batch));
+  if (!wire.ok()) co_return wire.status();
+  if (auto st = co_await coring::bench::echo_rounds(absl::MakeSpan(*streams), *wire, slab, state,
+                                                    "frame", static_cast<size_t>(batch));
       !st.ok()) {
     co_return st;
   }
-  const auto frames = static_cast<double>(state.iterations() * batch);
-  state.counters["ns_per_frame"] =
-      benchmark::Counter(frames, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
-  state.SetItemsProcessed(static_cast<int64_t>(frames));
-  (void)co_await conn.close();
+  state.SetItemsProcessed(state.iterations() * conns * batch);
+  for (coring::net::Stream& conn : *streams) (void)co_await conn.close();
   co_return absl::OkStatus();
 }
 
 void BM_SbmpEcho(benchmark::State& state) {
   coring::bench::LoopbackBench b;
   if (!b.open(state, /*arena=*/true)) return;
-  b.run(state, accept_one(b.listener()), client(b.net(), b.address(), b.slab(), state));
+  b.run(state, coring::bench::accept_all(b.listener(), 1, serve),
+        clients(b.net(), b.address(), b.slab(), state, 1, state.range(0), state.range(1)));
+}
+
+void BM_SbmpEchoConns(benchmark::State& state) {
+  coring::bench::LoopbackBench b;
+  if (!b.open(state, /*arena=*/true)) return;
+  b.run(state, coring::bench::accept_all(b.listener(), state.range(0), serve),
+        clients(b.net(), b.address(), b.slab(), state, state.range(0), 64, state.range(1)));
 }
 
 BENCHMARK(BM_SbmpEcho)
     ->ArgNames({"size", "batch"})
     ->ArgsProduct({{64, 1024}, {1, 128}})
+    ->Apply(coring::bench::iterations_from_environment);
+BENCHMARK(BM_SbmpEchoConns)
+    ->ArgNames({"conns", "batch"})
+    ->Args({1000, 16})
     ->Apply(coring::bench::iterations_from_environment);
 
 }  // namespace

@@ -76,8 +76,13 @@ coring::Task<> echo(Conn conn) {
   for (;;) {
     auto frame = co_await conn.read_frame();  // a view into the receive buffer
     if (!frame.ok()) co_return;  // EOF, GOAWAY, protocol error, shutdown: already closed
-    auto st = co_await conn.write_frame(*frame);  // type, extensions, payload: no copy
-    if (!st.ok()) break;
+    // Then the frames already received, each without an awaiter.
+    bool written;
+    do {
+      const absl::Status st = co_await conn.write_frame(*frame);  // type, extensions, payload:
+      written = st.ok();                                          // no copy
+    } while (written && conn.try_read_frame(*frame));
+    if (!written) break;
   }
   (void)co_await conn.close();
 }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -69,8 +70,10 @@ TEST(SbmpEchoTest, ExtensionsOfEveryKindAreEchoedInOrder) {
   EXPECT_EQ(kinds, (std::vector<uint8_t>{0x80, 0x01, 0x02, 0x05, 0x80, 0xFF, 0x03, 0x04}));
 }
 
-TEST(SbmpEchoTest, PipelinedFramesInOneWriteAreEchoedInOrder) {
-  SbmpEchoServer s;
+// 300 frames of many sizes, some with CRC-32C trailers, in one write: each
+// echoed in order.
+void expect_pipelined_echoes(SbmpEchoServer::Handler handler) {
+  SbmpEchoServer s({}, {}, handler);
   ASSERT_TRUE(s.status.ok()) << s.status;
   RawClient c(s.port());
   constexpr int kFrames = 300;
@@ -87,6 +90,14 @@ TEST(SbmpEchoTest, PipelinedFramesInOneWriteAreEchoedInOrder) {
     EXPECT_EQ(f->extensions().request_id(), uint64_t(i));
     EXPECT_EQ(f->payload, pattern(size_t(i * 7 % 1500), uint32_t(i)));
   }
+}
+
+TEST(SbmpEchoTest, PipelinedFramesInOneWriteAreEchoedInOrder) { expect_pipelined_echoes(echo); }
+
+// The same with one awaited read_frame() per frame (echo() reads what is
+// already received with try_read_frame()).
+TEST(SbmpEchoTest, PipelinedFramesEchoedWithReadFrameAlone) {
+  expect_pipelined_echoes(echo_awaiting_each);
 }
 
 // Answers each frame three times: as it came (sent as its received bytes,
@@ -160,6 +171,97 @@ TEST(SbmpEchoTest, EchoesOfOneChunkLeaveAsOneRunOfItsBuffer) {
   EXPECT_EQ(st.shared_writes, uint64_t{kFrames}) << st.to_string();
   EXPECT_EQ(st.copied_writes, 0u) << st.to_string();
   EXPECT_EQ(st.sendmsg_sends, 0u) << st.to_string();
+}
+
+// Answers each frame as it came when read_frame() returned it, and with its
+// type changed to kTried when try_read_frame() did.
+constexpr uint16_t kTried = 0x0777;
+Task<> answer_how_read(SbmpConn conn) {
+  for (;;) {
+    auto frame = co_await conn.read_frame();
+    if (!frame.ok()) co_return;
+    if (!(co_await conn.write_frame(*frame)).ok()) break;
+    bool written = true;
+    sbmp::Frame next;
+    while (written && conn.try_read_frame(next)) {
+      next.header.type = kTried;
+      written = (co_await conn.write_frame(next)).ok();
+    }
+    if (!written) break;
+  }
+  (void)co_await conn.close();
+}
+
+// Reads `n` answers of answer_how_read(): "r" for each read with
+// read_frame(), "t" with try_read_frame(), "P" for a PONG; each answer's
+// payload must be pattern(20 + i, i) for the i-th application frame.
+std::string how_read(RawClient& c, int n, int& frame_index) {
+  std::string got;
+  for (int k = 0; k < n; ++k) {
+    absl::StatusOr<OwnedFrame> f = c.read_frame();
+    if (!f.ok()) return got + "<" + f.status().ToString() + ">";
+    if (f->type() == sbmp::kTypePong) {
+      got += 'P';
+      continue;
+    }
+    const int i = frame_index++;
+    if (f->payload != pattern(size_t(20 + i), uint32_t(i))) return got + "<payload>";
+    got += f->type() == kTried ? 't' : (f->type() == kType ? 'r' : '?');
+  }
+  return got;
+}
+
+std::vector<uint8_t> frames(int from, int to) {
+  std::vector<uint8_t> wire;
+  for (int i = from; i < to; ++i) {
+    const auto f = encode(kType, pattern(size_t(20 + i), uint32_t(i)));
+    wire.insert(wire.end(), f.begin(), f.end());
+  }
+  return wire;
+}
+
+// try_read_frame() takes the frames that lie whole in what was received,
+// in order, and leaves a frame not whole yet to read_frame(), which waits
+// for the rest.
+TEST(SbmpEchoTest, TryReadFrameTakesTheWholeFramesAlreadyReceived) {
+  SbmpEchoServer s({}, {}, answer_how_read);
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  int index = 0;
+  ASSERT_TRUE(c.send(frames(0, 10)));  // one chunk on loopback
+  EXPECT_EQ(how_read(c, 10, index), "rttttttttt");
+  // Three whole frames and half of a fourth; then its other half.
+  const std::vector<uint8_t> fourth = frames(13, 14);
+  const size_t half = fourth.size() / 2;
+  ASSERT_TRUE(c.send(concat({frames(10, 13), absl::MakeConstSpan(fourth).first(half)})));
+  EXPECT_EQ(how_read(c, 3, index), "rtt");
+  ASSERT_TRUE(c.send(absl::MakeConstSpan(fourth).subspan(half)));
+  EXPECT_EQ(how_read(c, 1, index), "r");
+}
+
+// A PING is not an application frame: try_read_frame() stops at it, and
+// read_frame() answers it (the PONG before the next echo) and goes on.
+TEST(SbmpEchoTest, TryReadFrameLeavesAPingToReadFrame) {
+  SbmpEchoServer s({}, {}, answer_how_read);
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  int index = 0;
+  ASSERT_TRUE(c.send(concat({frames(0, 2), encode(sbmp::kTypePing, bytes_of("x")), frames(2, 4)})));
+  EXPECT_EQ(how_read(c, 5, index), "rtPrt");
+}
+
+// try_read_frame() keeps FramedOptions::frames_per_turn: past it, it
+// declines, and read_frame() lets the loop's other work go first.
+TEST(SbmpEchoTest, TryReadFrameKeepsTheFramesPerTurnBudget) {
+  ServerOptions options;
+  options.framed.frames_per_turn = 4;
+  SbmpEchoServer s(options, {}, answer_how_read);
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  RawClient c(s.port());
+  int index = 0;
+  ASSERT_TRUE(c.send(frames(0, 12)));
+  // The first frame of a turn is read_frame()'s; four more fit the turn.
+  EXPECT_EQ(how_read(c, 12, index), "rttttrttttrt");
 }
 
 // A small frame alone (no input waiting, nothing queued or being sent) is

@@ -224,8 +224,10 @@ class FramedStream {
   //     if (!written) break;
   //   }
   // A frame read so costs no awaiter and no StatusOr, and is decoded where
-  // the handler reads it (not copied there: bench/instructions.sh, about a
-  // tenth of the framing's instructions per pipelined frame).
+  // the handler reads it, not copied there (bench/instructions.sh: 8% of the
+  // framing's instructions per pipelined frame). Like any read, it ends the
+  // validity of the frame read before, whatever it returns. Always false
+  // with a codec without decode_whole() (FrameCodec).
   bool try_read_frame(Frame& frame);
   // co_await: absl::Status. `frame` must stay valid until the co_await ends.
   WriteFrameAwaiter write_frame(const Frame& frame) noexcept {
@@ -725,10 +727,6 @@ class FramedStream {
       if (std::exchange(shared_, false)) stream_.release_shared();
     }
   }
-  // The codec's fast path (FrameCodec: decode_whole()), where it has one:
-  // true with `out` set to the frame, after frame_done(). Decoded where the
-  // caller gets it: a frame written field by field and copied at once costs
-  // store-forwarding stalls.
   // The codec's decode_whole() takes a maker of the frame (only declared:
   // for the test).
   struct MakeFrame {
@@ -743,6 +741,10 @@ class FramedStream {
       !WholeByMaker && requires(C & c, absl::Span<const uint8_t>& in, Frame& f) {
     { c.decode_whole(in, f) } -> std::same_as<bool>;
   };
+  // The codec's fast path (FrameCodec: decode_whole()), where it has one:
+  // true with `out` set to the frame, after frame_done(). Decoded where the
+  // caller gets it: a frame written field by field and copied at once costs
+  // store-forwarding stalls.
   bool decode_whole(std::optional<absl::StatusOr<Frame>>& out) {
     if (decode_whole_into([&out]() -> Frame& { return *out.emplace(absl::in_place); })) {
       return true;
@@ -751,8 +753,8 @@ class FramedStream {
     if constexpr (WholeIntoFrame) out.reset();
     return false;
   }
-  // decode_whole() into the Frame that `make()` returns, called only once
-  // the codec has a frame where it can wait for it (WholeByMaker).
+  // decode_whole() into the Frame that make() returns: called once there is
+  // a frame when the codec takes a maker (WholeByMaker), first otherwise.
   template <class Make>
   bool decode_whole_into(Make&& make) {
     if constexpr (WholeByMaker) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/instructions.sh: user-space instructions per message, counted by
-# callgrind - exact, where this host's timings swing by a third - for the
-# in-process echo benchmarks (one EventLoop, server and client in one
-# process, over loopback TCP):
+# bench/instructions.sh: user-space instructions and cache misses per
+# message, counted by callgrind - exact, where this host's timings swing by
+# a third - for the in-process echo benchmarks (one EventLoop, server and
+# client in one process, over loopback TCP):
 #   * BM_StreamEcho/size:64 (net_echo_bench): examples/net/echo_server's raw
 #     echo (Stream read(), the buffer written back), 64 bytes a round trip,
 #     the client a plain Stream;

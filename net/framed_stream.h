@@ -772,6 +772,15 @@ class FramedStream {
     }
     return false;
   }
+  // A read begins: the last frame read is no longer in use.
+  void release_last_frame() noexcept {
+    // The buffer it was sent from (exchange_frame_buffer()) may be reused.
+    if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
+    // It no longer views the buffer before this one.
+    if (!codec_holds_input()) release_previous();
+    // Nor the codec's reassembly buffer, which goes back to the loop's pool.
+    if constexpr (requires(C & c) { c.release_buffer(); }) codec_.release_buffer();
+  }
   // A frame was decoded: its deadline is over.
   void frame_done() noexcept {
     detail::StreamState* st = stream_.state();
@@ -1021,13 +1030,7 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
     out.emplace(absl::FailedPreconditionError("read_frame: closed"));
     return true;
   }
-  // The last frame read is no longer in use: the buffer it was sent from
-  // (exchange_frame_buffer()) may now be reused.
-  if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
-  // The last frame read no longer views the buffer before this one.
-  if (!codec_holds_input()) release_previous();
-  // Nor the codec's reassembly buffer, which goes back to the loop's pool.
-  if constexpr (requires(C & c) { c.release_buffer(); }) codec_.release_buffer();
+  release_last_frame();
   if ((!input_.empty() || codec_pending()) && turn_spent()) {
     yield_turn_ = true;  // the reader yields to the loop first
     return false;
@@ -1051,11 +1054,9 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
 template <FrameCodec C, ByteStream S>
 bool FramedStream<C, S>::try_read_frame(Frame& frame) {
   // Only what read_frame() would find ready too, and nothing it would do
-  // first but the releases of the last frame's buffers, as it does them.
+  // first but release the last frame's buffers, as it does.
   if (input_.empty() || !terminal_.ok() || closed_ || !stream_.valid()) return false;
-  if constexpr (std::is_same_v<S, Stream>) stream_.state()->release_taken();
-  if (!codec_holds_input()) release_previous();
-  if constexpr (requires(C & c) { c.release_buffer(); }) codec_.release_buffer();
+  release_last_frame();
   return !turn_spent() && decode_whole_into([&frame]() -> Frame& { return frame; });
 }
 

@@ -30,24 +30,39 @@
 # Prints the commit, then a markdown table: instructions and cache misses
 # per message in all, and the functions with the most of each (their own,
 # inlined code included).
+# Then the same for the server alone, in a process of its own, under the
+# load generator (bench/loadgen) at a fixed rate (--rate, 4000 msgs/s) over
+# 1000 connections, 64 B a message (a frame of 64 B for SBMP), beside the
+# raw liburing baseline (bench/baselines/uring_echo): the fixed-rate cells of
+# bench/run.sh, where a message finds its connection's state cold. coring's
+# servers run their handlers on a Runtime's threads, which valgrind cannot
+# follow (it runs one thread at a time, and a loop thread waiting in
+# io_uring_enter keeps the others from running): bench/net/one_loop_server
+# runs the same handlers on one loop on the main thread. The counts are of a
+# 5-second window once the load is steady (callgrind_control zeroes and
+# dumps them), over the messages offered in it: rate x its length, to about
+# 1%. Server on CPU 0, load generator on CPU 1; the offered rate is checked
+# to be kept, every echo verified.
 # Needs valgrind (installed if missing) and the benchmarks built (bench/run.sh
 # builds them; BUILD_ROOT as there). --iterations sets N1,N2 of the
 # one-connection benchmarks (the 1000-connection ones run 10 and 30
 # rounds).
 #
-#   bench/instructions.sh [--top=5] [--iterations=N1,N2]
+#   bench/instructions.sh [--top=5] [--iterations=N1,N2] [--rate=4000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-top=5 n1='' n2=''
+top=5 n1='' n2='' rate=4000
 for arg in "$@"; do
   case $arg in
     --top=*) top=${arg#*=} ;;
+    --rate=*) rate=${arg#*=} ;;
     --iterations=*) IFS=, read -r n1 n2 <<<"${arg#*=}" ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/instructions.sh: unknown argument $arg" >&2; exit 1 ;;
   esac
 done
 [[ $top =~ ^[1-9][0-9]*$ ]] || { echo "bench/instructions.sh: --top wants a positive count, got '$top'" >&2; exit 1; }
+[[ $rate =~ ^[1-9][0-9]*$ ]] || { echo "bench/instructions.sh: --rate wants messages per second, got '$rate'" >&2; exit 1; }
 if [ -n "$n1$n2" ] && ! { [[ $n1 =~ ^[1-9][0-9]*$ && $n2 =~ ^[1-9][0-9]*$ ]] && ((n2 > n1)); }; then
   echo "bench/instructions.sh: --iterations wants N1,N2 with 0 < N1 < N2, got '${n1},${n2}'" >&2
   exit 1
@@ -57,11 +72,18 @@ source scripts/deps.sh
 CORING_PACKAGES+=(valgrind)
 coring_ensure_packages
 B=${BUILD_ROOT:-build}/bench/bench/net
-for bin in net_echo_bench net_sbmp_echo_bench; do
-  [ -x "$B/$bin" ] || { echo "bench/instructions.sh: no $B/$bin (run bench/run.sh first)" >&2; exit 1; }
+baselines=${BUILD_ROOT:-build}/bench/bench/baselines
+loadgen=${BUILD_ROOT:-build}/bench/bench/loadgen/loadgen
+for bin in $B/net_echo_bench $B/net_sbmp_echo_bench $B/one_loop_server $baselines/uring_echo $loadgen; do
+  [ -x "$bin" ] || { echo "bench/instructions.sh: no $bin (run bench/run.sh first)" >&2; exit 1; }
 done
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # count BIN NAME ITERATIONS OUT: the callgrind profile (with the cache
 # simulation) of exactly that many iterations of benchmark NAME, in OUT.
@@ -140,7 +162,12 @@ per_message() {
     END {
       total = (after["total"] - before["total"]) / msgs
       n = 0
-      for (f in after) if (f != "total") { d[f] = (after[f] - before[f]) / msgs; names[++n] = f }
+      # (A profile dumped while running also gives the functions then on
+      # the stack - main, the C start-up - the whole count as their own.)
+      for (f in after) if (f != "total") {
+        d[f] = (after[f] - before[f]) / msgs
+        if (d[f] < 0.99 * total || total <= 0) names[++n] = f
+      }
       # The top ones, by selection (awk has no portable sort); to one
       # decimal below 10 (misses), whole above.
       where = ""
@@ -174,4 +201,69 @@ for spec in "net_echo_bench BM_StreamEcho/size:64 1 round trip (raw echo) 2000 6
   msgs=$(((b - a) * per_iteration))
   echo "| $bin $name | $unit | $(per_message "$work/a.Ir" "$work/b.Ir" "$msgs") | $(per_message "$work/a.DLmr,DLmw" "$work/b.DLmr,DLmw" "$msgs") |"
   rm -f "$work"/a.* "$work"/b.*
+done
+
+# serve_count NAME PROTO OUT SERVER...: SERVER (which prints "listening on
+# HOST:PORT" first) under callgrind on CPU 0, the load generator on CPU 1;
+# the profile of the window in OUT, and the messages offered in it in
+# OUT.msgs.
+settle=4 window=5
+serve_count() {
+  local name=$1 proto=$2 file=$3 port='' i t0 t1
+  shift 3
+  taskset -c 0 valgrind --tool=callgrind --cache-sim=yes --D1=32768,8,64 --LL=524288,8,64 \
+    --callgrind-out-file="$work/$name.cg" "$@" --port=0 >"$work/$name.out" 2>"$work/$name.err" &
+  local server=$!
+  pids+=("$server")
+  for ((i = 0; i < 300 && ${#port} == 0; i++)); do
+    sleep 0.1
+    port=$(sed -n '1s/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$work/$name.out")
+  done
+  if [ -z "$port" ]; then
+    echo "bench/instructions.sh: $name under callgrind did not start listening:" >&2
+    cat "$work/$name.out" "$work/$name.err" >&2
+    return 1
+  fi
+  "$loadgen" --port="$port" --proto="$proto" --conns=1000 --size=64 --rate="$rate" \
+    --duration=$((settle + window + 2)) --warmup=0 --cpu=1 >"$work/$name.load" 2>&1 &
+  local load=$!
+  pids+=("$load")
+  sleep "$settle"
+  callgrind_control -z "$server" >/dev/null
+  t0=$(date +%s.%N)
+  sleep "$window"
+  callgrind_control -d "$server" >/dev/null
+  t1=$(date +%s.%N)
+  wait "$load" || true
+  kill -KILL "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  # The load kept its rate, every echo verified, or the window means nothing.
+  if ! grep -q '"errors":0,"mismatches":0' "$work/$name.load" ||
+    ! awk -v r="$rate" 'match($0, /"msgs_per_sec":[0-9.]+/) { n = substr($0, RSTART + 15, RLENGTH - 15) + 0; exit !(n >= 0.99 * r) } END { if (!RSTART) exit 1 }' "$work/$name.load" ||
+    [ ! -s "$work/$name.cg.1" ]; then
+    echo "bench/instructions.sh: $name under the load generator at $rate msgs/s failed:" >&2
+    cat "$work/$name.load" "$work/$name.err" >&2
+    return 1
+  fi
+  mv "$work/$name.cg.1" "$file"
+  awk -v a="$t0" -v b="$t1" -v r="$rate" 'BEGIN { printf "%.0f\n", (b - a) * r }' >"$file.msgs"
+}
+
+echo
+echo "The server alone, under the load generator: $rate msgs/s over 1000 connections, 64 B a message, for ${window} s (coring: bench/net/one_loop_server):"
+echo
+echo "| server | unit | instructions per message | where (instructions per message, own) | cache misses per message | where (misses per message, own) |"
+echo "|---|---|---|---|---|---|"
+echo "0 total" >"$work/none"
+for spec in "coring raw message (raw echo)|$B/one_loop_server" \
+  "uring raw message (raw echo)|$baselines/uring_echo" \
+  "coring_sbmp sbmp frame (SBMP echo)|$B/one_loop_server --sbmp" \
+  "uring_sbmp sbmp frame (SBMP echo)|$baselines/uring_echo --sbmp"; do
+  read -r name proto unit <<<"${spec%%|*}"
+  read -r -a server <<<"${spec#*|}"
+  serve_count "$name" "$proto" "$work/s.out" "${server[@]}"
+  msgs=$(cat "$work/s.out.msgs")
+  for e in Ir DLmr,DLmw; do events "$work/s.out" "$e" | short_names >"$work/s.$e"; done
+  echo "| $name | $unit | $(per_message "$work/none" "$work/s.Ir" "$msgs") | $(per_message "$work/none" "$work/s.DLmr,DLmw" "$msgs") |"
+  rm -f "$work"/s.*
 done

@@ -59,8 +59,9 @@
 # allocations per message of the echo paths (codec_bench, net_echo_bench,
 # net_sbmp_echo_bench); their JSON goes to the output folder's micro/. Then
 # bench/instructions.sh counts the echo paths' user-space instructions and cache misses per
-# message with callgrind (exact, unlike timings here): micro/instructions.md,
-# which the report shows.
+# message with callgrind (exact, unlike timings here), in process and for the
+# servers alone under the load generator: micro/instructions.md, which the
+# report shows.
 # Servers that report their io_uring_enter count on SIGUSR1 (coring's with
 # --stats, uring_echo) are asked before and after each run: messages per
 # io_uring_enter per cell.
@@ -453,7 +454,8 @@ if [ -f "$micro_dir/instructions.md" ]; then
   awk -v table="$micro_dir/instructions.md" '
     /^## Details/ {
       print "User-space instructions and cache misses per message, counted by callgrind (bench/instructions.sh:"
-      print "the difference between two runs of fixed iteration counts; server and client are one process;"
+      print "first the in-process echoes, server and client in one process, from the difference between two"
+      print "runs of fixed iteration counts; then each server alone under the load generator at a fixed rate;"
       print "a miss is a line from beyond a simulated 512 KiB cache, the size of this host'"'"'s L2):"
       print ""
       while ((getline line < table) > 0) print line

@@ -164,6 +164,36 @@ TEST(StreamTest, AnAdoptedBufferAloneLeavesInOneSend) {
   EXPECT_EQ(t.net->buffers().outstanding(), 0u);
 }
 
+// Accepts one connection, holds its first chunk until the second arrived,
+// then hands both to write(RecvBuffer&&) in a row; the stream for more.
+// `first`: the first chunk was read (pair_round_trip() then sends the second).
+Task<absl::StatusOr<Stream>> echo_pair(Listener& l, bool& first) {
+  absl::StatusOr<Stream> s = co_await l.accept();
+  if (!s.ok()) co_return s.status();
+  absl::StatusOr<RecvBuffer> a = co_await s->read();
+  first = true;
+  absl::StatusOr<RecvBuffer> b = co_await s->read();
+  if (!a.ok() || !b.ok() || a->empty() || b->empty()) co_return absl::InternalError("no pair");
+  if (auto w = co_await s->write(std::move(*a)); !w.ok()) co_return w;
+  if (auto w = co_await s->write(std::move(*b)); !w.ok()) co_return w;
+  co_return s;
+}
+
+// echo_pair()'s peer: `one`, then (once echo_pair() read it) `two`, as two
+// chunks; both echoed back in order.
+Task<absl::Status> pair_round_trip(Stream& c, const std::vector<uint8_t>& one,
+                                   const std::vector<uint8_t>& two, const bool& first) {
+  if (auto w = co_await c.write(absl::MakeConstSpan(one)); !w.ok()) co_return w;
+  while (!first) (void)co_await sleep_for(1ms);  // two chunks, not one
+  if (auto w = co_await c.write(absl::MakeConstSpan(two)); !w.ok()) co_return w;
+  std::vector<uint8_t> got;
+  if (auto r = co_await read_exactly(c, one.size() + two.size(), got); !r.ok()) co_return r;
+  std::vector<uint8_t> both = one;
+  both.insert(both.end(), two.begin(), two.end());
+  if (got != both) co_return absl::DataLossError("echo of the pair differs");
+  co_return absl::OkStatus();
+}
+
 // A small received buffer handed over with nothing queued or being sent is
 // sent from the ring buffer (a copy would buy nothing); one handed over
 // behind queued bytes is copied, to leave with them from one send buffer.
@@ -176,29 +206,17 @@ TEST(StreamTest, ASmallEchoAloneIsAdoptedAndOneBehindQueuedBytesCopied) {
   // Holds the first chunk until the second arrived, then echoes both in a
   // row; then echoes chunk by chunk.
   spawn(*t.loop, [](Listener& l, bool& first) -> Task<> {
-    absl::StatusOr<Stream> s = co_await l.accept();
-    if (!s.ok()) co_return;
-    absl::StatusOr<RecvBuffer> a = co_await s->read();
-    first = true;
-    absl::StatusOr<RecvBuffer> b = co_await s->read();
-    if (!a.ok() || !b.ok() || a->empty() || b->empty()) co_return;
-    if (!(co_await s->write(std::move(*a))).ok()) co_return;
-    if (!(co_await s->write(std::move(*b))).ok()) co_return;
-    co_await handover_handler(std::move(*s));
+    absl::StatusOr<Stream> s = co_await echo_pair(l, first);
+    if (s.ok()) co_await handover_handler(std::move(*s));
   }(**listener, got_first));
   constexpr int kRounds = 10;
   absl::Status s = t.run([](NetContext& net, SocketAddress a, bool& first) -> Task<absl::Status> {
     auto c = co_await Stream::connect(net, a);
     if (!c.ok()) co_return c.status();
-    const std::vector<uint8_t> one = pattern(100, 1), two = pattern(100, 2);
-    if (auto w = co_await c->write(absl::MakeConstSpan(one)); !w.ok()) co_return w;
-    while (!first) (void)co_await sleep_for(1ms);  // two chunks, not one
-    if (auto w = co_await c->write(absl::MakeConstSpan(two)); !w.ok()) co_return w;
+    if (auto p = co_await pair_round_trip(*c, pattern(100, 1), pattern(100, 2), first); !p.ok()) {
+      co_return p;
+    }
     std::vector<uint8_t> got;
-    if (auto r = co_await read_exactly(*c, 200, got); !r.ok()) co_return r;
-    std::vector<uint8_t> both = one;
-    both.insert(both.end(), two.begin(), two.end());
-    if (got != both) co_return absl::DataLossError("echo of the pair differs");
     for (int i = 0; i < kRounds; ++i) {  // one at a time
       const std::vector<uint8_t> msg = pattern(100, static_cast<uint32_t>(10 + i));
       if (auto w = co_await c->write(absl::MakeConstSpan(msg)); !w.ok()) co_return w;
@@ -215,6 +233,59 @@ TEST(StreamTest, ASmallEchoAloneIsAdoptedAndOneBehindQueuedBytesCopied) {
   // context; of the echo's, only the one behind queued bytes.
   EXPECT_EQ(stats.copied_writes, (2u + kRounds) + 1u) << stats.to_string();
   EXPECT_EQ(stats.adopted_writes, 1u + kRounds) << stats.to_string();
+  EXPECT_EQ(t.net->buffers().outstanding(), 0u);
+  EXPECT_EQ(t.net->adopted_buffers(), 0u);
+}
+
+// write(RecvBuffer&&) that the send queue cannot take at once (past the
+// stream's share of adopted buffers and above copy_threshold: borrowed, the
+// writer waits until it is sent; on a stream closed for writing: the error)
+// is made as any other write: no byte lost or reordered, the buffer back in
+// the ring once sent.
+TEST(StreamTest, AReceivedBufferNotTakenAtOnceIsWrittenAsAnyOther) {
+  NetOptions options;
+  options.recv_share = 1;        // one adopted buffer at a time
+  options.copy_threshold = 100;  // the chunks are above it: never copied
+  TestLoop t({}, options);
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok());
+  auto addr = (*listener)->local_address();
+  bool got_first = false;
+  absl::Status after_shutdown;
+  // Holds the first chunk until the second arrived, echoes both in a row
+  // (the first adopted, the second borrowed), then one more after
+  // shutdown_write().
+  spawn(*t.loop, [](Listener& l, bool& first, absl::Status& late) -> Task<> {
+    absl::StatusOr<Stream> s = co_await echo_pair(l, first);
+    if (!s.ok()) co_return;
+    absl::StatusOr<RecvBuffer> c = co_await s->read();
+    if (!c.ok() || c->empty()) co_return;
+    if (!(co_await s->shutdown_write()).ok()) co_return;
+    late = co_await s->write(std::move(*c));
+    (void)co_await s->close();
+  }(**listener, got_first, after_shutdown));
+  absl::Status s = t.run([](NetContext& net, SocketAddress a, bool& first) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    if (auto p = co_await pair_round_trip(*c, pattern(1000, 1), pattern(1000, 2), first); !p.ok()) {
+      co_return p;
+    }
+    const std::vector<uint8_t> three = pattern(1000, 3);
+    if (auto w = co_await c->write(absl::MakeConstSpan(three)); !w.ok()) co_return w;
+    // The server shut its side: end of stream, and no echo of the third.
+    auto end = co_await c->read();
+    if (!end.ok()) co_return end.status();
+    if (!end->empty()) co_return absl::DataLossError("bytes after shutdown_write()");
+    co_return co_await c->close();
+  }(*t.net, *addr, got_first));
+  EXPECT_TRUE(s.ok()) << s;
+  t.drain();
+  EXPECT_TRUE(absl::IsFailedPrecondition(after_shutdown)) << after_shutdown;
+  const NetStats& stats = t.net->stats();
+  // The echo's second write, and the client's three (also above the
+  // threshold, in the same context).
+  EXPECT_EQ(stats.adopted_writes, 1u) << stats.to_string();
+  EXPECT_EQ(stats.borrowed_writes, 1u + 3u) << stats.to_string();
   EXPECT_EQ(t.net->buffers().outstanding(), 0u);
   EXPECT_EQ(t.net->adopted_buffers(), 0u);
 }

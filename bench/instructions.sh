@@ -229,10 +229,11 @@ serve_count() {
   local load=$!
   pids+=("$load")
   sleep "$settle"
-  callgrind_control -z "$server" >/dev/null
+  # (callgrind_control says what it sends on stderr: kept out of the table.)
+  callgrind_control -z "$server" >"$work/$name.ctl" 2>&1 || { cat "$work/$name.ctl" >&2; return 1; }
   t0=$(date +%s.%N)
   sleep "$window"
-  callgrind_control -d "$server" >/dev/null
+  callgrind_control -d "$server" >"$work/$name.ctl" 2>&1 || { cat "$work/$name.ctl" >&2; return 1; }
   t1=$(date +%s.%N)
   wait "$load" || true
   kill -KILL "$server" 2>/dev/null || true

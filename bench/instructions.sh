@@ -238,6 +238,8 @@ serve_count() {
   wait "$load" || true
   kill -KILL "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
+  # Both reaped: their pids may be reused, and cleanup() must not kill those.
+  pids=()
   # The load kept its rate, every echo verified, or the window means nothing.
   if ! grep -q '"errors":0,"mismatches":0' "$work/$name.load" ||
     ! awk -v r="$rate" 'match($0, /"msgs_per_sec":[0-9.]+/) { n = substr($0, RSTART + 15, RLENGTH - 15) + 0; exit !(n >= 0.99 * r) } END { if (!RSTART) exit 1 }' "$work/$name.load" ||

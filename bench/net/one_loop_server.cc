@@ -3,7 +3,7 @@
 // cannot follow a multi-threaded coring process. Valgrind runs one thread at
 // a time and treats io_uring_enter as a call that never blocks, so a Runtime
 // loop thread waiting there for completions stops every other thread of the
-// process, its main thread first. bench/server_counts.sh runs this under
+// process, its main thread first. bench/instructions.sh runs this under
 // callgrind, beside the raw liburing baseline, under the load generator.
 //
 //   one_loop_server [--sbmp] [--port=0]   -> "listening on 127.0.0.1:NNNNN"

@@ -129,6 +129,21 @@ class HostileTest : public ::testing::Test {
 
   uint16_t port() const { return server_->port(); }
 
+  // What a server started with --stats prints on SIGUSR1 (its counters now).
+  std::string server_stats() {
+    return server_->signal(SIGUSR1) ? server_->read_output(std::chrono::milliseconds(300)) : "";
+  }
+  // Counter `name` of the line of `stats` that begins with `line` ("ring:",
+  // "pool:", "arena:", "net:"), in its last dump; 0 if absent.
+  static uint64_t stat(const std::string& stats, const std::string& line, const std::string& name) {
+    const size_t at = stats.rfind("  " + line + " ");
+    if (at == std::string::npos) return 0;
+    const size_t end = stats.find('\n', at);
+    const size_t k = stats.find(" " + name + "=", at);
+    if (k == std::string::npos || k > end) return 0;
+    return std::strtoull(stats.c_str() + k + name.size() + 2, nullptr, 10);
+  }
+
   // The victim echoed, without an error and with a p99 in bounds.
   static void expect_victim_served(const VictimReport& r, uint64_t min_frames) {
     note("%s", r.to_string());

@@ -76,9 +76,11 @@
 
 namespace coring {
 
+// (BufferWaiter last, and the fields a message does not touch after the
+// others: see the fields.)
 class RecvStream final : private detail::MultishotStream,
-                         private BufferWaiter,
-                         private BufferHolder {
+                         private BufferHolder,
+                         private BufferWaiter {
  public:
   RecvStream(FileRef file, BufferRing& ring) noexcept
       : MultishotStream(&RecvStream::reclaim, ring.group()), file_(file), ring_(ring) {}
@@ -486,9 +488,12 @@ class RecvStream final : private detail::MultishotStream,
     }
   }
 
+  // First the fields a message touches, then the rest: a connection's
+  // state is out of the cache when its next message comes, with thousands
+  // of them, and each of its cache lines is a miss (net's StreamState puts
+  // this stream last of its own such fields).
   FileRef file_;
   BufferRing& ring_;
-  absl::Status interrupt_status_;
   bool interrupt_pending_ = false;
   bool cancel_outstanding_ = false;  // interrupt()'s or a pause's cancel of the armed op
   bool drained_ = false;             // interrupted, and the socket was read dry since
@@ -501,22 +506,24 @@ class RecvStream final : private detail::MultishotStream,
   bool woken_ = false;                // armed for a buffer given back while it waited in line
   uint32_t races_lost_ = 0;           // ... and that recv found the ring dry all the same, in a row
   bool bulk_ = false;                 // the last chunk filled its buffer
-  // receive_into(): the reader's buffer, and where in it the recv goes.
-  std::vector<uint8_t> direct_buf_;
-  size_t direct_offset_ = 0;
-  size_t direct_len_ = 0;
-  size_t direct_got_ = 0;      // bytes the recv put there
-  bool direct_ = false;        // the next recv armed goes into direct_buf_
-  bool direct_armed_ = false;  // ... and is in flight
-  bool direct_more_ = false;   // it left bytes in the socket
-  bool direct_due_ = false;    // the one armed now was armed right after that
+  bool direct_ = false;               // the next recv armed goes into direct_buf_
+  bool direct_armed_ = false;         // ... and is in flight
+  bool direct_more_ = false;          // it left bytes in the socket
+  bool direct_due_ = false;           // the one armed now was armed right after that
+  bool single_ = true;
   // Marks a queued result whose bytes are in direct_buf_ (a bit no recv CQE
   // carries; such a result carries no ring buffer).
   static constexpr uint32_t kDirectFlag = 1u << 14;
   static constexpr uint32_t kPromoteAfter = 32;
   uint32_t max_queued_ = 8;
   uint32_t streak_ = 0;  // single-shot chunks in a row that found the reader waiting
-  bool single_ = true;
+
+  absl::Status interrupt_status_;
+  // receive_into(): the reader's buffer, and where in it the recv goes.
+  std::vector<uint8_t> direct_buf_;
+  size_t direct_offset_ = 0;
+  size_t direct_len_ = 0;
+  size_t direct_got_ = 0;  // bytes the recv put there
 };
 
 inline RecvStream recv_multishot(FileRef file, BufferRing& ring) noexcept {

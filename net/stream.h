@@ -47,6 +47,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <utility>
@@ -102,6 +103,7 @@ class Stream {
 
   class ReadAwaiter;
   class WriteAwaiter;
+  class WriteBufferAwaiter;
 
   ReadAwaiter read() noexcept;
   WriteAwaiter write(absl::Span<const uint8_t> bytes) noexcept;
@@ -112,7 +114,7 @@ class Stream {
   // while other bytes are queued or being sent (it is copied to coalesce
   // with them), or one the shared ring cannot spare (see stream_state.h),
   // is written as write(buf.span()) instead.
-  WriteAwaiter write(RecvBuffer&& buf) noexcept;
+  WriteBufferAwaiter write(RecvBuffer&& buf) noexcept;
   // The parts leave in order, as one write; `parts` must stay valid until done.
   WriteAwaiter write(absl::Span<const absl::Span<const uint8_t>> parts) noexcept;
   // As write(parts), but the queue takes `owner` over (the memory `parts`
@@ -282,12 +284,45 @@ class Stream::WriteAwaiter {
   detail::Writer writer_;
 };
 
+// write(RecvBuffer&&): done in await_ready() with no Writer when the send
+// queue takes the buffer (or, small, a copy) at once, as an echo's writes
+// are (StreamState::write_received_now()); else a WriteAwaiter, made then.
+// Until then its memory is not touched: with thousands of connections a
+// message finds its coroutine frame out of the cache, and each line of it
+// the write touches is a miss.
+class Stream::WriteBufferAwaiter {
+ public:
+  WriteBufferAwaiter(detail::StreamState* s, RecvBuffer&& buf) noexcept
+      : state_(s), buf_(std::move(buf)) {}
+  WriteBufferAwaiter(const WriteBufferAwaiter&) = delete;
+  ~WriteBufferAwaiter() {
+    if (slow_) std::destroy_at(&write_);
+  }
+
+  bool await_ready() noexcept {
+    if (state_->write_received_now(buf_)) return true;
+    std::construct_at(&write_, state_, std::move(buf_));
+    slow_ = true;
+    return write_.await_ready();
+  }
+  void await_suspend(std::coroutine_handle<> h) noexcept { write_.await_suspend(h); }
+  absl::Status await_resume() noexcept { return slow_ ? write_.await_resume() : absl::OkStatus(); }
+
+ private:
+  detail::StreamState* state_;
+  RecvBuffer buf_;  // until queued (adopted: left empty; copied: back to the ring with this)
+  bool slow_ = false;
+  union {
+    WriteAwaiter write_;  // made by await_ready() when the write is not done at once
+  };
+};
+
 inline Stream::ReadAwaiter Stream::read() noexcept { return ReadAwaiter(state_); }
 inline Stream::WriteAwaiter Stream::write(absl::Span<const uint8_t> bytes) noexcept {
   return WriteAwaiter(state_, bytes);
 }
-inline Stream::WriteAwaiter Stream::write(RecvBuffer&& buf) noexcept {
-  return WriteAwaiter(state_, std::move(buf));
+inline Stream::WriteBufferAwaiter Stream::write(RecvBuffer&& buf) noexcept {
+  return WriteBufferAwaiter(state_, std::move(buf));
 }
 inline Stream::WriteAwaiter Stream::write(
     absl::Span<const absl::Span<const uint8_t>> parts) noexcept {

@@ -328,7 +328,26 @@ void StreamState::unpark(int32_t ring_id) noexcept {
 }
 
 bool StreamState::adopt(Writer& w) noexcept {
-  RecvBuffer& b = *w.adopt;
+  if (!adopt_buffer(*w.adopt)) return false;
+  complete(w, absl::OkStatus());
+  request_send();
+  return true;
+}
+
+bool StreamState::write_received_now(RecvBuffer& b) noexcept {
+  const size_t size = b.size();
+  if (size == 0 || !queues_now(size)) return false;
+  if (!adopt_buffer(b)) {
+    if (size > ctx_->options().copy_threshold) return false;  // borrowed: the writer waits
+    ++ctx_->stats().copied_writes;
+    const absl::Span<const uint8_t> part = b.span();
+    copy_in(absl::MakeConstSpan(&part, 1), size);
+  }
+  request_send();
+  return true;
+}
+
+bool StreamState::adopt_buffer(RecvBuffer& b) noexcept {
   // Small ones are copied as any small write when they have neighbours to
   // coalesce with (bytes queued, or a send in flight that later writes will
   // queue behind): one registered send buffer, one SEND, and the ring
@@ -344,8 +363,6 @@ bool StreamState::adopt(Writer& w) noexcept {
   const int32_t id = park(b);
   segments_.push_back(Segment{data, size, nullptr, nullptr, registered_index(data, size), id});
   queued_bytes_ += size;
-  complete(w, absl::OkStatus());
-  request_send();
   return true;
 }
 

@@ -249,6 +249,13 @@ class StreamState final : private OpTarget, private SubmitHook {
     }
     request_send();
   }
+  // Stream::write(RecvBuffer&&) done at once, with no Writer: when a write
+  // of `b` queues_now(), `b` is adopted (adopt()'s terms; `b` left empty) or,
+  // small, copied, and true returned. False: nothing done, `b` unchanged,
+  // and the write is to be made as any other. (An echo's writes are all
+  // done here: per message, so no Writer is made, and none of the write
+  // awaiter's memory touched, for them.)
+  bool write_received_now(RecvBuffer& b) noexcept;
   // queue_shared_now() of one part that lies in the shared buffer whole, as
   // its caller checked (FramedStream's echo of a frame sent as received:
   // per frame, so nothing is checked twice).
@@ -270,12 +277,6 @@ class StreamState final : private OpTarget, private SubmitHook {
   // queued get FailedPrecondition. The caller closes it (close.h) itself.
   void mark_closed() noexcept;
 
-  // Intrusive list of the context's streams.
-  StreamState* list_next = nullptr;
-  StreamState* list_prev = nullptr;
-  // Free for the owner of the context's streams (Server: idle sweeps).
-  uint32_t idle_ticks = 0;
-  void* user = nullptr;
   // Memory an idle connection does not need goes back to the pools: the
   // sendmsg scratch, the spare send-buffer header, the segment list's
   // storage, and whatever the reader's idle hook gives back (FramedStream:
@@ -345,6 +346,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   int32_t registered_index(const uint8_t* p, size_t n) const noexcept;
   // Takes w.adopt's receive buffer into the queue if that is cheap and fair.
   bool adopt(Writer& w) noexcept;
+  // adopt()'s work on the buffer: queued (not yet sent) and true, or false
+  // with `b` unchanged.
+  bool adopt_buffer(RecvBuffer& b) noexcept;
   // Whether the ring can spare `b` to this stream's send queue (adopted or
   // shared): the bounds on what peers that never read can park.
   bool may_park(const RecvBuffer& b) const noexcept;
@@ -438,27 +442,18 @@ class StreamState final : private OpTarget, private SubmitHook {
   void drop_channel(absl::Status why) noexcept;
   static void on_deadline(void* self, bool fired) noexcept;
 
+  // The fields are in two groups. First those a message touches (its read,
+  // its write, the send and its completion), then the rest: with thousands
+  // of connections a message finds its connection's state out of the cache,
+  // and each of its cache lines is a miss (bench/instructions.sh counts
+  // them). The receive channel is last of the first group: its own rarely
+  // used fields are at its end.
   NetContext* ctx_;  // nullptr once it left the context (leave_context)
   EventLoop* loop_;
   FileRef file_;
-  std::optional<RecvStream> channel_;
-  absl::Status doom_status_;
-  absl::Status interrupt_status_;
-  // The channel goes when the waiting reader lets go of it; the reader
-  // gets doom_status_.
-  bool channel_doomed_ = false;
-  bool interrupted_ = false;
-  bool reading_ = false;
-  bool rx_seen_ = false;
-  bool last_read_interrupted_ = false;
-
   std::vector<Segment> segments_;
   size_t seg_head_ = 0;
-  BufferRing* ring_;        // the context's receive ring (adopted buffers go back to it)
-  uint32_t ring_held_ = 0;  // adopted receive buffers in the queue
-  // The size of the next send buffer from the slab pool (kMinSlabSendBuf
-  // doubling to kChunkSize; back to the minimum on trim_idle()).
-  uint32_t slab_send_size_ = kMinSlabSendBuf;
+  size_t queued_bytes_ = 0;
   SendBuf* fill_ = nullptr;
   // One freed SendBuf's memory (not constructed), kept for the next copied
   // write: a connection writing one small message at a time allocates no
@@ -467,19 +462,11 @@ class StreamState final : private OpTarget, private SubmitHook {
   SendBuf* taken_ = nullptr;     // the last taken over, held (holds) until release_taken()
   SendBuf* shared_ = nullptr;    // the reader's receive buffer, held until release_shared()
   SendBuf* previous_ = nullptr;  // the one before, held until release_previous()
-  size_t queued_bytes_ = 0;
-  Writer* wait_head_ = nullptr;
-  Writer* wait_tail_ = nullptr;
-  absl::Status write_error_;
-  bool write_closed_ = false;
-
-  bool sending_ = false;
-  bool waited_a_turn_ = false;  // this send already waited (worth_waiting_a_turn)
-  // (Fields ordered to leave no padding: this is part of every connection.)
-  bool owned_ = true;
-  bool file_closed_ = false;
+  BufferRing* ring_;             // the context's receive ring (adopted buffers go back to it)
+  uint32_t ring_held_ = 0;       // adopted receive buffers in the queue
   uint32_t send_index_ = 0;
-  uint32_t zc_busy_ = 0;
+  absl::Status write_error_;
+  Writer* wait_head_ = nullptr;
   ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
   // What a sendmsg reads until its completion. Leased from the slab pool by
   // the first sendmsg and kept while the connection is busy (no per-send
@@ -490,14 +477,42 @@ class StreamState final : private OpTarget, private SubmitHook {
     iovec iov[kMaxIov];
   };
   SendScratch* scratch_ = nullptr;
+  void (*idle_hook_)(void*) noexcept = nullptr;
+  void* idle_hook_context_ = nullptr;
+  uint32_t zc_busy_ = 0;
+  // The size of the next send buffer from the slab pool (kMinSlabSendBuf
+  // doubling to kChunkSize; back to the minimum on trim_idle()).
+  uint32_t slab_send_size_ = kMinSlabSendBuf;
+  // The channel goes when the waiting reader lets go of it; the reader
+  // gets doom_status_.
+  bool channel_doomed_ = false;
+  bool interrupted_ = false;
+  bool reading_ = false;
+  bool rx_seen_ = false;
+  bool last_read_interrupted_ = false;
+  bool write_closed_ = false;
+  bool sending_ = false;
+  bool waited_a_turn_ = false;  // this send already waited (worth_waiting_a_turn)
+  bool owned_ = true;
+  bool file_closed_ = false;
+  std::optional<RecvStream> channel_;
+
+  absl::Status doom_status_;
+  absl::Status interrupt_status_;
+  Writer* wait_tail_ = nullptr;
   // kMaxZeroCopy of them, from the slab pool at the first zero-copy send
   // (most connections never send one); trim_idle() gives them back when none
   // is busy.
   ZcSend* zc_ = nullptr;
-  void (*idle_hook_)(void*) noexcept = nullptr;
-  void* idle_hook_context_ = nullptr;
-
   CallbackTimer deadline_;
+
+ public:
+  // Intrusive list of the context's streams.
+  StreamState* list_next = nullptr;
+  StreamState* list_prev = nullptr;
+  // Free for the owner of the context's streams (Server: idle sweeps).
+  uint32_t idle_ticks = 0;
+  void* user = nullptr;
 };
 
 }  // namespace coring::net::detail

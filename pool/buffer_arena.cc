@@ -283,6 +283,17 @@ absl::StatusOr<BufferBlock> BufferArena::carve(uint32_t count, uint32_t buffer_s
       s.name, count, buffer_size, bytes, s.carve_size, largest));
 }
 
+int32_t BufferArena::region_index(const void* p, size_t n) const noexcept {
+  const detail::ArenaState& s = *state_;
+  const auto* byte = static_cast<const uint8_t*>(p);
+  if (byte < s.memory.data() || byte + n > s.memory.data() + s.memory.size()) return -1;
+  for (size_t i = s.regions.size(); i-- > 0;) {
+    const auto* base = static_cast<const uint8_t*>(s.regions[i].iov_base);
+    if (byte >= base && byte + n <= base + s.regions[i].iov_len) return static_cast<int32_t>(i);
+  }
+  return -1;
+}
+
 absl::StatusOr<BufferAddress> BufferArena::locate(const void* p) const {
   const auto* byte = static_cast<const uint8_t*>(p);
   for (size_t i = 0; i < state_->regions.size(); ++i) {

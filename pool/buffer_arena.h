@@ -79,6 +79,10 @@ class BufferArena {
 
   // For io_uring_register_buffers(): region i = registered buffer index i.
   absl::Span<const struct iovec> regions() const;
+  // The region [p, p + n) lies wholly in (its registered buffer index), or
+  // -1. For every send: the carve region (receive rings' buffers, an echo's
+  // usual case) is looked at first, memory outside the arena costs one test.
+  int32_t region_index(const void* p, size_t n) const noexcept;
   // Total bytes of regions() (what registration pins).
   size_t registered_bytes() const;
   // check_memlock(registered_bytes()) (memlock.h).

@@ -66,6 +66,36 @@ TEST(BufferArenaTest, LeasePicksSmallestFittingClassAndKnowsItsRegion) {
   EXPECT_EQ(arena->acquire(65537).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// What a send asks of every buffer it writes from: the registered region
+// that holds all of it, or -1 (not registered: sent without a fixed buffer).
+TEST(BufferArenaTest, RegionIndexIsTheRegionHoldingAllOfTheBytes) {
+  absl::StatusOr<BufferArena> arena = BufferArena::create(options());
+  ASSERT_TRUE(arena.ok());
+  const absl::Span<const struct iovec> regions = arena->regions();
+  ASSERT_EQ(regions.size(), 3u);  // two classes, then the carve region
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const auto* base = static_cast<const uint8_t*>(regions[i].iov_base);
+    const size_t len = regions[i].iov_len;
+    EXPECT_EQ(arena->region_index(base, len), static_cast<int32_t>(i)) << "region " << i;
+    EXPECT_EQ(arena->region_index(base + len - 1, 1), static_cast<int32_t>(i)) << "region " << i;
+    EXPECT_EQ(arena->region_index(base + len / 2, 0), static_cast<int32_t>(i)) << "region " << i;
+    if (i + 1 < regions.size()) {
+      // Adjacent regions: bytes across the boundary are in neither.
+      EXPECT_EQ(arena->region_index(base + len - 1, 2), -1) << "across region " << i;
+    }
+  }
+  const auto* first = static_cast<const uint8_t*>(regions.front().iov_base);
+  const auto* end = static_cast<const uint8_t*>(regions.back().iov_base) + regions.back().iov_len;
+  EXPECT_EQ(arena->region_index(first - 1, 1), -1);
+  EXPECT_EQ(arena->region_index(end - 1, 2), -1);  // runs past the arena
+  EXPECT_EQ(arena->region_index(end, 1), -1);
+  int outside = 0;
+  EXPECT_EQ(arena->region_index(&outside, sizeof outside), -1);
+  absl::StatusOr<BufferBlock> carved = arena->carve(2, 4096);
+  ASSERT_TRUE(carved.ok()) << carved.status();
+  EXPECT_EQ(arena->region_index(carved->buffer(1), 4096), 2);
+}
+
 TEST(BufferArenaTest, ExhaustionNamesTheClassAndRecovers) {
   absl::StatusOr<BufferArena> arena = BufferArena::create(options());
   ASSERT_TRUE(arena.ok());

@@ -143,11 +143,13 @@ class BufferHolder {
 
  private:
   friend class BufferRing;
+  // holding_ is read on every read (BufferRing::release()): beside reads_,
+  // in the holder's first cache line; the ring's list links last.
+  bool holding_ = false;
+  bool seen_ = false;        // checked once since it began holding
+  uint64_t reads_seen_ = 0;  // reads_ at the last check
   BufferHolder* prev_holder_ = nullptr;
   BufferHolder* next_holder_ = nullptr;
-  uint64_t reads_seen_ = 0;  // reads_ at the last check
-  bool holding_ = false;
-  bool seen_ = false;  // checked once since it began holding
 };
 
 class RecvBuffer {

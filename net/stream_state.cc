@@ -41,6 +41,7 @@ StreamState::StreamState(NetContext& ctx, FileRef file)
       ring_(&ctx.buffers()),
       deadline_(&StreamState::on_deadline, this) {
   channel_.emplace(file, ctx.buffers());
+  has_channel_ = true;
   channel_->set_share(ctx.options().recv_share);
   // A connection's reader usually keeps up (an echo, a framed reader):
   // reading multishot from the first byte lets the socket's receive window
@@ -135,9 +136,9 @@ void StreamState::stop_receiving() noexcept {
 }
 
 void StreamState::drop_channel(absl::Status why) noexcept {
-  if (!channel_ || channel_doomed_) return;
+  if (!has_channel_ || channel_doomed_) return;
   if (!reading_) {
-    channel_.reset();
+    destroy_channel();
     return;
   }
   // A reader waits in the channel (its Next points into it): wake it, and
@@ -155,7 +156,7 @@ absl::StatusOr<RecvBuffer> StreamState::finish_read(std::optional<RecvStream::Ne
   // (Each way out its own function, which returns one named result: the
   // buffer is constructed where the caller gets it, not moved per layer.)
   if (waited) return finish_waited_read(next);
-  if (!channel_ || channel_doomed_ || interrupted_) {
+  if (!has_channel_ || channel_doomed_ || interrupted_) {
     if (interrupted_) {
       interrupted_ = false;
       last_read_interrupted_ = true;
@@ -177,7 +178,7 @@ absl::StatusOr<RecvBuffer> StreamState::finish_waited_read(
   if (channel_doomed_) {
     // Receiving ended while this read waited; what it got goes back.
     channel_doomed_ = false;
-    channel_.reset();
+    destroy_channel();
     buf = std::exchange(doom_status_, absl::OkStatus());
     if (!owned_) finish_if_done();  // the reader was the last user: may delete this
     return buf;
@@ -209,14 +210,14 @@ void StreamState::reader_gone() noexcept {
   reading_ = false;
   if (channel_doomed_) {
     channel_doomed_ = false;
-    channel_.reset();
+    destroy_channel();
   }
   if (!owned_) finish_if_done();
 }
 
 void StreamState::interrupt_read(absl::Status why) noexcept {
   if (why.ok()) why = absl::CancelledError("read interrupted");
-  if (channel_) {
+  if (has_channel_) {
     channel_->interrupt(std::move(why));
     return;
   }
@@ -469,13 +470,7 @@ void StreamState::let_go(Segment& s) noexcept {
 
 int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept {
   pool::BufferArena* arena = ctx_->send_arena();
-  if (arena == nullptr) return -1;
-  const absl::Span<const iovec> regions = arena->regions();
-  for (size_t i = 0; i < regions.size(); ++i) {
-    const auto* base = static_cast<const uint8_t*>(regions[i].iov_base);
-    if (p >= base && p + n <= base + regions[i].iov_len) return static_cast<int32_t>(i);
-  }
-  return -1;
+  return arena == nullptr ? -1 : arena->region_index(p, n);
 }
 
 StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
@@ -563,7 +558,7 @@ void StreamState::on_submit_hook(SubmitHook* self) noexcept {
 }
 
 bool StreamState::worth_waiting_a_turn() const noexcept {
-  return !waited_a_turn_ && !sending_ && channel_ && channel_->direct_due() &&
+  return !waited_a_turn_ && !sending_ && has_channel_ && channel_->direct_due() &&
          queued_bytes_ < ctx_->options().max_queued_bytes / 2 && write_error_.ok() && !file_closed_;
 }
 
@@ -856,7 +851,7 @@ void StreamState::abort(absl::Status why) noexcept {
     ++ctx_->stats().aborts;
   }
   drop_queue(why);
-  if (channel_ && !channel_doomed_) interrupt_read(why);
+  if (has_channel_ && !channel_doomed_) interrupt_read(why);
   // A zero-copy notification comes only once the kernel lets go of the
   // bytes, which for a peer that never reads (zero window) is never while
   // the socket is open: tear it down now, so that the writers held until

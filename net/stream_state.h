@@ -143,9 +143,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   // is never destroyed under a waiting reader: whoever ends receiving
   // (close, release) interrupts the reader and the channel goes once the
   // reader has let go of it (finish_read, reader_gone).
-  RecvStream* channel() noexcept { return channel_ ? &*channel_ : nullptr; }
+  RecvStream* channel() noexcept { return has_channel_ ? &*channel_ : nullptr; }
   bool read_ready(const std::optional<RecvStream::Next>& next) const noexcept {
-    return interrupted_ || !channel_ || channel_doomed_ || !next || next->await_ready();
+    return interrupted_ || !has_channel_ || channel_doomed_ || !next || next->await_ready();
   }
   // A reader suspended in `next` on the channel (until finish_read).
   void set_reading(bool reading) noexcept { reading_ = reading; }
@@ -162,7 +162,7 @@ class StreamState final : private OpTarget, private SubmitHook {
   // already arrived is still delivered first (RecvStream::interrupt).
   void interrupt_read(absl::Status why) noexcept;
   bool interrupt_pending() const noexcept {
-    return interrupted_ || (channel_ && channel_->interrupt_pending());
+    return interrupted_ || (has_channel_ && channel_->interrupt_pending());
   }
   // True when the last read returned an interrupt_read() status.
   bool last_read_interrupted() const noexcept { return last_read_interrupted_; }
@@ -440,6 +440,10 @@ class StreamState final : private OpTarget, private SubmitHook {
   // Ends receiving: destroys the channel, or, while a reader waits on it,
   // wakes the reader with `why` and leaves the rest to finish_read().
   void drop_channel(absl::Status why) noexcept;
+  void destroy_channel() noexcept {
+    channel_.reset();
+    has_channel_ = false;
+  }
   static void on_deadline(void* self, bool fired) noexcept;
 
   // The fields are in two groups. First those a message touches (its read,
@@ -495,6 +499,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool waited_a_turn_ = false;  // this send already waited (worth_waiting_a_turn)
   bool owned_ = true;
   bool file_closed_ = false;
+  // channel_ is engaged: read on every message, and the optional's own flag
+  // lies past the RecvStream, a cache line no message needs otherwise.
+  bool has_channel_ = false;
   std::optional<RecvStream> channel_;
 
   absl::Status doom_status_;

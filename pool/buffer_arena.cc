@@ -295,12 +295,10 @@ int32_t BufferArena::region_index(const void* p, size_t n) const noexcept {
 }
 
 absl::StatusOr<BufferAddress> BufferArena::locate(const void* p) const {
-  const auto* byte = static_cast<const uint8_t*>(p);
-  for (size_t i = 0; i < state_->regions.size(); ++i) {
+  if (const int32_t i = region_index(p, 1); i >= 0) {
     const auto* base = static_cast<const uint8_t*>(state_->regions[i].iov_base);
-    if (byte >= base && byte < base + state_->regions[i].iov_len) {
-      return BufferAddress{static_cast<uint16_t>(i), static_cast<size_t>(byte - base)};
-    }
+    return BufferAddress{static_cast<uint16_t>(i),
+                         static_cast<size_t>(static_cast<const uint8_t*>(p) - base)};
   }
   return absl::NotFoundError(
       absl::StrFormat("buffer arena '%s': %p is not in a registered region", state_->name, p));

@@ -61,6 +61,7 @@
 // that re-arms and reads on.
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 #include <climits>
@@ -342,6 +343,16 @@ class RecvStream final : private detail::MultishotStream,
     }  // each `held` goes back to the ring here
     ring_.release(static_cast<BufferHolder*>(this));
   }
+
+  // A share of chunks (the stream pauses there), the status that may
+  // follow them (end of stream, an error, an interrupt) and a chunk the
+  // kernel posted before the pause's cancel took effect: 160 bytes with the
+  // default share, paid by idle connections too (one result is all they
+  // queue). Capped so that a large share costs only streams that use it.
+  size_t first_capacity() const noexcept override {
+    return std::min<size_t>(max_queued_ + 2, kMaxFirstCapacity);
+  }
+  static constexpr size_t kMaxFirstCapacity = 16;
 
   // With the chunk `r` carries queued too, is this stream at its share?
   bool over_share() const noexcept {

@@ -40,7 +40,13 @@
 // queued out of the ring into memory of its own (a copy, from the frame allocator), stops its recv,
 // and reads single-shot from then on. A stuck reader therefore holds no ring buffer for long while
 // others need one, its peer is pushed back by TCP flow control alone, and every other stream keeps
-// receiving. LoopStats:: recv_pauses and recv_spills count this.
+// receiving. LoopStats:: recv_pauses and recv_spills count this. What a stuck reader holds is the
+// queue it had when it got stuck: its share, and whatever its last multishot recv took before the
+// pause's cancel went in. That can be far more: the kernel drains a socket into the ring in one
+// io_uring_enter(), as far as the ring's free buffers go (a peer that floods and never reads left
+// 17-40 chunks a stream on average, up to ~90, in hostile/fairness_test.cc). Single-shot recvs
+// would bound it at one, at the price of a trip through the ring per chunk for bulk readers that
+// keep up.
 //
 // receive_into(buf, offset, len): the next recv goes straight into the
 // reader's own memory (a framed reader that knows where the rest of a large
@@ -349,6 +355,7 @@ class RecvStream final : private detail::MultishotStream,
   // kernel posted before the pause's cancel took effect: 160 bytes with the
   // default share, paid by idle connections too (one result is all they
   // queue). Capped so that a large share costs only streams that use it.
+  // (A reader stuck behind a burst grows it further: see the top.)
   size_t first_capacity() const noexcept override {
     return std::min<size_t>(max_queued_ + 2, kMaxFirstCapacity);
   }

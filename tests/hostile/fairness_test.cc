@@ -23,22 +23,25 @@ class FairnessTest : public HostileTest {
   // (FramedStream trades the codec's buffer).
   //
   // What the server holds meanwhile must not grow with what the peers push
-  // (~500 MiB in 3 s), and is checked against its own counters. Per peer
-  // that never reads, its slab pool holds NetOptions::max_queued_bytes
-  // (256 KiB) of echoes and its receive queue once moved out of the ring
-  // (RecvStream::spill_queued(), 20 KiB blocks). Its reserve has been seen
-  // at up to 1.05 MiB a peer (67.5 MiB for 64; median ~25 MiB), more than
-  // those limits suggest; what makes up the rest is not known yet. The
-  // bound is 1.5 MiB a peer plus 12 MiB (coroutine frames, the victims,
-  // partly used pages), far below what the peers push. RSS grows by that,
-  // the receive ring's pages touched for the first time, the blocks an
-  // elastic ring adds when it runs dry (each prefaulted, on huge pages: 64
-  // peers that never read do run it dry), the registered arena, on the heap
-  // the codecs' reassembly buffers (64 KiB + a header each) and the traded
-  // ones (NetOptions::spare_buffer_bytes, 8 MiB, queued and kept for
-  // reuse), and 16 MiB for everything else (malloc's own, stacks): memory
-  // that none of these accounts for (a leak of every frame's buffer, say)
-  // fails the second check.
+  // (~500 MiB in 3 s), and is checked against its own counters. Per peer that
+  // never reads, its slab pool holds NetOptions::max_queued_bytes (256 KiB)
+  // of echoes and its receive queue once moved out of the ring
+  // (RecvStream::spill_queued(), 20 KiB blocks). Its reserve has been seen at
+  // up to 1.05 MiB a peer (67.5 MiB for 64; median ~25 MiB). The receive
+  // queues are most of it: not a share (8 chunks) each but what a stream's
+  // last multishot recv took in one io_uring_enter() before its pause went in
+  // (counted live at the end of an attack: 1090-2550 spilled chunks for 64
+  // peers, up to ~90 in one stream; see recv_stream.h). The bound is 1.5 MiB
+  // a peer plus 12 MiB (coroutine frames, the victims, partly used pages),
+  // far below what the peers push. RSS grows by that, the receive ring's
+  // pages touched for the first time, the blocks an elastic ring adds when it
+  // runs dry (each prefaulted, on huge pages: 64 peers that never read do run
+  // it dry), the registered arena, on the heap the codecs' reassembly buffers
+  // (64 KiB + a header each) and the traded ones
+  // (NetOptions::spare_buffer_bytes, 8 MiB, queued and kept for reuse), and
+  // 16 MiB for everything else (malloc's own, stacks): memory that none of
+  // these accounts for (a leak of every frame's buffer, say) fails the second
+  // check.
   void flood_with_pipelined_split_frames(size_t frame, size_t default_peers = 64) {
     // NetOptions' defaults, spelled out for the bound.
     constexpr uint64_t kRecvBuffers = 1024, kRecvBufferSize = 16 * 1024 + 512;

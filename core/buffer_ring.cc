@@ -143,6 +143,7 @@ BufferRing::BufferRing(EventLoop& loop, pool::BufferBlock block, uint32_t count,
       block_count_(count),
       max_count_(max_count),
       buffer_size_(buffer_size),
+      recv_limit_(loop.ring().recv_limit()),
       parked_(max_count - count, true) {}
 
 BufferRing::~BufferRing() {

@@ -256,6 +256,11 @@ class BufferRing final : private OpTarget {
   uint32_t count() const noexcept { return count_; }
   uint32_t max_count() const noexcept { return max_count_; }
   uint32_t buffer_size() const noexcept { return buffer_size_; }
+  // Multishot recvs into this ring carry a byte limit
+  // (RecvStream::kLimitShares; Ring::recv_limit() at creation, off for good
+  // once the kernel refuses a limited recv).
+  bool recv_limit() const noexcept { return recv_limit_; }
+  void disable_recv_limit() noexcept { recv_limit_ = false; }
   // Buffers the application holds (delivered, not yet returned).
   uint32_t outstanding() const noexcept { return outstanding_; }
   // Buffers the kernel may still pick (as far as reaped CQEs tell: recvs in
@@ -372,6 +377,7 @@ class BufferRing final : private OpTarget {
   uint32_t block_count_;  // buffers per block (create()'s count)
   uint32_t max_count_;    // ring entries
   uint32_t buffer_size_;
+  bool recv_limit_;
   uint32_t outstanding_ = 0;
   uint32_t in_ring_ = 0;
   // Grown blocks (block b at grown_[b - 1]); those from blocks_in_use_ on

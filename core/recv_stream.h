@@ -40,15 +40,18 @@
 // queued out of the ring into memory of its own (a copy, from the frame allocator), stops its recv,
 // and reads single-shot from then on. A stuck reader therefore holds no ring buffer for long while
 // others need one, its peer is pushed back by TCP flow control alone, and every other stream keeps
-// receiving. LoopStats:: recv_pauses and recv_spills count this. What a stuck reader holds is the
-// queue it had when it got stuck: its share, and whatever its last multishot recv took before the
-// pause's cancel went in. That can be far more: the kernel drains a socket into the ring in one
-// io_uring_enter(), as far as the ring's free buffers go (a peer that floods and never reads left
-// 17-40 chunks a stream on average, up to ~90, in hostile/fairness_test.cc). Single-shot recvs
-// would bound it at one, at the price of a trip through the ring per chunk for bulk readers that
-// keep up. Measured with every recv after a full chunk single-shot: that attack's slab growth fell
-// from 24-57 MiB to 0-6 MiB, and a raw echo of 16 x 64 KiB in flight on one connection fell to
-// 0.71x the messages per second (bench/run.sh, 3 rounds side by side), so it is not done.
+// receiving. LoopStats:: recv_pauses and recv_spills count this.
+//
+// What a stuck reader holds is the queue it had when it got stuck: its share, and whatever its last
+// multishot recv took before the pause's cancel went in - which can be far more, as the kernel
+// drains a socket into the ring in one io_uring_enter(), as far as the ring's free buffers go (64
+// peers that flood and never read left 17-40 chunks a stream on average, up to ~90, in
+// hostile/fairness_test.cc). Where the kernel takes a byte limit on a multishot recv
+// (Ring::recv_limit(), probed), the recv ends after kLimitShares shares of full buffers and is
+// armed again once the reader waits, so a burst leaves at most that (the same attack: the server's
+// RSS +8-16 MiB instead of +63 MiB). Elsewhere the burst is bounded by the ring alone. (Single-shot
+// recvs after a full chunk would bound it at one, but cost a raw echo of 16 x 64 KiB in flight on
+// one connection 29% of its messages per second.)
 //
 // receive_into(buf, offset, len): the next recv goes straight into the
 // reader's own memory (a framed reader that knows where the rest of a large
@@ -157,6 +160,16 @@ class RecvStream final : private detail::MultishotStream,
     }
   }
   bool interrupt_pending() const noexcept { return interrupt_pending_; }
+
+  // Where the kernel takes a byte limit on a multishot recv
+  // (Ring::recv_limit()), the recv ends after this many shares of full
+  // buffers: what a burst can leave with a reader that got stuck meanwhile.
+  // Measured against no limit (bench/run.sh side by side), SBMP echo of
+  // 16 x 16 KiB in flight on 16 connections: one share cost 15% of the
+  // messages per second, two 6%, four 1.03x the server's CPU per message
+  // (7 rounds); the other 16, 64 KiB cells, raw and SBMP, within the host's
+  // spread.
+  static constexpr uint32_t kLimitShares = 4;
 
   // Chunks this stream may queue unread before it pauses (at least 1); see
   // the top of this file.
@@ -369,8 +382,13 @@ class RecvStream final : private detail::MultishotStream,
     return after >= max_queued_ || (after >= 2 && ring_low());
   }
   bool ring_low() const noexcept { return ring_.available() < ring_.count() / 4; }
+  uint32_t limit_bytes() const noexcept {
+    return static_cast<uint32_t>(
+        std::min<uint64_t>(uint64_t{max_queued_} * kLimitShares * ring_.buffer_size(), UINT32_MAX));
+  }
 
   void prepare(io_uring_sqe* sqe) noexcept override {
+    capped_ = false;
     direct_due_ = direct_ && direct_more_;
     direct_more_ = false;
     if (direct_) {
@@ -396,6 +414,10 @@ class RecvStream final : private detail::MultishotStream,
       io_uring_prep_recv(sqe, file_.fd, nullptr, 0, 0);  // one chunk; no F_MORE
     } else {
       io_uring_prep_recv_multishot(sqe, file_.fd, nullptr, 0, 0);
+      // Ends (without F_MORE) after kLimitShares shares of full buffers,
+      // armed again once the reader waits (see the top of the file).
+      capped_ = ring_.recv_limit();
+      if (capped_) sqe->file_index = limit_bytes();  // sqe->optlen
     }
     if (poll_first_) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -447,6 +469,12 @@ class RecvStream final : private detail::MultishotStream,
   }
   bool absorb_final(const OpResult& r) noexcept override {
     if (r.res == -EAGAIN && std::exchange(offer_found_nothing_, false)) return true;
+    if (r.res == -EINVAL && std::exchange(capped_, false)) {
+      // The kernel took the limit when probed but refuses it now: the
+      // ring's recvs go without from here on, this one first.
+      ring_.disable_recv_limit();
+      return true;
+    }
     if (r.res != -ENOBUFS) return false;
     loop_->count_enobufs();
     ran_dry_ = true;
@@ -526,6 +554,7 @@ class RecvStream final : private detail::MultishotStream,
   bool direct_due_ = false;   // the one armed now was armed right after that
   bool drained_ = false;      // interrupted, and the socket was read dry since
   bool ran_dry_ = false;      // the last recv ended with ENOBUFS
+  bool capped_ = false;       // the multishot recv armed last has a byte limit
   static constexpr uint64_t kOfferedBit = uint64_t{1} << 32;  // in the op slot's context
   int32_t offered_ = -1;              // the offered buffer the armed recv receives into
   bool counted_ = false;              // the result in hand carries an offered buffer

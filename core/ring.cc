@@ -1,6 +1,10 @@
 #include "coring/core/ring.h"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -23,6 +27,47 @@ const char* ring_mode_name(RingMode mode) noexcept {
 }
 
 namespace {
+
+// Does this kernel take a byte limit on a multishot recv? Asked on the
+// fresh ring, before anything else is in flight: a recv from a buffer group
+// nobody registered, on a socket with a byte to read, completes at once -
+// ENOBUFS where the limit is taken, EINVAL where it is not (or anything
+// else: no limit then either).
+bool probe_recv_limit(io_uring* ring) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
+  bool taken = false;
+  const uint8_t byte = 0;
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  if (sqe != nullptr && write(sv[1], &byte, 1) == 1) {
+    io_uring_prep_recv_multishot(sqe, sv[0], nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = UINT16_MAX;
+    sqe->file_index = 1;  // optlen: one byte
+    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_cqe* cqe = nullptr;
+    __kernel_timespec timeout{.tv_sec = 1, .tv_nsec = 0};
+    if (io_uring_submit(ring) == 1 && io_uring_wait_cqe_timeout(ring, &cqe, &timeout) == 0) {
+      taken = cqe->res == -ENOBUFS;
+      io_uring_cqe_seen(ring, cqe);
+    } else {
+      // Armed after all (no kernel does that): cancel it and wait for both
+      // completions, so that none reaches the loop.
+      io_uring_sqe* cancel = io_uring_get_sqe(ring);
+      if (cancel != nullptr) {
+        io_uring_prep_cancel64(cancel, 0, IORING_ASYNC_CANCEL_ANY);
+        io_uring_sqe_set_data64(cancel, 0);
+        io_uring_submit(ring);
+        for (int i = 0; i < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &timeout) == 0; ++i) {
+          io_uring_cqe_seen(ring, cqe);
+        }
+      }
+    }
+  }
+  close(sv[0]);
+  close(sv[1]);
+  return taken;
+}
 
 struct Candidate {
   uint32_t flags;
@@ -107,6 +152,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
     }
     io_uring_free_probe(probe);
   }
+  if (options.allow_recv_limit) ring->recv_limit_ = probe_recv_limit(&ring->ring_);
   if (options.register_ring_fd) {
     ring->ring_fd_registered_ = io_uring_register_ring_fd(&ring->ring_) == 1;
   }
@@ -119,9 +165,10 @@ Ring::~Ring() {
 }
 
 std::string Ring::describe() const {
-  return absl::StrFormat("%s [%s] (sq %u, cq %u%s)", ring_mode_name(mode_),
+  return absl::StrFormat("%s [%s] (sq %u, cq %u%s%s)", ring_mode_name(mode_),
                          flag_names(setup_flags_), ring_.sq.ring_entries, ring_.cq.ring_entries,
-                         ring_fd_registered_ ? ", ring fd registered" : "");
+                         ring_fd_registered_ ? ", ring fd registered" : "",
+                         recv_limit_ ? ", multishot recv limit" : "");
 }
 
 io_uring_sqe* Ring::get_sqe_when_full() noexcept {

@@ -40,6 +40,9 @@ struct RingOptions {
   bool allow_coop_taskrun = true;
   bool allow_submit_all = true;
   bool register_ring_fd = true;
+  // Cap multishot recvs in bytes where the kernel takes it (probed; see
+  // Ring::recv_limit()). False: never (tests of the fallback).
+  bool allow_recv_limit = true;
 };
 
 enum class RingMode { kDeferTaskrun, kCoopTaskrun, kPlain };
@@ -71,6 +74,10 @@ class Ring {
     return opcode >= 0 && opcode < kMaxOps && ops_.test(static_cast<size_t>(opcode));
   }
   bool ring_fd_registered() const noexcept { return ring_fd_registered_; }
+  // A multishot recv takes a limit on the bytes it receives before it ends
+  // (sqe->optlen; older kernels refuse it with EINVAL): asked of the kernel
+  // once, at set-up, as the opcodes are.
+  bool recv_limit() const noexcept { return recv_limit_; }
   uint32_t sq_entries() const noexcept { return ring_.sq.ring_entries; }
   uint32_t cq_entries() const noexcept { return ring_.cq.ring_entries; }
   // "DEFER_TASKRUN|SINGLE_ISSUER|SUBMIT_ALL|CQSIZE|CLAMP (sq 256, cq 1024)".
@@ -128,6 +135,7 @@ class Ring {
   uint32_t features_ = 0;
   std::bitset<kMaxOps> ops_;
   bool ring_fd_registered_ = false;
+  bool recv_limit_ = false;
   bool initialized_ = false;
   unsigned last_koverflow_ = 0;
   RingCounters counters_;

@@ -1,6 +1,6 @@
 // print_runtime_stats(): one block of counters per event-loop thread - its
 // ring (LoopStats), its coroutine-frame slab pool and its registered-buffer
-// arena - and its share of the server (NetStats), then the server's
+// arena, and how its ring was set up - and its share of the server (NetStats), then the server's
 // connection counters. Each loop's figures are
 // read on its own thread (they are owner-thread only), so call this while the
 // Runtime is running, from any thread that is not one of its loops.
@@ -30,6 +30,9 @@ inline std::string loop_stats_text(EventLoop& loop) {
     absl::StrAppendFormat(&text, "  arena: %s (registered: %s)\n", arena->stats().to_text(),
                           loop.buffers_registered() ? "yes" : "no");
   }
+  // How the kernel took the ring (after the counters: scripts read the line
+  // after "thread N:").
+  absl::StrAppendFormat(&text, "  setup: %s\n", loop.ring().describe());
   return text;
 }
 

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer_test_util.h"
 #include "coring/core/buffer_ring.h"
 #include "coring/core/read_write.h"
 #include "coring/core/recv_stream.h"
@@ -34,24 +35,11 @@ namespace coring {
 namespace {
 
 using testing::Fd;
+using testing::make_arena;
 using testing::make_loop;
+using testing::pattern;
 using testing::poll_until;
 using testing::run_until;
-
-pool::BufferArena make_arena() {
-  auto arena = pool::BufferArena::create({.name = "coring.test_buffers.v1",
-                                          .classes = {{4096, 16}},
-                                          .carve_bytes = 1 << 20,
-                                          .huge_pages = pool::HugePagePolicy::kNever});
-  EXPECT_TRUE(arena.ok()) << arena.status();
-  return std::move(*arena);
-}
-
-std::string pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
-  return s;
-}
 
 struct Received {
   std::string data;

@@ -49,9 +49,9 @@
 // hostile/fairness_test.cc). Where the kernel takes a byte limit on a multishot recv
 // (Ring::recv_limit(), probed), the recv ends after kLimitShares shares of full buffers and is
 // armed again once the reader waits, so a burst leaves at most that (the same attack: the server's
-// RSS +8-16 MiB instead of +63 MiB). Elsewhere the burst is bounded by the ring alone. (Single-shot
-// recvs after a full chunk would bound it at one, but cost a raw echo of 16 x 64 KiB in flight on
-// one connection 29% of its messages per second.)
+// RSS +11-16 MiB instead of +37-63 MiB). Elsewhere the burst is bounded by the ring alone.
+// (Single-shot recvs after a full chunk would bound it at one, but cost a raw echo of 16 x 64 KiB
+// in flight on one connection 29% of its messages per second.)
 //
 // receive_into(buf, offset, len): the next recv goes straight into the
 // reader's own memory (a framed reader that knows where the rest of a large

@@ -26,18 +26,20 @@ class FairnessTest : public HostileTest {
   // (~500 MiB in 3 s), and is checked against its own counters. Per peer that
   // never reads, its slab pool holds NetOptions::max_queued_bytes (256 KiB)
   // of echoes and its receive queue once moved out of the ring
-  // (RecvStream::spill_queued(), 20 KiB blocks). Its reserve has been seen at
-  // up to 1.05 MiB a peer (67.5 MiB for 64; median ~25 MiB). The receive
-  // queues are most of it: not a share (8 chunks) each but what a stream's
-  // last multishot recv took in one io_uring_enter() before its pause went in
+  // (RecvStream::spill_queued(), 20 KiB blocks). Without a byte limit on
+  // multishot recvs (older kernels: Ring::recv_limit()) its reserve has been
+  // seen at up to 1.05 MiB a peer (67.5 MiB for 64; median ~25 MiB), most of
+  // it receive queues: not a share (8 chunks) each but what a stream's last
+  // multishot recv took in one io_uring_enter() before its pause went in
   // (counted live at the end of an attack: 1090-2550 spilled chunks for 64
-  // peers, up to ~90 in one stream; see recv_stream.h). The bound is 1.5 MiB
-  // a peer plus 12 MiB (coroutine frames, the victims, partly used pages),
-  // far below what the peers push. RSS grows by that, the receive ring's
-  // pages touched for the first time, the blocks an elastic ring adds when it
-  // runs dry (each prefaulted, on huge pages: 64 peers that never read do run
-  // it dry), the registered arena, on the heap the codecs' reassembly buffers
-  // (64 KiB + a header each) and the traded ones
+  // peers, up to ~90 in one stream). With it, a recv takes at most 4 shares
+  // (RecvStream::kLimitShares) and the reserve grew 0-10 MiB. The bound is
+  // 1.5 MiB a peer plus 12 MiB (coroutine frames, the victims, partly used
+  // pages), far below what the peers push. RSS grows by that, the receive
+  // ring's pages touched for the first time, the blocks an elastic ring adds
+  // when it runs dry (each prefaulted, on huge pages: 64 peers that never
+  // read do run it dry), the registered arena, on the heap the codecs'
+  // reassembly buffers (64 KiB + a header each) and the traded ones
   // (NetOptions::spare_buffer_bytes, 8 MiB, queued and kept for reuse), and
   // 16 MiB for everything else (malloc's own, stacks): memory that none of
   // these accounts for (a leak of every frame's buffer, say) fails the second

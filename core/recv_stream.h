@@ -164,11 +164,11 @@ class RecvStream final : private detail::MultishotStream,
   // Where the kernel takes a byte limit on a multishot recv
   // (Ring::recv_limit()), the recv ends after this many shares of full
   // buffers: what a burst can leave with a reader that got stuck meanwhile.
-  // Measured against no limit (bench/run.sh side by side), SBMP echo of
-  // 16 x 16 KiB in flight on 16 connections: one share cost 15% of the
-  // messages per second, two 6%, four 1.03x the server's CPU per message
-  // (7 rounds); the other 16, 64 KiB cells, raw and SBMP, within the host's
-  // spread.
+  // Against no limit, SBMP echo of 16 x 16 KiB in flight on 16
+  // connections: one share cost 15% of the messages per second and two 6%
+  // (single runs); four, 1.03x the server's CPU per message (bench/run.sh,
+  // 7 rounds side by side). The other ping-pong and pipelined cells of
+  // 16 KiB and 64 KiB, raw and SBMP, moved within the host's spread.
   static constexpr uint32_t kLimitShares = 4;
 
   // Chunks this stream may queue unread before it pauses (at least 1); see

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "coring/core/errno_status.h"
+#include "coring/core/operation.h"
 
 namespace coring {
 
@@ -32,36 +33,26 @@ namespace {
 // fresh ring, before anything else is in flight: a recv from a buffer group
 // nobody registered, on a socket with a byte to read, completes at once -
 // ENOBUFS where the limit is taken, EINVAL where it is not (or anything
-// else: no limit then either).
+// else, or nothing within a second: no limit then either; a completion
+// that comes later carries kIgnoreUserData, which the loop drops).
 bool probe_recv_limit(io_uring* ring) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return false;
   bool taken = false;
   const uint8_t byte = 0;
-  io_uring_sqe* sqe = io_uring_get_sqe(ring);
-  if (sqe != nullptr && write(sv[1], &byte, 1) == 1) {
+  // The byte first: an SQE taken from the ring must be filled and submitted.
+  io_uring_sqe* sqe = write(sv[1], &byte, 1) == 1 ? io_uring_get_sqe(ring) : nullptr;
+  if (sqe != nullptr) {
     io_uring_prep_recv_multishot(sqe, sv[0], nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UINT16_MAX;
     sqe->file_index = 1;  // optlen: one byte
-    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_sqe_set_data64(sqe, kIgnoreUserData);
     io_uring_cqe* cqe = nullptr;
     __kernel_timespec timeout{.tv_sec = 1, .tv_nsec = 0};
     if (io_uring_submit(ring) == 1 && io_uring_wait_cqe_timeout(ring, &cqe, &timeout) == 0) {
       taken = cqe->res == -ENOBUFS;
       io_uring_cqe_seen(ring, cqe);
-    } else {
-      // Armed after all (no kernel does that): cancel it and wait for both
-      // completions, so that none reaches the loop.
-      io_uring_sqe* cancel = io_uring_get_sqe(ring);
-      if (cancel != nullptr) {
-        io_uring_prep_cancel64(cancel, 0, IORING_ASYNC_CANCEL_ANY);
-        io_uring_sqe_set_data64(cancel, 0);
-        io_uring_submit(ring);
-        for (int i = 0; i < 2 && io_uring_wait_cqe_timeout(ring, &cqe, &timeout) == 0; ++i) {
-          io_uring_cqe_seen(ring, cqe);
-        }
-      }
     }
   }
   close(sv[0]);

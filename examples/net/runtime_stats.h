@@ -1,9 +1,9 @@
 // print_runtime_stats(): one block of counters per event-loop thread - its
 // ring (LoopStats), its coroutine-frame slab pool and its registered-buffer
-// arena, and how its ring was set up - and its share of the server (NetStats), then the server's
-// connection counters. Each loop's figures are
-// read on its own thread (they are owner-thread only), so call this while the
-// Runtime is running, from any thread that is not one of its loops.
+// arena, how its ring was set up, and its share of the server (NetStats) -
+// then the server's connection counters. Each loop's figures are read on its
+// own thread (they are owner-thread only), so call this while the Runtime is
+// running, from any thread that is not one of its loops.
 #pragma once
 
 #include <cstdio>

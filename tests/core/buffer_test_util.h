@@ -1,5 +1,6 @@
 // Helpers for the tests of receive buffers (buffers_test.cc,
-// recv_limit_test.cc): a small registered arena for a BufferRing to carve
+// recv_limit_test.cc, foreign_stop_test.cc, interrupt_disarm_test.cc): a
+// small registered arena for a BufferRing to carve
 // its buffers from, and a recognisable byte pattern to send through it.
 #pragma once
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer_test_util.h"
 #include "coring/core/accept.h"
 #include "coring/core/buffer_ring.h"
 #include "coring/core/recv_stream.h"
@@ -26,21 +27,13 @@ namespace coring {
 namespace {
 
 using testing::Fd;
+using testing::make_arena;
 using testing::make_loop;
 
 // Bounded (~5 s) and non-blocking: a loop whose only event is a post from
 // another thread must not block the test.
 bool run_until(EventLoop& loop, const std::function<bool()>& done) {
   return testing::poll_until(loop, done, 5000);
-}
-
-pool::BufferArena make_arena() {
-  auto arena = pool::BufferArena::create({.name = "coring.test_foreign_stop.v1",
-                                          .classes = {{4096, 8}},
-                                          .carve_bytes = 1 << 20,
-                                          .huge_pages = pool::HugePagePolicy::kNever});
-  EXPECT_TRUE(arena.ok()) << arena.status();
-  return std::move(*arena);
 }
 
 struct Reads {

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer_test_util.h"
 #include "coring/core/accept.h"
 #include "coring/core/buffer_ring.h"
 #include "coring/core/close.h"
@@ -23,21 +24,13 @@
 namespace coring {
 namespace {
 
+using testing::make_arena;
 using testing::make_loop;
 
 // Bounded (~2 s) and non-blocking: a loop with an armed op and nothing else
 // to do must not block the test.
 bool run_until(EventLoop& loop, const std::function<bool()>& done, int = 0) {
   return testing::poll_until(loop, done);
-}
-
-pool::BufferArena make_arena() {
-  auto arena = pool::BufferArena::create({.name = "coring.test_interrupt.v1",
-                                          .classes = {{4096, 4}},
-                                          .carve_bytes = 1 << 20,
-                                          .huge_pages = pool::HugePagePolicy::kNever});
-  EXPECT_TRUE(arena.ok()) << arena.status();
-  return std::move(*arena);
 }
 
 struct Reads {

@@ -20,11 +20,12 @@ std::string NetStats::to_string() const {
       "copied_writes=%u borrowed_writes=%u adopted_writes=%u taken_writes=%u shared_writes=%u "
       "writer_waits=%u "
       "aborts=%u lingered=%u "
-      "partial_frame_refusals=%u drain_overruns=%u receive_buffers_reserved=%u",
+      "partial_frame_refusals=%u partial_frame_peak=%u drain_overruns=%u "
+      "receive_buffers_reserved=%u",
       streams_opened, streams_closed, bytes_received, bytes_sent, sends, sendmsg_sends, fixed_sends,
       zc_sends, zc_copied, send_buffer_fallbacks, copied_writes, borrowed_writes, adopted_writes,
       taken_writes, shared_writes, writer_waits, aborts, lingered, partial_frame_refusals,
-      drain_overruns, receive_buffers_reserved);
+      partial_frame_peak, drain_overruns, receive_buffers_reserved);
 }
 
 std::vector<uint8_t> NetContext::take_spare_buffer() noexcept {
@@ -143,6 +144,7 @@ void NetContext::link(detail::StreamState* s) noexcept {
 void NetContext::account_partial_frame(detail::StreamState& s, size_t bytes) noexcept {
   partial_frame_bytes_ = partial_frame_bytes_ - s.partial_bytes + bytes;
   s.partial_bytes = bytes;
+  stats_.partial_frame_peak = std::max<uint64_t>(stats_.partial_frame_peak, partial_frame_bytes_);
 }
 
 void NetContext::unlink(detail::StreamState* s) noexcept {

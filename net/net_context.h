@@ -162,6 +162,7 @@ struct NetStats {
   uint64_t aborts = 0;                  // streams torn down with bytes or writers pending
   uint64_t lingered = 0;                // streams destroyed with bytes still queued
   uint64_t partial_frame_refusals = 0;  // closed: their partial frame exceeded the budget
+  uint64_t partial_frame_peak = 0;      // bytes: the most partial_frame_bytes() held at once
   uint64_t drain_overruns = 0;  // sent over close_drain_bytes after the goodbye (left unread)
   uint64_t receive_buffers_reserved = 0;  // asked for (Stream::reserve_receive_buffer(),
                                           // FramedOptions::pipelined_receive_buffer)
@@ -185,6 +186,9 @@ class NetContext {
   size_t live_streams() const noexcept { return live_; }
   // Bytes held for partially received frames by this loop's streams, and
   // whether `more` on top of them fits NetOptions::max_partial_frame_bytes.
+  // A frame's buffer counts until its reader next waits for input: a
+  // handler holding the frame it read (stuck echoing it to a peer that does
+  // not read) holds its share of the budget.
   size_t partial_frame_bytes() const noexcept { return partial_frame_bytes_; }
   bool partial_frame_fits(size_t more) const noexcept {
     return options_.max_partial_frame_bytes == 0 ||

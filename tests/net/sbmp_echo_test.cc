@@ -513,6 +513,29 @@ TEST(SbmpEchoTest, PartialFramesOverTheMemoryBudgetAreRefusedWithOverloaded) {
   EXPECT_EQ(echoed->payload.size(), size_t{2} << 20);
 }
 
+// A whole frame the handler still holds - its echo stuck behind a peer
+// that does not read - keeps its share of the budget: peers that each send
+// one large frame and never read cannot pile frames up past it.
+TEST(SbmpEchoTest, AFrameHeldForAnEchoNobodyReadsStaysInTheBudget) {
+  ServerOptions options;
+  options.net.max_partial_frame_bytes = 3 << 20;
+  SbmpEchoServer s(options, {.max_frame = 8 << 20});
+  ASSERT_TRUE(s.status.ok()) << s.status;
+  const std::vector<uint8_t> big = encode(kType, std::vector<uint8_t>(2 << 20, 0x5a));
+  RawClient holder(s.port()), second(s.port()), victim(s.port());
+  const int small = 4096;  // the echo cannot leave: the holder reads nothing
+  ASSERT_EQ(::setsockopt(holder.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  ASSERT_TRUE(holder.send(big));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(second.send(absl::MakeConstSpan(big).first(1536 * 1024)));
+  second.expect_goaway_and_close(sbmp::ErrorCode::kOverloaded);
+  victim.expect_echo(encode(kType, bytes_of("small")), kType, {}, bytes_of("small"));
+  const NetStats stats = s.net_stats();
+  EXPECT_EQ(stats.partial_frame_refusals, 1u) << stats.to_string();
+  EXPECT_GE(stats.partial_frame_peak, uint64_t{2} << 20) << stats.to_string();
+  EXPECT_LE(stats.partial_frame_peak, uint64_t{3} << 20) << stats.to_string();
+}
+
 // Sends `frames` frames of `size` bytes each as fast as the socket takes
 // them (pipelined, on a thread) and checks every echo.
 void echo_pipelined(RawClient& c, int frames, size_t size) {

@@ -71,7 +71,8 @@ struct LoopOptions {
   // plain fds once the table is full.
   uint32_t fixed_files = 65536;
   // Installed as this thread's frame allocator while the loop runs, and
-  // drained every iteration. Not owned; may be null.
+  // drained (other threads' frees taken back) every 64 iterations. Not
+  // owned; may be null.
   pool::SlabPool* slab_pool = nullptr;
   // Registered with the ring (io_uring_register_buffers) after check_memlock
   // when register_buffers is set. Not owned; may be null.

@@ -6,8 +6,8 @@
 // 2 MiB chunks (page_arena.h). A block may be freed from any thread with
 // pool::deallocate(p): on the owning thread it is a local free; on any other
 // thread it is pushed onto the owner's lock-free queue and the owner takes it
-// back in drain() (which the event loop calls every iteration, and which the
-// pool also calls itself before giving up on a request). No block is ever
+// back in drain() (which the event loop calls every 64 iterations, and which
+// the pool also calls itself before growing and in trim()). No block is ever
 // reused by a thread other than its owner.
 //
 // In front of the page bitmaps sits a per-class cache ("bin", up to a page's

@@ -84,6 +84,10 @@ class MultishotStream : protected OpTarget {
     Item await_resume() noexcept {
       handle_ = {};
       stop_callback_.reset();
+      if (stream_->handed_off_) {
+        stream_->handed_off_ = false;
+        return stream_->handoff_;
+      }
       if (cancelled_ || stream_->count_ == 0) return Item{-ECANCELED, 0};
       return stream_->pop();
     }
@@ -208,9 +212,25 @@ class MultishotStream : protected OpTarget {
         return;
       }
     }
+    if (waiter_ && count_ == 0) {
+      // The reader waits for this very result: it is handed over beside
+      // waiter_, not through the queue's storage, a cache line of its own,
+      // cold when a connection's next message finds its state out of the
+      // cache. (The queue is still made at the first result, as push()
+      // would make it: no allocation later, mid-stream.)
+      if (queue_.empty()) [[unlikely]] {
+        grow();
+      }
+      handoff_ = Item{r.res, r.flags};
+      handed_off_ = true;                   // taken by the awaiter as it resumes
+      std::exchange(waiter_, {}).resume();  // last: the reader may destroy us
+      return;
+    }
     push(Item{r.res, r.flags});
     if (waiter_) std::exchange(waiter_, {}).resume();  // last: the reader may destroy us
   }
+  // A result is being handed to the waiter that resumes now (see above).
+  bool handed_off() const noexcept { return handed_off_; }
 
   // The room the queue makes at its first result: what the stream is
   // expected to queue at most, so that it allocates once, at its first
@@ -221,14 +241,17 @@ class MultishotStream : protected OpTarget {
 
   void push(Item item) {
     if (count_ == queue_.size()) [[unlikely]] {
-      const size_t size = queue_.empty() ? first_capacity() : queue_.size() * 2;
-      std::vector<Item> bigger(size);
-      for (size_t i = 0; i < count_; ++i) bigger[i] = queue_[(head_ + i) % queue_.size()];
-      queue_.swap(bigger);
-      head_ = 0;
+      grow();
     }
     queue_[(head_ + count_) % queue_.size()] = item;
     ++count_;
+  }
+  void grow() {
+    const size_t size = queue_.empty() ? first_capacity() : queue_.size() * 2;
+    std::vector<Item> bigger(size);
+    for (size_t i = 0; i < count_; ++i) bigger[i] = queue_[(head_ + i) % queue_.size()];
+    queue_.swap(bigger);
+    head_ = 0;
   }
   Item pop() noexcept {
     Item item = queue_[head_];
@@ -239,6 +262,7 @@ class MultishotStream : protected OpTarget {
 
   EventLoop* loop_ = nullptr;
   std::coroutine_handle<> waiter_;
+  Item handoff_{0, 0};  // what on_complete() hands the waiter, if handed_off_
   Reclaimer reclaim_;
   uint64_t context_;
   uint64_t user_data_ = 0;
@@ -247,6 +271,7 @@ class MultishotStream : protected OpTarget {
   // The reader's stop token cancelled the armed op: its final CQE goes to
   // the reader even if the derived class would otherwise absorb it.
   bool stopping_ = false;
+  bool handed_off_ = false;
   // Set by a stop on another thread; taken by the loop thread.
   std::atomic<bool> foreign_stop_{false};
   // user_data_ | kArmedBit while armed, else 0: what a foreign stop cancels

@@ -118,7 +118,7 @@ class RecvStream final : private detail::MultishotStream,
       return stream_->queued() > 0 || (stream_->interrupt_pending_ && stream_->drained_);
     }
     absl::StatusOr<RecvBuffer> await_resume() noexcept {
-      const bool empty = stream_->queued() == 0;
+      const bool empty = stream_->queued() == 0 && !stream_->handed_off();
       Item item = NextAwaiter::await_resume();
       stream_->took_chunk();
       if (item.res == kInterrupted || (empty && stream_->interrupt_pending_ && stream_->drained_)) {

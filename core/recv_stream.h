@@ -167,8 +167,11 @@ class RecvStream final : private detail::MultishotStream,
   // Against no limit, SBMP echo of 16 x 16 KiB in flight on 16
   // connections: one share cost 15% of the messages per second and two 6%
   // (single runs); four, 1.03x the server's CPU per message (bench/run.sh,
-  // 7 rounds side by side). The other ping-pong and pipelined cells of
-  // 16 KiB and 64 KiB, raw and SBMP, moved within the host's spread.
+  // 7 rounds side by side). Raw echo of 16 x 64 KiB in flight on 16
+  // connections pays more: 1.08x the CPU per message, 0.92x the messages
+  // per second against no limit (15 rounds side by side), and nothing
+  // measurable with 64 shares - a bulk reader re-armed too often. To be
+  // made cheaper without giving up the bound above.
   static constexpr uint32_t kLimitShares = 4;
 
   // Chunks this stream may queue unread before it pauses (at least 1); see

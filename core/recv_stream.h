@@ -168,10 +168,11 @@ class RecvStream final : private detail::MultishotStream,
   // connections: one share cost 15% of the messages per second and two 6%
   // (single runs); four, 1.03x the server's CPU per message (bench/run.sh,
   // 7 rounds side by side). Raw echo of 16 x 64 KiB in flight on 16
-  // connections pays more: 1.08x the CPU per message, 0.92x the messages
-  // per second against no limit (15 rounds side by side), and nothing
-  // measurable with 64 shares - a bulk reader re-armed too often. To be
-  // made cheaper without giving up the bound above.
+  // connections: 0.99x the CPU per message of the same server with 64
+  // shares (which almost never ends a recv there; 30 rounds side by side,
+  // 14 of them worse), so nothing measurable. (A 15-round comparison with
+  // the server from before the limit, other changes included, read 1.08x;
+  // the spread of single rounds there is 0.7-1.3x.)
   static constexpr uint32_t kLimitShares = 4;
 
   // Chunks this stream may queue unread before it pauses (at least 1); see

@@ -63,21 +63,37 @@ struct NetOptions {
   // then pushed back by TCP flow control alone until the application reads;
   // a connection whose reader stopped reading gives its chunks back to the
   // ring once others starve, so a peer that sends without reading cannot
-  // starve the others of the ring (core/recv_stream.h). Also the most
-  // received buffers a connection's send queue holds (Stream::write(
-  // RecvBuffer&&)). At least 1. It also bounds what a stuck reader's
-  // stream copies out of the ring (share x buffer size per connection).
-  // Measured (bench/run.sh, echo_server, 3 interleaved rounds, server CPU
-  // per message, 32 against 8): 16 in flight, 256 connections x 16/64 KiB
+  // starve the others of the ring (core/recv_stream.h). At least 1. It
+  // also bounds what a stuck reader's stream copies out of the ring (share
+  // x buffer size per connection). Measured (bench/run.sh, echo_server, 3
+  // interleaved rounds, server CPU per message, 32 against 8, when this
+  // share was send_share too): 16 in flight, 256 connections x 16/64 KiB
   // 0.92/0.90, but 1 connection x 16 KiB 1.26 (1.17-1.28) and 64 KiB at a
-  // fixed rate 1.05-1.10; 32 for parking alone: 1 x 16 KiB 1.30. 16 for
-  // parking alone (5 rounds): 1 x 16 KiB 1.23 (1.01-1.73), the other seven
-  // pipelined 16/64 KiB cells 0.91-1.05. With --steer-rx (each side pays
-  // for its own receiving, as behind a NIC) 16 against 8 read 0.83-0.99
-  // in five of those cells (1 and 16 connections, 256 x 16 KiB) but 1.06
-  // at 256 x 64 KiB: a larger share makes fewer, larger sends, which
-  // loopback's accounting does not reward.
+  // fixed rate 1.05-1.10. With --steer-rx (each side pays for its own
+  // receiving, as behind a NIC) 16 against 8 read 0.83-0.99 in five
+  // pipelined cells (1 and 16 connections, 256 x 16 KiB) but 1.06 at 256 x
+  // 64 KiB: a larger share makes fewer, larger sends, which loopback's
+  // accounting does not reward.
   uint32_t recv_share = 8;
+  // Received buffers one connection's send queue may hold (Stream::write(
+  // RecvBuffer&&) adopts them and sends from them, and the reader's shared
+  // buffer, share_received()); the send queues of a loop together hold at
+  // most three quarters of the ring whatever this says. Past it, a received
+  // buffer written is copied if small (copy_threshold), else borrowed: the
+  // writer waits for its send, and a peer that does not read is pushed back
+  // by TCP flow control. 0: never (every such write copies or waits).
+  // An echo pipelining large messages has more than 8 of its buffers
+  // waiting for their send at once: with 8 here (recv_share, as it was), a
+  // tenth of a raw echo's writes of 16 x 64 KiB in flight on 16 connections
+  // waited for their send, and it made twice as many sends. Measured
+  // (bench/run.sh, 16 in flight, server CPU per message, 32 against 8, side
+  // by side, medians of per-round ratios): raw echo (10 rounds) 1, 16, 256
+  // connections x 16 KiB 1.02, 0.94, 0.98, x 64 KiB 0.92, 0.85, 0.95; SBMP
+  // echo (7 rounds) x 16 KiB 1.00, 0.95, 0.84, x 64 KiB 1.04, 0.98, 0.99.
+  // The price: 64 peers that never read make a raw echo server touch more
+  // of its ring (RSS +19-39 MiB against +8-17, hostile/fairness_test.cc),
+  // still within the ring and NetOptions::max_queued_bytes.
+  uint32_t send_share = 32;
   // Per connection: bytes queued for sending (copied, or borrowed from a
   // waiting writer) beyond which writers wait. Bounds what a peer that never
   // reads can make the server hold.

@@ -305,12 +305,12 @@ void StreamState::admit(Writer& w) noexcept {
 
 bool StreamState::may_park(const RecvBuffer& b) const noexcept {
   // Only the context's own ring buffers, while this stream holds less than
-  // its share and all send queues together hold less than three quarters of
+  // its send share and all send queues together hold less than three quarters of
   // the ring (peers that never read park no more than that; the rest is
   // for receiving); never one a zero-copy send would take (its notification
   // would have to hold the ring buffer too).
   return ctx_ != nullptr && !b.empty() && b.ring() == ring_ &&
-         ring_held_ < ctx_->options().recv_share && ctx_->adopted_ < ring_->count() / 4 * 3 &&
+         ring_held_ < ctx_->options().send_share && ctx_->adopted_ < ring_->count() / 4 * 3 &&
          !(ctx_->zero_copy() && b.size() >= ctx_->options().zero_copy_threshold);
 }
 

@@ -16,7 +16,7 @@
 // buffer, sends from it and gives it back to the receive ring once sent, and the writer returns at
 // once, so an echo's next reads and writes coalesce into one send (a small one only when nothing
 // is queued or being sent; else it is copied, to coalesce with those). A stream adopts at most its
-// receive share (NetOptions::recv_share) of buffers, and the send queues of a context together
+// send share (NetOptions::send_share) of buffers, and the send queues of a context together
 // at most three quarters of the ring: peers that never read can park no more than that.
 // Likewise a heap buffer handed over with the write (Stream::write(parts, std::vector&&), e.g. the
 // codec's reassembly buffer an echoed frame lies in): the queue sends the parts inside it from it,

@@ -37,6 +37,9 @@ ABSL_FLAG(uint32_t, max_recv_buffers, coring::net::NetOptions{}.max_recv_buffers
           "<= --recv_buffers: fixed)");
 ABSL_FLAG(uint32_t, recv_share, coring::net::NetOptions{}.recv_share,
           "receive buffers one connection may hold unread before its recv pauses");
+ABSL_FLAG(uint32_t, send_share, coring::net::NetOptions{}.send_share,
+          "received buffers one connection's send queue may hold (0: none; past it, "
+          "echoes are copied or wait for their send)");
 ABSL_FLAG(coring::examples::Millis, idle_timeout, {std::chrono::seconds(60)},
           "close peers that sent nothing for this long (ms or 30s; 0: never)");
 ABSL_FLAG(size_t, max_connections, 0,
@@ -75,7 +78,7 @@ int main(int argc, char** argv) {
       "Usage: echo_server [--port=N] [--host=ADDR] [--threads=N] [--unix=PATH]\n"
       "                   [--idle_timeout=D] [--max_connections=N] [--shutdown_deadline=D]\n"
       "                   [--recv_buffers=N] [--recv_buffer_size=BYTES]\n"
-      "                   [--max_recv_buffers=N] [--recv_share=N]\n"
+      "                   [--max_recv_buffers=N] [--recv_share=N] [--send_share=N]\n"
       "                   [--stats] [--tls_cert=PEM --tls_key=PEM]\n"
       "Echoes the bytes of every connection until the peer closes; SIGINT/SIGTERM\n"
       "stop accepting, let connections finish and exit 0 (2 if some had to be aborted).");
@@ -98,7 +101,8 @@ int main(int argc, char** argv) {
                               .net = {.recv_buffers = absl::GetFlag(FLAGS_recv_buffers),
                                       .recv_buffer_size = absl::GetFlag(FLAGS_recv_buffer_size),
                                       .max_recv_buffers = absl::GetFlag(FLAGS_max_recv_buffers),
-                                      .recv_share = absl::GetFlag(FLAGS_recv_share)},
+                                      .recv_share = absl::GetFlag(FLAGS_recv_share),
+                                      .send_share = absl::GetFlag(FLAGS_send_share)},
                               .max_connections = absl::GetFlag(FLAGS_max_connections),
                               .idle_timeout = absl::GetFlag(FLAGS_idle_timeout).value,
                               .shutdown_deadline = absl::GetFlag(FLAGS_shutdown_deadline).value});

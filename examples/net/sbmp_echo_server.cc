@@ -52,6 +52,9 @@ ABSL_FLAG(uint32_t, max_recv_buffers, coring::net::NetOptions{}.max_recv_buffers
           "<= --recv_buffers: fixed)");
 ABSL_FLAG(uint32_t, recv_share, coring::net::NetOptions{}.recv_share,
           "receive buffers one connection may hold unread before its recv pauses");
+ABSL_FLAG(uint32_t, send_share, coring::net::NetOptions{}.send_share,
+          "received buffers one connection's send queue may hold (0: none; past it, "
+          "echoes are copied or wait for their send)");
 ABSL_FLAG(bool, receive_in_place, coring::net::FramedOptions{}.receive_in_place,
           "receive the rest of frames larger than a receive buffer straight into the "
           "frame's buffer (FramedOptions::receive_in_place)");
@@ -95,6 +98,7 @@ int main(int argc, char** argv) {
       "                        [--max_connections=N] [--max_partial_frame_mib=N]\n"
       "                        [--shutdown_deadline=D] [--recv_buffers=N]\n"
       "                        [--recv_buffer_size=BYTES] [--max_recv_buffers=N] [--recv_share=N]\n"
+      "                        [--send_share=N]\n"
       "                        [--receive_in_place=BOOL] [--split_payloads=BOOL]\n"
       "                        [--pipelined_receive_buffer=BYTES]\n"
       "                        [--heap_mmap_threshold=BYTES] [--stats]\n"
@@ -137,6 +141,7 @@ int main(int argc, char** argv) {
                    .recv_buffer_size = absl::GetFlag(FLAGS_recv_buffer_size),
                    .max_recv_buffers = absl::GetFlag(FLAGS_max_recv_buffers),
                    .recv_share = absl::GetFlag(FLAGS_recv_share),
+                   .send_share = absl::GetFlag(FLAGS_send_share),
                    .max_partial_frame_bytes = absl::GetFlag(FLAGS_max_partial_frame_mib) << 20},
            .framed = {.receive_in_place = absl::GetFlag(FLAGS_receive_in_place),
                       .pipelined_receive_buffer = absl::GetFlag(FLAGS_pipelined_receive_buffer),

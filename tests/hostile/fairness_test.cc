@@ -178,9 +178,10 @@ TEST_F(FairnessTest, ManyNeverReadingPeersWithPipelinedSplitFramesDoNotStallTheV
 
 // Small frames from the first byte: a pipelining peer's echoes are sent
 // from the receive buffers they arrived in (the send queue shares them with
-// the reader). Peers that never read park at most their share of the
-// thread's receive ring each, and all send queues together three quarters
-// of it: the victims still get buffers to receive into.
+// the reader). Peers that never read park at most their send share
+// (NetOptions::send_share) of the thread's receive ring each, and all send
+// queues together three quarters of it: the victims still get buffers to
+// receive into.
 //
 // Under a sanitizer a frame costs the server about ten times the CPU, so
 // the 64 peers' frames (~3 MB each waiting in socket buffers) keep it busy

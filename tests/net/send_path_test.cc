@@ -496,16 +496,23 @@ TEST(SendPathTest, SharedReceiveBufferIsSentFromUntilReleasedAndSent) {
   EXPECT_EQ(r.fixed_sends_second, 1u) << "the echoes were not one run of the buffer";
 }
 
-// A stream shares at most NetOptions::recv_share receive buffers at once.
-TEST(SendPathTest, SharingStopsAtTheStreamsShareOfTheRing) {
+// Shares two receive buffers the server reads in turn with the send queue
+// (share_received()), the second while the first is still shared: whether
+// the first and the second were taken, and the ring's adopted buffers once
+// the reader let go.
+struct SharedTwo {
+  bool first = false, second = false;
+  size_t adopted_after_release = ~size_t{0};
+};
+SharedTwo share_two(const NetOptions& o) {
+  SharedTwo r;
   absl::Status server_status = absl::UnknownError("not run");  // outlives the loop
   bool done = false;
-  NetOptions o;
-  o.recv_share = 1;
   RegisteredLoop t(o);
   auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
-  ASSERT_TRUE(listener.ok());
-  spawn(*t.loop, [](Listener& l, absl::Status* out, bool* done) -> Task<> {
+  EXPECT_TRUE(listener.ok());
+  if (!listener.ok()) return r;
+  spawn(*t.loop, [](Listener& l, SharedTwo* r, absl::Status* out, bool* done) -> Task<> {
     auto s = co_await l.accept();
     if (!s.ok()) co_return;
     auto first = co_await s->read();
@@ -516,18 +523,17 @@ TEST(SendPathTest, SharingStopsAtTheStreamsShareOfTheRing) {
       co_return;
     }
     const size_t size = second->size();
-    if (!s->share_received(*first)) {
-      *out = absl::InternalError("the first buffer was not shared");
-    } else if (s->share_received(*second) || second->size() != size) {
-      *out = absl::InternalError("a second buffer was shared past recv_share, or changed");
-    } else {
-      s->release_shared();
-      *out = l.context().adopted_buffers() == 0 ? absl::OkStatus()
-                                                : absl::InternalError("not given back");
-    }
+    r->first = s->share_received(*first);
+    r->second = s->share_received(*second);
+    // (A buffer shared is taken out of the RecvBuffer; one refused is left as it was.)
+    *out = r->second || second->size() == size
+               ? absl::OkStatus()
+               : absl::InternalError("the second buffer, refused, changed");
+    s->release_shared();
+    r->adopted_after_release = l.context().adopted_buffers();
     (void)co_await s->close();
     *done = true;
-  }(**listener, &server_status, &done));
+  }(**listener, &r, &server_status, &done));
   absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
     auto c = co_await Stream::connect(net, a);
     if (!c.ok()) co_return c.status();
@@ -541,9 +547,42 @@ TEST(SendPathTest, SharingStopsAtTheStreamsShareOfTheRing) {
     (void)eof;
     co_return co_await c->close();
   }(*t.net, *(*listener)->local_address()));
-  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(s.ok()) << s;
   run_until(t, done);
   EXPECT_TRUE(server_status.ok()) << server_status;
+  return r;
+}
+
+// A stream shares at most NetOptions::send_share receive buffers at once.
+TEST(SendPathTest, SharingStopsAtTheStreamsSendShare) {
+  NetOptions o;
+  o.send_share = 1;
+  const SharedTwo r = share_two(o);
+  EXPECT_TRUE(r.first);
+  EXPECT_FALSE(r.second) << "a second buffer was shared past send_share";
+  EXPECT_EQ(r.adopted_after_release, 0u) << "not given back";
+}
+
+// The send share is not the receive share: a stream whose recv pauses at
+// one unread chunk still shares (and adopts) up to its send share.
+TEST(SendPathTest, TheSendShareIsNotTheReceiveShare) {
+  NetOptions o;
+  o.recv_share = 1;
+  o.send_share = 2;
+  const SharedTwo r = share_two(o);
+  EXPECT_TRUE(r.first);
+  EXPECT_TRUE(r.second) << "the receive share bounded the send queue";
+  EXPECT_EQ(r.adopted_after_release, 0u) << "not given back";
+}
+
+// A send share of 0: nothing received is held by the send queue.
+TEST(SendPathTest, ASendShareOfZeroSharesNothing) {
+  NetOptions o;
+  o.send_share = 0;
+  const SharedTwo r = share_two(o);
+  EXPECT_FALSE(r.first);
+  EXPECT_FALSE(r.second);
+  EXPECT_EQ(r.adopted_after_release, 0u);
 }
 
 // Accepts one connection on loopback, reads once (some bytes arrived), then

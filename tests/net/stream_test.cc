@@ -244,7 +244,7 @@ TEST(StreamTest, ASmallEchoAloneIsAdoptedAndOneBehindQueuedBytesCopied) {
 // the ring once sent.
 TEST(StreamTest, AReceivedBufferNotTakenAtOnceIsWrittenAsAnyOther) {
   NetOptions options;
-  options.recv_share = 1;        // one adopted buffer at a time
+  options.send_share = 1;        // one adopted buffer at a time
   options.copy_threshold = 100;  // the chunks are above it: never copied
   TestLoop t({}, options);
   auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));

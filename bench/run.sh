@@ -61,15 +61,18 @@
 # whose bytes leave as more than one TSO segment has the rest sent from a
 # per-socket timer (tcp_pace_kick), and in a virtual machine each arming
 # and firing of it costs a timer exit. How often depends on each
-# connection's pacing state, so it separates servers by their send pattern
+# connection's pacing state and on how its sends split into segments (a
+# small last one waits), so it separates servers by their send pattern
 # rather than their costs. Measured here (bbr), 64 KiB messages 16 in
 # flight on 16 connections: sbmp_echo_server armed 0.2-0.4 pacing timers
-# per frame, the raw echo_server 0.02-0.08 per message, and the first took
-# 1.4-1.6x the second's CPU per message in single runs; both 0.96-1.0x of it
-# with reno (no pacing). Side by side over 5 rounds, sbmp_echo_server ÷
-# echo_server µs/msg at 1 x 64 KiB pipelined: 1.52 (bbr), 0.70 (reno). The
-# report states the congestion control of the run; --cc=cubic (Debian's
-# default) or reno measures without pacing on a host whose default paces.
+# per frame (a 65552-byte frame leaves as 65483 + 69 bytes; frames of
+# exactly one segment armed almost none), the raw echo_server 0.02-0.08 per
+# message, and the first took 1.4-1.6x the second's CPU per message in
+# single runs, 0.96-1.0x with reno (no pacing). Side by side over 5
+# rounds, sbmp_echo_server ÷ echo_server µs/msg at 1 x 64 KiB pipelined:
+# 1.52 (bbr), 0.70 (reno). The report states the congestion control of the
+# run; --cc=cubic (Debian's default) or reno measures without pacing on a
+# host whose default paces.
 # After the matrix, the in-process micro-benchmarks behind the other
 # targets run pinned to CPU 0 (Google Benchmark, 5 repetitions interleaved):
 # the SBMP header's encode + decode + validate (codec_bench) and the heap
@@ -110,7 +113,13 @@ for arg in "$@"; do
     --no-micro) micro=0 ;;
     --report-only) report_only=1 ;;
     --steer-rx) steer_rx=1 ;;
-    --cc=*) cc=${arg#*=} ;;
+    --cc=*)
+      cc=${arg#*=}
+      if [[ ! $cc =~ ^[a-z0-9_]+$ ]]; then
+        echo "bench/run.sh: --cc needs a congestion control's name, e.g. --cc=reno (got '$cc')" >&2
+        exit 1
+      fi
+      ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $arg (see --help)" >&2; exit 1 ;;
   esac

@@ -193,10 +193,17 @@ B=${BUILD_ROOT:-build}/bench
 # installed above, which may need the host's network).
 if [ -n "$cc" ] && [ "$report_only" -eq 0 ]; then
   if [ -z "${CORING_BENCH_NETNS:-}" ]; then
-    exec unshare --net -- env CORING_BENCH_NETNS=1 "$root/bench/run.sh" "$@"
+    # (The namespace is set up by the command unshare runs in it, so the
+    # settings are only ever written there.)
+    # shellcheck disable=SC2016  # expanded by that shell
+    exec unshare --net -- sh -c \
+      'ip link set lo up && echo "$1" >/proc/sys/net/ipv4/tcp_congestion_control && shift && exec "$@"' \
+      sh "$cc" env CORING_BENCH_NETNS=1 "$root/bench/run.sh" "$@"
   fi
-  ip link set lo up
-  echo "$cc" >/proc/sys/net/ipv4/tcp_congestion_control
+  if [ "$(cat /proc/sys/net/ipv4/tcp_congestion_control)" != "$cc" ]; then  # (the variable set by hand)
+    echo "bench/run.sh: CORING_BENCH_NETNS is set, but the congestion control here is not $cc" >&2
+    exit 1
+  fi
 fi
 
 loadgen=$B/bench/loadgen/loadgen

@@ -17,6 +17,32 @@ namespace {
 
 std::atomic<uint64_t> g_next_thread_id{1};
 
+// Sorts a list of pages (linked by `next`) by address: a merge sort, which
+// needs no memory (trim() runs on a loop that must not allocate).
+PageHeader* sort_by_address(PageHeader* list) noexcept {
+  if (list == nullptr || list->next == nullptr) return list;
+  PageHeader* slow = list;
+  for (PageHeader* fast = list->next; fast != nullptr && fast->next != nullptr;
+       fast = fast->next->next) {
+    slow = slow->next;
+  }
+  PageHeader* second = slow->next;
+  slow->next = nullptr;
+  PageHeader* a = sort_by_address(list);
+  PageHeader* b = sort_by_address(second);
+  PageHeader* head = nullptr;
+  PageHeader** tail = &head;
+  while (a != nullptr && b != nullptr) {
+    PageHeader*& lower =
+        reinterpret_cast<uintptr_t>(a->base) < reinterpret_cast<uintptr_t>(b->base) ? a : b;
+    *tail = lower;
+    tail = &lower->next;
+    lower = lower->next;
+  }
+  *tail = a != nullptr ? a : b;
+  return head;
+}
+
 // OK, or the reason the options are rejected.
 absl::Status check_options(const std::string& name, size_t capacity_bytes) {
   if (absl::Status s = validate_pool_name(name); !s.ok()) return s;
@@ -203,7 +229,7 @@ size_t SlabPool::trim() noexcept {
   ++trim_epoch_;
   // Explicit huge pages cannot be given back 64 KiB at a time.
   if (arena_.huge_pages() == HugePageMode::kExplicit) return 0;
-  size_t released = 0;
+  PageHeader* going = nullptr;
   for (PageHeader** link = &free_pages_; *link != nullptr;) {
     PageHeader* page = *link;
     // Freed since the previous call: it may well be used again soon.
@@ -211,11 +237,40 @@ size_t SlabPool::trim() noexcept {
       link = &page->next;
       continue;
     }
-    if (madvise(page->base, kPageSize, MADV_DONTNEED) != 0) break;  // keep it; try next time
     *link = page->next;
-    page->next = released_pages_;
-    released_pages_ = page;
-    released += kPageSize;
+    page->next = going;
+    going = page;
+  }
+  // In address order, each run of adjacent pages goes back in one call:
+  // every madvise() flushes the TLB of each CPU the process ran on (in a
+  // VM, an exit each). One call per page took 2.4% of sbmp_echo_server's
+  // CPU under 1000 connections x 64 KiB frames pipelined, as the pages of
+  // the connections' first burst (about 930) went back in one tick.
+  going = sort_by_address(going);
+  size_t released = 0;
+  while (going != nullptr) {
+    PageHeader* last = going;
+    size_t pages = 1;
+    while (last->next != nullptr && reinterpret_cast<uintptr_t>(last->next->base) ==
+                                        reinterpret_cast<uintptr_t>(last->base) + kPageSize) {
+      last = last->next;
+      ++pages;
+    }
+    if (madvise(going->base, pages * kPageSize, MADV_DONTNEED) != 0) {
+      // Keep these and the rest; try next time.
+      while (going != nullptr) {
+        PageHeader* page = going;
+        going = page->next;
+        page->next = free_pages_;
+        free_pages_ = page;
+      }
+      break;
+    }
+    PageHeader* rest = last->next;
+    last->next = released_pages_;
+    released_pages_ = going;
+    released += pages * kPageSize;
+    going = rest;
   }
   released_bytes_ += released;
   return released;

@@ -41,10 +41,11 @@
 // * Memory given back. Pages whose blocks are all free are kept for reuse
 //   (by any class). trim(), called now and then (the server's idle sweep
 //   calls it every tick), gives the memory of pages that stayed unused
-//   since the previous call back to the system (madvise(MADV_DONTNEED); the
-//   address space stays reserved and is faulted in again, zeroed, when a
-//   page is next used), so a thread's RSS falls again after a burst of
-//   connections closes. Nothing on the allocation or free path changes.
+//   since the previous call back to the system (madvise(MADV_DONTNEED), one
+//   call per run of adjacent pages; the address space stays reserved and is
+//   faulted in again, zeroed, when a page is next used), so a thread's RSS
+//   falls again after a burst of connections closes. Nothing on the
+//   allocation or free path changes.
 // * Options are validated on construction; if they are bad (pool name not
 //   domain.resource.v<major>, zero capacity), status() says why and every
 //   allocate() returns that error.

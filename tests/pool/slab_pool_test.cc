@@ -300,6 +300,55 @@ TEST(SlabPoolTest, TrimGivesBackPagesThatStayedEmpty) {
   for (void* p : again) deallocate(p);
 }
 
+// trim() gives adjacent free pages back together: a page still in use
+// between free ones must keep its memory, and the free ones on both sides
+// of it must still go. Whole-page blocks, freed in a shuffled order (the
+// free-page list is then out of address order).
+TEST(SlabPoolTest, TrimGivesBackRunsAroundPagesInUse) {
+  SlabPool pool(options());
+  constexpr size_t kPages = 24;
+  std::vector<uint8_t*> pages;
+  for (size_t i = 0; i < kPages; ++i) {
+    auto* p = static_cast<uint8_t*>(pool.try_allocate(kPageSize));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, static_cast<int>(i + 1), kPageSize);
+    pages.push_back(p);
+  }
+  std::sort(pages.begin(), pages.end());
+  // Kept: the first, two adjacent ones in the middle, one alone, the last.
+  const std::set<size_t> kept = {0, 7, 8, 15, kPages - 1};
+  std::vector<size_t> order;
+  for (size_t i = 0; i < kPages; ++i) {
+    if (!kept.contains(i)) order.push_back(i);
+  }
+  std::shuffle(order.begin(), order.end(), std::mt19937(42));
+  std::vector<uint8_t> before(kPages);
+  for (size_t i = 0; i < kPages; ++i) before[i] = pages[i][0];
+  for (size_t i : order) deallocate(pages[i]);
+  size_t released = 0;
+  for (int i = 0; i < 4; ++i) released += pool.trim();
+  EXPECT_EQ(released, order.size() * kPageSize);
+  EXPECT_EQ(pool.stats().bytes_released, order.size() * kPageSize);
+  for (size_t i = 0; i < kPages; ++i) {
+    if (kept.contains(i)) {
+      EXPECT_EQ(resident_pages(pages[i], kPageSize), kPageSize / 4096) << "page " << i;
+      EXPECT_TRUE(
+          std::all_of(pages[i], pages[i] + kPageSize, [&](uint8_t b) { return b == before[i]; }))
+          << "page " << i;
+    } else {
+      EXPECT_EQ(resident_pages(pages[i], kPageSize), 0u) << "page " << i;
+    }
+  }
+  // The released pages serve allocations again, zeroed.
+  for (size_t n = 0; n < order.size(); ++n) {
+    auto* p = static_cast<uint8_t*>(pool.try_allocate(kPageSize));
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(std::all_of(p, p + kPageSize, [](uint8_t b) { return b == 0; }));
+  }
+  EXPECT_EQ(pool.stats().bytes_released, 0u);
+  EXPECT_EQ(pool.stats().bytes_reserved, 2u << 20);  // no new chunk
+}
+
 TEST(SlabPoolTest, TrimKeepsPagesInUse) {
   SlabPool pool(options());
   void* kept = pool.try_allocate(100);

@@ -184,8 +184,10 @@ else
 fi
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/coring-ccache}
 B=${BUILD_ROOT:-build}/bench
-[ "$report_only" -eq 1 ] || echo "== bench: building (Release) in $B"
-[ "$report_only" -eq 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server codec_bench net_echo_bench net_sbmp_echo_bench" \
+# (--cc: built once, before the run goes into its namespace.)
+built=${CORING_BENCH_BUILT:-0}
+[ "$report_only" -eq 1 ] || [ "$built" = 1 ] || echo "== bench: building (Release) in $B"
+[ "$report_only" -eq 1 ] || [ "$built" = 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server codec_bench net_echo_bench net_sbmp_echo_bench" \
   coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
   -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
 
@@ -198,7 +200,7 @@ if [ -n "$cc" ] && [ "$report_only" -eq 0 ]; then
     # shellcheck disable=SC2016  # expanded by that shell
     exec unshare --net -- sh -c \
       'ip link set lo up && echo "$1" >/proc/sys/net/ipv4/tcp_congestion_control && shift && exec "$@"' \
-      sh "$cc" env CORING_BENCH_NETNS=1 "$root/bench/run.sh" "$@"
+      sh "$cc" env CORING_BENCH_NETNS=1 CORING_BENCH_BUILT=1 "$root/bench/run.sh" "$@"
   fi
   if [ "$(cat /proc/sys/net/ipv4/tcp_congestion_control)" != "$cc" ]; then  # (the variable set by hand)
     echo "bench/run.sh: CORING_BENCH_NETNS is set, but the congestion control here is not $cc" >&2
@@ -506,7 +508,7 @@ micro_files=()
 host="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
 [[ " $command_line " != *" --steer-rx "* ]] || host+="; loopback receive steering on (--steer-rx)"
 if [[ " $command_line " == *" --cc="* ]]; then
-  run_cc=${command_line#* --cc=}
+  run_cc=${command_line##* --cc=}  # (the last one: it is the one in effect)
   host+="; TCP congestion control ${run_cc%% *}, in a network namespace of its own (--cc)"
 else
   host+="; TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)"

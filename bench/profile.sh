@@ -39,7 +39,27 @@ for arg in "$@"; do
     *) echo "bench/profile.sh: unknown argument $arg" >&2; exit 1 ;;
   esac
 done
-[[ $settle =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench/profile.sh: --settle wants seconds, got '$settle'" >&2; exit 1; }
+# (Checked before anything starts: a bad value is refused with what was wanted.)
+bad_value() { echo "bench/profile.sh: $*" >&2; exit 1; }
+whole_in() { [[ $1 =~ ^[0-9]{1,9}$ ]] && [ $((10#$1)) -ge "$2" ] && [ $((10#$1)) -le "$3" ]; }
+seconds_in() {
+  [[ $1 =~ ^[0-9]{1,6}(\.[0-9]{1,6})?$ ]] && awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'
+}
+whole_in "$conns" 1 100000 || bad_value "--conns wants a number of connections from 1 to 100000, got '$conns'"
+whole_in "$size" 1 1048576 || bad_value "--size wants bytes from 1 to 1048576, got '$size'"
+whole_in "$depth" 1 4096 || bad_value "--depth wants messages in flight from 1 to 4096, got '$depth'"
+seconds_in "$seconds" 0.1 3600 || bad_value "--seconds wants seconds from 0.1 to 3600, got '$seconds'"
+seconds_in "$settle" 0 600 || bad_value "--settle wants seconds from 0 to 600, got '$settle'"
+[ -n "$out" ] || bad_value "--out wants a folder, got nothing"
+[[ -n $servers && $servers != *, && $servers != ,* && $servers != *,,* ]] ||
+  bad_value "--servers wants a comma-separated list with no empty item, got '$servers'"
+IFS=, read -r -a names <<<"$servers"
+for name in "${names[@]}"; do
+  case $name in
+    coring | coring_sbmp | uring | uring_sbmp | asio_uring | asio_epoll | epoll) ;;
+    *) bad_value "--servers: '$name' is not one of coring, coring_sbmp, uring, uring_sbmp, asio_uring, asio_epoll, epoll" ;;
+  esac
+done
 B=${BUILD_ROOT:-build}/bench
 loadgen=$B/bench/loadgen/loadgen
 [ -x "$loadgen" ] || { echo "bench/profile.sh: run bench/run.sh first (no $loadgen)" >&2; exit 1; }
@@ -97,7 +117,6 @@ start() {  # start NAME PREFIX...: sets pid, port
 stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 field() { sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
-IFS=, read -r -a names <<<"$servers"
 echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | malloc /msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }

@@ -11,8 +11,12 @@
 #                           16 KiB} x {ping-pong, 16 in flight, fixed rate}, and
 #                           TLS handshakes/s (results in build/bench/tls-results only)
 #
-# Options: --rounds=N (3), --seconds=S (measured window per run), --warmup=S,
-#   --servers=a,b --conns=1,16 --sizes=64,1024 --modes=pingpong,pipe16,rate,handshakes,
+# Options: --rounds=N (3; 1 to 1000), --seconds=S (measured window per run),
+#   --warmup=S, --servers=a,b (of coring, coring_sbmp, uring, uring_sbmp, asio_uring,
+#   asio_epoll, epoll, epoll_sbmp - the default - asio_uring_sbmp, asio_epoll_sbmp,
+#   coring_tls, coring_tls_sbmp, asio_tls, asio_tls_sbmp, coring_base, coring_sbmp_base)
+#   --conns=1,16 (1 to 100000) --sizes=64,1024 (bytes, 1 to 1048576)
+#   --modes=pingpong,pipe16,rate,handshakes (pipeN: N in flight, 1 to 4096),
 #   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
 #   --no-results (do not touch bench/RESULTS.md etc.), --report-only (redo the
 #   report of the last run in the output folder from its records, no runs),
@@ -146,6 +150,67 @@ if [ "$tls" -eq 1 ]; then
   write_results=0
   is_set out || out=${BUILD_ROOT:-build}/bench/tls-results
 fi
+# Every value is checked here, before anything is installed or built: a bad
+# one is refused with what was wanted, instead of a run that measures
+# nothing (--rounds=0 would have replaced bench/RESULTS.md with an empty
+# report), runs a cell that is not one (--modes=pipe, --conns=0), or fails
+# half-way (--sizes=1.5).
+bad_value() { echo "bench/run.sh: $* (see --help)" >&2; exit 1; }
+whole_in() {  # whole_in VALUE MIN MAX: a whole number in [MIN, MAX]
+  [[ $1 =~ ^[0-9]{1,9}$ ]] && [ $((10#$1)) -ge "$2" ] && [ $((10#$1)) -le "$3" ]
+}
+seconds_in() {  # seconds_in VALUE MIN MAX: a decimal number in [MIN, MAX]
+  [[ $1 =~ ^([0-9]{1,6}(\.[0-9]{0,6})?|\.[0-9]{1,6})$ ]] &&
+    awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v + 0 >= lo + 0 && v + 0 <= hi + 0) }'
+}
+known_servers=(coring coring_sbmp coring_base coring_sbmp_base uring uring_sbmp asio_uring
+  asio_uring_sbmp asio_epoll asio_epoll_sbmp coring_tls coring_tls_sbmp asio_tls asio_tls_sbmp
+  epoll epoll_sbmp)
+server_known() { [[ " ${known_servers[*]} " == *" $1 "* && $1 =~ ^[a-z_]+$ ]]; }
+conns_ok() { whole_in "$1" 1 100000; }
+size_ok() { whole_in "$1" 1 1048576; }  # (the load generator's largest message: 1 MiB)
+mode_ok() {
+  [[ $1 == pingpong || $1 == rate || $1 == handshakes ]] ||
+    { [[ $1 == pipe* ]] && whole_in "${1#pipe}" 1 4096; }
+}
+check_wants() {  # what check_list's CHECK wants, for the error
+  case $1 in
+    server_known) echo "a server this script runs (${known_servers[*]})" ;;
+    conns_ok) echo "a number of connections from 1 to 100000" ;;
+    size_ok) echo "a message size in bytes from 1 to 1048576" ;;
+    mode_ok) echo "a mode: pingpong, pipeN (N in flight a connection, 1 to 4096), rate or handshakes" ;;
+  esac
+}
+check_list() {  # check_list OPTION VALUE CHECK: every comma-separated item passes CHECK, none twice
+  local option=$1 value=$2 check=$3 item seen=' ' items
+  [[ -n $value && $value != *, && $value != ,* && $value != *,,* ]] ||
+    bad_value "$option wants a comma-separated list with no empty item, got '$value'"
+  IFS=, read -r -a items <<<"$value"
+  for item in "${items[@]}"; do
+    "$check" "$item" || bad_value "$option: '$item' is not $(check_wants "$check")"
+    [[ $seen != *" $item "* ]] || bad_value "$option names '$item' twice"
+    seen+="$item "
+  done
+}
+whole_in "$rounds" 1 1000 || bad_value "--rounds wants a whole number from 1 to 1000, got '$rounds'"
+seconds_in "$seconds" 0.01 3600 ||
+  bad_value "--seconds wants seconds from 0.01 to 3600, got '$seconds'"
+seconds_in "$warmup" 0 600 || bad_value "--warmup wants seconds from 0 to 600, got '$warmup'"
+whole_in "$idle_conns" 0 100000 ||
+  bad_value "--idle-conns wants a whole number from 0 to 100000, got '$idle_conns'"
+[ -n "$out" ] || bad_value "--out wants a folder, got nothing"
+check_list --servers "$servers" server_known
+check_list --conns "$conns_list" conns_ok
+check_list --sizes "$sizes_list" size_ok
+check_list --modes "$modes_list" mode_ok
+if [ "$report_only" -eq 0 ]; then  # (servers coring_base, coring_sbmp_base: an earlier build's)
+  for pair in coring_base:echo_server coring_sbmp_base:sbmp_echo_server; do
+    [[ ",$servers," == *",${pair%%:*},"* ]] || continue
+    [ -n "${BENCH_BASE:-}" ] ||
+      bad_value "server ${pair%%:*} runs \$BENCH_BASE/${pair#*:}: set BENCH_BASE"
+    [ -x "$BENCH_BASE/${pair#*:}" ] || bad_value "server ${pair%%:*}: no $BENCH_BASE/${pair#*:}"
+  done
+fi
 if [ -n "$cc" ] && [ "$report_only" -eq 0 ] && [ -z "${CORING_BENCH_NETNS:-}" ]; then
   # (Checked before building: a namespace other than the host's may only
   # take a congestion control the host allows.)
@@ -163,6 +228,9 @@ if [ -n "$cc" ] && [ "$report_only" -eq 0 ] && [ -z "${CORING_BENCH_NETNS:-}" ];
 fi
 max_other=${BENCH_MAX_OTHER:-5}
 [ -n "${retries:-}" ] || retries=${BENCH_RETRIES:-2}
+seconds_in "$max_other" 0 100 ||
+  bad_value "BENCH_MAX_OTHER wants a share of the host's CPU in % (0 to 100), got '$max_other'"
+whole_in "$retries" 0 100 || bad_value "BENCH_RETRIES wants a whole number from 0 to 100, got '$retries'"
 command_line="${BENCH_RETRIES:+BENCH_RETRIES=$BENCH_RETRIES }${BENCH_MAX_OTHER:+BENCH_MAX_OTHER=$BENCH_MAX_OTHER }bench/run.sh${*:+ $*}"
 run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
 run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <future>
+#include <system_error>
 
 #include "absl/strings/str_format.h"
 
@@ -84,12 +85,28 @@ void Runtime::worker_main(size_t index, Worker* worker, std::promise<absl::Statu
 absl::Status Runtime::start() {
   if (started_) return start_status_;
   started_ = true;
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  if (options_.threads > kMaxThreadsPerCpu * cpus) {
+    start_status_ = absl::InvalidArgumentError(
+        absl::StrFormat("RuntimeOptions: %u threads is more than %u per CPU (%u here, %u CPUs)",
+                        options_.threads, kMaxThreadsPerCpu, kMaxThreadsPerCpu * cpus, cpus));
+    return start_status_;
+  }
   std::vector<std::promise<absl::Status>> ready(options_.threads);
   for (size_t i = 0; i < options_.threads; ++i) {
     auto worker = std::make_unique<Worker>();
     Worker* w = worker.get();
     workers_.push_back(std::move(worker));
-    w->thread = std::thread([this, i, w, p = &ready[i]] { worker_main(i, w, p); });
+    try {
+      w->thread = std::thread([this, i, w, p = &ready[i]] { worker_main(i, w, p); });
+    } catch (const std::system_error& e) {
+      // (The process's or the system's thread limit, or memory.) The ones
+      // started so far are stopped below; no other is started.
+      ready[i].set_value(absl::ResourceExhaustedError(
+          absl::StrFormat("runtime thread %u: cannot start a thread: %s", i, e.what())));
+      for (size_t j = i + 1; j < options_.threads; ++j) ready[j].set_value(absl::OkStatus());
+      break;
+    }
   }
   for (auto& p : ready) {
     absl::Status s = p.get_future().get();

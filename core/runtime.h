@@ -48,8 +48,10 @@
 namespace coring {
 
 struct RuntimeOptions {
-  size_t threads = 0;  // 0: one per CPU
-  bool pin = false;    // pin thread i to CPU i (mod the CPU count)
+  // 0: one per CPU. At most Runtime::kMaxThreadsPerCpu per CPU (start()
+  // refuses more).
+  size_t threads = 0;
+  bool pin = false;  // pin thread i to CPU i (mod the CPU count)
   RingOptions ring = {};
   uint32_t fixed_files = 65536;  // per loop; see LoopOptions::fixed_files
   pool::SlabPoolOptions slab = {};
@@ -59,6 +61,12 @@ struct RuntimeOptions {
 
 class Runtime {
  public:
+  // More loops than CPUs buy nothing, and each costs its ring, slab pool and
+  // buffers (net's receive ring alone is about 17 MB): asked for 100,000,
+  // the process was ended by the kernel's OOM killer before any set-up
+  // failed.
+  static constexpr size_t kMaxThreadsPerCpu = 16;
+
   explicit Runtime(RuntimeOptions options = {});
   ~Runtime();
   Runtime(const Runtime&) = delete;

@@ -42,7 +42,8 @@ ABSL_FLAG(coring::examples::Millis, shutdown_deadline, {std::chrono::seconds(5)}
 ABSL_FLAG(size_t, max_connections, 0,
           "connections served at once; more get GOAWAY(OVERLOADED) (0: RLIMIT_NOFILE)");
 ABSL_FLAG(size_t, max_partial_frame_mib, 64,
-          "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED)");
+          "per-thread memory for partially received frames, MiB; past it GOAWAY(OVERLOADED) "
+          "(0: no limit)");
 ABSL_FLAG(uint32_t, recv_buffers, coring::net::NetOptions{}.recv_buffers,
           "buffers in each thread's shared receive ring (a power of two)");
 ABSL_FLAG(uint32_t, recv_buffer_size, coring::net::NetOptions{}.recv_buffer_size,
@@ -109,6 +110,13 @@ int main(int argc, char** argv) {
   const uint32_t max_frame = absl::GetFlag(FLAGS_max_frame);
   if (max_frame == 0) {
     std::fprintf(stderr, "sbmp_echo_server: --max_frame must be > 0\n");
+    return 1;
+  }
+  // (In bytes it must fit a size_t: a larger number would wrap to a small budget.)
+  constexpr size_t kMaxPartialMib = size_t{1} << 30;  // 1 PiB
+  if (absl::GetFlag(FLAGS_max_partial_frame_mib) > kMaxPartialMib) {
+    std::fprintf(stderr, "sbmp_echo_server: --max_partial_frame_mib must be at most %zu\n",
+                 kMaxPartialMib);
     return 1;
   }
   // Before the threads start: the setting is the process's.

@@ -195,5 +195,30 @@ TEST(RuntimeTest, BadOptionsAreAnError) {
   EXPECT_EQ(rt.run(), 1);
 }
 
+TEST(RuntimeTest, TooManyThreadsAreRefusedBeforeAnyStarts) {
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  RuntimeOptions o = small(1);
+  o.threads = Runtime::kMaxThreadsPerCpu * cpus + 1;
+  Runtime rt(o);
+  absl::Status s = rt.start();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("per CPU"), std::string::npos) << s;
+  EXPECT_EQ(rt.start(), s);  // (once: the same answer)
+  EXPECT_EQ(rt.run(), 1);
+  EXPECT_EQ(rt.size(), 0u);  // no thread was started
+}
+
+TEST(RuntimeTest, AsManyThreadsAsAllowedStart) {
+  // The limit itself is allowed (small loops: the test's rings and pools).
+  const size_t cpus = std::max(1u, std::thread::hardware_concurrency());
+  RuntimeOptions o = small(1);
+  o.threads = Runtime::kMaxThreadsPerCpu * cpus;
+  Runtime rt(o);
+  ASSERT_TRUE(rt.start().ok());
+  EXPECT_EQ(rt.size(), o.threads);
+  rt.stop();
+  EXPECT_EQ(rt.run(), 0);  // joins them
+}
+
 }  // namespace
 }  // namespace coring

@@ -23,6 +23,7 @@
 
 #include "asio.hpp"
 #include "asio/experimental/as_tuple.hpp"
+#include "cli_number.h"
 #include "sbmp_wire.h"
 #ifdef ASIO_ECHO_TLS
 #include "asio/ssl.hpp"
@@ -142,10 +143,11 @@ int main(int argc, char** argv) {
   unsigned short port = 0;
   bool sbmp = false;
   std::string cert, key;
+  const char* program = std::strrchr(argv[0], '/') ? std::strrchr(argv[0], '/') + 1 : argv[0];
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--port=", 0) == 0) {
-      port = static_cast<unsigned short>(std::atoi(a.c_str() + 7));
+      port = static_cast<unsigned short>(cli_number(program, "--port", a.c_str() + 7, 0, 65535, 1));
     } else if (a.rfind("--host=", 0) == 0) {
       host = a.substr(7);
     } else if (a == "--sbmp") {

@@ -31,6 +31,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "cli_number.h"
 #include "sbmp_wire.h"
 
 struct conn {
@@ -214,11 +215,11 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (strncmp(a, "--port=", 7) == 0)
-      port = atoi(a + 7);
+      port = (int)cli_number("epoll_echo", "--port", a + 7, 0, 65535, 1);
     else if (strncmp(a, "--host=", 7) == 0)
       host = a + 7;
     else if (strncmp(a, "--mangle-after=", 15) == 0)
-      mangle_after = atoll(a + 15);
+      mangle_after = (long long)cli_number("epoll_echo", "--mangle-after", a + 15, 0, 1e15, 1);
     else if (strcmp(a, "--sbmp") == 0)
       sbmp_mode = 1;
     else {

@@ -35,6 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cli_number.h"
 #include "sbmp_wire.h"
 
 enum { OP_ACCEPT = 1, OP_RECV = 2, OP_SEND = 3 };
@@ -342,15 +343,15 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (strncmp(a, "--port=", 7) == 0)
-      port = atoi(a + 7);
+      port = (int)cli_number("uring_echo", "--port", a + 7, 0, 65535, 1);
     else if (strncmp(a, "--host=", 7) == 0)
       host = a + 7;
     else if (strcmp(a, "--sbmp") == 0)
       sbmp_mode = 1;
     else if (strncmp(a, "--buffers=", 10) == 0)
-      buf_count = (unsigned)atoi(a + 10);
+      buf_count = (unsigned)cli_number("uring_echo", "--buffers", a + 10, 1, 32768, 1);
     else if (strncmp(a, "--buffer-size=", 14) == 0)
-      buf_size = (unsigned)atoi(a + 14);
+      buf_size = (unsigned)cli_number("uring_echo", "--buffer-size", a + 14, 1, 1u << 30, 1);
     else {
       fprintf(stderr,
               "usage: uring_echo [--port=N] [--host=ADDR] [--sbmp] [--buffers=N]"

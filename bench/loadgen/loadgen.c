@@ -76,6 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_number.h"
 #include "sbmp_wire.h"
 
 #ifdef LOADGEN_TLS
@@ -122,6 +123,9 @@ static void usage_exit(int code) {
   exit(code);
 }
 
+#define ARG_WHOLE(name, v, lo, hi) cli_number("loadgen", name, v, lo, hi, 1)
+#define ARG_REAL(name, v, lo, hi) cli_number("loadgen", name, v, lo, hi, 0)
+
 static void parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
@@ -133,7 +137,7 @@ static void parse_args(int argc, char** argv) {
     else if (IS("--host"))
       cfg.host = v;
     else if (IS("--port"))
-      cfg.port = atoi(v);
+      cfg.port = (int)ARG_WHOLE("--port", v, 1, 65535);
     else if (IS("--proto")) {
       if (strcmp(v, "sbmp") == 0)
         cfg.sbmp = 1;
@@ -142,25 +146,25 @@ static void parse_args(int argc, char** argv) {
       else
         usage_exit(1);
     } else if (IS("--conns"))
-      cfg.conns = (uint32_t)strtoul(v, NULL, 10);
+      cfg.conns = (uint32_t)ARG_WHOLE("--conns", v, 1, 1000000);
     else if (IS("--size"))
-      cfg.size = (uint32_t)strtoul(v, NULL, 10);
+      cfg.size = (uint32_t)ARG_WHOLE("--size", v, 1, 1u << 20);
     else if (IS("--depth"))
-      cfg.depth = (uint32_t)strtoul(v, NULL, 10);
+      cfg.depth = (uint32_t)ARG_WHOLE("--depth", v, 1, 65536);
     else if (IS("--max-outstanding"))
-      cfg.max_outstanding = (uint32_t)strtoul(v, NULL, 10);
+      cfg.max_outstanding = (uint32_t)ARG_WHOLE("--max-outstanding", v, 1, 65536);
     else if (IS("--rate"))
-      cfg.rate = atof(v);
+      cfg.rate = ARG_REAL("--rate", v, 0, 1e9);
     else if (IS("--duration"))
-      cfg.duration = atof(v);
+      cfg.duration = ARG_REAL("--duration", v, 0.001, 86400);
     else if (IS("--warmup"))
-      cfg.warmup = atof(v);
+      cfg.warmup = ARG_REAL("--warmup", v, 0, 86400);
     else if (IS("--hold"))
-      cfg.hold = atof(v);
+      cfg.hold = ARG_REAL("--hold", v, 0, 86400);
     else if (IS("--cpu"))
-      cfg.cpu = atoi(v);
+      cfg.cpu = (int)ARG_WHOLE("--cpu", v, 0, CPU_SETSIZE - 1);
     else if (IS("--server-pid"))
-      cfg.server_pid = atoi(v);
+      cfg.server_pid = (int)ARG_WHOLE("--server-pid", v, 1, 4194304);
     else if (IS("--label"))
       cfg.label = v;
     else if (strcmp(a, "--idle") == 0)

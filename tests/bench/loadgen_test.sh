@@ -3,7 +3,7 @@
 # zero verification errors against the raw liburing baseline (raw and SBMP;
 # the load on io_uring, the default, and on epoll),
 # the epoll baseline's SBMP mode (frames split across reads: 64 KiB), coring's echo_server and sbmp_echo_server; and a mismatch (exit 1) against
-# a server that flips one bit. With ASIO_TLS_ECHO (built when OpenSSL was
+# a server that flips one bit; a bad option value refused. With ASIO_TLS_ECHO (built when OpenSSL was
 # found): the load generator's --tls against asio::ssl, verified against a
 # certificate made here, a wrong server name refused, and --handshakes.
 # No timing is asserted: figures belong to bench/run.sh.
@@ -85,6 +85,31 @@ start coring "$coring" --host=127.0.0.1 --port=0 --threads=1 &&
 start coring_sbmp "$coring_sbmp" --host=127.0.0.1 --port=0 --threads=1 &&
   expect_clean "coring sbmp_echo_server" --proto=sbmp --conns=8 --size=1000 --depth=8 &&
   expect_clean "coring sbmp_echo_server idle" --proto=sbmp --conns=50 --idle && stop
+
+# A bad number is refused whole, naming the option (strtoul and atof took
+# "-1" connections for 4294967295, "abc" for 0, "10x" for 10).
+for bad in --conns=-1 --conns=10x --conns=abc --conns=1.5 --size=0 --size=1048577 --depth=0 \
+  --rate=-1 --rate=abc --duration=0 --duration=nan --warmup=-1 --cpu=99999 --server-pid=abc \
+  --max-outstanding=0 --hold=-1; do
+  rc=0
+  out=$("$loadgen" --port=1 "$bad" 2>&1) || rc=$?
+  if [ "$rc" -ne 1 ] || ! grep -qF -- "loadgen: ${bad%%=*} wants a" <<<"$out"; then
+    fail "loadgen $bad: exit $rc, $out"
+  fi
+done
+# refused WANT PROGRAM ARGS...: exit 1, and WANT on its output.
+refused() {
+  local want=$1 rc=0 out; shift
+  out=$(timeout 10 "$@" 2>&1 </dev/null) || rc=$?
+  if [ "$rc" -ne 1 ] || ! grep -qF -- "$want" <<<"$out"; then fail "$*: exit $rc, $out"; fi
+}
+refused "loadgen: --port wants a whole number from 1 to 65535" "$loadgen" --port=99999
+# The baselines too (a port of 99999 was 34463).
+refused "uring_echo: --port wants a whole number from 0 to 65535" "$uring" --port=99999
+refused "uring_echo: --buffer-size wants a whole number" "$uring" --port=0 --buffer-size=0
+refused "uring_echo: --buffers must be a power of two" "$uring" --port=0 --buffers=3
+refused "epoll_echo: --port wants a whole number" "$epoll" --port=abc
+refused "epoll_echo: --mangle-after wants a whole number" "$epoll" --port=0 --mangle-after=-3
 
 # A server that flips one bit at byte 5000 of every connection's echo: the
 # load generator must report mismatches and exit 1, on either engine.

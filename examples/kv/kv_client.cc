@@ -236,13 +236,13 @@ Task<int> load(coring::net::NetContext& net) {
   l.prefix = absl::StrFormat("load-%d-%d-", getpid(), Clock::now().time_since_epoch().count());
   l.value_size = absl::GetFlag(FLAGS_value_size);
   l.get_ratio = absl::GetFlag(FLAGS_get_ratio);
-  const size_t keys = std::max<size_t>(1, absl::GetFlag(FLAGS_keys));
+  const size_t keys = absl::GetFlag(FLAGS_keys);
   l.next_version.assign(keys, 0);
   l.acked.assign(keys, 0);
   const Clock::time_point start = Clock::now();
   l.end = start + absl::GetFlag(FLAGS_duration).value;
   std::vector<Task<>> workers;
-  const size_t n = std::max<size_t>(1, absl::GetFlag(FLAGS_concurrency));
+  const size_t n = absl::GetFlag(FLAGS_concurrency);
   for (size_t i = 0; i < n; ++i) workers.push_back(load_worker(**ch, l, static_cast<uint32_t>(i)));
   co_await coring::when_all(std::move(workers));
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -292,6 +292,29 @@ int main(int argc, char** argv) {
   if (args.size() != want) {
     coring::examples::usage_exit(argv[0],
                                  absl::StrFormat("%s takes %d argument(s)", command, want - 2));
+  }
+  if (command == "load") {
+    // (Checked before connecting: 100 million callers took all memory.)
+    const size_t concurrency = absl::GetFlag(FLAGS_concurrency);
+    const size_t keys = absl::GetFlag(FLAGS_keys);
+    const size_t value_size = absl::GetFlag(FLAGS_value_size);
+    const double get_ratio = absl::GetFlag(FLAGS_get_ratio);
+    if (concurrency < 1 || concurrency > 65536) {
+      coring::examples::usage_exit(argv[0], "--concurrency must be 1..65536");
+    }
+    if (keys < 1 || keys > 10'000'000) {
+      coring::examples::usage_exit(argv[0], "--keys must be 1..10000000");
+    }
+    if (value_size > coring::sbmp::kDefaultMaxFrame) {
+      coring::examples::usage_exit(argv[0], absl::StrFormat("--value_size must be at most %u",
+                                                            coring::sbmp::kDefaultMaxFrame));
+    }
+    if (!(get_ratio >= 0.0 && get_ratio <= 1.0)) {
+      coring::examples::usage_exit(argv[0], "--get_ratio must be from 0 to 1");
+    }
+    if (absl::GetFlag(FLAGS_duration).value <= std::chrono::milliseconds(0)) {
+      coring::examples::usage_exit(argv[0], "--duration must be above 0");
+    }
   }
   auto loop = coring::EventLoop::create({});
   if (!loop.ok()) {

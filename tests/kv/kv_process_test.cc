@@ -1,7 +1,8 @@
 // The kv example programs as child processes on loopback: kv_server on a
 // free port ("listening on" first), kv_client put/get, an older version
 // refused naming the stored one, an equal version accepted, a missing key,
-// a short verified load, and SIGTERM: exit 0.
+// a short verified load, and SIGTERM: exit 0. And load options that make no
+// load refused before connecting.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -41,6 +42,25 @@ Result client(uint16_t port, std::vector<std::string> args) {
   Child c(argv, /*with_stderr=*/true);
   std::string out = c.read_all();
   return {c.wait(), out};
+}
+
+TEST(KvProcessTest, BadLoadOptionsAreRefusedBeforeConnecting) {
+  // Port 1: nothing listens there, so a run that got past the checks fails
+  // with a connect error instead of the option's.
+  const std::pair<const char*, const char*> cases[] = {
+      {"--concurrency=0", "--concurrency must be 1..65536"},
+      {"--concurrency=100000000", "--concurrency must be 1..65536"},
+      {"--keys=0", "--keys must be 1..10000000"},
+      {"--value_size=100000000", "--value_size must be at most 16777216"},
+      {"--get_ratio=1.5", "--get_ratio must be from 0 to 1"},
+      {"--get_ratio=nan", "--get_ratio must be from 0 to 1"},
+      {"--duration=0", "--duration must be above 0"},
+  };
+  for (const auto& [flag, want] : cases) {
+    Result r = client(1, {"load", flag});
+    EXPECT_EQ(r.rc, 1) << flag << ": " << r.out;
+    EXPECT_NE(r.out.find(want), std::string::npos) << flag << ": " << r.out;
+  }
 }
 
 TEST(KvProcessTest, PutGetVersionsLoadAndSigterm) {

@@ -294,7 +294,8 @@ int main(int argc, char** argv) {
                                  absl::StrFormat("%s takes %d argument(s)", command, want - 2));
   }
   if (command == "load") {
-    // (Checked before connecting: 100 million callers took all memory.)
+    // (Checked before connecting: with 100 million callers the load had not
+    // started after 8 s.)
     const size_t concurrency = absl::GetFlag(FLAGS_concurrency);
     const size_t keys = absl::GetFlag(FLAGS_keys);
     const size_t value_size = absl::GetFlag(FLAGS_value_size);

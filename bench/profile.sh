@@ -48,7 +48,8 @@ seconds_in() {
 whole_in "$conns" 1 100000 || bad_value "--conns wants a number of connections from 1 to 100000, got '$conns'"
 whole_in "$size" 1 1048576 || bad_value "--size wants bytes from 1 to 1048576, got '$size'"
 whole_in "$depth" 1 4096 || bad_value "--depth wants messages in flight from 1 to 4096, got '$depth'"
-seconds_in "$seconds" 0.1 3600 || bad_value "--seconds wants seconds from 0.1 to 3600, got '$seconds'"
+# (The load must outlast --settle and the two 1-second windows after it.)
+seconds_in "$seconds" 2.5 3600 || bad_value "--seconds wants seconds from 2.5 to 3600, got '$seconds'"
 seconds_in "$settle" 0 600 || bad_value "--settle wants seconds from 0 to 600, got '$settle'"
 [ -n "$out" ] || bad_value "--out wants a folder, got nothing"
 [[ -n $servers && $servers != *, && $servers != ,* && $servers != *,,* ]] ||

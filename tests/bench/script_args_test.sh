@@ -67,6 +67,7 @@ refused $profile "--conns wants a number of connections" --conns=0
 refused $profile "--size wants bytes" --size=1.5
 refused $profile "--depth wants messages in flight" --depth=0
 refused $profile "--seconds wants seconds" --seconds=0
+refused $profile "--seconds wants seconds from 2.5" --seconds=2
 refused $profile "--settle wants seconds" --settle=-1
 refused $profile "--servers: 'foo' is not one of" --servers=coring,foo
 refused $profile "--servers wants a comma-separated list" --servers=coring,,uring

@@ -21,11 +21,13 @@ server=${1:?usage: bench/idle_memory.sh SERVER [CONNS] [SETTLE_SECONDS]}
 conns=${2:-10000}
 settle=${3:-5}
 [ -x "$server" ] || { echo "bench/idle_memory.sh: SERVER '$server' is not an executable" >&2; exit 1; }
-if ! [[ $conns =~ ^[0-9]{1,6}$ ]] || [ $((10#$conns)) -lt 1 ] || [ $((10#$conns)) -gt 100000 ]; then
+# shellcheck source=bench/option_checks.sh
+source "$(dirname "$0")/option_checks.sh"
+whole_in "$conns" 1 100000 || {
   echo "bench/idle_memory.sh: CONNS wants a number of connections from 1 to 100000, got '$conns'" >&2
   exit 1
-fi
-[[ $settle =~ ^[0-9]{1,3}(\.[0-9]{1,3})?$ ]] ||
+}
+seconds_in "$settle" 0 999 ||
   { echo "bench/idle_memory.sh: SETTLE_SECONDS wants seconds (0 to 999), got '$settle'" >&2; exit 1; }
 build=$(cd "$(dirname "$server")/../.." && pwd)
 loadgen=$build/bench/loadgen/loadgen

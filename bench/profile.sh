@@ -40,11 +40,8 @@ for arg in "$@"; do
   esac
 done
 # (Checked before anything starts: a bad value is refused with what was wanted.)
+source bench/option_checks.sh
 bad_value() { echo "bench/profile.sh: $*" >&2; exit 1; }
-whole_in() { [[ $1 =~ ^[0-9]{1,9}$ ]] && [ $((10#$1)) -ge "$2" ] && [ $((10#$1)) -le "$3" ]; }
-seconds_in() {
-  [[ $1 =~ ^[0-9]{1,6}(\.[0-9]{1,6})?$ ]] && awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'
-}
 whole_in "$conns" 1 100000 || bad_value "--conns wants a number of connections from 1 to 100000, got '$conns'"
 whole_in "$size" 1 1048576 || bad_value "--size wants bytes from 1 to 1048576, got '$size'"
 whole_in "$depth" 1 4096 || bad_value "--depth wants messages in flight from 1 to 4096, got '$depth'"
@@ -52,7 +49,7 @@ whole_in "$depth" 1 4096 || bad_value "--depth wants messages in flight from 1 t
 seconds_in "$seconds" 2.5 3600 || bad_value "--seconds wants seconds from 2.5 to 3600, got '$seconds'"
 seconds_in "$settle" 0 600 || bad_value "--settle wants seconds from 0 to 600, got '$settle'"
 [ -n "$out" ] || bad_value "--out wants a folder, got nothing"
-[[ -n $servers && $servers != *, && $servers != ,* && $servers != *,,* ]] ||
+list_ok "$servers" ||
   bad_value "--servers wants a comma-separated list with no empty item, got '$servers'"
 IFS=, read -r -a names <<<"$servers"
 for name in "${names[@]}"; do

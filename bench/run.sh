@@ -155,14 +155,8 @@ fi
 # nothing (--rounds=0 would have replaced bench/RESULTS.md with an empty
 # report), runs a cell that is not one (--modes=pipe, --conns=0), or fails
 # half-way (--sizes=1.5).
+source bench/option_checks.sh
 bad_value() { echo "bench/run.sh: $* (see --help)" >&2; exit 1; }
-whole_in() {  # whole_in VALUE MIN MAX: a whole number in [MIN, MAX]
-  [[ $1 =~ ^[0-9]{1,9}$ ]] && [ $((10#$1)) -ge "$2" ] && [ $((10#$1)) -le "$3" ]
-}
-seconds_in() {  # seconds_in VALUE MIN MAX: a decimal number in [MIN, MAX]
-  [[ $1 =~ ^([0-9]{1,6}(\.[0-9]{0,6})?|\.[0-9]{1,6})$ ]] &&
-    awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v + 0 >= lo + 0 && v + 0 <= hi + 0) }'
-}
 known_servers=(coring coring_sbmp coring_base coring_sbmp_base uring uring_sbmp asio_uring
   asio_uring_sbmp asio_epoll asio_epoll_sbmp coring_tls coring_tls_sbmp asio_tls asio_tls_sbmp
   epoll epoll_sbmp)
@@ -173,21 +167,12 @@ mode_ok() {
   [[ $1 == pingpong || $1 == rate || $1 == handshakes ]] ||
     { [[ $1 == pipe* ]] && whole_in "${1#pipe}" 1 4096; }
 }
-check_wants() {  # what check_list's CHECK wants, for the error
-  case $1 in
-    server_known) echo "a server this script runs (${known_servers[*]})" ;;
-    conns_ok) echo "a number of connections from 1 to 100000" ;;
-    size_ok) echo "a message size in bytes from 1 to 1048576" ;;
-    mode_ok) echo "a mode: pingpong, pipeN (N in flight a connection, 1 to 4096), rate or handshakes" ;;
-  esac
-}
-check_list() {  # check_list OPTION VALUE CHECK: every comma-separated item passes CHECK, none twice
-  local option=$1 value=$2 check=$3 item seen=' ' items
-  [[ -n $value && $value != *, && $value != ,* && $value != *,,* ]] ||
-    bad_value "$option wants a comma-separated list with no empty item, got '$value'"
+check_list() {  # check_list OPTION VALUE CHECK WANTED: every item passes CHECK, none twice
+  local option=$1 value=$2 check=$3 wanted=$4 item seen=' ' items
+  list_ok "$value" || bad_value "$option wants a comma-separated list with no empty item, got '$value'"
   IFS=, read -r -a items <<<"$value"
   for item in "${items[@]}"; do
-    "$check" "$item" || bad_value "$option: '$item' is not $(check_wants "$check")"
+    "$check" "$item" || bad_value "$option: '$item' is not $wanted"
     [[ $seen != *" $item "* ]] || bad_value "$option names '$item' twice"
     seen+="$item "
   done
@@ -199,10 +184,11 @@ seconds_in "$warmup" 0 600 || bad_value "--warmup wants seconds from 0 to 600, g
 whole_in "$idle_conns" 0 100000 ||
   bad_value "--idle-conns wants a whole number from 0 to 100000, got '$idle_conns'"
 [ -n "$out" ] || bad_value "--out wants a folder, got nothing"
-check_list --servers "$servers" server_known
-check_list --conns "$conns_list" conns_ok
-check_list --sizes "$sizes_list" size_ok
-check_list --modes "$modes_list" mode_ok
+check_list --servers "$servers" server_known "a server this script runs (${known_servers[*]})"
+check_list --conns "$conns_list" conns_ok "a number of connections from 1 to 100000"
+check_list --sizes "$sizes_list" size_ok "a message size in bytes from 1 to 1048576"
+check_list --modes "$modes_list" mode_ok \
+  "a mode: pingpong, pipeN (N in flight a connection, 1 to 4096), rate or handshakes"
 if [ "$report_only" -eq 0 ]; then  # (servers coring_base, coring_sbmp_base: an earlier build's)
   for pair in coring_base:echo_server coring_sbmp_base:sbmp_echo_server; do
     [[ ",$servers," == *",${pair%%:*},"* ]] || continue

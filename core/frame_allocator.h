@@ -16,15 +16,21 @@
 // slab blocks go back through pool::deallocate(), which routes a foreign
 // thread's free through the owning pool's queue.
 //
-// Why a header word: at free time the installed pool (if any) says nothing
+// Why an origin word: at free time the installed pool (if any) says nothing
 // about where a block came from (the pool may have been exhausted at
 // allocation time, the scope may have changed, or the free may run on another
-// thread). Each block therefore starts with a small header recording its
-// origin, which makes the decision O(1) and independent of how the pool tracks
-// its slabs. The header is kHeaderSize bytes so the frame keeps the alignment
-// operator new guarantees.
+// thread). Each block therefore records its origin, which makes the decision
+// O(1) and independent of how the pool tracks its slabs. The word sits just
+// past the frame (frame_deallocate() is given the size), not before it: the
+// frame starts where its block does, so one in a block whose size is a
+// multiple of 64 (every slab class from 256 bytes: connection state, a
+// handler's frame) starts on a cache line, and the members a message
+// touches, declared together, share as few lines as they can. (With the word
+// in front, such frames started 16 bytes into a line, and their first 64
+// bytes took two.)
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -41,12 +47,14 @@ inline thread_local pool::SlabPool* current_frame_pool = nullptr;
 
 enum class FrameOrigin : std::uintptr_t { kHeap = 0x48454150, kSlab = 0x534c4142 };
 
-inline constexpr std::size_t kFrameHeaderSize = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
-static_assert(kFrameHeaderSize >= sizeof(FrameOrigin));
-
-inline void* frame_payload(void* block, FrameOrigin origin) noexcept {
-  *static_cast<FrameOrigin*>(block) = origin;
-  return static_cast<std::byte*>(block) + kFrameHeaderSize;
+// Where a frame of `size` bytes keeps its origin: past the frame, aligned.
+inline FrameOrigin* frame_tag(void* frame, std::size_t size) noexcept {
+  const std::size_t at = (size + alignof(FrameOrigin) - 1) & ~(alignof(FrameOrigin) - 1);
+  return reinterpret_cast<FrameOrigin*>(static_cast<std::byte*>(frame) + at);
+}
+// The block a frame of `size` bytes needs, its origin word included.
+inline constexpr std::size_t frame_block_size(std::size_t size) noexcept {
+  return ((size + alignof(FrameOrigin) - 1) & ~(alignof(FrameOrigin) - 1)) + sizeof(FrameOrigin);
 }
 
 }  // namespace detail
@@ -74,26 +82,31 @@ class FrameAllocatorScope {
 // Allocates `size` bytes for a coroutine frame; throws std::bad_alloc when
 // neither the pool nor the heap can serve it (like operator new).
 inline void* frame_allocate(std::size_t size) {
-  const std::size_t total = size + detail::kFrameHeaderSize;
+  const std::size_t total = detail::frame_block_size(size);
+  void* frame = nullptr;
+  detail::FrameOrigin origin = detail::FrameOrigin::kSlab;
   if (pool::SlabPool* pool = detail::current_frame_pool; pool != nullptr) {
-    if (void* block = pool->try_allocate(total); block != nullptr) {
-      return detail::frame_payload(block, detail::FrameOrigin::kSlab);
-    }
+    frame = pool->try_allocate(total);
   }
-  return detail::frame_payload(::operator new(total), detail::FrameOrigin::kHeap);
+  if (frame == nullptr) {
+    frame = ::operator new(total);
+    origin = detail::FrameOrigin::kHeap;
+  }
+  *detail::frame_tag(frame, size) = origin;
+  return frame;
 }
 
 // Frees a frame from frame_allocate(); `size` is the size passed to it. Safe
 // on any thread, with any (or no) FrameAllocatorScope installed.
 inline void frame_deallocate(void* frame, std::size_t size) noexcept {
   if (frame == nullptr) return;
-  void* block = static_cast<std::byte*>(frame) - detail::kFrameHeaderSize;
-  const auto origin = *static_cast<detail::FrameOrigin*>(block);
+  const detail::FrameOrigin origin = *detail::frame_tag(frame, size);
   if (origin == detail::FrameOrigin::kSlab) {
-    pool::deallocate(block);
+    pool::deallocate(frame);
     return;
   }
-  ::operator delete(block, size + detail::kFrameHeaderSize);
+  assert(origin == detail::FrameOrigin::kHeap && "frame_deallocate(): not the size allocated");
+  ::operator delete(frame, detail::frame_block_size(size));
 }
 
 }  // namespace coring

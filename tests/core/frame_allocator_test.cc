@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -46,6 +47,26 @@ TEST(FrameAllocatorTest, UsesTheInstalledPool) {
   EXPECT_TRUE(slab.owns(t.handle().address()));
   EXPECT_EQ(run_sync(std::move(t)), 5);
   EXPECT_EQ(slab.stats().in_use, 0u);  // every frame went back
+}
+
+// A frame starts where its slab block does (its origin word lies past it),
+// so one whose block class is a multiple of 64 bytes starts on a cache line:
+// connection state and handler frames are laid out for that.
+TEST(FrameAllocatorTest, FramesOfLargeClassesStartOnACacheLine) {
+  pool::SlabPool slab = make_pool();
+  FrameAllocatorScope scope(&slab);
+  for (size_t size : {248u, 300u, 700u, 1200u, 4000u}) {
+    std::vector<void*> frames;
+    for (int i = 0; i < 5; ++i) {
+      void* p = frame_allocate(size);
+      ASSERT_TRUE(slab.owns(p)) << size;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << size << " bytes, frame " << i;
+      std::memset(p, 0xab, size);  // all of it is the frame's (ASan checks)
+      frames.push_back(p);
+    }
+    for (void* p : frames) frame_deallocate(p, size);
+  }
+  EXPECT_EQ(slab.stats().in_use, 0u);
 }
 
 TEST(FrameAllocatorTest, ScopesNestAndRestore) {

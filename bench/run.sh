@@ -11,7 +11,11 @@
 #                           16 KiB} x {ping-pong, 16 in flight, fixed rate}, and
 #                           TLS handshakes/s (results in build/bench/tls-results only)
 #
-# Options: --rounds=N (3; 1 to 1000), --seconds=S (measured window per run),
+# Options: --rounds=N (3; 1 to 1000), --settle=N (0, off; up to 1000: a cell
+#   where a target of the summary has a split verdict after --rounds - some
+#   rounds missed it, some did not, neither firm by a sign test at 5% - gets
+#   more rounds, run by the servers the targets compare, until every verdict
+#   is firm either way or it has had N rounds), --seconds=S (measured window per run),
 #   --warmup=S, --servers=a,b (of coring, coring_sbmp, uring, uring_sbmp, asio_uring,
 #   asio_epoll, epoll, epoll_sbmp - the default - asio_uring_sbmp, asio_epoll_sbmp,
 #   coring_tls, coring_tls_sbmp, asio_tls, asio_tls_sbmp, coring_base, coring_sbmp_base)
@@ -95,7 +99,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/deps.sh
 
-report_only=0 quick=0 tls=0 steer_rx=0 cc='' micro=1 rounds=3 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
+report_only=0 quick=0 tls=0 steer_rx=0 cc='' micro=1 rounds=3 settle=0 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
 servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
@@ -105,6 +109,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --tls) tls=1 ;;
     --rounds=*) rounds=${arg#*=}; user_set+=(rounds) ;;
+    --settle=*) settle=${arg#*=} ;;
     --seconds=*) seconds=${arg#*=}; user_set+=(seconds) ;;
     --warmup=*) warmup=${arg#*=}; user_set+=(warmup) ;;
     --servers=*) servers=${arg#*=}; user_set+=(servers) ;;
@@ -178,6 +183,7 @@ check_list() {  # check_list OPTION VALUE CHECK WANTED: every item passes CHECK,
   done
 }
 whole_in "$rounds" 1 1000 || bad_value "--rounds wants a whole number from 1 to 1000, got '$rounds'"
+whole_in "$settle" 0 1000 || bad_value "--settle wants a whole number from 0 to 1000, got '$settle'"
 seconds_in "$seconds" 0.01 3600 ||
   bad_value "--seconds wants seconds from 0.01 to 3600, got '$seconds'"
 seconds_in "$warmup" 0 600 || bad_value "--warmup wants seconds from 0 to 600, got '$warmup'"
@@ -241,7 +247,7 @@ B=${BUILD_ROOT:-build}/bench
 # (--cc: built once, before the run goes into its namespace.)
 built=${CORING_BENCH_BUILT:-0}
 [ "$report_only" -eq 1 ] || [ "$built" = 1 ] || echo "== bench: building (Release) in $B"
-[ "$report_only" -eq 1 ] || [ "$built" = 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server codec_bench net_echo_bench net_sbmp_echo_bench" \
+[ "$report_only" -eq 1 ] || [ "$built" = 1 ] || BUILD_TARGETS="loadgen uring_echo epoll_echo asio_uring_echo asio_epoll_echo asio_tls_echo echo_server sbmp_echo_server codec_bench net_echo_bench net_sbmp_echo_bench one_loop_server" \
   coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
   -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
 
@@ -489,15 +495,19 @@ one_run() {
   done_runs=$((done_runs + 1))
   local rate
   rate=$(sed -n 's/.*"msgs_per_sec":\([0-9]*\).*/\1/p' <<<"$line")
-  progress "round $round/$rounds $mode ${conns}x${size}B $name: ${rate:-?} msgs/s"
+  progress "round $round/$rounds_shown $mode ${conns}x${size}B $name: ${rate:-?} msgs/s"
 }
 
+matrix_rounds=$rounds  # (the report's: rounds past them are settling rounds)
 if [ "$report_only" -eq 1 ]; then
   rounds=0 idle_conns=0
 else
-  echo "== bench: ${#server_names[@]} servers x ${#cells[@]} cells x $rounds rounds," \
+  settling=''
+  [ "$settle" -le "$rounds" ] || settling=" (cells with a split verdict: up to $settle)"
+  echo "== bench: ${#server_names[@]} servers x ${#cells[@]} cells x $rounds rounds$settling," \
     "${seconds}s each (+${warmup}s warm-up); server on CPU 0, load generator on CPU 1"
 fi
+rounds_shown=$rounds
 for round in $(seq 1 "$rounds"); do
   for s in "${server_names[@]}"; do start_server "$s"; done
   n=${#server_names[@]}
@@ -508,6 +518,30 @@ for round in $(seq 1 "$rounds"); do
     done
   done
   for s in "${server_names[@]}"; do stop_server "$s"; done
+done
+# Settling (--settle): the cells whose verdict on a target is split get
+# another round, by the servers the targets compare, taking turns as above,
+# until none is split (bench/report.awk lists them) or they had --settle
+# rounds.
+settle_servers=()
+for s in coring uring asio_uring coring_sbmp uring_sbmp; do
+  [[ " ${server_names[*]} " != *" $s "* ]] || settle_servers+=("$s")
+done
+rounds_shown=$settle
+while [ "$report_only" -eq 0 ] && [ "$round" -lt "$settle" ] && [ "${#settle_servers[@]}" -gt 1 ]; do
+  mapfile -t split_cells < <(awk -v list_unsettled=1 -v settle="$settle" -f bench/report.awk "$runs")
+  [ "${#split_cells[@]}" -gt 0 ] || break
+  round=$((round + 1))
+  n=${#settle_servers[@]}
+  total=$((done_runs + ${#split_cells[@]} * n))  # (this round's: whether more follow is not known)
+  for s in "${settle_servers[@]}"; do start_server "$s"; done
+  for cell in "${split_cells[@]}"; do
+    IFS=: read -r mode conns size <<<"$cell"
+    for i in $(seq 0 $((n - 1))); do
+      one_run "${settle_servers[$(((i + round - 1) % n))]}" "$mode" "$conns" "$size"
+    done
+  done
+  for s in "${settle_servers[@]}"; do stop_server "$s"; done
 done
 [ "$tty" -eq 1 ] && echo >&2
 
@@ -567,7 +601,7 @@ if [[ " $command_line " == *" --cc="* ]]; then
 else
   host+="; TCP congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)"
 fi
-awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$rounds" \
+awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$matrix_rounds" \
   -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
   -f bench/report.awk "$runs" "$idle_file" "${micro_files[@]}"
 # Instructions per message (bench/instructions.sh), at the end of the

@@ -37,6 +37,9 @@ run=bench/run.sh
 refused $run "--rounds wants a whole number" --rounds=0
 refused $run "--rounds wants a whole number" --rounds=abc
 refused $run "--rounds wants a whole number" --rounds=1001
+refused $run "--settle wants a whole number" --settle=-1
+refused $run "--settle wants a whole number" --settle=1001
+refused $run "--settle wants a whole number" --settle=x
 refused $run "--seconds wants seconds" --seconds=0
 refused $run "--seconds wants seconds" --seconds=-1
 refused $run "--warmup wants seconds" --warmup=x
@@ -93,7 +96,7 @@ accepted --tls
 accepted --rounds=1000 --seconds=0.01 --warmup=0 --idle-conns=100000 --conns=1,100000 \
   --sizes=1,1048576 --modes=pingpong,pipe1,pipe4096,rate,handshakes \
   --servers=coring,coring_sbmp,coring_base,coring_sbmp_base,uring,uring_sbmp,asio_uring,asio_uring_sbmp,asio_epoll,asio_epoll_sbmp,coring_tls,coring_tls_sbmp,asio_tls,asio_tls_sbmp,epoll,epoll_sbmp
-accepted --rounds=5 --seconds=3600 --warmup=600 --conns=16 --sizes=64 --modes=pipe16 --cc=reno
+accepted --rounds=5 --settle=15 --seconds=3600 --warmup=600 --conns=16 --sizes=64 --modes=pipe16 --cc=reno
 "$root/$run" --help >/dev/null || fail "$run --help: exit $?"
 
 if [ "$failures" -ne 0 ]; then

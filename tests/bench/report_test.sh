@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench.report: bench/report.awk's verdicts on the issue's targets, from
+# made-up load generator records (no server runs): which cells
+# bench/run.sh --settle runs again (a split verdict, below --settle rounds),
+# and which misses the summary counts as firm (a sign test at 5%: 5 of 5,
+# 9 of 10, not 8 of 10). A second.
+#   report_test.sh REPO_ROOT
+set -uo pipefail
+root=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# record CELL ROUND SERVER MSGS_PER_SEC: one run, every other figure equal.
+record() {
+  printf '{"server":"%s","cell":"%s","round":%d,"attempts":1,"disturbed":0,"label":"x","msgs_per_sec":%s,"p50_us":10,"p99_us":20,"server_us_per_msg":1.0,"client_us_per_msg":1.0,"server_rss_kib":%d,"errors":0,"first_error":""}\n' \
+    "$3" "$1" "$2" "$4" "$((1024 * $2))"
+}
+# cell CELL ROUNDS MISSES: coring at 0.9x uring's msgs/s in the first
+# MISSES rounds, at 1.1x in the rest.
+cell() {
+  local r
+  for ((r = 1; r <= $2; ++r)); do
+    record "$1" "$r" uring 1000
+    record "$1" "$r" coring "$([ "$r" -le "$3" ] && echo 900 || echo 1100)"
+  done
+}
+runs=$work/runs.jsonl
+{
+  cell pingpong:1:64 5 5    # every round missed: firm
+  cell pingpong:16:64 5 0   # none missed: firm the other way
+  cell pingpong:256:64 5 3  # split
+  cell rate:16:64 5 0       # (at a fixed rate msgs/s must reach 0.99x)
+  cell pipe16:16:64 3 3     # every round missed, but only 3: firm, yet not by the sign test
+} >"$runs"
+: >"$work/idle.jsonl"
+unsettled() { awk -v list_unsettled=1 -v settle="$1" -f "$root/bench/report.awk" "$runs" | sort | tr '\n' ' '; }
+
+got=$(unsettled 10)
+[ "$got" = "pingpong:256:64 pipe16:16:64 " ] ||
+  fail "--settle=10 after 5 rounds: runs again '$got', wanted pingpong:256:64 pipe16:16:64"
+got=$(unsettled 5)
+[ "$got" = "pipe16:16:64 " ] || fail "--settle=5 after 5 rounds: runs again '$got', wanted pipe16:16:64"
+
+# report ROUNDS: RESULTS.md of the records, --rounds=ROUNDS.
+report() {
+  awk -v out="$work" -v cmdline=test -v host=test -v rounds="$1" -v seconds=1 -v max_other=5 \
+    -v date=today -v commit=abc -f "$root/bench/report.awk" "$runs" "$work/idle.jsonl" ||
+    fail "report.awk failed"
+}
+summary_row() { grep -F "| $1 | $2 |" "$work/RESULTS.md" | head -1; }
+firm_counts() { sed -n 's/^Misses (firm) per column, left to right: \([^,]*\),.*/\1/p' "$work/RESULTS.md"; }
+
+report 5
+row=$(summary_row pingpong "1 × 64B")
+[[ $row == *"0.90× ✗ 5/5"* ]] || fail "5 of 5 missed: row '$row'"
+row=$(summary_row pingpong "256 × 64B")
+[[ $row == *"0.90× ✗ 3/5"* ]] || fail "3 of 5 missed: row '$row'"
+[ "$(firm_counts)" = "3 (2)" ] || fail "after 5 rounds: misses (firm) '$(firm_counts)', wanted 3 (2)"
+grep -q "pinned to CPU 1. 5 round(s); each run" "$work/RESULTS.md" || fail "5 rounds: header"
+
+# Settling rounds 6..10 of the split cell: 8 of 10 missed is not firm, 9 is.
+for misses in 8 9; do
+  grep -v '"cell":"pingpong:256:64"' "$runs" >"$work/kept" && mv "$work/kept" "$runs"
+  cell pingpong:256:64 10 "$misses" >>"$runs"
+  got=$(unsettled 15)
+  if [ "$misses" -eq 8 ]; then
+    [ "$got" = "pingpong:256:64 pipe16:16:64 " ] ||
+      fail "8 of 10, --settle=15: runs again '$got', wanted pingpong:256:64 pipe16:16:64"
+  else
+    [ "$got" = "pipe16:16:64 " ] || fail "9 of 10, --settle=15: runs again '$got', wanted pipe16:16:64"
+  fi
+  report 5
+  want="3 ($((misses == 9 ? 3 : 2)))"
+  [ "$(firm_counts)" = "$want" ] || fail "$misses of 10: misses (firm) '$(firm_counts)', wanted $want"
+  row=$(summary_row pingpong "256 × 64B")
+  [[ $row == *"✗ $misses/10"* ]] || fail "$misses of 10: row '$row'"
+  grep -q "pinned to CPU 1. 5 round(s), and up to 10 for the 1$" "$work/RESULTS.md" ||
+    fail "settled: header $(grep -F 'pinned to CPU 1' "$work/RESULTS.md")"
+done
+# RSS is the matrix rounds' (a settling round's fresh server has run fewer
+# cells): here round r's record says r MiB: the median of rounds 1..5, not 1..10.
+grep -qE "^\| 256 × 64B \| coring \|.*\| 3\.0 \|" "$work/RESULTS.md" ||
+  fail "RSS of a settled cell: $(grep -E '^\| 256 × 64B \| coring \|' "$work/RESULTS.md")"
+
+[ "$failures" -eq 0 ] && echo "bench.report: all passed"
+exit $((failures > 0))

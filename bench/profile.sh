@@ -2,36 +2,52 @@
 # bench/profile.sh: where a server spends its time per message, for comparing
 # coring with the raw liburing baseline. Run after bench/run.sh (it uses the
 # binaries in ${BUILD_ROOT:-build}/bench). For each server, under the same
-# load (default: 16 connections x 64 B, 16 in flight; server on CPU 0, load
-# generator on CPU 1):
+# load (default: 16 connections x 64 B, 16 in flight; or --rate msgs/s in
+# all, as bench/run.sh's fixed-rate cells; server on CPU 0, load generator
+# on CPU 1):
 #   * system calls per message (perf's syscalls:sys_enter_* tracepoints on
 #     the server's process): io_uring_enter, epoll_wait and plain I/O calls;
+#   * the kernel's work per message (tracepoints on the server's threads):
+#     io_uring submissions (SQEs) and completions (CQEs), requests punted to
+#     io-wq worker threads, context switches away from the server (each time
+#     it sleeps, or is preempted) and packets sent (net_dev_xmit; on loopback
+#     the peer's receive runs in the sender's context too). Two servers with
+#     equal counts ask the kernel for the same work: a gap in their CPU per
+#     message is then the user-space code's and what it does to the caches;
 #   * heap allocations per message (a perf uprobe on libc's malloc, added for
 #     the run and removed after it);
-#   * CPU time per message split into user space (the server's own code and
-#     libraries) and kernel (/proc/PID/stat utime and stime over the window);
+#   * CPU time per message (all the server's threads' scheduler runtime,
+#     /proc/PID/task/*/schedstat, over a second with no perf attached: its
+#     tracepoints and sampling slow the server), split into user space (the
+#     server's own code and libraries) and kernel by the share of perf's
+#     cpu-clock samples in each. (In a virtual machine a sample the kernel
+#     held off lands where interrupts come back on: some of the kernel's
+#     time shows as the first user-space instruction after a system call,
+#     such as liburing's io_uring_enter, a few percent of the samples.)
 #   * where the user-space time goes: the top symbols of a perf record
 #     (cpu-clock samples; this host has no hardware counters, and valgrind
 #     stalls coring's multi-threaded runtime: bench/instructions.sh counts
 #     instructions per message of the in-process echo benchmarks instead).
 # Prints a markdown table; the perf data files stay in the output folder.
-# The windows start --settle seconds after the load does (default 0.7): with
-# hundreds of connections, raise it (2 for 1000) so that their warm-up - each
-# connection's first buffers - is not counted as allocations per message.
+# The three 1-second windows (CPU time; counts; samples) start --settle
+# seconds after the load does (default 0.7): with hundreds of connections,
+# raise it (2 for 1000) so that their warm-up - each connection's first
+# buffers - is not counted as allocations per message.
 #
-#   bench/profile.sh [--servers=coring,uring,...] [--conns=16] [--size=64] [--depth=16]
-#                    [--seconds=3] [--settle=0.7] [--out=DIR]
+#   bench/profile.sh [--servers=coring,uring,...] [--conns=16] [--size=64]
+#                    [--depth=16 | --rate=MSGS_PER_S] [--seconds=4] [--settle=0.7] [--out=DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 servers=coring,uring,coring_sbmp,uring_sbmp,asio_uring
-conns=16 size=64 depth=16 seconds=3 settle=0.7
+conns=16 size=64 depth=16 depth_given=0 offered='' rate_given=0 seconds=4 settle=0.7
 out=${BUILD_ROOT:-build}/bench/profile
 for arg in "$@"; do
   case $arg in
     --servers=*) servers=${arg#*=} ;;
     --conns=*) conns=${arg#*=} ;;
     --size=*) size=${arg#*=} ;;
-    --depth=*) depth=${arg#*=} ;;
+    --depth=*) depth=${arg#*=} depth_given=1 ;;
+    --rate=*) offered=${arg#*=} rate_given=1 ;;
     --seconds=*) seconds=${arg#*=} ;;
     --settle=*) settle=${arg#*=} ;;
     --out=*) out=${arg#*=} ;;
@@ -44,9 +60,14 @@ source bench/option_checks.sh
 bad_value() { echo "bench/profile.sh: $*" >&2; exit 1; }
 whole_in "$conns" 1 100000 || bad_value "--conns wants a number of connections from 1 to 100000, got '$conns'"
 whole_in "$size" 1 1048576 || bad_value "--size wants bytes from 1 to 1048576, got '$size'"
-whole_in "$depth" 1 4096 || bad_value "--depth wants messages in flight from 1 to 4096, got '$depth'"
-# (The load must outlast --settle and the two 1-second windows after it.)
-seconds_in "$seconds" 2.5 3600 || bad_value "--seconds wants seconds from 2.5 to 3600, got '$seconds'"
+[ "$depth_given" -eq 0 ] || [ "$rate_given" -eq 0 ] ||
+  bad_value "--depth and --rate: give one of them (messages in flight, or a fixed rate)"
+[ "$rate_given" -eq 1 ] || whole_in "$depth" 1 4096 ||
+  bad_value "--depth wants messages in flight from 1 to 4096, got '$depth'"
+[ "$rate_given" -eq 0 ] || whole_in "$offered" 1 10000000 ||
+  bad_value "--rate wants messages per second from 1 to 10000000, got '$offered'"
+# (The load must outlast --settle and the three 1-second windows after it.)
+seconds_in "$seconds" 3.5 3600 || bad_value "--seconds wants seconds from 3.5 to 3600, got '$seconds'"
 seconds_in "$settle" 0 600 || bad_value "--settle wants seconds from 0 to 600, got '$settle'"
 [ -n "$out" ] || bad_value "--out wants a folder, got nothing"
 list_ok "$servers" ||
@@ -115,26 +136,40 @@ start() {  # start NAME PREFIX...: sets pid, port
 stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 field() { sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
-echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | malloc /msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
-echo "|---|---|---|---|---|---|---|---|---|"
-ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+# The kernel's work: the tracepoints this kernel has (perf stat refuses an
+# unknown one, and would count nothing).
+kernel_events=()
+for event in io_uring:io_uring_submit_req io_uring:io_uring_complete \
+  io_uring:io_uring_queue_async_work sched:sched_switch net:net_dev_xmit; do
+  [ -d "/sys/kernel/tracing/events/${event/://}" ] || [ -d "/sys/kernel/debug/tracing/events/${event/://}" ] &&
+    kernel_events+=(-e "$event")
+done
+load_args=(--depth="$depth")
+[ "$rate_given" -eq 0 ] || load_args=(--rate="$offered")
+echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | SQEs /msg | CQEs /msg | io-wq /msg | switches /msg | packets /msg | malloc /msg | CPU µs/msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+# runtime_ns PID: the CPU time of all the process's threads so far, in ns.
+runtime_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'; }
 for name in "${names[@]}"; do
   start "$name"
   "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
-    --depth="$depth" --warmup=0.5 --duration="$(awk -v s="$seconds" -v t="$settle" 'BEGIN { print s + t - 0.7 }')" \
+    "${load_args[@]}" --warmup=0.5 --duration="$(awk -v s="$seconds" -v t="$settle" 'BEGIN { print s + t - 0.7 }')" \
     --cpu=1 --server-pid="$pid" \
     >"$work/lg.json" 2>/dev/null &
   lg=$!
   sleep "$settle"
-  # 1. System calls and user/kernel CPU over 1 s.
-  read -r u0 s0 < <(ticks "$pid")
+  # 1. CPU time over 1 s, nothing attached.
+  t0=$(date +%s%N) c0=$(runtime_ns "$pid")
+  sleep 1
+  t1=$(date +%s%N) c1=$(runtime_ns "$pid")
+  # 2. System calls and the kernel's work over 1 s.
   perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
     -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
     -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
     -e syscalls:sys_enter_writev,syscalls:sys_enter_readv ${malloc_event:+-e $malloc_event} \
+    "${kernel_events[@]}" \
     -p "$pid" -o "$work/perf.csv" -- sleep 1 || true
-  read -r u1 s1 < <(ticks "$pid")
-  # 2. Where the user-space time goes, over the next second.
+  # 3. Where the time goes, over the next second.
   perf record -q -e cpu-clock -F 4999 -p "$pid" -o "$out/perf.$name.data" -- sleep 1 \
     >/dev/null 2>&1 || true
   wait "$lg" || true
@@ -143,11 +178,19 @@ for name in "${names[@]}"; do
   rate=$(field msgs_per_sec "$line")
   count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
   per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
-  us() { awk -v t="$1" -v r="$rate" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { if (r > 0) printf "%.3f", t / hz * 1e6 / r; else print "-" }'; }
+  cpu=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) -v r="$rate" \
+    'BEGIN { if (r > 0 && t > 0) printf "%.3f", c / 1e3 / (r * t / 1e9); else print "-" }')
   enters=$(count 'io_uring_enter$')
   waits=$(count 'epoll_wait$')
   others=$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')
+  kernel=
+  for event in io_uring_submit_req io_uring_complete io_uring_queue_async_work sched_switch net_dev_xmit; do
+    if [[ " ${kernel_events[*]} " == *":$event "* ]]; then
+      kernel+="$(per "$(count ":$event\$")") | "
+    else
+      kernel+="- | "
+    fi
+  done
   mallocs=-
   [ -z "$malloc_event" ] || mallocs=$(per "$(count 'malloc$')")
   top=$(perf report -i "$out/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
@@ -156,6 +199,8 @@ for name in "${names[@]}"; do
            if (length(sym) > 40) sym = substr(sym, 1, 40) "…";
            printf "%s%s %s", (n++ ? ", " : ""), sym, $1; if (n == 4) exit }' || true)
   user=$(perf report -i "$out/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null |
-    awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1 } END { printf "%.0f%%", s }' || true)
-  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $mallocs | $(us $((u1 - u0))) | $(us $((s1 - s0))) | user $user: ${top:--} |"
+    awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1 } END { printf "%.1f", s }' || true)
+  split=$(awk -v c="$cpu" -v u="${user:--}" 'BEGIN {
+    if (c == "-" || u == "-" || u == "") print "- | -"; else printf "%.3f | %.3f", c * u / 100, c * (1 - u / 100) }')
+  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $kernel$mallocs | $cpu | $split | user ${user:--}%: ${top:--} |"
 done

@@ -69,8 +69,11 @@ profile=bench/profile.sh
 refused $profile "--conns wants a number of connections" --conns=0
 refused $profile "--size wants bytes" --size=1.5
 refused $profile "--depth wants messages in flight" --depth=0
+refused $profile "--rate wants messages per second" --rate=0
+refused $profile "--rate wants messages per second" --rate=
+refused $profile "--depth and --rate: give one of them" --depth=4 --rate=1000
 refused $profile "--seconds wants seconds" --seconds=0
-refused $profile "--seconds wants seconds from 2.5" --seconds=2
+refused $profile "--seconds wants seconds from 3.5" --seconds=3
 refused $profile "--settle wants seconds" --settle=-1
 refused $profile "--servers: 'foo' is not one of" --servers=coring,foo
 refused $profile "--servers wants a comma-separated list" --servers=coring,,uring

@@ -28,18 +28,21 @@
 #     (cpu-clock samples; this host has no hardware counters, and valgrind
 #     stalls coring's multi-threaded runtime: bench/instructions.sh counts
 #     instructions per message of the in-process echo benchmarks instead).
-# Prints a markdown table; the perf data files stay in the output folder.
+# Prints the commit, then a markdown table; the perf data files stay in the
+# output folder.
 # The three 1-second windows (CPU time; counts; samples) start --settle
 # seconds after the load does (default 0.7): with hundreds of connections,
 # raise it (2 for 1000) so that their warm-up - each connection's first
-# buffers - is not counted as allocations per message.
+# buffers - is not counted as allocations per message. With --rounds=N the
+# servers take turns N times, and each figure is the median of N.
 #
 #   bench/profile.sh [--servers=coring,uring,...] [--conns=16] [--size=64]
-#                    [--depth=16 | --rate=MSGS_PER_S] [--seconds=4] [--settle=0.7] [--out=DIR]
+#                    [--depth=16 | --rate=MSGS_PER_S] [--seconds=4] [--settle=0.7]
+#                    [--rounds=1] [--out=DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 servers=coring,uring,coring_sbmp,uring_sbmp,asio_uring
-conns=16 size=64 depth=16 depth_given=0 offered='' rate_given=0 seconds=4 settle=0.7
+conns=16 size=64 depth=16 depth_given=0 offered='' rate_given=0 seconds=4 settle=0.7 rounds=1
 out=${BUILD_ROOT:-build}/bench/profile
 for arg in "$@"; do
   case $arg in
@@ -50,6 +53,7 @@ for arg in "$@"; do
     --rate=*) offered=${arg#*=} rate_given=1 ;;
     --seconds=*) seconds=${arg#*=} ;;
     --settle=*) settle=${arg#*=} ;;
+    --rounds=*) rounds=${arg#*=} ;;
     --out=*) out=${arg#*=} ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/profile.sh: unknown argument $arg" >&2; exit 1 ;;
@@ -69,6 +73,7 @@ whole_in "$size" 1 1048576 || bad_value "--size wants bytes from 1 to 1048576, g
 # (The load must outlast --settle and the three 1-second windows after it.)
 seconds_in "$seconds" 3.5 3600 || bad_value "--seconds wants seconds from 3.5 to 3600, got '$seconds'"
 seconds_in "$settle" 0 600 || bad_value "--settle wants seconds from 0 to 600, got '$settle'"
+whole_in "$rounds" 1 100 || bad_value "--rounds wants a number of rounds from 1 to 100, got '$rounds'"
 [ -n "$out" ] || bad_value "--out wants a folder, got nothing"
 list_ok "$servers" ||
   bad_value "--servers wants a comma-separated list with no empty item, got '$servers'"
@@ -144,63 +149,90 @@ for event in io_uring:io_uring_submit_req io_uring:io_uring_complete \
   [ -d "/sys/kernel/tracing/events/${event/://}" ] || [ -d "/sys/kernel/debug/tracing/events/${event/://}" ] &&
     kernel_events+=(-e "$event")
 done
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- 2>/dev/null || commit+=", with uncommitted changes"
+echo "Measured at commit $commit (the build in $B)."
+echo
 load_args=(--depth="$depth")
 [ "$rate_given" -eq 0 ] || load_args=(--rate="$offered")
-echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | SQEs /msg | CQEs /msg | io-wq /msg | switches /msg | packets /msg | malloc /msg | CPU µs/msg | user µs/msg | kernel µs/msg | top user-space symbols (share of all samples) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 # runtime_ns PID: the CPU time of all the process's threads so far, in ns.
 runtime_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'; }
-for name in "${names[@]}"; do
-  start "$name"
-  "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
-    "${load_args[@]}" --warmup=0.5 --duration="$(awk -v s="$seconds" -v t="$settle" 'BEGIN { print s + t - 0.7 }')" \
-    --cpu=1 --server-pid="$pid" \
-    >"$work/lg.json" 2>/dev/null &
-  lg=$!
-  sleep "$settle"
-  # 1. CPU time over 1 s, nothing attached.
-  t0=$(date +%s%N) c0=$(runtime_ns "$pid")
-  sleep 1
-  t1=$(date +%s%N) c1=$(runtime_ns "$pid")
-  # 2. System calls and the kernel's work over 1 s.
-  perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
-    -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
-    -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
-    -e syscalls:sys_enter_writev,syscalls:sys_enter_readv ${malloc_event:+-e $malloc_event} \
-    "${kernel_events[@]}" \
-    -p "$pid" -o "$work/perf.csv" -- sleep 1 || true
-  # 3. Where the time goes, over the next second.
-  perf record -q -e cpu-clock -F 4999 -p "$pid" -o "$out/perf.$name.data" -- sleep 1 \
-    >/dev/null 2>&1 || true
-  wait "$lg" || true
-  stop
-  line=$(cat "$work/lg.json")
-  rate=$(field msgs_per_sec "$line")
-  count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
-  per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
-  cpu=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) -v r="$rate" \
-    'BEGIN { if (r > 0 && t > 0) printf "%.3f", c / 1e3 / (r * t / 1e9); else print "-" }')
-  enters=$(count 'io_uring_enter$')
-  waits=$(count 'epoll_wait$')
-  others=$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')
-  kernel=
-  for event in io_uring_submit_req io_uring_complete io_uring_queue_async_work sched_switch net_dev_xmit; do
-    if [[ " ${kernel_events[*]} " == *":$event "* ]]; then
-      kernel+="$(per "$(count ":$event\$")") | "
-    else
-      kernel+="- | "
-    fi
+# Each round runs every server in turn; a row's figures are the medians of
+# its rounds' (the host's speed swings: no server gets only a slow phase).
+: >"$work/rows"
+for ((round = 1; round <= rounds; round++)); do
+  for name in "${names[@]}"; do
+    start "$name"
+    "$loadgen" --port="$port" --proto="$(proto "$name")" --conns="$conns" --size="$size" \
+      "${load_args[@]}" --warmup=0.5 --duration="$(awk -v s="$seconds" -v t="$settle" 'BEGIN { print s + t - 0.7 }')" \
+      --cpu=1 --server-pid="$pid" \
+      >"$work/lg.json" 2>/dev/null &
+    lg=$!
+    sleep "$settle"
+    # 1. CPU time over 1 s, nothing attached.
+    t0=$(date +%s%N) c0=$(runtime_ns "$pid")
+    sleep 1
+    t1=$(date +%s%N) c1=$(runtime_ns "$pid")
+    # 2. System calls and the kernel's work over 1 s.
+    perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
+      -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
+      -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
+      -e syscalls:sys_enter_writev,syscalls:sys_enter_readv ${malloc_event:+-e $malloc_event} \
+      "${kernel_events[@]}" \
+      -p "$pid" -o "$work/perf.csv" -- sleep 1 || true
+    # 3. Where the time goes, over the next second.
+    perf record -q -e cpu-clock -F 4999 -p "$pid" -o "$out/perf.$name.data" -- sleep 1 \
+      >/dev/null 2>&1 || true
+    wait "$lg" || true
+    stop
+    line=$(cat "$work/lg.json")
+    rate=$(field msgs_per_sec "$line")
+    count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
+    per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
+    cpu=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) -v r="$rate" \
+      'BEGIN { if (r > 0 && t > 0) printf "%.3f", c / 1e3 / (r * t / 1e9); else print "-" }')
+    row="$name $rate $(per "$(count 'io_uring_enter$')") $(per "$(count 'epoll_wait$')")"
+    row+=" $(per "$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')")"
+    for event in io_uring_submit_req io_uring_complete io_uring_queue_async_work sched_switch net_dev_xmit; do
+      if [[ " ${kernel_events[*]} " == *":$event "* ]]; then
+        row+=" $(per "$(count ":$event\$")")"
+      else
+        row+=" -"
+      fi
+    done
+    if [ -n "$malloc_event" ]; then row+=" $(per "$(count 'malloc$')")"; else row+=" -"; fi
+    user=$(perf report -i "$out/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null |
+      awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1; n++ } END { if (n) printf "%.1f", s; else print "-" }' || true)
+    row+=" $cpu $(awk -v c="$cpu" -v u="${user:--}" 'BEGIN {
+      if (c == "-" || u == "-" || u == "") print "- - -"; else printf "%.3f %.3f %s", c * u / 100, c * (1 - u / 100), u }')"
+    echo "$row" >>"$work/rows"
+    # The last round's top symbols.
+    perf report -i "$out/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+      awk '/^ +[0-9.]+%/ && $0 !~ /\[k\]/ && $0 !~ /kernel/ {
+             sym = $0; sub(/^.*\[\.\] /, "", sym); sub(/ +$/, "", sym);
+             if (length(sym) > 40) sym = substr(sym, 1, 40) "…";
+             printf "%s%s %s", (n++ ? ", " : ""), sym, $1; if (n == 4) exit }' >"$work/top.$name" || true
   done
-  mallocs=-
-  [ -z "$malloc_event" ] || mallocs=$(per "$(count 'malloc$')")
-  top=$(perf report -i "$out/perf.$name.data" --no-children --sort dso,sym --stdio 2>/dev/null |
-    awk '/^ +[0-9.]+%/ && $0 !~ /\[k\]/ && $0 !~ /kernel/ {
-           sym = $0; sub(/^.*\[\.\] /, "", sym); sub(/ +$/, "", sym);
-           if (length(sym) > 40) sym = substr(sym, 1, 40) "…";
-           printf "%s%s %s", (n++ ? ", " : ""), sym, $1; if (n == 4) exit }' || true)
-  user=$(perf report -i "$out/perf.$name.data" --no-children --sort dso --stdio 2>/dev/null |
-    awk '/^ +[0-9.]+%/ && $0 !~ /kernel/ { s += $1 } END { printf "%.1f", s }' || true)
-  split=$(awk -v c="$cpu" -v u="${user:--}" 'BEGIN {
-    if (c == "-" || u == "-" || u == "") print "- | -"; else printf "%.3f | %.3f", c * u / 100, c * (1 - u / 100) }')
-  echo "| $name | $rate | $(per "$enters") | $(per "$waits") | $(per "$others") | $kernel$mallocs | $cpu | $split | user ${user:--}%: ${top:--} |"
+done
+echo "| server | msgs/s | io_uring_enter /msg | epoll_wait /msg | other syscalls /msg | SQEs /msg | CQEs /msg | io-wq /msg | switches /msg | packets /msg | malloc /msg | CPU µs/msg | user µs/msg | kernel µs/msg | top user-space symbols (share of the samples; last round) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+for name in "${names[@]}"; do
+  awk -v name="$name" -v top="$(cat "$work/top.$name" 2>/dev/null)" '
+    $1 == name { n++; for (i = 2; i <= NF; i++) v[i, n] = $i; nf = NF }
+    function median(i,   k, m, a, j, t) {
+      m = 0
+      for (k = 1; k <= n; k++) if (v[i, k] != "-") a[++m] = v[i, k] + 0
+      if (m == 0) return "-"
+      for (k = 2; k <= m; k++) for (j = k; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+    }
+    END {
+      line = "| " name
+      for (i = 2; i < nf; i++) {
+        x = median(i)
+        line = line " | " (x == "-" ? x : (i == 2 ? sprintf("%.0f", x) : sprintf("%.3f", x)))
+      }
+      u = median(nf)
+      printf "%s | user %s: %s |\n", line, (u == "-" ? "-" : sprintf("%.1f%%", u)), (top == "" ? "-" : top)
+    }' "$work/rows"
 done

@@ -89,7 +89,11 @@
 # bench/instructions.sh counts the echo paths' user-space instructions and cache misses per
 # message with callgrind (exact, unlike timings here), in process and for the
 # servers alone under the load generator: micro/instructions.md, which the
-# report shows.
+# report shows. And bench/profile.sh shows where a message's time goes at a
+# fixed rate (50k msgs/s over 1000 connections, 64 B: the fixed-rate cells
+# where coring's CPU per message is furthest from the raw server's): the
+# kernel's work per message (tracepoints), the CPU time per message and its
+# split into user space and kernel (perf samples): micro/profile.md.
 # Servers that report their io_uring_enter count on SIGUSR1 (coring's with
 # --stats, uring_echo) are asked before and after each run: messages per
 # io_uring_enter per cell.
@@ -228,10 +232,11 @@ run_date=$(date -u '+%Y-%m-%d %H:%M UTC')
 run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # gnuplot draws the plots, valgrind counts instructions (bench/instructions.sh,
-# with the micro-benchmarks): needed by this script only, not by the tests.
+# with the micro-benchmarks) and perf profiles (bench/profile.sh): needed by
+# this script only, not by the tests.
 CORING_PACKAGES+=(gnuplot-nox)
 [ -z "$cc" ] || CORING_PACKAGES+=(iproute2 util-linux)  # ip, unshare
-[ "$micro" -eq 0 ] || CORING_PACKAGES+=(valgrind)
+[ "$micro" -eq 0 ] || CORING_PACKAGES+=(valgrind linux-perf)
 coring_ensure_packages
 mkdir -p "$out"
 if [ "$report_only" -eq 1 ]; then
@@ -587,6 +592,14 @@ if [ "$report_only" -eq 0 ]; then
       rm -f "$micro_dir/instructions.md"
       error_runs=$((error_runs + 1))
     }
+    echo "== bench: user and kernel time per message at a fixed rate (perf)" >&2
+    BUILD_ROOT=${BUILD_ROOT:-build} bench/profile.sh --servers=coring,uring,coring_sbmp,uring_sbmp \
+      --rate=50000 --conns=1000 --size=64 --settle=2 --seconds=5 --rounds=3 --out="$micro_dir/profile" \
+      >"$micro_dir/profile.md" || {
+      echo "bench: bench/profile.sh failed (left out of the report)" >&2
+      rm -f "$micro_dir/profile.md"
+      error_runs=$((error_runs + 1))
+    }
   fi
 fi
 micro_files=()
@@ -604,18 +617,31 @@ fi
 awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$matrix_rounds" \
   -v seconds="$seconds" -v max_other="$max_other" -v date="$run_date" -v commit="$run_commit" \
   -f bench/report.awk "$runs" "$idle_file" "${micro_files[@]}"
-# Instructions per message (bench/instructions.sh), at the end of the
-# micro-benchmarks' section.
-if [ -f "$micro_dir/instructions.md" ]; then
-  awk -v table="$micro_dir/instructions.md" '
+# Instructions per message (bench/instructions.sh) and where the time goes
+# at a fixed rate (bench/profile.sh), at the end of the micro-benchmarks'
+# section.
+if [ -f "$micro_dir/instructions.md" ] || [ -f "$micro_dir/profile.md" ]; then
+  awk -v instructions="$micro_dir/instructions.md" -v profile="$micro_dir/profile.md" '
     /^## Details/ {
-      print "User-space instructions and cache misses per message, counted by callgrind (bench/instructions.sh:"
-      print "first the in-process echoes, server and client in one process, from the difference between two"
-      print "runs of fixed iteration counts; then each server alone under the load generator at a fixed rate;"
-      print "a miss is a line from beyond a simulated 512 KiB cache, the size of this host'"'"'s L2):"
-      print ""
-      while ((getline line < table) > 0) print line
-      print ""
+      if ((getline line < instructions) > 0) {
+        print "User-space instructions and cache misses per message, counted by callgrind (bench/instructions.sh:"
+        print "first the in-process echoes, server and client in one process, from the difference between two"
+        print "runs of fixed iteration counts; then each server alone under the load generator at a fixed rate;"
+        print "a miss is a line from beyond a simulated 512 KiB cache, the size of this host'"'"'s L2):"
+        print ""
+        do print line; while ((getline line < instructions) > 0)
+        print ""
+      }
+      if ((getline line < profile) > 0) {
+        print "Where a message'"'"'s time goes at a fixed rate (bench/profile.sh --rate=50000 --conns=1000 --size=64 --rounds=3:"
+        print "each server alone under the load generator, taking turns; medians of 3). Per message: system calls and the"
+        print "kernel'"'"'s work (tracepoints: io_uring submissions and completions, requests punted to io-wq, context switches"
+        print "away from the server, packets sent); CPU time (scheduler runtime over a second with nothing attached), split"
+        print "into user space and kernel by the share of perf'"'"'s samples in each:"
+        print ""
+        do print line; while ((getline line < profile) > 0)
+        print ""
+      }
     }
     { print }' "$out/RESULTS.md" >"$work/results.md" && mv "$work/results.md" "$out/RESULTS.md"
 fi

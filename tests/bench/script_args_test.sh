@@ -75,6 +75,7 @@ refused $profile "--depth and --rate: give one of them" --depth=4 --rate=1000
 refused $profile "--seconds wants seconds" --seconds=0
 refused $profile "--seconds wants seconds from 3.5" --seconds=3
 refused $profile "--settle wants seconds" --settle=-1
+refused $profile "--rounds wants a number of rounds" --rounds=0
 refused $profile "--servers: 'foo' is not one of" --servers=coring,foo
 refused $profile "--servers wants a comma-separated list" --servers=coring,,uring
 

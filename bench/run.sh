@@ -637,7 +637,8 @@ if [ -f "$micro_dir/instructions.md" ] || [ -f "$micro_dir/profile.md" ]; then
         print "each server alone under the load generator, taking turns; medians of 3). Per message: system calls and the"
         print "kernel'"'"'s work (tracepoints: io_uring submissions and completions, requests punted to io-wq, context switches"
         print "away from the server, packets sent); CPU time (scheduler runtime over a second with nothing attached), split"
-        print "into user space and kernel by the share of perf'"'"'s samples in each:"
+        print "into user space and kernel by the share of perf'"'"'s samples in each. (Seconds, not the matrix'"'"'s rounds: the"
+        print "fixed-rate cells above compare CPU per message; this says where it goes.)"
         print ""
         do print line; while ((getline line < profile) > 0)
         print ""

@@ -14,6 +14,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
 #include "command_line.h"
 #include "coring/codec/codec.h"
 #include "coring/core/runtime.h"
@@ -40,6 +41,24 @@ int main(int argc, char** argv) {
       "Prints \"listening on ADDR:PORT\" first. SIGINT/SIGTERM: answer what was received,\n"
       "GOAWAY to every peer, exit 0.");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
+  // (Checked before anything starts: a server that could store nothing, or
+  // whose limits no request can reach, is a mistake to say, not to serve.)
+  const size_t max_key = absl::GetFlag(FLAGS_max_key_size);
+  const size_t max_value = absl::GetFlag(FLAGS_max_value_size);
+  const size_t max_memory = absl::GetFlag(FLAGS_max_memory);
+  constexpr size_t kMaxFrame = coring::sbmp::kDefaultMaxFrame;  // what carries a PUT
+  if (max_key < 1 || max_key > kMaxFrame) {
+    coring::examples::usage_exit(argv[0],
+                                 absl::StrFormat("--max_key_size must be 1..%u", kMaxFrame));
+  }
+  if (max_value > kMaxFrame) {
+    coring::examples::usage_exit(argv[0],
+                                 absl::StrFormat("--max_value_size must be at most %u", kMaxFrame));
+  }
+  const size_t max_concurrent = absl::GetFlag(FLAGS_max_concurrent);
+  if (max_concurrent < 1 || max_concurrent > 65536) {
+    coring::examples::usage_exit(argv[0], "--max_concurrent must be 1..65536");
+  }
   sigset_t signals;  // blocked before the threads start, so only sigwait() sees them
   sigemptyset(&signals);
   for (int sig : {SIGINT, SIGTERM}) sigaddset(&signals, sig);
@@ -50,13 +69,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kv_server: %s\n", s.ToString().c_str());
     return 1;
   }
-  coring::kv::KvService service(rt, {.max_key_size = absl::GetFlag(FLAGS_max_key_size),
-                                     .max_value_size = absl::GetFlag(FLAGS_max_value_size),
-                                     .max_memory = absl::GetFlag(FLAGS_max_memory)});
+  // Each thread's share of --max_memory must hold an entry of the largest
+  // key and value, or PUTs of that size could never succeed.
+  const size_t largest_entry = max_key + max_value + coring::kv::KvShard::kEntryOverhead;
+  if (max_memory / rt.size() < largest_entry) {
+    // (Not usage_exit(): the threads are running, and rt must stop them.)
+    std::fprintf(stderr,
+                 "kv_server: --max_memory=%zu leaves each of the %zu threads %zu bytes, less than "
+                 "the %zu of an entry of the largest key and value (see kv_server --help)\n",
+                 max_memory, rt.size(), max_memory / rt.size(), largest_entry);
+    return 1;
+  }
+  coring::kv::KvService service(
+      rt, {.max_key_size = max_key, .max_value_size = max_value, .max_memory = max_memory});
   coring::net::Server server(
       rt, {.port = absl::GetFlag(FLAGS_port), .host = absl::GetFlag(FLAGS_host)});
-  const coring::net::ChannelServerOptions options{
-      .max_concurrent = absl::GetFlag(FLAGS_max_concurrent), .stats = nullptr};
+  const coring::net::ChannelServerOptions options{.max_concurrent = max_concurrent,
+                                                  .stats = nullptr};
   auto serve = [&service, options](Conn conn) {
     return coring::net::serve_calls(std::move(conn), service.handler(), options);
   };

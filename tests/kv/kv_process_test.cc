@@ -2,7 +2,8 @@
 // free port ("listening on" first), kv_client put/get, an older version
 // refused naming the stored one, an equal version accepted, a missing key,
 // a short verified load, and SIGTERM: exit 0. And load options that make no
-// load refused before connecting.
+// load refused before connecting, and server limits that make no store
+// refused before serving.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -60,6 +61,30 @@ TEST(KvProcessTest, BadLoadOptionsAreRefusedBeforeConnecting) {
     Result r = client(1, {"load", flag});
     EXPECT_EQ(r.rc, 1) << flag << ": " << r.out;
     EXPECT_NE(r.out.find(want), std::string::npos) << flag << ": " << r.out;
+  }
+}
+
+TEST(KvProcessTest, BadServerLimitsAreRefusedBeforeServing) {
+  // A server that could store nothing, or whose limits no request reaches,
+  // exits 1 with one line instead of printing "listening on".
+  const std::pair<const char*, const char*> cases[] = {
+      {"--max_key_size=0", "--max_key_size must be 1..16777216"},
+      {"--max_key_size=20000000", "--max_key_size must be 1..16777216"},
+      {"--max_value_size=20000000", "--max_value_size must be at most 16777216"},
+      {"--max_concurrent=0", "--max_concurrent must be 1..65536"},
+      {"--max_memory=0", "--max_memory=0 leaves each of the 2 threads 0 bytes"},
+      {"--max_memory=100000",
+       "--max_memory=100000 leaves each of the 2 threads 50000 bytes, less "
+       "than the 65856 of an entry of the largest key and value"},
+  };
+  for (const auto& [flag, want] : cases) {
+    Child server({kBin + "kv_server", "--host=127.0.0.1", "--port=0", "--threads=2", flag},
+                 /*with_stderr=*/true);
+    // (Bounded: a server that started instead keeps its output open.)
+    const std::string out = server.read_all(3s);
+    EXPECT_EQ(server.wait(1s), 1) << flag << ": " << out;
+    EXPECT_NE(out.find(want), std::string::npos) << flag << ": " << out;
+    EXPECT_EQ(out.find("listening on"), std::string::npos) << flag << ": " << out;
   }
 }
 

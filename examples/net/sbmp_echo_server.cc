@@ -108,8 +108,14 @@ int main(int argc, char** argv) {
       "exit 0 (2 if connections had to be aborted); SIGUSR1 (with --stats): print stats.");
   coring::examples::parse_command_line(argc, argv, /*max_positional=*/0);
   const uint32_t max_frame = absl::GetFlag(FLAGS_max_frame);
-  if (max_frame == 0) {
-    std::fprintf(stderr, "sbmp_echo_server: --max_frame must be > 0\n");
+  // Below a peer's largest control frame (GOAWAY with its longest reason,
+  // and a trailer), a conforming peer's goodbye would break the limit.
+  constexpr size_t kMinMaxFrame = coring::sbmp::kMaxGoawayPayload + coring::sbmp::kTrailerSize;
+  if (max_frame < kMinMaxFrame) {
+    std::fprintf(stderr,
+                 "sbmp_echo_server: --max_frame must be at least %zu (a peer's largest control "
+                 "frame: GOAWAY with a %zu-byte reason, and its trailer)\n",
+                 kMinMaxFrame, coring::sbmp::kMaxGoawayReason);
     return 1;
   }
   // (In bytes it must fit a size_t: a larger number would wrap to a small budget.)

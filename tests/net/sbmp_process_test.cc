@@ -152,12 +152,17 @@ TEST(SbmpProcessTest, SigtermAnswersFramesInFlightThenGoawayShutdownAndExitZero)
 }
 
 TEST(SbmpProcessTest, BadFlagsPrintOneLineAndExitOne) {
-  for (std::string flag :
-       {"--max_frame=0", "--idle_timeout=soon", "--port=70000", "--host=x.y", "--no_such_flag"}) {
+  for (std::string flag : {"--max_frame=0", "--max_frame=1031", "--idle_timeout=soon",
+                           "--port=70000", "--host=x.y", "--no_such_flag"}) {
     ChildProcess server({kBin + "sbmp_echo_server", "--port=0", flag});
     EXPECT_EQ(server.wait(), 1) << flag;
     EXPECT_EQ(server.read_all(), "") << flag;  // the error went to stderr
   }
+  // The smallest --max_frame it takes: a peer's GOAWAY with its longest
+  // reason, and a trailer.
+  ChildProcess smallest(
+      {kBin + "sbmp_echo_server", "--host=127.0.0.1", "--port=0", "--max_frame=1032"});
+  EXPECT_NE(smallest.read_line().find("listening on"), std::string::npos);
   ChildProcess client({kBin + "pingpong_client", "--depth=0"});
   EXPECT_EQ(client.wait(), 1);
 }

@@ -234,14 +234,20 @@ run_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # gnuplot draws the plots, valgrind counts instructions (bench/instructions.sh,
 # with the micro-benchmarks) and perf profiles (bench/profile.sh): needed by
 # this script only, not by the tests.
+# (--report-only redraws a run's report: without one, it stops before
+# installing or creating anything.)
+if [ "$report_only" -eq 1 ] && [ ! -f "$out/run.conf" ]; then
+  echo "bench/run.sh: no run in $out (no run.conf there)" >&2
+  exit 1
+fi
 CORING_PACKAGES+=(gnuplot-nox)
 [ -z "$cc" ] || CORING_PACKAGES+=(iproute2 util-linux)  # ip, unshare
-[ "$micro" -eq 0 ] || CORING_PACKAGES+=(valgrind linux-perf)
+[ "$micro" -eq 0 ] || [ "$report_only" -eq 1 ] || CORING_PACKAGES+=(valgrind linux-perf)
 coring_ensure_packages
 mkdir -p "$out"
 if [ "$report_only" -eq 1 ]; then
   # shellcheck source=/dev/null  # written by the run below
-  source "$out/run.conf" || { echo "bench/run.sh: no run in $out" >&2; exit 1; }
+  source "$out/run.conf" || { echo "bench/run.sh: cannot read $out/run.conf" >&2; exit 1; }
   ! is_set no-results || write_results=0  # the run's own setting, unless told
 else
   printf 'command_line=%q\nrounds=%q\nseconds=%q\nwrite_results=%q\nrun_date=%q\nrun_commit=%q\n' \

@@ -86,13 +86,19 @@ refused $idle "CONNS wants a number of connections" /bin/true 100001
 refused $idle "SETTLE_SECONDS wants seconds" /bin/true 10 -1
 
 # Accepted: the widest values the checks allow, and the documented ones.
-# --report-only then stops at the missing records (exit 1, "no run in").
+# --report-only then stops at the missing records (exit 1, "no run in", one
+# line), leaving no folder behind.
 accepted() {
   local rc=0
   BUILD_ROOT=$work/build timeout 20 "$root/$run" --report-only --out="$work/none" "$@" \
     >"$work/out" 2>"$work/err" || rc=$?
-  grep -q "bench/run.sh: no run in $work/none" "$work/err" ||
+  if ! grep -q "bench/run.sh: no run in $work/none" "$work/err"; then
     fail "$run --report-only $*: refused or went on (exit $rc): $(head -c 300 "$work/err")"
+  elif [ "$(wc -l <"$work/err")" -ne 1 ]; then
+    fail "$run --report-only $*: more than the one line on stderr: $(head -c 300 "$work/err")"
+  elif [ -e "$work/none" ]; then
+    fail "$run --report-only $*: created the folder of a run that is not there"
+  fi
 }
 accepted
 accepted --quick

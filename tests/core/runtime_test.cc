@@ -2,6 +2,7 @@
 #include "coring/core/runtime.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 
 #include <atomic>
@@ -206,6 +207,35 @@ TEST(RuntimeTest, TooManyThreadsAreRefusedBeforeAnyStarts) {
   EXPECT_EQ(rt.start(), s);  // (once: the same answer)
   EXPECT_EQ(rt.run(), 1);
   EXPECT_EQ(rt.size(), 0u);  // no thread was started
+}
+
+TEST(RuntimeTest, AThreadThatCannotStartIsAnError) {
+  // Every new thread asks for a stack larger than the address space, so
+  // that creating the first worker fails (as at the process's or system's
+  // thread limit): start() says so, and nothing is left running.
+  pthread_attr_t saved;
+  ASSERT_EQ(pthread_getattr_default_np(&saved), 0);
+  pthread_attr_t huge;
+  ASSERT_EQ(pthread_attr_init(&huge), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&huge, size_t{1} << 47), 0);
+  ASSERT_EQ(pthread_setattr_default_np(&huge), 0);
+  absl::Status s;
+  {
+    Runtime rt(small(2));
+    s = rt.start();
+    EXPECT_EQ(rt.run(), 1);
+  }
+  // (Restored before any check can end the test.)
+  EXPECT_EQ(pthread_setattr_default_np(&saved), 0);
+  pthread_attr_destroy(&huge);
+  pthread_attr_destroy(&saved);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_NE(s.message().find("runtime thread 0: cannot start a thread"), std::string::npos) << s;
+  // Threads start again.
+  Runtime rt(small(1));
+  ASSERT_TRUE(rt.start().ok());
+  rt.stop();
+  EXPECT_EQ(rt.run(), 0);
 }
 
 TEST(RuntimeTest, AsManyThreadsAsAllowedStart) {

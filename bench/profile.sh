@@ -187,6 +187,7 @@ for ((round = 1; round <= rounds; round++)); do
     stop
     line=$(cat "$work/lg.json")
     rate=$(field msgs_per_sec "$line")
+    rate=${rate:--}  # (no result: every figure of the round is "-", and the medians skip it)
     count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
     per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
     cpu=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) -v r="$rate" \

@@ -143,9 +143,11 @@ field() { sed -n "s/.*\"$1\":\\([0-9.]*\\).*/\\1/p" <<<"$2"; }
 
 # The kernel's work: the tracepoints this kernel has (perf stat refuses an
 # unknown one, and would count nothing).
+# (In the table's column order.)
+tracepoints=(io_uring:io_uring_submit_req io_uring:io_uring_complete
+  io_uring:io_uring_queue_async_work sched:sched_switch net:net_dev_xmit)
 kernel_events=()
-for event in io_uring:io_uring_submit_req io_uring:io_uring_complete \
-  io_uring:io_uring_queue_async_work sched:sched_switch net:net_dev_xmit; do
+for event in "${tracepoints[@]}"; do
   [ -d "/sys/kernel/tracing/events/${event/://}" ] || [ -d "/sys/kernel/debug/tracing/events/${event/://}" ] &&
     kernel_events+=(-e "$event")
 done
@@ -194,9 +196,9 @@ for ((round = 1; round <= rounds; round++)); do
       'BEGIN { if (r > 0 && t > 0) printf "%.3f", c / 1e3 / (r * t / 1e9); else print "-" }')
     row="$name $rate $(per "$(count 'io_uring_enter$')") $(per "$(count 'epoll_wait$')")"
     row+=" $(per "$(count 'sys_enter_(read|write|recvfrom|sendto|sendmsg|recvmsg|writev|readv)$')")"
-    for event in io_uring_submit_req io_uring_complete io_uring_queue_async_work sched_switch net_dev_xmit; do
-      if [[ " ${kernel_events[*]} " == *":$event "* ]]; then
-        row+=" $(per "$(count ":$event\$")")"
+    for event in "${tracepoints[@]}"; do
+      if [[ " ${kernel_events[*]} " == *" $event "* ]]; then
+        row+=" $(per "$(count "$event\$")")"
       else
         row+=" -"
       fi

@@ -574,6 +574,8 @@ fi
 # Micro-benchmarks, in process on CPU 0: the header's time side by side with
 # the code as first committed, and the allocation counters.
 micro_dir=$out/micro
+# bench/profile.sh's load (the report names it).
+profile_load=(--rate=50000 --conns=1000 --size=64 --rounds=3)
 if [ "$report_only" -eq 0 ]; then
   rm -rf "$micro_dir"
   if [ "$micro" -eq 1 ]; then
@@ -600,8 +602,7 @@ if [ "$report_only" -eq 0 ]; then
     }
     echo "== bench: user and kernel time per message at a fixed rate (perf)" >&2
     BUILD_ROOT=${BUILD_ROOT:-build} bench/profile.sh --servers=coring,uring,coring_sbmp,uring_sbmp \
-      --rate=50000 --conns=1000 --size=64 --settle=2 --seconds=5 --rounds=3 --out="$micro_dir/profile" \
-      >"$micro_dir/profile.md" || {
+      "${profile_load[@]}" --settle=2 --seconds=5 --out="$micro_dir/profile" >"$micro_dir/profile.md" || {
       echo "bench: bench/profile.sh failed (left out of the report)" >&2
       rm -f "$micro_dir/profile.md"
       error_runs=$((error_runs + 1))
@@ -627,7 +628,8 @@ awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$matrix_
 # at a fixed rate (bench/profile.sh), at the end of the micro-benchmarks'
 # section.
 if [ -f "$micro_dir/instructions.md" ] || [ -f "$micro_dir/profile.md" ]; then
-  awk -v instructions="$micro_dir/instructions.md" -v profile="$micro_dir/profile.md" '
+  awk -v instructions="$micro_dir/instructions.md" -v profile="$micro_dir/profile.md" \
+    -v profile_load="${profile_load[*]}" '
     /^## Details/ {
       if ((getline line < instructions) > 0) {
         print "User-space instructions and cache misses per message, counted by callgrind (bench/instructions.sh:"
@@ -639,8 +641,8 @@ if [ -f "$micro_dir/instructions.md" ] || [ -f "$micro_dir/profile.md" ]; then
         print ""
       }
       if ((getline line < profile) > 0) {
-        print "Where a message'"'"'s time goes at a fixed rate (bench/profile.sh --rate=50000 --conns=1000 --size=64 --rounds=3:"
-        print "each server alone under the load generator, taking turns; medians of 3). Per message: system calls and the"
+        print "Where a message'"'"'s time goes at a fixed rate (bench/profile.sh " profile_load ":"
+        print "each server alone under the load generator, taking turns; medians of the rounds). Per message: system calls and the"
         print "kernel'"'"'s work (tracepoints: io_uring submissions and completions, requests punted to io-wq, context switches"
         print "away from the server, packets sent); CPU time (scheduler runtime over a second with nothing attached), split"
         print "into user space and kernel by the share of perf'"'"'s samples in each. (Seconds, not the matrix'"'"'s rounds: the"

@@ -49,7 +49,11 @@ class MultishotStream : protected OpTarget {
     uint8_t* copy = nullptr;  // recv: the bytes, moved out of their ring buffer
   };
 
-  // Awaits the next result.
+  // Awaits the next result. Only what a resumption reads is here (it is
+  // part of the reader's coroutine frame, out of the cache when a
+  // connection's next message comes, with thousands of them): the stop
+  // callback, registered only for a reader that can be stopped, lives in
+  // the stream (one reader waits at a time).
   class NextAwaiter {
    public:
     explicit NextAwaiter(MultishotStream* stream) noexcept : stream_(stream) {}
@@ -58,7 +62,9 @@ class MultishotStream : protected OpTarget {
     // The waiting coroutine destroyed while suspended here: the stream must
     // not resume it later.
     ~NextAwaiter() {
-      if (handle_ && stream_->waiter_ == handle_) stream_->waiter_ = {};
+      if (!handle_) return;
+      if (stop_registered_) stream_->stop_callback_.reset();
+      if (stream_->waiter_ == handle_) stream_->waiter_ = {};
     }
     bool await_ready() const noexcept { return stream_->count_ > 0; }
     template <class Promise>
@@ -78,12 +84,15 @@ class MultishotStream : protected OpTarget {
       if (!stream_->armed_) stream_->arm_or_wait();
       // The result arrives through on_complete() (or request_stop()), which
       // resumes the waiter; nothing completes synchronously here.
-      if (token.stop_possible()) stop_callback_.emplace(token, OnStop{stream_});
+      if (token.stop_possible()) {
+        stream_->stop_callback_.emplace(std::move(token), OnStop{stream_});
+        stop_registered_ = true;
+      }
       return true;
     }
     Item await_resume() noexcept {
       handle_ = {};
-      stop_callback_.reset();
+      if (std::exchange(stop_registered_, false)) stream_->stop_callback_.reset();
       if (stream_->handed_off_) {
         stream_->handed_off_ = false;
         return stream_->handoff_;
@@ -92,15 +101,12 @@ class MultishotStream : protected OpTarget {
       return stream_->pop();
     }
 
-   private:
-    struct OnStop {
-      MultishotStream* stream;
-      void operator()() const noexcept { stream->request_stop(); }
-    };
+   protected:
     MultishotStream* stream_;
     std::coroutine_handle<> handle_;
-    std::optional<std::stop_callback<OnStop>> stop_callback_;
     bool cancelled_ = false;
+    bool stop_registered_ = false;  // stream_->stop_callback_ is this wait's
+    bool interrupted_ = false;      // (RecvStream::Next's: room that is free here)
   };
 
   MultishotStream(Reclaimer reclaim, uint64_t context) noexcept
@@ -281,6 +287,14 @@ class MultishotStream : protected OpTarget {
   std::vector<Item> queue_;
   size_t head_ = 0;
   size_t count_ = 0;
+
+  // The waiting reader's stop callback (NextAwaiter), if its stop token can
+  // be stopped.
+  struct OnStop {
+    MultishotStream* stream;
+    void operator()() const noexcept { stream->request_stop(); }
+  };
+  std::optional<std::stop_callback<OnStop>> stop_callback_;
 };
 
 }  // namespace coring::detail

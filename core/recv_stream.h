@@ -113,28 +113,31 @@ class RecvStream final : private detail::MultishotStream,
 
   class Next : public NextAwaiter {
    public:
-    Next(RecvStream* stream) noexcept : NextAwaiter(stream), stream_(stream) {}
+    Next(RecvStream* stream) noexcept : NextAwaiter(stream) {}
     bool await_ready() const noexcept {
-      return stream_->queued() > 0 || (stream_->interrupt_pending_ && stream_->drained_);
+      const RecvStream* s = self();
+      return s->queued() > 0 || (s->interrupt_pending_ && s->drained_);
     }
     absl::StatusOr<RecvBuffer> await_resume() noexcept {
-      const bool empty = stream_->queued() == 0 && !stream_->handed_off();
+      RecvStream* s = self();
+      const bool empty = s->queued() == 0 && !s->handed_off();
       Item item = NextAwaiter::await_resume();
-      stream_->took_chunk();
-      if (item.res == kInterrupted || (empty && stream_->interrupt_pending_ && stream_->drained_)) {
+      s->took_chunk();
+      if (item.res == kInterrupted || (empty && s->interrupt_pending_ && s->drained_)) {
         interrupted_ = true;
-        stream_->interrupt_pending_ = false;
-        stream_->drained_ = false;
-        return std::exchange(stream_->interrupt_status_, absl::OkStatus());
+        s->interrupt_pending_ = false;
+        s->drained_ = false;
+        return std::exchange(s->interrupt_status_, absl::OkStatus());
       }
-      return stream_->to_buffer(item);
+      return s->to_buffer(item);
     }
     // True when this read returned the interrupt() status.
     bool interrupted() const noexcept { return interrupted_; }
 
    private:
-    RecvStream* stream_;
-    bool interrupted_ = false;
+    // (The base's stream: a pointer of its own would take room in the
+    // reader's frame.)
+    RecvStream* self() const noexcept { return static_cast<RecvStream*>(stream_); }
   };
 
   // The next chunk received (empty at EOF).

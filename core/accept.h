@@ -127,6 +127,8 @@ class AcceptStream final : private detail::MultishotStream {
 
   FileRef listener_;
   bool disarming_ = false;
+  StopSlot stop_slot_;
+  StopSlot& stop_slot() noexcept override { return stop_slot_; }
 };
 
 inline AcceptStream accept_multishot_direct(FileRef listener) noexcept {

@@ -53,7 +53,7 @@ class MultishotStream : protected OpTarget {
   // part of the reader's coroutine frame, out of the cache when a
   // connection's next message comes, with thousands of them): the stop
   // callback, registered only for a reader that can be stopped, lives in
-  // the stream (one reader waits at a time).
+  // the stream (one reader waits at a time; stop_slot()).
   class NextAwaiter {
    public:
     explicit NextAwaiter(MultishotStream* stream) noexcept : stream_(stream) {}
@@ -63,7 +63,7 @@ class MultishotStream : protected OpTarget {
     // not resume it later.
     ~NextAwaiter() {
       if (!handle_) return;
-      if (stop_registered_) stream_->stop_callback_.reset();
+      if (stop_registered_) stream_->stop_slot().reset();
       if (stream_->waiter_ == handle_) stream_->waiter_ = {};
     }
     bool await_ready() const noexcept { return stream_->count_ > 0; }
@@ -85,14 +85,14 @@ class MultishotStream : protected OpTarget {
       // The result arrives through on_complete() (or request_stop()), which
       // resumes the waiter; nothing completes synchronously here.
       if (token.stop_possible()) {
-        stream_->stop_callback_.emplace(std::move(token), OnStop{stream_});
+        stream_->stop_slot().emplace(std::move(token), OnStop{stream_});
         stop_registered_ = true;
       }
       return true;
     }
     Item await_resume() noexcept {
       handle_ = {};
-      if (std::exchange(stop_registered_, false)) stream_->stop_callback_.reset();
+      if (std::exchange(stop_registered_, false)) stream_->stop_slot().reset();
       if (stream_->handed_off_) {
         stream_->handed_off_ = false;
         return stream_->handoff_;
@@ -105,9 +105,20 @@ class MultishotStream : protected OpTarget {
     MultishotStream* stream_;
     std::coroutine_handle<> handle_;
     bool cancelled_ = false;
-    bool stop_registered_ = false;  // stream_->stop_callback_ is this wait's
+    bool stop_registered_ = false;  // stream_->stop_slot() is this wait's
     bool interrupted_ = false;      // (RecvStream::Next's: room that is free here)
   };
+
+  // The waiting reader's stop callback, when its stop token can be stopped.
+  struct OnStop {
+    MultishotStream* stream;
+    void operator()() const noexcept { stream->request_stop(); }
+  };
+  using StopSlot = std::optional<std::stop_callback<OnStop>>;
+  // Where it lives: in the derived class, past the fields a message touches
+  // (here, they would push the derived class's own hot fields a cache line
+  // further). Called only for readers that can be stopped.
+  virtual StopSlot& stop_slot() noexcept = 0;
 
   MultishotStream(Reclaimer reclaim, uint64_t context) noexcept
       : reclaim_(reclaim), context_(context) {}
@@ -266,13 +277,16 @@ class MultishotStream : protected OpTarget {
     return item;
   }
 
+  // First what a message touches, then what arming and cancelling do: with
+  // thousands of connections a message finds its stream out of the cache,
+  // and each line it touches is a miss (the derived class's own fields
+  // follow these).
   EventLoop* loop_ = nullptr;
   std::coroutine_handle<> waiter_;
   Item handoff_{0, 0};  // what on_complete() hands the waiter, if handed_off_
-  Reclaimer reclaim_;
-  uint64_t context_;
-  uint64_t user_data_ = 0;
-  uint32_t index_ = 0;
+  size_t count_ = 0;
+  size_t head_ = 0;
+  std::vector<Item> queue_;
   bool armed_ = false;
   // The reader's stop token cancelled the armed op: its final CQE goes to
   // the reader even if the derived class would otherwise absorb it.
@@ -280,21 +294,14 @@ class MultishotStream : protected OpTarget {
   bool handed_off_ = false;
   // Set by a stop on another thread; taken by the loop thread.
   std::atomic<bool> foreign_stop_{false};
+  uint32_t index_ = 0;
+  Reclaimer reclaim_;
+  uint64_t context_;
+  uint64_t user_data_ = 0;
   // user_data_ | kArmedBit while armed, else 0: what a foreign stop cancels
   // (a user_data may itself be 0).
   static constexpr uint64_t kArmedBit = uint64_t{1} << 63;
   std::atomic<uint64_t> armed_user_data_{0};
-  std::vector<Item> queue_;
-  size_t head_ = 0;
-  size_t count_ = 0;
-
-  // The waiting reader's stop callback (NextAwaiter), if its stop token can
-  // be stopped.
-  struct OnStop {
-    MultishotStream* stream;
-    void operator()() const noexcept { stream->request_stop(); }
-  };
-  std::optional<std::stop_callback<OnStop>> stop_callback_;
 };
 
 }  // namespace coring::detail

@@ -582,6 +582,8 @@ class RecvStream final : private detail::MultishotStream,
   size_t direct_offset_ = 0;
   size_t direct_len_ = 0;
   size_t direct_got_ = 0;  // bytes the recv put there
+  StopSlot stop_slot_;
+  StopSlot& stop_slot() noexcept override { return stop_slot_; }
 };
 
 inline RecvStream recv_multishot(FileRef file, BufferRing& ring) noexcept {

@@ -29,9 +29,8 @@ uint32_t goaway_code_for(const absl::Status& why) {
 }  // namespace
 
 Codec::Codec(CodecOptions options)
-    : role_(options.role),
-      decoder_(
-          {.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}) {
+    : decoder_({.max_frame = effective_max_frame(options.max_frame), .versions = options.versions}),
+      role_(options.role) {
   // Until negotiated, frames are 1.3 (HELLO and HELLO_ACK always are).
   decoder_.set_accepted_majors(uint16_t{1} << version_major(kVersion13));
   NegotiationOptions negotiation{.max_frame = options.max_frame,

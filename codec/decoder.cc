@@ -19,8 +19,9 @@ uint32_t load32(const uint8_t* p) {
 }  // namespace
 
 Decoder::Decoder(DecoderOptions options)
-    : versions_(options.versions ? options.versions : &VersionRegistry::standard()),
-      standard_versions_(versions_ == &VersionRegistry::standard()) {
+    : standard_versions_(options.versions == nullptr ||
+                         options.versions == &VersionRegistry::standard()),
+      versions_(options.versions ? options.versions : &VersionRegistry::standard()) {
   limits_.max_frame = options.max_frame;
   limits_.majors = versions_->majors();
 }

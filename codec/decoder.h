@@ -141,8 +141,9 @@ class Decoder {
   // handed out from it must no longer be in use.
   void release_buffer() {
     const size_t capacity = buffer_.capacity();
-    // (First what refuses a small frame's buffer: every frame asks.)
-    if (capacity < pool_.min_frame || capacity == 0 || buffered_ != 0 || lent_ ||
+    // (First what refuses a small frame's buffer: every frame asks. Most
+    // have none, and pool_ lies past the fields every frame reads.)
+    if (capacity == 0 || capacity < pool_.min_frame || buffered_ != 0 || lent_ ||
         pool_.give == nullptr || capacity > kKeptBuffer) {
       return;
     }
@@ -260,27 +261,32 @@ class Decoder {
   // (doubling) to at most `limit` bytes unless n needs more.
   void append(absl::Span<const uint8_t>& input, size_t n, size_t limit);
 
-  const VersionRegistry* versions_;
+  // First what next_whole() reads for every frame, in one cache line: with
+  // thousands of connections a frame finds its decoder out of the cache,
+  // and each line it touches is a miss.
+  //
   // versions_ is the standard registry: a 1.3 frame without extensions
   // needs no body check.
   bool standard_versions_;
+  bool lent_ = false;  // buffer_ is out (lend_buffer())
   HeaderLimits limits_;
   uint64_t offset_ = 0;
   // The split frame being reassembled: buffer_[0, buffered_).
-  std::vector<uint8_t> buffer_;
   size_t buffered_ = 0;
-  Header header_;          // valid once buffered_ >= kHeaderSize
-  bool lent_ = false;      // buffer_ is out (lend_buffer())
-  size_t lent_bytes_ = 0;  // its capacity
+  size_t carry_len_ = 0;  // carry_[0, carry_len_)
   // The start of a split payload's frame in the caller's last input
   // (set_split_payloads()); header_ is its header.
   absl::Span<const uint8_t> held_;
+  absl::Status error_;
+  std::vector<uint8_t> buffer_;  // (release_buffer() looks at it for every frame)
+
+  const VersionRegistry* versions_;
+  Header header_;          // valid once buffered_ >= kHeaderSize
+  size_t lent_bytes_ = 0;  // buffer_'s capacity while lent
   size_t split_max_rest_ = 0;
   BufferPool pool_;
   // The next frame's first bytes, received past a frame (return_buffer()).
   std::array<uint8_t, kHeaderSize> carry_{};
-  size_t carry_len_ = 0;
-  absl::Status error_;
 };
 
 }  // namespace coring::sbmp

@@ -105,12 +105,17 @@ class EncodedFrame {
   absl::Status encode_parts(const Frame& frame, const EncodeOptions& options);
 
   // (Only what parts() needs: an encoded frame lives in every write's
-  // awaiter, in the writer's coroutine frame.)
-  std::array<absl::Span<const uint8_t>, 5> parts_{};
-  std::array<uint8_t, kHeaderSize> header_bytes_{};
+  // awaiter, in the writer's coroutine frame.) What a frame sent as
+  // received writes comes first, and the rest is not cleared when made:
+  // parts() reads num_parts_ parts only, and the header and trailer bytes
+  // are written before a part views them. With thousands of connections
+  // the frame is out of the cache at each message, and each line written
+  // is a miss.
   Header header_;
-  std::array<uint8_t, kTrailerSize> trailer_bytes_{};
   uint32_t num_parts_ = 0;
+  std::array<absl::Span<const uint8_t>, 5> parts_;
+  std::array<uint8_t, kHeaderSize> header_bytes_;
+  std::array<uint8_t, kTrailerSize> trailer_bytes_;
 };
 
 // Encodes into `encoded` (whose previous contents are replaced). The frame's

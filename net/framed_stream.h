@@ -76,6 +76,7 @@
 #include <concepts>
 #include <coroutine>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <type_traits>
@@ -197,7 +198,7 @@ class FramedStream {
   class WriteFrameAwaiter;
 
   FramedStream(S stream, C codec, FramedOptions options = {})
-      : stream_(std::move(stream)), codec_(std::move(codec)), options_(options) {
+      : stream_(std::move(stream)), options_(options), codec_(std::move(codec)) {
     allow_split();
     share_codec_buffers();
   }
@@ -836,28 +837,25 @@ class FramedStream {
   // the connection is broken.
   Task<> end(absl::Status why, bool graceful);
 
+  // First what a frame's read and write touch, then the codec (whose own
+  // such fields come first), then the rest: a FramedStream is part of
+  // every connection's handler frame, out of the cache when a connection's
+  // next message comes, with thousands of them, and each line a message
+  // touches is a miss.
   S stream_;
-  C codec_;
-  FramedOptions options_;
-  typename S::Buffer current_;
-  absl::Span<const uint8_t> received_;  // current_'s bytes (also once shared)
-  // The buffer before current_, while the codec views its end (a split
-  // frame's start: FramedOptions::split_payloads); previous_shared_ below.
-  typename S::Buffer previous_;
-  absl::Span<const uint8_t> previous_bytes_;
-  SplitHold previous_counted_;
   absl::Span<const uint8_t> input_;
+  absl::Span<const uint8_t> received_;  // current_'s bytes (also once shared)
+  // previous_'s bytes (below): empty when it holds none, as it mostly does.
+  absl::Span<const uint8_t> previous_bytes_;
+  typename S::Buffer current_;
   absl::Status terminal_;
   // Found by try_read_now(), for the reader; OK: none (a decode error never
   // is). (Not an optional<Status>: GCC 12 at -O3 warned that moving one in
   // FramedStream's move constructor may read it uninitialized.)
   absl::Status decode_error_;
   size_t output_in_flight_ = 0;
-  size_t holds_ = 0;
-  std::coroutine_handle<> hold_waiter_;
-  std::vector<uint8_t> prefix_;  // the next frame's header, received ahead
-  // (The flags together: a FramedStream is part of every connection's
-  // handler frame.)
+  uint64_t turn_ = 0;             // the loop's iteration() these frames were read in
+  uint32_t turn_frames_ = 0;      // frames read in turn_ (FramedOptions::frames_per_turn)
   bool shared_ = false;           // current_ was handed to the send queue
   bool previous_shared_ = false;  // previous_ was
   bool ending_ = false;           // end() has begun; closed_ once the goodbye starts
@@ -868,10 +866,17 @@ class FramedStream {
   bool tail_in_place_ = false;  // the last frame's rest was received in place
   bool tail_in_ = false;        // bytes of a frame arrived in the codec's buffer: decode
   bool window_grown_ = false;   // pipelines_large_frames() said so
-  uint32_t turn_frames_ = 0;    // frames read in turn_ (FramedOptions::frames_per_turn)
-  size_t proven_ = 0;           // the largest frame the peer sent half a buffer of
-  uint64_t turn_ = 0;           // the loop's iteration() these frames were read in
-  ReaderSlot reader_;           // last: destroyed first, while what it uses is alive
+  FramedOptions options_;
+  C codec_;
+  // The buffer before current_, while the codec views its end (a split
+  // frame's start: FramedOptions::split_payloads); previous_shared_ above.
+  typename S::Buffer previous_;
+  SplitHold previous_counted_;
+  size_t holds_ = 0;
+  std::coroutine_handle<> hold_waiter_;
+  std::vector<uint8_t> prefix_;  // the next frame's header, received ahead
+  size_t proven_ = 0;            // the largest frame the peer sent half a buffer of
+  ReaderSlot reader_;            // last: destroyed first, while what it uses is alive
 };
 
 template <FrameCodec C, ByteStream S>
@@ -911,8 +916,11 @@ class FramedStream<C, S>::ReadFrameAwaiter {
   }
 
  private:
-  FramedStream* self_;
+  // (The result first: its engaged flag, at its end, then shares a line
+  // with the fields a read that waited touches, in the reader's coroutine
+  // frame, which is out of the cache when the frame comes.)
   std::optional<absl::StatusOr<Frame>> result_;
+  FramedStream* self_;
   bool waiting_ = false;
 };
 
@@ -923,20 +931,36 @@ class FramedStream<C, S>::WriteFrameAwaiter {
       : self_(self), frame_(&frame) {}
   WriteFrameAwaiter(const WriteFrameAwaiter&) = delete;
   WriteFrameAwaiter& operator=(const WriteFrameAwaiter&) = delete;
+  ~WriteFrameAwaiter() {
+    switch (done_) {
+      case Done::kStatus:
+        std::destroy_at(&status_);
+        break;
+      case Done::kSlow:
+        std::destroy_at(&slow_);
+        break;
+      case Done::kWrite:  // (before encoded_, which it sends)
+        std::destroy_at(&write_);
+        break;
+      case Done::kNothing:
+      case Done::kQueued:
+        break;
+    }
+  }
 
   bool await_ready() {
     FramedStream& s = *self_;
     if (s.closed_ || !s.stream_.valid()) {
-      status_ =
-          s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed") : s.terminal_;
+      finish(s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed") : s.terminal_);
       return true;
     }
     if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) {
-      status_ = std::move(st);
+      finish(std::move(st));
       return true;
     }
     if (s.has_output()) {
-      slow_.emplace(s.flush_then_write(encoded_));
+      std::construct_at(&slow_, s.flush_then_write(encoded_));
+      done_ = Done::kSlow;
       return false;
     }
     const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
@@ -950,52 +974,77 @@ class FramedStream<C, S>::WriteFrameAwaiter {
       // (Sharing first: it is the common case, and it takes frames in the
       // receive buffers, where exchanging takes those in the codec's.)
       if (s.queue_shared(parts, bytes)) {
-        queued_ = true;
+        done_ = Done::kQueued;
         return true;
       }
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
-        write_.emplace(s.stream_.state(), parts, std::move(taken));
+        std::construct_at(&write_, s.stream_.state(), parts, std::move(taken));
       } else {
-        write_.emplace(s.stream_.state(), parts, s.write_kind(parts, bytes));
+        std::construct_at(&write_, s.stream_.state(), parts, s.write_kind(parts, bytes));
       }
-      return write_->await_ready();
+      done_ = Done::kWrite;
+      return write_.await_ready();
     } else {
       // Another transport (TLS): its synchronous path when it has one, else
       // its write() as a coroutine.
       if constexpr (requires(absl::Status & out) { s.stream_.try_write_now(parts, out); }) {
         absl::Status out;
         if (s.stream_.try_write_now(parts, out)) {
-          status_ = std::move(out);
+          finish(std::move(out));
           return true;
         }
       }
-      slow_.emplace(s.flush_then_write(encoded_));
+      std::construct_at(&slow_, s.flush_then_write(encoded_));
+      done_ = Done::kSlow;
       return false;
     }
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-    if (slow_) return typename Task<absl::Status>::Awaiter(slow_->handle()).await_suspend(h);
-    write_->await_suspend(h);
+    if (done_ == Done::kSlow) {
+      return typename Task<absl::Status>::Awaiter(slow_.handle()).await_suspend(h);
+    }
+    write_.await_suspend(h);
     return std::noop_coroutine();
   }
   absl::Status await_resume() {
-    if (queued_) return absl::OkStatus();
-    if (status_) return std::move(*status_);
-    if (slow_) return slow_->handle().promise().take_result();
-    return write_->await_resume();
+    switch (done_) {
+      case Done::kQueued:
+        return absl::OkStatus();
+      case Done::kStatus:
+        return std::move(status_);
+      case Done::kSlow:
+        return slow_.handle().promise().take_result();
+      case Done::kWrite:
+        return write_.await_resume();
+      case Done::kNothing:
+        break;
+    }
+    return absl::InternalError("write_frame: resumed before it was started");
   }
 
  private:
+  void finish(absl::Status status) {
+    std::construct_at(&status_, std::move(status));
+    done_ = Done::kStatus;
+  }
+
+  // What await_ready() did, and which member of the union it made. An echo
+  // is usually queued at once (kQueued): no status to make, move and
+  // destroy per frame. Only the first line or so of this awaiter is touched
+  // then (the encoded frame's hot fields come first too): it is part of the
+  // writer's coroutine frame, out of the cache when a connection's next
+  // message comes, with thousands of them.
+  enum class Done : uint8_t { kNothing, kQueued, kStatus, kSlow, kWrite };
   FramedStream* self_;
   const Frame* frame_;
-  // Queued at once, as an echo usually is: OK with no status to make, move
-  // and destroy per frame.
-  bool queued_ = false;
-  std::optional<absl::Status> status_;  // finished before any write
-  typename C::Encoded encoded_;         // lives until the write is done
-  std::optional<Task<absl::Status>> slow_;
-  std::optional<Stream::WriteAwaiter> write_;  // destroyed before encoded_
+  Done done_ = Done::kNothing;
+  typename C::Encoded encoded_;  // lives until the write is done
+  union {
+    absl::Status status_;  // kStatus: finished before any write
+    Task<absl::Status> slow_;
+    Stream::WriteAwaiter write_;
+  };
 };
 
 template <FrameCodec C, ByteStream S>

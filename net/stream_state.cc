@@ -371,9 +371,8 @@ void StreamState::take_over(Writer& w) noexcept {
   ++ctx_->stats().taken_writes;
   std::vector<uint8_t>& bytes = *w.take;
   // Full (used == capacity): copy_in() never fills it.
-  auto* b = new (send_buf_memory())
-      SendBuf{bytes.data(), bytes.size(), bytes.size(), 0, 0, -1, pool::BufferLease(), {}};
-  b->owned = std::move(bytes);
+  auto* b = new (send_buf_memory()) SendBuf(bytes.data(), bytes.size(), bytes.size(), 0, -1);
+  b->adopt(std::move(bytes));
   queue_parts_in(b, w.parts);
   release_taken();
   ++b->holds;
@@ -393,8 +392,8 @@ void StreamState::add_segment(SendBuf* b, absl::Span<const uint8_t> bytes) noexc
 
 StreamState::SendBuf* StreamState::share(RecvBuffer& rb) noexcept {
   // Full (used == capacity): copy_in() never fills it. One hold: the reader's.
-  auto* b = new (send_buf_memory()) SendBuf{
-      rb.data(), rb.size(), rb.size(), 0, 1, registered_index(rb.data(), rb.size()), {}, {}};
+  auto* b = new (send_buf_memory())
+      SendBuf(rb.data(), rb.size(), rb.size(), 1, registered_index(rb.data(), rb.size()));
   b->ring_id = park(rb);
   return b;
 }
@@ -474,13 +473,13 @@ int32_t StreamState::registered_index(const uint8_t* p, size_t n) const noexcept
 }
 
 StreamState::SendBuf* StreamState::new_send_buf(size_t bytes) noexcept {
-  auto* b = new (send_buf_memory()) SendBuf{nullptr, 0, 0, 0, 0, -1, pool::BufferLease(), {}};
+  auto* b = new (send_buf_memory()) SendBuf(nullptr, 0, 0, 0, -1);
   if (pool::BufferArena* arena = ctx_->send_arena(); arena != nullptr) {
     // Prefer a buffer that holds many small writes; else any that fits.
     std::optional<pool::BufferLease> lease = arena->try_acquire(std::max(kChunkSize, bytes));
     if (!lease && bytes < kChunkSize) lease = arena->try_acquire(bytes);
     if (lease) {
-      b->lease = std::move(*lease);
+      b->adopt(std::move(*lease));
       b->data = b->lease.data();
       b->capacity = b->lease.size();
       b->buf_index = static_cast<int32_t>(b->lease.buf_index());
@@ -779,8 +778,9 @@ void StreamState::free_buf(SendBuf* b) noexcept {
   if (b == fill_) fill_ = nullptr;
   if (b->ring_id >= 0) {
     unpark(b->ring_id);
-  } else if (!b->owned.empty()) {
-    if (ctx_ != nullptr) ctx_->keep_spare_buffer(std::move(b->owned));  // else freed below
+  } else if (b->owner == SendBuf::Owner::kVector) {
+    // (Else freed below.)
+    if (ctx_ != nullptr && !b->owned.empty()) ctx_->keep_spare_buffer(std::move(b->owned));
   } else if (b->buf_index < 0) {
     frame_deallocate(b->data, b->capacity);
   }

@@ -62,6 +62,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -302,20 +303,46 @@ class StreamState final : private OpTarget, private SubmitHook {
  private:
   // Copied bytes: a registered buffer (lease) or a slab-pool chunk; or a
   // taken-over heap buffer (owned, not copied into); or a shared receive
-  // buffer (ring_id, not copied into).
+  // buffer (ring_id, not copied into). What a message touches fits the
+  // first cache line, and the owner of the memory is made only for the
+  // buffers that have one: sharing a receive buffer (one per frame of an
+  // SBMP echo) writes nothing past it. (The header's memory is the
+  // connection's spare_, out of the cache at its next message when there
+  // are thousands of connections.)
   struct SendBuf {
-    uint8_t* data;
-    size_t capacity;
-    size_t used;
-    size_t unsent;
-    uint32_t holds;     // zero-copy sends awaiting their notification; the owner's hold
-    int32_t buf_index;  // registered-buffer index, -1 for a slab chunk
-    pool::BufferLease lease;
-    std::vector<uint8_t> owned;
-    int32_t ring_id = -1;  // a receive buffer, given back to the ring when freed
+    enum class Owner : uint8_t { kNone, kLease, kVector };
+    SendBuf(uint8_t* bytes, size_t size, size_t filled, uint32_t holds_now, int32_t index) noexcept
+        : data(bytes), capacity(size), used(filled), holds(holds_now), buf_index(index) {}
+    SendBuf(const SendBuf&) = delete;
+    SendBuf& operator=(const SendBuf&) = delete;
+    ~SendBuf() {
+      if (owner == Owner::kLease) std::destroy_at(&lease);  // back to the arena
+      if (owner == Owner::kVector) std::destroy_at(&owned);
+    }
+    void adopt(pool::BufferLease&& from) noexcept {
+      std::construct_at(&lease, std::move(from));
+      owner = Owner::kLease;
+    }
+    void adopt(std::vector<uint8_t>&& from) noexcept {
+      std::construct_at(&owned, std::move(from));
+      owner = Owner::kVector;
+    }
     bool contains(absl::Span<const uint8_t> bytes) const noexcept {
       return bytes.data() >= data && bytes.data() + bytes.size() <= data + capacity;
     }
+
+    uint8_t* data;
+    size_t capacity;
+    size_t used;
+    size_t unsent = 0;
+    uint32_t holds;        // zero-copy sends awaiting their notification; the owner's hold
+    int32_t buf_index;     // registered-buffer index, -1 for a slab chunk
+    int32_t ring_id = -1;  // a receive buffer, given back to the ring when freed
+    Owner owner = Owner::kNone;
+    union {
+      pool::BufferLease lease;     // kLease
+      std::vector<uint8_t> owned;  // kVector
+    };
   };
   struct Segment {
     const uint8_t* data;

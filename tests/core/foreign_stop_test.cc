@@ -12,6 +12,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "buffer_test_util.h"
@@ -86,6 +87,51 @@ TEST(ForeignStopTest, CancelsAnArmedRecv) {
     ASSERT_TRUE(run_until(*loop, [&] { return got.done; }));
     EXPECT_TRUE(absl::IsCancelled(got.error)) << got.error;
     EXPECT_FALSE(stream.armed());
+  }
+  loop->run_once(false);
+  EXPECT_EQ((*ring)->outstanding(), 0u);
+  EXPECT_EQ(loop->stats().ops_in_flight, 0u);
+}
+
+// The waiting reader's stop callback lives in the stream
+// (MultishotStream::stop_slot()): a reader destroyed while it waits takes
+// it away, so a stop requested afterwards, from any thread, reaches
+// nothing - not the op armed for it, which the next reader's read uses.
+TEST(ForeignStopTest, StopOfAReaderDestroyedWhileWaitingDoesNotReachTheNextReader) {
+  pool::BufferArena arena = make_arena();
+  auto loop = make_loop();
+  auto ring = BufferRing::create(*loop, arena, 4, 1024);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  auto [a, b] = testing::socket_pair();
+  {
+    RecvStream stream = recv_multishot(a.fd, **ring);
+    std::stop_source local;
+    std::stop_source foreign;
+    for (std::stop_source* source : {&local, &foreign}) {
+      Reads gone;
+      Task<> task = reader(&stream, &gone);
+      task.set_stop_token(source->get_token());
+      loop->post([&task] { task.handle().resume(); });
+      // (Set just before it waits: the post ran it that far.)
+      ASSERT_TRUE(run_until(*loop, [&] { return gone.waiting.load(); }));
+      ASSERT_TRUE(stream.armed());
+      task = Task<>();  // destroyed while it waits
+      if (source == &local) {
+        source->request_stop();
+      } else {
+        stop_from_another_thread(*source);
+      }
+      for (int i = 0; i < 3; ++i) loop->run_once(false);
+      EXPECT_TRUE(stream.armed());  // nothing cancelled the op
+      EXPECT_FALSE(gone.done);
+    }
+    Reads next;
+    spawn(*loop, reader(&stream, &next));
+    ASSERT_EQ(::write(b.fd, "hi", 2), 2);
+    ASSERT_TRUE(run_until(*loop, [&] { return next.data == "hi"; }));
+    ::close(std::exchange(b.fd, -1));  // EOF ends the read
+    ASSERT_TRUE(run_until(*loop, [&] { return next.done; }));
+    EXPECT_TRUE(next.error.ok()) << next.error;
   }
   loop->run_once(false);
   EXPECT_EQ((*ring)->outstanding(), 0u);

@@ -1130,12 +1130,6 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
   ReaderPromise& p = co_await PromiseOf{};
   for (;;) {
     FramedStream& s = *p.self;
-    if (std::exchange(s.yield_turn_, false)) {
-      // The turn's budget is spent: a NOP's round trip through the ring puts
-      // this reader behind the completions already there. (Not yield(): the
-      // ready queue cannot forget a reader destroyed while queued.)
-      (void)co_await coring::nop();
-    }
     // Set when reading ends: end() closes with it, with the codec's goodbye
     // when graceful. (One end() call site: every co_await's temporaries
     // take room in this frame, which every connection keeps.)
@@ -1219,6 +1213,18 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
     }
     p.token = {};
     co_await HandBack{};
+    if (std::exchange(p.self->yield_turn_, false)) {
+      // The next request finds the turn's budget spent: a NOP's round trip
+      // through the ring puts this reader behind the completions already
+      // there. (Not yield(): the ready queue cannot forget a reader
+      // destroyed while queued.) Here, after the body, because GCC lays
+      // the frame out in the body's order, and the NOP's awaiter (about 140
+      // bytes, made once per turn's budget) would otherwise lie between the
+      // fields every request touches. (A reader's first request does not
+      // yield: it can only find the budget spent by frames read without
+      // the reader, and the next request yields.)
+      (void)co_await coring::nop();
+    }
   }
 }
 

@@ -106,7 +106,6 @@ class MultishotStream : protected OpTarget {
     std::coroutine_handle<> handle_;
     bool cancelled_ = false;
     bool stop_registered_ = false;  // stream_->stop_slot() is this wait's
-    bool interrupted_ = false;      // (RecvStream::Next's: room that is free here)
   };
 
   // The waiting reader's stop callback, when its stop token can be stopped.

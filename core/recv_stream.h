@@ -138,7 +138,11 @@ class RecvStream final : private detail::MultishotStream,
     // (The base's stream: a pointer of its own would take room in the
     // reader's frame.)
     RecvStream* self() const noexcept { return static_cast<RecvStream*>(stream_); }
+    bool interrupted_ = false;  // (in the base's tail padding: no room taken)
   };
+
+  static_assert(sizeof(Next) == 3 * sizeof(void*),
+                "a read's awaiter is part of the reader's frame");
 
   // The next chunk received (empty at EOF).
   Next next() noexcept { return Next(this); }

@@ -754,6 +754,25 @@ class FramedStream {
     if constexpr (WholeIntoFrame) out.reset();
     return false;
   }
+  // Where decode_whole() found no whole frame: one step of the codec's
+  // decode(). kFrame: `out` holds a frame. kFailed: decode_error_ holds why
+  // reading must stop. kMore: the step used input without making a frame.
+  // (A function of its own, not in run_reader()'s body: GCC 12 gives every
+  // local of a coroutine a place in its frame, which every connection keeps,
+  // and the decoded result, about 100 bytes, lay between the fields each
+  // read touches.)
+  enum class Step : uint8_t { kFrame, kMore, kFailed };
+  Step decode_slow(std::optional<absl::StatusOr<Frame>>& out) {
+    absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
+    if (!decoded.ok()) {
+      decode_error_ = std::move(decoded).status();  // the reader ends the connection
+      return Step::kFailed;
+    }
+    if (!decoded->has_value()) return Step::kMore;
+    frame_done();
+    out.emplace(std::move(**decoded));
+    return Step::kFrame;
+  }
   // decode_whole() into the Frame that make() returns: called once there is
   // a frame when the codec takes a maker (WholeByMaker), first otherwise.
   template <class Make>
@@ -1086,16 +1105,8 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
   }
   while (!input_.empty() || codec_pending()) {
     if (decode_whole(out)) return true;
-    absl::StatusOr<std::optional<Frame>> decoded = codec_.decode(input_);
-    if (!decoded.ok()) {
-      decode_error_ = std::move(decoded).status();  // the reader ends the connection
-      return false;
-    }
-    if (decoded->has_value()) {
-      frame_done();
-      out.emplace(std::move(**decoded));
-      return true;
-    }
+    const Step step = decode_slow(out);
+    if (step != Step::kMore) return step == Step::kFrame;
   }
   return false;
 }
@@ -1142,18 +1153,8 @@ typename FramedStream<C, S>::ReaderCoroutine FramedStream<C, S>::run_reader() {
         break;
       }
       if (!s.input_.empty() || std::exchange(s.tail_in_, false) || s.codec_pending()) {
-        if (s.decode_whole(p.result)) break;
-        absl::StatusOr<std::optional<Frame>> decoded = s.codec_.decode(s.input_);
-        if (!decoded.ok()) {
-          s.decode_error_ = std::move(decoded).status();
-          continue;
-        }
-        if (decoded->has_value()) {
-          s.frame_done();
-          p.result.emplace(std::move(**decoded));
-          break;
-        }
-        continue;
+        if (s.decode_whole(p.result) || s.decode_slow(p.result) == Step::kFrame) break;
+        continue;  // (a failure: decode_error_ ends reading above)
       }
       s.receive_in_place();  // first: note_partial_frame() counts a buffer grown for it
       if (!s.note_partial_frame()) {

@@ -32,7 +32,9 @@
 #   --cc=NAME (root: the servers and the load generator run in a network
 #   namespace of their own, whose loopback's TCP congestion control is NAME,
 #   e.g. cubic or reno; the host's settings are left alone. Why: see "How it
-#   measures". Not with --steer-rx, which sets the host's loopback.)
+#   measures". With --steer-rx, the namespace's loopback is steered; only
+#   the flow table, which is the host's (net.core.rps_sock_flow_entries),
+#   is set on the host for the run.)
 # Environment: BUILD_ROOT, JOBS, BENCH_MAX_OTHER (5: % of host CPU busy outside
 #   server and load generator that marks a run disturbed), BENCH_RETRIES (2),
 #   BENCH_BASE (a folder holding an earlier build's echo_server and
@@ -214,9 +216,6 @@ if [ -n "$cc" ] && [ "$report_only" -eq 0 ] && [ -z "${CORING_BENCH_NETNS:-}" ];
   if [ "$(id -u)" -ne 0 ]; then
     echo "bench/run.sh: --cc makes a network namespace: run as root" >&2
     exit 1
-  elif [ "$steer_rx" -eq 1 ]; then
-    echo "bench/run.sh: --cc and --steer-rx do not go together (--steer-rx sets the host's loopback)" >&2
-    exit 1
   elif [[ " $allowed " != *" $cc "* ]]; then
     echo "bench/run.sh: --cc=$cc: this host lets a network namespace choose one of: ${allowed:-none} (net.ipv4.tcp_allowed_congestion_control)" >&2
     exit 1
@@ -269,9 +268,25 @@ if [ -n "$cc" ] && [ "$report_only" -eq 0 ]; then
     # (The namespace is set up by the command unshare runs in it, so the
     # settings are only ever written there.)
     # shellcheck disable=SC2016  # expanded by that shell
-    exec unshare --net -- sh -c \
-      'ip link set lo up && echo "$1" >/proc/sys/net/ipv4/tcp_congestion_control && shift && exec "$@"' \
+    netns_setup='ip link set lo up && echo "$1" >/proc/sys/net/ipv4/tcp_congestion_control'
+    if [ "$steer_rx" -eq 0 ]; then
+      # shellcheck disable=SC2016  # expanded by that shell
+      exec unshare --net -- sh -c "$netns_setup"' && shift && exec "$@"' \
+        sh "$cc" env CORING_BENCH_NETNS=1 CORING_BENCH_BUILT=1 "$root/bench/run.sh" "$@"
+    fi
+    # --steer-rx too: the namespace's lo is steered, seen through a sysfs
+    # of its own (so in a mount namespace of its own too); flow steering's
+    # table is the host's, sized here for the run and put back after it.
+    steer_saved=("$(cat /proc/sys/net/core/rps_sock_flow_entries)")
+    trap 'echo "${steer_saved[0]}" >/proc/sys/net/core/rps_sock_flow_entries' EXIT
+    trap 'exit 130' INT TERM
+    echo 32768 >/proc/sys/net/core/rps_sock_flow_entries
+    # shellcheck disable=SC2016  # expanded by that shell
+    unshare --net --mount -- sh -c "mount -t sysfs sysfs /sys && $netns_setup"' &&
+      echo 3 >/sys/class/net/lo/queues/rx-0/rps_cpus &&
+      echo 32768 >/sys/class/net/lo/queues/rx-0/rps_flow_cnt && shift && exec "$@"' \
       sh "$cc" env CORING_BENCH_NETNS=1 CORING_BENCH_BUILT=1 "$root/bench/run.sh" "$@"
+    exit
   fi
   if [ "$(cat /proc/sys/net/ipv4/tcp_congestion_control)" != "$cc" ]; then  # (the variable set by hand)
     echo "bench/run.sh: CORING_BENCH_NETNS is set, but the congestion control here is not $cc" >&2
@@ -346,7 +361,8 @@ steer_rx_restore() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-[ "$steer_rx" -eq 0 ] || [ "$report_only" -eq 1 ] || steer_rx_on
+# (With --cc, the namespace's loopback was steered as it was made.)
+[ "$steer_rx" -eq 0 ] || [ "$report_only" -eq 1 ] || [ -n "$cc" ] || steer_rx_on
 
 start_server() {  # start_server NAME: sets pid_of[NAME], port_of[NAME]
   local name=$1 cmd

@@ -82,7 +82,7 @@ void Decoder::return_buffer(std::vector<uint8_t>&& buffer, size_t received) {
   if (buffered_ + received > size) {
     // The next frame's first bytes (at most its header): kept aside, as
     // buffer_ goes out with this frame.
-    carry_len_ = buffered_ + received - size;
+    carry_len_ = static_cast<uint32_t>(buffered_ + received - size);
     assert(carry_len_ <= carry_.size());
     std::memcpy(carry_.data(), buffer_.data() + size, carry_len_);
     received -= carry_len_;
@@ -94,7 +94,7 @@ void Decoder::take_prefix(absl::Span<const uint8_t> bytes) {
   assert(!mid_frame() && !lent_ && bytes.size() <= carry_.size());
   if (bytes.empty()) return;
   std::memcpy(carry_.data(), bytes.data(), bytes.size());
-  carry_len_ = bytes.size();
+  carry_len_ = static_cast<uint32_t>(bytes.size());
 }
 
 absl::Status Decoder::trailer_mismatch(uint32_t expected, uint32_t actual) const {

@@ -261,6 +261,7 @@ built=${CORING_BENCH_BUILT:-0}
   coring_build "$B" -DCMAKE_BUILD_TYPE=Release -DCORING_BUILD_EXAMPLES=ON -DCORING_BUILD_TESTS=OFF \
   -DCORING_BUILD_BENCH=ON -DCORING_BUILD_FUZZ=OFF -DCORING_SANITIZE= -DCORING_WERROR=OFF >/dev/null
 
+lo_queue=/sys/class/net/lo/queues/rx-0  # (--steer-rx steers it)
 # --cc: the rest of the run, in a network namespace of its own (built and
 # installed above, which may need the host's network).
 if [ -n "$cc" ] && [ "$report_only" -eq 0 ]; then
@@ -269,22 +270,21 @@ if [ -n "$cc" ] && [ "$report_only" -eq 0 ]; then
     # settings are only ever written there.)
     # shellcheck disable=SC2016  # expanded by that shell
     netns_setup='ip link set lo up && echo "$1" >/proc/sys/net/ipv4/tcp_congestion_control'
-    if [ "$steer_rx" -eq 0 ]; then
-      # shellcheck disable=SC2016  # expanded by that shell
-      exec unshare --net -- sh -c "$netns_setup"' && shift && exec "$@"' \
-        sh "$cc" env CORING_BENCH_NETNS=1 CORING_BENCH_BUILT=1 "$root/bench/run.sh" "$@"
+    netns=(--net)
+    if [ "$steer_rx" -eq 1 ]; then
+      # The namespace's lo is steered, seen through a sysfs of its own (so
+      # in a mount namespace of its own too); flow steering's table is the
+      # host's, sized here for the run and put back after it.
+      steer_saved=("$(cat /proc/sys/net/core/rps_sock_flow_entries)")
+      trap 'echo "${steer_saved[0]}" >/proc/sys/net/core/rps_sock_flow_entries' EXIT
+      trap 'exit 130' INT TERM
+      echo 32768 >/proc/sys/net/core/rps_sock_flow_entries
+      netns+=(--mount)
+      netns_setup="mount -t sysfs sysfs /sys && $netns_setup && echo 3 >$lo_queue/rps_cpus"
+      netns_setup+=" && echo 32768 >$lo_queue/rps_flow_cnt"
     fi
-    # --steer-rx too: the namespace's lo is steered, seen through a sysfs
-    # of its own (so in a mount namespace of its own too); flow steering's
-    # table is the host's, sized here for the run and put back after it.
-    steer_saved=("$(cat /proc/sys/net/core/rps_sock_flow_entries)")
-    trap 'echo "${steer_saved[0]}" >/proc/sys/net/core/rps_sock_flow_entries' EXIT
-    trap 'exit 130' INT TERM
-    echo 32768 >/proc/sys/net/core/rps_sock_flow_entries
     # shellcheck disable=SC2016  # expanded by that shell
-    unshare --net --mount -- sh -c "mount -t sysfs sysfs /sys && $netns_setup"' &&
-      echo 3 >/sys/class/net/lo/queues/rx-0/rps_cpus &&
-      echo 32768 >/sys/class/net/lo/queues/rx-0/rps_flow_cnt && shift && exec "$@"' \
+    unshare "${netns[@]}" -- sh -c "$netns_setup"' && shift && exec "$@"' \
       sh "$cc" env CORING_BENCH_NETNS=1 CORING_BENCH_BUILT=1 "$root/bench/run.sh" "$@"
     exit
   fi
@@ -339,7 +339,6 @@ cleanup() {
   steer_rx_restore
 }
 # --steer-rx: receive packet/flow steering on lo, undone by cleanup().
-lo_queue=/sys/class/net/lo/queues/rx-0
 steer_saved=()
 steer_rx_on() {
   if [ "$(id -u)" -ne 0 ] || [ ! -w "$lo_queue/rps_cpus" ]; then

@@ -53,12 +53,12 @@ std::string LoopStats::to_string() const {
       "recv_spills=%u recv_spilled_bytes=%u "
       "ops_in_flight=%u msg_ring_sent=%u msg_ring_received=%u "
       "foreign_wakes=%u eventfd_wakes=%u posts_run=%u stale_cqes=%u task_failures=%u "
-      "enter_errors=%u",
+      "enter_errors=%u silent_sends=%u",
       iterations, sqes_submitted, submit_calls, cqes, sq_full, cq_overflows, cq_dropped, enobufs,
       recv_dry_waits, recv_handoffs, recv_ring_grows, recv_ring_shrinks, recv_direct,
       recv_direct_bytes, recv_pauses, recv_spills, recv_spilled_bytes, ops_in_flight, msg_ring_sent,
       msg_ring_received, foreign_wakes, eventfd_wakes, posts_run, stale_cqes, task_failures,
-      enter_errors);
+      enter_errors, silent_sends);
 }
 
 // Makes this loop current on the thread and installs its frame allocator.
@@ -112,6 +112,10 @@ absl::Status EventLoop::init() {
   ready_.reserve(64);
   running_.reserve(64);
   deferred_cqes_.reserve(ring_->cq_entries());
+  silent_sends_ = ring_->silent_send();
+  if (silent_sends_) {
+    silent_.reserve(64);
+  }
   arm_eventfd_read();
   return absl::OkStatus();
 }
@@ -151,6 +155,7 @@ void EventLoop::shutdown() noexcept {
     __kernel_timespec ts{.tv_sec = 0, .tv_nsec = 10'000'000};
     io_uring_cqe* cqe = nullptr;
     io_uring_submit_and_wait_timeout(ring_->raw(), &cqe, 1, &ts, nullptr);
+    if (!silent_.empty()) complete_silent();
     reap();
   }
   if (ops_.in_use() > 0) {
@@ -201,19 +206,32 @@ void EventLoop::iterate(bool block) {
   // every time cost a server woken once per message ~0.75% of its CPU
   // (two cache lines, cold after each wait).
   if ((iterations_ & 63) == 0 && options_.slab_pool != nullptr) options_.slab_pool->drain();
+  // Silent sends prepared before the hooks run (none but in a hook, unless
+  // a submit has not taken them yet) may be needed by now: no waiting then.
+  const bool silent_before_hooks = !silent_.empty();
   if (hooks_head_ != nullptr || later_head_ != nullptr) run_submit_hooks();
   // Still armed hooks are due in the next pass (before_next_submit).
   const bool idle = ready_.empty() && local_head_ == nullptr && deferred_cqes_.empty() &&
-                    mailbox.queue.empty() && hooks_head_ == nullptr &&
+                    mailbox.queue.empty() && hooks_head_ == nullptr && !silent_before_hooks &&
                     !mailbox.stop_requested.load(std::memory_order_relaxed) &&
                     !(until_ != nullptr && *until_);
-  const int ret = (block && idle) ? ring_->submit_and_wait(1) : ring_->submit();
+  // Silent sends just prepared: waiting in the submit that takes them
+  // saves the io_uring_enter a CQE of theirs would have cost. After a busy
+  // turn, though, more is likely to come at once, and sleeping first costs
+  // more than that enter: then submit, reap, and wait in the next turn.
+  const bool busy = cqes_ - cqes_at_enter_ > kBusyTurnCqes;
+  cqes_at_enter_ = cqes_;
+  const bool wait = block && idle && (silent_.empty() || !busy);
+  const int ret = wait ? ring_->submit_and_wait(1) : ring_->submit();
   if (ret < 0 && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME && ret != -EINTR &&
       worth_printing(++enter_errors_)) {
     std::fprintf(stderr, "coring: io_uring_enter failed (%llu so far): %s\n",
                  static_cast<unsigned long long>(enter_errors_),
                  errno_to_status(-ret).ToString().c_str());
   }
+  // First: what dispatching the CQEs resumes may write again, and finds
+  // those sends done.
+  if (!silent_.empty()) complete_silent();
   reap();
 }
 
@@ -343,6 +361,40 @@ void EventLoop::reap() {
   }
 }
 
+void EventLoop::complete_silent() noexcept {
+  // Each was taken by a submit (the SQ is empty), within which it posted
+  // its CQE if it posts one: in the CQ now, or dispatched already (none
+  // waits aside or in the kernel's overflow list). Those with a CQE in the
+  // CQ are left to it.
+  if (ring_->sq_ready() != 0 || !deferred_cqes_.empty() || ring_->cq_needs_check()) return;
+  io_uring* raw = ring_->raw();
+  const unsigned mask = raw->cq.ring_mask;
+  const unsigned tail = io_uring_smp_load_acquire(raw->cq.ktail);
+  for (unsigned head = *raw->cq.khead; head != tail; ++head) {
+    const uint64_t ud = raw->cq.cqes[head & mask].user_data;
+    if (ud & kInternalBit) continue;
+    if (OpSlot* slot = ops_.lookup(ud & ~kCompanionBit); slot != nullptr) slot->cqe_due = true;
+  }
+  // Their targets may prepare more (appended, for the next submit).
+  const size_t n = silent_.size();
+  for (size_t i = 0; i < n; ++i) {
+    const Silent s = silent_[i];  // (an append may move the vector)
+    OpSlot* slot = ops_.lookup(s.user_data);
+    // Its CQE came, or comes: it did not send every byte.
+    if (slot == nullptr || slot->cqe_due) continue;
+    ++silent_completions_;
+    deliver(*slot, OpTable::index_of(s.user_data), OpResult{s.res, 0, false}, true);
+  }
+  silent_.erase(silent_.begin(), silent_.begin() + static_cast<ptrdiff_t>(n));
+}
+
+bool EventLoop::is_silent(uint64_t user_data) const noexcept {
+  for (const Silent& s : silent_) {
+    if (s.user_data == user_data) return true;
+  }
+  return false;
+}
+
 void EventLoop::reap_aside() noexcept {
   io_uring* raw = ring_->raw();
   ring_->check_cq_overflow();
@@ -456,6 +508,9 @@ void EventLoop::abandon_op(uint32_t index, bool borrowed_memory) noexcept {
   // The op may still sit in the SQ, where a cancel would not find it.
   ring_->submit();
   if (ops_.lookup(ud) == nullptr) return;
+  // A silent send a submit took is done: it completes within that submit
+  // (its slot goes in complete_silent(), or with its CQE).
+  if (ring_->sq_ready() == 0 && is_silent(ud)) return;
   io_uring_sync_cancel_reg reg;
   std::memset(&reg, 0, sizeof(reg));
   reg.addr = ud;
@@ -636,6 +691,7 @@ LoopStats EventLoop::stats() const {
   s.enter_errors = enter_errors_;
   s.posts_run = posts_run_;
   s.stale_cqes = stale_cqes_;
+  s.silent_sends = silent_completions_;
   return s;
 }
 

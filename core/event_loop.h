@@ -177,6 +177,22 @@ class EventLoop {
   // memory the op borrowed (buffers in the dying frame) before returning.
   void abandon_op(uint32_t index, bool borrowed_memory) noexcept;
 
+  // Whether this loop's sends may be silent (Ring::silent_send()).
+  bool silent_sends() const noexcept { return silent_sends_; }
+  // The op in slot `index` was just prepared as a silent send of `bytes`
+  // bytes. Unless a CQE comes for it (it did not send them all: the CQE is
+  // posted within the submit that takes it), its target gets the result
+  // `bytes` as if a CQE had brought it, right after that submit, before the
+  // CQEs reaped then are dispatched. That submit may also wait, until
+  // something else completes: so the target must not need this completion
+  // to go on (no writer waits on it, nothing is queued behind it), and must
+  // not come to need it before that submit (prepared in a SubmitHook:
+  // nothing runs in between; one prepared earlier keeps the loop from
+  // waiting).
+  void expect_silent(uint32_t index, int32_t bytes) {
+    silent_.push_back(Silent{ops_.user_data(index), bytes});
+  }
+
   // Buffer rings register themselves so orphaned recv CQEs can return their buffers.
   void register_buffer_ring(uint16_t group, BufferRing* ring);
   void unregister_buffer_ring(uint16_t group) noexcept;
@@ -214,6 +230,10 @@ class EventLoop {
   void dispatch(const Cqe& cqe) noexcept;
   void deliver(OpSlot& slot, uint32_t index, const OpResult& result, bool final) noexcept;
   void reap_aside() noexcept;
+  // Delivers the silent sends (expect_silent()) that a submit took and
+  // that no CQE came for; leaves them for later until then.
+  void complete_silent() noexcept;
+  bool is_silent(uint64_t user_data) const noexcept;
   void arm_eventfd_read() noexcept;
   void on_wake() noexcept;
   void shutdown() noexcept;
@@ -239,6 +259,13 @@ class EventLoop {
   SubmitHook* later_tail_ = nullptr;
   // CQEs reaped while the SQ was stuck (reap_aside), dispatched next.
   std::vector<Cqe> deferred_cqes_;
+  // Silent sends (expect_silent()) not delivered yet.
+  struct Silent {
+    uint64_t user_data;
+    int32_t res;
+  };
+  std::vector<Silent> silent_;
+  bool silent_sends_ = false;
 
   // Cross-thread.
   // Everything another thread touches, shared so that a poster still inside
@@ -291,6 +318,11 @@ class EventLoop {
   uint64_t task_failures_ = 0;
   uint64_t enter_errors_ = 0;
   uint64_t stale_cqes_ = 0;
+  uint64_t silent_completions_ = 0;
+  // cqes_ at the last submit in iterate(): a turn that reaped more than
+  // kBusyTurnCqes is busy (see there).
+  uint64_t cqes_at_enter_ = 0;
+  static constexpr uint64_t kBusyTurnCqes = 2;
 };
 
 namespace detail {

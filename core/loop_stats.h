@@ -33,6 +33,7 @@ struct LoopStats {
   uint64_t stale_cqes = 0;         // CQEs naming a released slot (must stay 0)
   uint64_t task_failures = 0;      // spawned tasks that ended with an exception
   uint64_t enter_errors = 0;       // io_uring_enter calls that failed (other than EAGAIN/EBUSY)
+  uint64_t silent_sends = 0;       // sends that sent every byte and posted no CQE (expect_silent)
 
   // One line, "iterations=… sqes_submitted=… …".
   std::string to_string() const;

@@ -77,6 +77,7 @@ struct OpSlot {
   bool linked = false;  // has a linked-timeout companion
   bool timed_out = false;
   bool main_done = false;  // linked: the main CQE came before the companion's
+  bool cqe_due = false;    // a silent send's: a CQE for it waits in the CQ (its failure)
   int32_t main_res = 0;
   uint32_t main_flags = 0;
   __kernel_timespec ts{};
@@ -113,6 +114,7 @@ class OpTable {
     slot.linked = false;
     slot.timed_out = false;
     slot.main_done = false;
+    slot.cqe_due = false;
     ++in_use_;
     return index;
   }

@@ -60,6 +60,70 @@ bool probe_recv_limit(io_uring* ring) {
   return taken;
 }
 
+// Does this kernel send silently (Ring::silent_send())? Asked on the fresh
+// ring, over a Unix socket pair whose send buffer is small, with sends
+// marked as the loop's silent ones are (IOSQE_CQE_SKIP_SUCCESS, MSG_DONTWAIT
+// | MSG_WAITALL), each checked right after its submit:
+//  * a small one, with room: no CQE, and its bytes arrived;
+//  * a large one, with room for part of it: a CQE at once, whose result is
+//    what arrived (a kernel that reported -EAGAIN for a partial send would
+//    have the loop send those bytes twice);
+//  * one more, with no room: a CQE of -EAGAIN at once (a kernel that parks
+//    it in a poll instead would complete it later, silently, after the loop
+//    took it for done).
+// And a synchronous cancel must answer (EventLoop::abandon_op() relies on
+// it for a silent send: its completion is never seen). Anything else: no.
+// A parked send completes once the pair is closed, with kIgnoreUserData.
+bool probe_silent_send(io_uring* ring) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) return false;
+  const int sndbuf = 4096;  // the kernel doubles it, to about 8 KiB of skbs
+  bool ok = setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0;
+  std::vector<uint8_t> bytes(64 * 1024, 0x5a);
+  std::vector<uint8_t> sink(bytes.size());
+  // Submits one silent send of n bytes; the CQE it posted at once, if any.
+  auto send = [&](size_t n, io_uring_cqe* out) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    if (sqe == nullptr) return -1;
+    io_uring_prep_send(sqe, sv[0], bytes.data(), n, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, kIgnoreUserData);
+    if (io_uring_submit_and_get_events(ring) != 1) return -1;
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_peek_cqe(ring, &cqe) != 0) return 0;
+    *out = *cqe;
+    io_uring_cqe_seen(ring, cqe);
+    return 1;
+  };
+  auto received = [&] {
+    const ssize_t n = recv(sv[1], sink.data(), sink.size(), MSG_DONTWAIT);
+    return n < 0 ? 0 : static_cast<size_t>(n);
+  };
+  io_uring_cqe cqe{};
+  ok = ok && send(8, &cqe) == 0 && received() == 8;
+  ok = ok && send(bytes.size(), &cqe) == 1 && cqe.res > 0 &&
+       static_cast<size_t>(cqe.res) < bytes.size();
+  size_t arrived = 0;
+  for (size_t n; ok && (n = received()) > 0;) arrived += n;
+  ok = ok && arrived == static_cast<size_t>(cqe.res);
+  // Fill it up (what was read above made room), then one more.
+  while (ok && ::send(sv[0], bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+  }
+  ok = ok && send(bytes.size(), &cqe) == 1 && cqe.res == -EAGAIN;
+  if (ok) {
+    io_uring_sync_cancel_reg reg;
+    std::memset(&reg, 0, sizeof(reg));
+    reg.addr = kIgnoreUserData;  // nothing of that name is in flight
+    reg.fd = -1;
+    reg.timeout.tv_sec = -1;
+    reg.timeout.tv_nsec = -1;
+    ok = io_uring_register_sync_cancel(ring, &reg) == -ENOENT;
+  }
+  close(sv[0]);
+  close(sv[1]);
+  return ok;
+}
+
 struct Candidate {
   uint32_t flags;
   RingMode mode;
@@ -144,6 +208,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
     io_uring_free_probe(probe);
   }
   if (options.allow_recv_limit) ring->recv_limit_ = probe_recv_limit(&ring->ring_);
+  if (options.allow_silent_send) ring->silent_send_ = probe_silent_send(&ring->ring_);
   if (options.register_ring_fd) {
     ring->ring_fd_registered_ = io_uring_register_ring_fd(&ring->ring_) == 1;
   }
@@ -156,10 +221,11 @@ Ring::~Ring() {
 }
 
 std::string Ring::describe() const {
-  return absl::StrFormat("%s [%s] (sq %u, cq %u%s%s)", ring_mode_name(mode_),
+  return absl::StrFormat("%s [%s] (sq %u, cq %u%s%s%s)", ring_mode_name(mode_),
                          flag_names(setup_flags_), ring_.sq.ring_entries, ring_.cq.ring_entries,
                          ring_fd_registered_ ? ", ring fd registered" : "",
-                         recv_limit_ ? ", multishot recv limit" : "");
+                         recv_limit_ ? ", multishot recv limit" : "",
+                         silent_send_ ? ", silent sends" : "");
 }
 
 io_uring_sqe* Ring::get_sqe_when_full() noexcept {

@@ -43,6 +43,9 @@ struct RingOptions {
   // Cap multishot recvs in bytes where the kernel takes it (probed; see
   // Ring::recv_limit()). False: never (tests of the fallback).
   bool allow_recv_limit = true;
+  // Send silently where the kernel can (probed; see Ring::silent_send()).
+  // False: never (tests of the fallback).
+  bool allow_silent_send = true;
 };
 
 enum class RingMode { kDeferTaskrun, kCoopTaskrun, kPlain };
@@ -78,6 +81,12 @@ class Ring {
   // (sqe->optlen; older kernels refuse it with EINVAL): asked of the kernel
   // once, at set-up, as the opcodes are.
   bool recv_limit() const noexcept { return recv_limit_; }
+  // A send can be made silent (EventLoop::expect_silent()): marked
+  // IOSQE_CQE_SKIP_SUCCESS and MSG_DONTWAIT | MSG_WAITALL, it completes
+  // within the submit that takes it, and posts a CQE only when it did not
+  // send every byte (the count it did send, or -EAGAIN for none). Probed
+  // once, at set-up.
+  bool silent_send() const noexcept { return silent_send_; }
   uint32_t sq_entries() const noexcept { return ring_.sq.ring_entries; }
   uint32_t cq_entries() const noexcept { return ring_.cq.ring_entries; }
   // "DEFER_TASKRUN|SINGLE_ISSUER|SUBMIT_ALL|CQSIZE|CLAMP (sq 256, cq 1024)".
@@ -136,6 +145,7 @@ class Ring {
   std::bitset<kMaxOps> ops_;
   bool ring_fd_registered_ = false;
   bool recv_limit_ = false;
+  bool silent_send_ = false;
   bool initialized_ = false;
   unsigned last_koverflow_ = 0;
   RingCounters counters_;

@@ -21,11 +21,11 @@ std::string NetStats::to_string() const {
       "writer_waits=%u "
       "aborts=%u lingered=%u "
       "partial_frame_refusals=%u partial_frame_peak=%u drain_overruns=%u "
-      "receive_buffers_reserved=%u",
+      "receive_buffers_reserved=%u silent_sends_full=%u",
       streams_opened, streams_closed, bytes_received, bytes_sent, sends, sendmsg_sends, fixed_sends,
       zc_sends, zc_copied, send_buffer_fallbacks, copied_writes, borrowed_writes, adopted_writes,
       taken_writes, shared_writes, writer_waits, aborts, lingered, partial_frame_refusals,
-      partial_frame_peak, drain_overruns, receive_buffers_reserved);
+      partial_frame_peak, drain_overruns, receive_buffers_reserved, silent_sends_full);
 }
 
 std::vector<uint8_t> NetContext::take_spare_buffer() noexcept {

@@ -168,6 +168,8 @@ struct NetStats {
   uint64_t fixed_sends = 0;             // from one registered buffer (SEND or SEND_ZC fixed)
   uint64_t zc_sends = 0;                // IORING_OP_SEND_ZC submitted (fixed or not)
   uint64_t zc_copied = 0;               // SEND_ZC notifications saying the kernel copied anyway
+  uint64_t silent_sends_full = 0;       // silent sends (EventLoop::expect_silent()) that found the
+                                        // socket's buffer full: the rest went in one that waits
   uint64_t send_buffer_fallbacks = 0;   // copied writes that found no free registered buffer
   uint64_t copied_writes = 0;           // writes copied into a send queue
   uint64_t borrowed_writes = 0;         // writes sent from the caller's memory

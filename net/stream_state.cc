@@ -589,10 +589,24 @@ void StreamState::start_send() noexcept {
     // per op than SEND at every size (bench/net/send_bench.cc, kernel 6.18);
     // a copying send pins no pages, so the registration buys it nothing.
     // (SEND with IORING_RECVSEND_FIXED_BUF: EINVAL on that kernel.)
+    // Silent (EventLoop::expect_silent()) when nothing waits on its
+    // completion: no writer (borrowed bytes, a flush, room in the queue),
+    // no lingering close, nothing queued behind it; and unless the last
+    // silent one found the socket's buffer full.
+    const bool silent = loop.silent_sends() && !loud_next_ && wait_head_ == nullptr && owned_ &&
+                        head.writer == nullptr &&
+                        segments_.begin() + seg_head_ + 1 == segments_.end() &&
+                        head.size <= INT32_MAX;
     io_uring_sqe* sqe = loop.get_sqe();
-    io_uring_prep_send(sqe, file_.fd, head.data, head.size, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, file_.fd, head.data, head.size,
+                       silent ? MSG_NOSIGNAL | MSG_DONTWAIT | MSG_WAITALL : MSG_NOSIGNAL);
     file_.apply(sqe);
     sqe->user_data = ops.user_data(send_index_);
+    if (silent) {
+      sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+      loop.expect_silent(send_index_, static_cast<int32_t>(head.size));
+      silent_bytes_ = static_cast<uint32_t>(head.size);
+    }
     sending_ = true;
     if (head.buf_index >= 0) ++ctx_->stats().fixed_sends;
     return;
@@ -725,14 +739,25 @@ void StreamState::unhold_writer(Writer& w) noexcept {
 
 void StreamState::on_send_result(const OpResult& r) noexcept {
   sending_ = false;
-  if (r.res < 0) {
-    abort(errno_to_status(-r.res, "send"));
+  int32_t res = r.res;
+  if (const uint32_t silent = std::exchange(silent_bytes_, 0); silent == 0) {
+    if (res >= 0) loud_next_ = false;
+  } else if (res == -EAGAIN || (res >= 0 && static_cast<uint32_t>(res) != silent)) {
+    // A silent send's CQE (else an error's): the socket's buffer filled up
+    // (-EAGAIN: before any byte went). The rest goes in a send that waits
+    // for room.
+    loud_next_ = true;
+    ++ctx_->stats().silent_sends_full;
+    if (res == -EAGAIN) res = 0;
+  }
+  if (res < 0) {
+    abort(errno_to_status(-res, "send"));
     finish_if_done();
     return;
   }
   ++ctx_->stats().sends;
-  ctx_->stats().bytes_sent += static_cast<size_t>(r.res);
-  advance(static_cast<size_t>(r.res));
+  ctx_->stats().bytes_sent += static_cast<size_t>(res);
+  advance(static_cast<size_t>(res));
   pump_waiters();
   // Before the next submit, as a write does: what is written until then
   // (the answers to what this turn receives) leaves in the same send.
@@ -840,6 +865,7 @@ void StreamState::abort(absl::Status why) noexcept {
       loop_->abandon_op(send_index_, /*borrowed_memory=*/true);
     }
     sending_ = false;
+    silent_bytes_ = 0;
   }
   // Zero-copy sends awaiting their notification keep their send buffer or
   // their writer (whose write completes only then): bytes of theirs may

@@ -38,7 +38,13 @@
 //  * the head is the only thing queued: one SEND (the coalesced copied bytes
 //    of one send buffer, an adopted receive buffer, a borrowed write). Not a
 //    sendmsg of one iovec: the kernel would read a msghdr and an iovec that
-//    are cold when each of a thousand connections sends now and then;
+//    are cold when each of a thousand connections sends now and then.
+//    Silent (EventLoop::expect_silent()) when nothing waits on it: it posts
+//    no CQE unless the socket's buffer is full, and the loop takes it for
+//    sent after the submit - which also waits for the next completion, so
+//    a reply costs one io_uring_enter, not two. After a full buffer, the
+//    next send waits for room (a plain SEND) and the one after is silent
+//    again;
 //  * otherwise one vectored sendmsg of the segments up to kMaxIov, stopping
 //    before a segment that goes zero copy (then with MSG_MORE).
 // Writers that find the queue over NetOptions::max_queued_bytes wait in FIFO
@@ -496,6 +502,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   BufferRing* ring_;             // the context's receive ring (adopted buffers go back to it)
   uint32_t ring_held_ = 0;       // adopted receive buffers in the queue
   uint32_t send_index_ = 0;
+  // The bytes of the silent send in flight (EventLoop::expect_silent()); 0:
+  // none is.
+  uint32_t silent_bytes_ = 0;
   absl::Status write_error_;
   Writer* wait_head_ = nullptr;
   ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
@@ -524,6 +533,7 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool write_closed_ = false;
   bool sending_ = false;
   bool waited_a_turn_ = false;  // this send already waited (worth_waiting_a_turn)
+  bool loud_next_ = false;      // a silent send found the socket full: the next waits for room
   bool owned_ = true;
   bool file_closed_ = false;
   // channel_ is engaged: read on every message, and the optional's own flag

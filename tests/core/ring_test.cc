@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "coring/core/event_loop.h"
@@ -60,6 +61,23 @@ TEST(RingTest, SqFullSubmitsToMakeRoom) {
   EXPECT_GE((*ring)->counters().sq_full, 2u);
   (*ring)->submit_and_wait(20);
   EXPECT_EQ(io_uring_cq_ready((*ring)->raw()), 20u);
+}
+
+// Silent sends (Ring::silent_send()): probed at set-up, said in describe(),
+// never where forbidden; the probe's own completions are all consumed.
+TEST(RingTest, SilentSendIsProbedAndCanBeForbidden) {
+  auto off = Ring::create({.sq_entries = 64, .allow_silent_send = false});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE((*off)->silent_send());
+  EXPECT_EQ((*off)->describe().find("silent sends"), std::string::npos);
+  auto on = Ring::create({.sq_entries = 64});
+  ASSERT_TRUE(on.ok()) << on.status();
+  RecordProperty("silent_send", (*on)->silent_send() ? "yes" : "no");
+  EXPECT_EQ((*on)->describe().find("silent sends") != std::string::npos, (*on)->silent_send());
+  if ((*on)->silent_send()) {
+    EXPECT_EQ(io_uring_cq_ready((*on)->raw()), 0u);
+    EXPECT_EQ(io_uring_sq_ready((*on)->raw()), 0u);
+  }
 }
 
 // Every mode runs coroutines the same way.

@@ -371,9 +371,13 @@ void EventLoop::complete_silent() noexcept {
   const unsigned mask = raw->cq.ring_mask;
   const unsigned tail = io_uring_smp_load_acquire(raw->cq.ktail);
   for (unsigned head = *raw->cq.khead; head != tail; ++head) {
-    const uint64_t ud = raw->cq.cqes[head & mask].user_data;
-    if (ud & kInternalBit) continue;
-    if (OpSlot* slot = ops_.lookup(ud & ~kCompanionBit); slot != nullptr) slot->cqe_due = true;
+    const io_uring_cqe& c = raw->cq.cqes[head & mask];
+    // (A send's CQE is its last: multishot results, most of a busy CQ, are
+    // not looked up.)
+    if ((c.user_data & kInternalBit) || (c.flags & IORING_CQE_F_MORE)) continue;
+    if (OpSlot* slot = ops_.lookup(c.user_data & ~kCompanionBit); slot != nullptr) {
+      slot->cqe_due = true;
+    }
   }
   // Their targets may prepare more (appended, for the next submit).
   const size_t n = silent_.size();

@@ -502,9 +502,6 @@ class StreamState final : private OpTarget, private SubmitHook {
   BufferRing* ring_;             // the context's receive ring (adopted buffers go back to it)
   uint32_t ring_held_ = 0;       // adopted receive buffers in the queue
   uint32_t send_index_ = 0;
-  // The bytes of the silent send in flight (EventLoop::expect_silent()); 0:
-  // none is.
-  uint32_t silent_bytes_ = 0;
   absl::Status write_error_;
   Writer* wait_head_ = nullptr;
   ZcSend* zc_in_flight_ = nullptr;  // the send in flight is this zero-copy one
@@ -539,6 +536,9 @@ class StreamState final : private OpTarget, private SubmitHook {
   // channel_ is engaged: read on every message, and the optional's own flag
   // lies past the RecvStream, a cache line no message needs otherwise.
   bool has_channel_ = false;
+  // The bytes of the silent send in flight (EventLoop::expect_silent()); 0:
+  // none is. (In the flags' padding, on the line on_send_result() reads.)
+  uint32_t silent_bytes_ = 0;
   std::optional<RecvStream> channel_;
 
   absl::Status doom_status_;

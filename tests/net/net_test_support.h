@@ -149,6 +149,26 @@ inline Task<> echo_acceptor(Listener& listener, int count) {
   }
 }
 
+// Echoes by handing each received buffer to the send queue
+// (Stream::write(RecvBuffer&&), as examples/net/echo_server does).
+inline Task<> handover_handler(Stream s) {
+  for (;;) {
+    absl::StatusOr<RecvBuffer> buf = co_await s.read();
+    if (!buf.ok() || buf->empty()) break;
+    if (!(co_await s.write(std::move(*buf))).ok()) break;
+  }
+  (void)co_await s.close();
+}
+
+// Accepts `count` connections, each echoed by handover_handler.
+inline Task<> handover_acceptor(Listener& listener, int count) {
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<Stream> s = co_await listener.accept();
+    if (!s.ok()) co_return;
+    spawn(listener.context().loop(), handover_handler(std::move(*s)));
+  }
+}
+
 // Reads exactly `n` bytes into `out` (appending).
 inline Task<absl::Status> read_exactly(Stream& s, size_t n, std::vector<uint8_t>& out) {
   while (n > 0) {

@@ -28,27 +28,11 @@ namespace coring::net {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::handover_acceptor;
+using testing::handover_handler;
 using testing::pattern;
 using testing::PlainListener;
 using testing::TestLoop;
-
-// Echoes by handing each received buffer to the send queue (as
-// examples/net/echo_server does), `count` connections.
-Task<> handover_echo(Stream s) {
-  for (;;) {
-    absl::StatusOr<RecvBuffer> buf = co_await s.read();
-    if (!buf.ok() || buf->empty()) break;
-    if (!(co_await s.write(std::move(*buf))).ok()) break;
-  }
-  (void)co_await s.close();
-}
-Task<> accept_echo(Listener& listener, int count) {
-  for (int i = 0; i < count; ++i) {
-    absl::StatusOr<Stream> s = co_await listener.accept();
-    if (!s.ok()) co_return;
-    spawn(listener.context().loop(), handover_echo(std::move(*s)));
-  }
-}
 
 // `rounds` messages of `size` bytes, one at a time, each echo compared.
 Task<absl::Status> ping_pong(NetContext& net, SocketAddress addr, int rounds, size_t size) {
@@ -62,6 +46,21 @@ Task<absl::Status> ping_pong(NetContext& net, SocketAddress addr, int rounds, si
     if (got != msg) co_return absl::DataLossError("echo differs");
   }
   co_return co_await c->close();
+}
+
+// `rounds` 64-byte round trips to a hand-over echo on t's loop, and its
+// stats before and after them.
+void echo_rounds(TestLoop& t, int rounds, LoopStats& before, LoopStats& after) {
+  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  auto addr = (*listener)->local_address();
+  ASSERT_TRUE(addr.ok());
+  spawn(*t.loop, handover_acceptor(**listener, 1));
+  before = t.loop->stats();
+  absl::Status s = t.run(ping_pong(*t.net, *addr, rounds, 64));
+  ASSERT_TRUE(s.ok()) << s;
+  t.drain();
+  after = t.loop->stats();
 }
 
 // Every ring mode (RingMode: 0 DEFER_TASKRUN, 1 COOP_TASKRUN, 2 plain): in
@@ -81,17 +80,10 @@ TEST_P(SilentSendTest, EchoRepliesGoSilentlyAndPostNoCqe) {
   TestLoop t(options());
   ASSERT_EQ(static_cast<int>(t.loop->ring().mode()), GetParam());
   if (!t.loop->silent_sends()) GTEST_SKIP() << "this kernel cannot send silently";
-  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
-  ASSERT_TRUE(listener.ok()) << listener.status();
-  auto addr = (*listener)->local_address();
-  ASSERT_TRUE(addr.ok());
-  spawn(*t.loop, accept_echo(**listener, 1));
   constexpr int kRounds = 200;
-  const LoopStats before = t.loop->stats();
-  absl::Status s = t.run(ping_pong(*t.net, *addr, kRounds, 64));
-  ASSERT_TRUE(s.ok()) << s;
-  t.drain();
-  const LoopStats after = t.loop->stats();
+  LoopStats before, after;
+  echo_rounds(t, kRounds, before, after);
+  if (HasFatalFailure()) return;
   // Both ends' sends: each request and each echo.
   EXPECT_GE(after.silent_sends - before.silent_sends, uint64_t{2 * kRounds});
   // A round trip's CQEs are its two receives: with a CQE per send there
@@ -107,17 +99,10 @@ TEST_P(SilentSendTest, ALoopThatMayNotSendSilentlySendsAsBefore) {
   TestLoop t(std::move(o));
   EXPECT_FALSE(t.loop->silent_sends());
   EXPECT_FALSE(t.loop->ring().silent_send());
-  auto listener = Listener::bind(*t.net, SocketAddress::ipv4_loopback(0));
-  ASSERT_TRUE(listener.ok()) << listener.status();
-  auto addr = (*listener)->local_address();
-  ASSERT_TRUE(addr.ok());
-  spawn(*t.loop, accept_echo(**listener, 1));
   constexpr int kRounds = 50;
-  const LoopStats before = t.loop->stats();
-  absl::Status s = t.run(ping_pong(*t.net, *addr, kRounds, 64));
-  ASSERT_TRUE(s.ok()) << s;
-  t.drain();
-  const LoopStats after = t.loop->stats();
+  LoopStats before, after;
+  echo_rounds(t, kRounds, before, after);
+  if (HasFatalFailure()) return;
   EXPECT_EQ(after.silent_sends, 0u);
   EXPECT_GE(after.cqes - before.cqes, uint64_t{4 * kRounds});
 }
@@ -209,7 +194,7 @@ TEST_P(SilentSendTest, StreamsResetOrAbortedWithASilentSendTakenEndCleanly) {
       absl::StatusOr<Stream> s = co_await l.accept();
       if (!s.ok()) co_return;
       if (i % 2 == 0) {
-        spawn(l.context().loop(), handover_echo(std::move(*s)));
+        spawn(l.context().loop(), handover_handler(std::move(*s)));
         continue;
       }
       spawn(l.context().loop(), [](Stream s) -> Task<> {

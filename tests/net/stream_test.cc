@@ -31,6 +31,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::echo_acceptor;
+using testing::handover_acceptor;
+using testing::handover_handler;
 using testing::pattern;
 using testing::PlainListener;
 using testing::read_exactly;
@@ -95,24 +97,6 @@ Task<> handover_echo(Listener& listener) {
     if (!(co_await s->write(std::move(*buf))).ok()) break;
   }
   (void)co_await s->close();
-}
-
-Task<> handover_handler(Stream s) {
-  for (;;) {
-    absl::StatusOr<RecvBuffer> buf = co_await s.read();
-    if (!buf.ok() || buf->empty()) break;
-    if (!(co_await s.write(std::move(*buf))).ok()) break;
-  }
-  (void)co_await s.close();
-}
-
-// Accepts `count` connections, each echoed by handover_handler.
-Task<> handover_acceptor(Listener& listener, int count) {
-  for (int i = 0; i < count; ++i) {
-    absl::StatusOr<Stream> s = co_await listener.accept();
-    if (!s.ok()) co_return;
-    spawn(listener.context().loop(), handover_handler(std::move(*s)));
-  }
 }
 
 // write(RecvBuffer&&): the send queue sends from a large receive buffer

@@ -176,6 +176,7 @@ for ((round = 1; round <= rounds; round++)); do
     sleep 1
     t1=$(date +%s%N) c1=$(runtime_ns "$pid")
     # 2. System calls and the kernel's work over 1 s.
+    rm -f "$work/perf.csv"  # (not the last round's, should perf fail)
     perf stat -x, -e syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait \
       -e syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_recvfrom \
       -e syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmsg \
@@ -190,8 +191,10 @@ for ((round = 1; round <= rounds; round++)); do
     line=$(cat "$work/lg.json")
     rate=$(field msgs_per_sec "$line")
     rate=${rate:--}  # (no result: every figure of the round is "-", and the medians skip it)
-    count() { awk -F, -v e="$1" '$3 ~ e { s += $1 } END { print s + 0 }' "$work/perf.csv"; }
-    per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", n / r; else print "-" }'; }
+    # (An event perf did not count - refused, "<not counted>", or perf
+    # failed altogether - is "-", not 0.)
+    count() { awk -F, -v e="$1" '$3 ~ e && $1 ~ /^[0-9]+$/ { s += $1; n++ } END { if (n) print s; else print "-" }' "$work/perf.csv" 2>/dev/null || echo -; }
+    per() { awk -v n="$1" -v r="$rate" 'BEGIN { if (n != "-" && r > 0) printf "%.3f", n / r; else print "-" }'; }
     cpu=$(awk -v c=$((c1 - c0)) -v t=$((t1 - t0)) -v r="$rate" \
       'BEGIN { if (r > 0 && t > 0) printf "%.3f", c / 1e3 / (r * t / 1e9); else print "-" }')
     row="$name $rate $(per "$(count 'io_uring_enter$')") $(per "$(count 'epoll_wait$')")"

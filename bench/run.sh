@@ -280,7 +280,9 @@ if [ -n "$cc" ] && [ "$report_only" -eq 0 ]; then
       trap 'exit 130' INT TERM
       echo 32768 >/proc/sys/net/core/rps_sock_flow_entries
       netns+=(--mount)
-      netns_setup="mount -t sysfs sysfs /sys && $netns_setup && echo 3 >$lo_queue/rps_cpus"
+      # (That sysfs hides the host's tracefs, which bench/profile.sh's
+      # tracepoints need: mounted again inside, where the kernel has one.)
+      netns_setup="mount -t sysfs sysfs /sys && { mount -t tracefs nodev /sys/kernel/tracing || true; }"' && '"$netns_setup && echo 3 >$lo_queue/rps_cpus"
       netns_setup+=" && echo 32768 >$lo_queue/rps_flow_cnt"
     fi
     # shellcheck disable=SC2016  # expanded by that shell

@@ -50,13 +50,20 @@ struct NetOptions {
   // keeps it dry (a power of two; at most recv_buffers: it does not grow).
   // It gives the blocks back once a second passes in which it did not need
   // them (core/buffer_ring.h). Each grown block of 1024 costs 16.5 MiB of
-  // resident memory while it lasts. Measured (bench/run.sh, 3 interleaved
-  // rounds against the same build with the ring fixed at 1024): 1000
-  // connections pipelining 16 x 16 KiB cost 14% less server CPU per
-  // message, for the raw and the SBMP echo alike. The other 22 cells (256
-  // and 1000 connections x 1, 16 and 64 KiB, pipelined or at a fixed
-  // rate) read 0.95-1.05, but for one at 1.12 in which the ring never grew.
-  uint32_t max_recv_buffers = 4096;
+  // resident memory while it lasts. Off by default: measured with loopback's
+  // receive steered as a NIC's would be (bench/run.sh --steer-rx --cc=reno,
+  // side by side, medians of 4-5 per-round ratios of server CPU per
+  // message), a ring allowed to grow to 4096 cost the raw echo 1.09-1.27x
+  // what the fixed ring of 1024 did in all four pipelined cells of 256 and
+  // 1000 connections x 16 and 64 KiB (every round), and 2048 cost it
+  // 1.18-1.23x at 64 KiB. The SBMP echo: 1.14x at 256 x 16 KiB pipelined
+  // (every round), level elsewhere, 0.90x only in ping-pong at 1000 x 16
+  // KiB. Ping-pong of the raw echo was level. (Unsteered, growing to 4096
+  // had measured 0.86x at 1000 x 16 KiB pipelined; a bigger ring makes
+  // bigger batches, a bigger working set and sends from unregistered
+  // buffers.) Worth trying where many connections stream large messages
+  // at once and memory is cheap.
+  uint32_t max_recv_buffers = 1024;
   // Receive-side backpressure, per connection: received chunks (buffers of
   // the shared ring) a connection may hold unread before the loop stops
   // taking its bytes (2 while the ring is under a quarter free). The peer is

@@ -59,10 +59,11 @@ struct NetOptions {
   // 1.18-1.23x at 64 KiB. The SBMP echo: 1.14x at 256 x 16 KiB pipelined
   // (every round), level elsewhere, 0.90x only in ping-pong at 1000 x 16
   // KiB. Ping-pong of the raw echo was level. (Unsteered, growing to 4096
-  // had measured 0.86x at 1000 x 16 KiB pipelined; a bigger ring makes
-  // bigger batches, a bigger working set and sends from unregistered
-  // buffers.) Worth trying where many connections stream large messages
-  // at once and memory is cheap.
+  // had measured 0.86x at 1000 x 16 KiB pipelined. Likely why, not
+  // measured piece by piece: a bigger ring makes bigger batches, a bigger
+  // working set, and sends from grown buffers, which are not registered.)
+  // Worth trying where many connections stream large messages at once and
+  // memory is cheap.
   uint32_t max_recv_buffers = 1024;
   // Receive-side backpressure, per connection: received chunks (buffers of
   // the shared ring) a connection may hold unread before the loop stops

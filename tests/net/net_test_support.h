@@ -140,15 +140,6 @@ inline Task<> echo_handler(Stream s) {
   (void)co_await s.close();
 }
 
-// Accepts `count` connections (or until cancelled) and echoes each.
-inline Task<> echo_acceptor(Listener& listener, int count) {
-  for (int i = 0; i < count; ++i) {
-    absl::StatusOr<Stream> s = co_await listener.accept();
-    if (!s.ok()) co_return;
-    spawn(listener.context().loop(), echo_handler(std::move(*s)));
-  }
-}
-
 // Echoes by handing each received buffer to the send queue
 // (Stream::write(RecvBuffer&&), as examples/net/echo_server does).
 inline Task<> handover_handler(Stream s) {
@@ -160,12 +151,14 @@ inline Task<> handover_handler(Stream s) {
   (void)co_await s.close();
 }
 
-// Accepts `count` connections, each echoed by handover_handler.
-inline Task<> handover_acceptor(Listener& listener, int count) {
+// Accepts `count` connections (or until cancelled), each served by
+// `handler` (echo_handler: copied echoes; handover_handler: handed over).
+inline Task<> echo_acceptor(Listener& listener, int count,
+                            Task<> (*handler)(Stream) = echo_handler) {
   for (int i = 0; i < count; ++i) {
     absl::StatusOr<Stream> s = co_await listener.accept();
     if (!s.ok()) co_return;
-    spawn(listener.context().loop(), handover_handler(std::move(*s)));
+    spawn(listener.context().loop(), handler(std::move(*s)));
   }
 }
 

@@ -28,7 +28,7 @@ namespace coring::net {
 namespace {
 
 using namespace std::chrono_literals;
-using testing::handover_acceptor;
+using testing::echo_acceptor;
 using testing::handover_handler;
 using testing::pattern;
 using testing::PlainListener;
@@ -55,7 +55,7 @@ void echo_rounds(TestLoop& t, int rounds, LoopStats& before, LoopStats& after) {
   ASSERT_TRUE(listener.ok()) << listener.status();
   auto addr = (*listener)->local_address();
   ASSERT_TRUE(addr.ok());
-  spawn(*t.loop, handover_acceptor(**listener, 1));
+  spawn(*t.loop, echo_acceptor(**listener, 1, handover_handler));
   before = t.loop->stats();
   absl::Status s = t.run(ping_pong(*t.net, *addr, rounds, 64));
   ASSERT_TRUE(s.ok()) << s;

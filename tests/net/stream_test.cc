@@ -31,7 +31,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::echo_acceptor;
-using testing::handover_acceptor;
 using testing::handover_handler;
 using testing::pattern;
 using testing::PlainListener;
@@ -286,7 +285,7 @@ TEST(StreamTest, SendQueuesTogetherAdoptAtMostThreeQuartersOfTheRing) {
   ASSERT_TRUE(listener.ok());
   const SocketAddress addr = *(*listener)->local_address();
   constexpr int kPeers = 8;  // 8 x a share of 8 = all 64 buffers, were there no cap
-  spawn(*t.loop, handover_acceptor(**listener, kPeers + 1));
+  spawn(*t.loop, echo_acceptor(**listener, kPeers + 1, handover_handler));
   std::vector<UniqueFd> peers;
   for (int i = 0; i < kPeers; ++i) {
     UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));

@@ -58,6 +58,13 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
   # The server's CPU time is read in ns (schedstat), not 10 ms ticks: a
   # server that echoed anything used some.
   if grep -Eq '"server_cpu_s":(0\.000|-),' <<<"$line"; then fail "$what: server CPU not measured"; fi
+  # Its own CPU per message, and the user-space part of it (no more).
+  if [[ " $* " != *" --idle "* ]] &&
+    ! awk 'match($0, /"client_us_per_msg":[0-9.]+,"client_user_us_per_msg":[0-9.]+,/) {
+             split(substr($0, RSTART, RLENGTH), f, /[:,]/); ok = f[4] + 0 <= f[2] + 0 }
+           END { exit !ok }' <<<"$line"; then
+    fail "$what: client_us_per_msg and client_user_us_per_msg (at most the first)"
+  fi
   return 0
 }
 

@@ -14,7 +14,7 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # record CELL ROUND SERVER MSGS_PER_SEC: one run, every other figure equal.
 record() {
-  printf '{"server":"%s","cell":"%s","round":%d,"attempts":1,"disturbed":0,"label":"x","msgs_per_sec":%s,"p50_us":10,"p99_us":20,"server_us_per_msg":1.0,"client_us_per_msg":1.0,"server_rss_kib":%d,"errors":0,"first_error":""}\n' \
+  printf '{"server":"%s","cell":"%s","round":%d,"attempts":1,"disturbed":0,"label":"x","msgs_per_sec":%s,"p50_us":10,"p99_us":20,"server_us_per_msg":1.0,"client_us_per_msg":1.0,"client_user_us_per_msg":0.25,"server_rss_kib":%d,"errors":0,"first_error":""}\n' \
     "$3" "$1" "$2" "$4" "$((1024 * $2))"
 }
 # cell CELL ROUNDS MISSES: coring at 0.9x uring's msgs/s in the first
@@ -59,6 +59,11 @@ row=$(summary_row pingpong "256 × 64B")
 [[ $row == *"0.90× ✗ 3/5"* ]] || fail "3 of 5 missed: row '$row'"
 [ "$(firm_counts)" = "3 (2)" ] || fail "after 5 rounds: misses (firm) '$(firm_counts)', wanted 3 (2)"
 grep -q "pinned to CPU 1. 5 round(s); each run" "$work/RESULTS.md" || fail "5 rounds: header"
+# The load generator's line: its CPU per message and the user-space share of
+# it, next to the fastest raw server's (all equal here: level).
+lg_line=$(grep -A1 "^Load generator in the pipelined 16 × 64B cell" "$work/RESULTS.md" | tr '\n' ' ')
+[[ $lg_line == *"1.000 µs CPU per message (0.250 µs of it in user space) against the fastest raw server's 1.000 µs"*"level with it"* ]] ||
+  fail "load generator line: '$lg_line'"
 
 # Settling rounds 6..10 of the split cell: 8 of 10 missed is not firm, 9 is.
 for misses in 8 9; do

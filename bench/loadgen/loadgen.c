@@ -53,10 +53,11 @@
  * What is left is the kernel's, and an echo server's own: pipelined 16 x
  * 64 B over 16 connections, each connection's 16 messages come back in one
  * recv and go out again in one send (1/16 of each per message, one TCP
- * segment each way, no pure ACKs: measured), as the echo server reads and
- * writes them; the generator's user space (verifying, timing) is about a
- * tenth of its CPU (client_user_us_per_msg). So where syscalls are cheap,
- * its CPU per message is about the fastest echo server's, not below it.
+ * segment each way, next to no pure ACKs: measured), as the echo server
+ * reads and writes them; the generator's user space (verifying, timing) is
+ * about a tenth of its CPU (client_user_us_per_msg). So where syscalls are
+ * cheap, its CPU per message is about the fastest echo server's, not below
+ * it.
  *
  * Output: one JSON line on stdout, flat (no nesting, no commas in strings).
  */

@@ -365,7 +365,7 @@ END {
       (lu != "" ? sprintf(" (%.3f µs of it in user space)", lu) : "") > md
     printf "raw server's %s µs (%s)%s.\n\n", fmt(best, "%.3f"), bests, \
       (lg != "" && best != "" ? (lg < best * 0.97 ? ": it is not the bottleneck" : \
-        (lg <= best * 1.03 ? ": level with it (within 3%): both run at full CPU, so this cell cannot show a server faster than the load generator" : \
+        (lg <= best * 1.03 ? ": level with it (within 3%): both do the same TCP work per message, a recv and a send per 16 messages, so this cell cannot show a server much faster than the load generator" : \
         ": NOT below it, the load generator may limit this cell")) : "") > md
   }
   # TLS next to plain (bench/run.sh --tls): what TLS costs each framework.

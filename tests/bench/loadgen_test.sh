@@ -58,10 +58,15 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
   # The server's CPU time is read in ns (schedstat), not 10 ms ticks: a
   # server that echoed anything used some.
   if grep -Eq '"server_cpu_s":(0\.000|-),' <<<"$line"; then fail "$what: server CPU not measured"; fi
-  # Its own CPU per message, and the user-space part of it (no more).
+  # Its own CPU per message, and the user-space part of it (no more), each
+  # found by its name wherever it is in the line.
   if [[ " $* " != *" --idle "* ]] &&
-    ! awk 'match($0, /"client_us_per_msg":[0-9.]+,"client_user_us_per_msg":[0-9.]+,/) {
-             split(substr($0, RSTART, RLENGTH), f, /[:,]/); ok = f[4] + 0 <= f[2] + 0 }
+    ! awk 'function field(name,  s) {
+             if (!match($0, "\"" name "\":[0-9.]+")) return ""
+             s = substr($0, RSTART, RLENGTH); sub(/.*:/, "", s); return s
+           }
+           { all = field("client_us_per_msg"); user = field("client_user_us_per_msg")
+             ok = all != "" && user != "" && user + 0 <= all + 0 }
            END { exit !ok }' <<<"$line"; then
     fail "$what: client_us_per_msg and client_user_us_per_msg (at most the first)"
   fi

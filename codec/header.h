@@ -69,8 +69,11 @@ inline void store_be64(uint8_t* p, uint64_t v) noexcept {
 // The hcrc of a header whose magic is "SBMP", from `fields` (bytes 4..7:
 // version, flags, type) and `lo` (bytes 8..15; the hcrc bits are ignored).
 // Carry-less multiplies when the CPU has them (one well-predicted branch),
-// else the lookup tables.
-inline uint16_t sbmp_header_crc(uint32_t fields, uint64_t lo) noexcept {
+// else the lookup tables. Always inlined, as check_header() below: in
+// sbmp_echo_server (two decoders, plain and TLS) GCC made it a function of
+// its own, called by every frame's decode, with the caller's live
+// registers spilled around the call.
+[[gnu::always_inline]] inline uint16_t sbmp_header_crc(uint32_t fields, uint64_t lo) noexcept {
 #if defined(__x86_64__)
   if (kCrc16HasClmul) [[likely]]
     return crc16_sbmp_header_clmul_kernel(fields, lo);

@@ -562,14 +562,24 @@ void echo_pipelined(RawClient& c, int frames, size_t size) {
 // recv per frame; while the socket holds the next one, a frame's answer
 // waits one turn for the next frame's (StreamState::worth_waiting_a_turn),
 // so that two leave in one send. Every echo is checked.
+// That the socket holds the next frame depends on the sending thread
+// staying ahead of the server, which a busy machine can stall (the full
+// suite at -j2 on two cores once saw too many sends): up to three tries, on
+// a fresh server each. Without the pairing every try sends once per frame.
 TEST(SbmpEchoTest, AnswersToPipelinedLargeFramesLeaveInPairs) {
-  SbmpEchoServer s;
-  ASSERT_TRUE(s.status.ok()) << s.status;
-  RawClient c(s.port());
-  ASSERT_TRUE(c.connected());
   constexpr int kFrames = 48;
-  echo_pipelined(c, kFrames, 64 * 1024);
-  const NetStats stats = s.net_stats();
+  NetStats stats;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    SbmpEchoServer s;
+    ASSERT_TRUE(s.status.ok()) << s.status;
+    RawClient c(s.port());
+    ASSERT_TRUE(c.connected());
+    echo_pipelined(c, kFrames, 64 * 1024);
+    stats = s.net_stats();
+    if (stats.taken_writes >= uint64_t{kFrames} / 2 && stats.sends <= uint64_t{kFrames} * 3 / 4) {
+      break;
+    }
+  }
   EXPECT_GE(stats.taken_writes, uint64_t{kFrames} / 2) << stats.to_string();
   EXPECT_LE(stats.sends, uint64_t{kFrames} * 3 / 4) << stats.to_string();
 }

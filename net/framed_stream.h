@@ -229,7 +229,7 @@ class FramedStream {
   // framing's instructions per pipelined frame). Like any read, it ends the
   // validity of the frame read before, whatever it returns. Always false
   // with a codec without decode_whole() (FrameCodec).
-  bool try_read_frame(Frame& frame);
+  [[gnu::always_inline]] bool try_read_frame(Frame& frame);
   // co_await: absl::Status. `frame` must stay valid until the co_await ends.
   WriteFrameAwaiter write_frame(const Frame& frame) noexcept {
     return WriteFrameAwaiter(this, frame);
@@ -1112,7 +1112,7 @@ bool FramedStream<C, S>::try_read_now(std::optional<absl::StatusOr<Frame>>& out)
 }
 
 template <FrameCodec C, ByteStream S>
-bool FramedStream<C, S>::try_read_frame(Frame& frame) {
+inline bool FramedStream<C, S>::try_read_frame(Frame& frame) {
   // Only what read_frame() would find ready too, and nothing it would do
   // first but release the last frame's buffers, as it does.
   if (input_.empty() || !terminal_.ok() || closed_ || !stream_.valid()) return false;

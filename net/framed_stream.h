@@ -230,7 +230,8 @@ class FramedStream {
   // validity of the frame read before, whatever it returns. Always false
   // with a codec without decode_whole() (FrameCodec). Inlined where it is
   // called: as a call it cost every such frame six registers saved and
-  // restored, 11 of its ~470 instructions (sbmp_echo_server, callgrind).
+  // restored, 11 of the frame's ~470 instructions (sbmp_echo_server,
+  // callgrind).
   [[gnu::always_inline]] bool try_read_frame(Frame& frame);
   // co_await: absl::Status. `frame` must stay valid until the co_await ends.
   WriteFrameAwaiter write_frame(const Frame& frame) noexcept {

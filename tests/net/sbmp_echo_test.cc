@@ -569,6 +569,8 @@ void echo_pipelined(RawClient& c, int frames, size_t size) {
 // frame (44 sends for the 48).
 TEST(SbmpEchoTest, AnswersToPipelinedLargeFramesLeaveInPairs) {
   constexpr int kFrames = 48;
+  constexpr uint64_t kMinTaken = kFrames / 2;
+  constexpr uint64_t kMaxSends = kFrames * 3 / 4;
   NetStats stats;
   for (int attempt = 0; attempt < 3; ++attempt) {
     SbmpEchoServer s;
@@ -577,12 +579,10 @@ TEST(SbmpEchoTest, AnswersToPipelinedLargeFramesLeaveInPairs) {
     ASSERT_TRUE(c.connected());
     echo_pipelined(c, kFrames, 64 * 1024);
     stats = s.net_stats();
-    if (stats.taken_writes >= uint64_t{kFrames} / 2 && stats.sends <= uint64_t{kFrames} * 3 / 4) {
-      break;
-    }
+    if (stats.taken_writes >= kMinTaken && stats.sends <= kMaxSends) break;
   }
-  EXPECT_GE(stats.taken_writes, uint64_t{kFrames} / 2) << stats.to_string();
-  EXPECT_LE(stats.sends, uint64_t{kFrames} * 3 / 4) << stats.to_string();
+  EXPECT_GE(stats.taken_writes, kMinTaken) << stats.to_string();
+  EXPECT_LE(stats.sends, kMaxSends) << stats.to_string();
 }
 
 // echo_pipelined(), then a small frame, whose echo must come at once.

@@ -25,8 +25,11 @@
 # (dynamic linking, pools, the handshake, warm-up) cancelled out. The
 # kernel's share is not counted: callgrind sees user space only.
 # Callgrind also simulates the caches (32 KiB L1 data, and 512 KiB as the
-# last level, the size of this host's L2): a message's cache misses are the
-# lines it needs from beyond 512 KiB (here: L3 or memory).
+# last level): a message's cache misses are the lines it needs from beyond
+# 512 KiB. The size is fixed, not the host's L2 (512 KiB on the host it was
+# chosen on, 2 MiB on a later one), so that counts compare between runs;
+# callgrind sees none of the kernel's use of the cache between messages
+# anyway, which a real L2 shares.
 # Prints the commit, then a markdown table: instructions and cache misses
 # per message in all, and the functions with the most of each (their own,
 # inlined code included).

@@ -5,6 +5,9 @@ set terminal pngcairo size 900,560 noenhanced font ',10'
 set key outside right top
 set grid
 set datafile missing '?'
+# (gnuplot's own colours repeat from the ninth server on)
+set linetype 9 lc rgb '#8c564b'
+set linetype 10 lc rgb '#7f7f7f'
 
 set output 'throughput_vs_size.png'
 set title t1

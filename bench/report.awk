@@ -73,6 +73,53 @@ function kfirm(n,    k, c, tail, best) {
   return best
 }
 
+# The chance that a fair coin per round makes a cell of n rounds a firm miss
+# (mark()): the sign test's tail from kfirm(n), or every round below 5.
+function pfirm(n,    k, c, p) {
+  if (n < 5) return 1 / 2 ^ n
+  p = 0; c = 1  # c = C(n, k)
+  for (k = n; k >= kfirm(n); --k) { p += c / 2 ^ n; c = c * k / (n - k + 1) }
+  return p
+}
+
+# The A/A control (run.sh: coring_again, coring again): its ratio x to
+# coring as a deviation from 1 either way, x or 1/x.
+function dev(x) { return x >= 1 ? x : 1 / x }
+# The control's spread of metric m: the deviation that 90% of its cells'
+# median ratios stay within (msgs/s: not at a fixed rate, where every server
+# gets the load offered). Sets aa_lo[m], aa_hi[m] (the extremes), aa_n[m]
+# (cells), aa_firm[m] (cells the sign test calls firm either way) and
+# aa_chance[m] (how many chance alone would).
+function control_spread(m,    i, c, p, x, list, n, a, kn, kb, f, j, t) {
+  list = ""; n = 0; aa_lo[m] = ""; aa_hi[m] = ""; aa_firm[m] = 0; aa_chance[m] = 0
+  for (i = 1; i <= ncells; ++i) {
+    c = cells[i]; split(c, p, ":")
+    if (m == "msgs_per_sec" && p[1] == "rate") continue
+    x = ratio(c, control, "coring", m)
+    if (x == "") continue
+    ++n; list = list " " dev(x)
+    if (aa_lo[m] == "" || x < aa_lo[m]) aa_lo[m] = x
+    if (aa_hi[m] == "" || x > aa_hi[m]) aa_hi[m] = x
+    # (Rounds above 1, then below: a round level with coring is neither.)
+    split(misses(c, control, "coring", m, 1, 0), kn, " ")
+    split(misses(c, control, "coring", m, 1, 1), kb, " ")
+    if (kn[2] > 0) {
+      f = kfirm(kn[2] + 0)
+      if (kn[1] == kn[2] || kn[1] + 0 >= f || kb[1] == kn[2] || kb[1] + 0 >= f) ++aa_firm[m]
+      aa_chance[m] += 2 * pfirm(kn[2] + 0)
+    }
+  }
+  aa_n[m] = n
+  if (n == 0) return ""
+  n = split(list, a, " ")
+  for (i = 2; i <= n; ++i) {  # (insertion sort, as median())
+    t = a[i] + 0
+    for (j = i - 1; j >= 1 && a[j] + 0 > t; --j) a[j + 1] = a[j]
+    a[j + 1] = t
+  }
+  return a[int(0.9 * n + 0.999999)] + 0
+}
+
 # The rounds of cell c in which a's metric m over b's missed lim (from below
 # if up, else from above), as "k n".
 function misses(c, a, b, m, lim, up,    q, n, i, k) {
@@ -85,11 +132,21 @@ function misses(c, a, b, m, lim, up,    q, n, i, k) {
 # " ✗ k/n" after ratio x when it missed its target lim: in k of the n rounds
 # the cell missed it. Counts misses in missed[col], firm ones (kfirm(); with
 # fewer than 5 rounds, a miss in every round) in firm[col].
-function mark(col, x, c, a, b, m, lim, up,    kn) {
-  if (x == "" || (up ? x >= lim : x <= lim)) return ""
+# With the A/A control (noise[m] set: its spread), counts in beyond[col]
+# the firm misses past the target by more than that. In chance[col]: how
+# many firm misses a column of cells sitting exactly on their targets would
+# show by chance alone (a coin per round).
+function mark(col, x, c, a, b, m, lim, up,    kn, f, w) {
   split(misses(c, a, b, m, lim, up), kn, " ")
+  if (kn[2] > 0) chance[col] += pfirm(kn[2] + 0)
+  if (x == "" || (up ? x >= lim : x <= lim)) return ""
   ++missed[col]
-  if (kn[1] == kn[2] || kn[1] + 0 >= kfirm(kn[2] + 0)) ++firm[col]
+  f = (kn[1] == kn[2] || kn[1] + 0 >= kfirm(kn[2] + 0))
+  if (f) ++firm[col]
+  # (At a fixed rate, msgs/s only says whether the server kept up: no
+  # noise widens that.)
+  w = (m in noise) && !(m == "msgs_per_sec" && c ~ /^rate:/) ? noise[m] : 1
+  if (f && (up ? x < lim / w : x > lim * w)) ++beyond[col]
   return " ✗ " kn[1] "/" kn[2]
 }
 
@@ -279,6 +336,7 @@ FILENAME ~ /idle/ {
 
 END {
   ref = "uring"
+  control = "coring_again"
   set_targets()
   if (list_unsettled) {  # run.sh --settle: the cells to run again, one a line
     for (i = 1; i <= ncells; ++i) if (unsettled(cells[i])) print cells[i]
@@ -305,14 +363,21 @@ END {
   printf "--threads=1); `uring`/`uring_sbmp` = bench/baselines/uring_echo [--sbmp]; `asio_uring`,\n" > md
   printf "`asio_epoll` = standalone Asio 1.22 with C++20 coroutines on its io_uring / epoll backend;\n" > md
   printf "`epoll`/`epoll_sbmp` = bench/baselines/epoll_echo.c [--sbmp]. The SBMP servers speak SBMP frames (HELLO first,\n" > md
-  printf "16-byte header per message), so their msgs/s are not the raw servers' msgs/s.\n\n" > md
+  printf "16-byte header per message), so their msgs/s are not the raw servers' msgs/s.%s\n\n", \
+    (has(control) ? " `" control "` = `coring` again: the A/A control (see the summary)." : "") > md
 
   # ---- Summary: the issue's targets ----
   printf "## Summary\n\n" > md
   if (has("coring") && has(ref)) {
+    aa = has(control)
+    if (aa) {
+      x = control_spread("server_us_per_msg"); if (x != "") noise["server_us_per_msg"] = x
+      x = control_spread("msgs_per_sec"); if (x != "") noise["msgs_per_sec"] = x
+    }
     printf "Targets of issue #11, per cell (median of per-round ratios):\n\n" > md
-    printf "| mode | cell | coring ÷ uring msgs/s (≥1) | coring ÷ uring µs/msg (≤1) | coring ÷ asio_uring µs/msg (≤0.85) | coring_sbmp ÷ coring µs/msg (≤1.15) | coring_sbmp ÷ uring_sbmp msgs/s (≥1) |\n" > md
-    printf "|---|---|---|---|---|---|---|\n" > md
+    printf "| mode | cell | coring ÷ uring msgs/s (≥1) | coring ÷ uring µs/msg (≤1) | coring ÷ asio_uring µs/msg (≤0.85) | coring_sbmp ÷ coring µs/msg (≤1.15) | coring_sbmp ÷ uring_sbmp msgs/s (≥1) |%s\n", \
+      (aa ? " A/A control: " control " ÷ coring µs/msg (1 but for noise) |" : "") > md
+    printf "|---|---|---|---|---|---|---|%s\n", (aa ? "---|" : "") > md
     for (i = 1; i <= ncells; ++i) {
       c = cells[i]; split(c, p, ":")
       printf "| %s | %s |", p[1], cell_name(c) > md
@@ -320,6 +385,7 @@ END {
         x = target_ratio(t, c)
         printf " %s%s |", fmt_ratio(x), mark(t, x, c, t_a[t], t_b[t], t_m[t], target_lim(t, c), t_up[t]) > md
       }
+      if (aa) printf " %s |", fmt_ratio(ratio(c, control, "coring", "server_us_per_msg")) > md
       printf "\n" > md
       # (At a fixed rate msgs/s counts toward nothing: see set_targets().)
       a = target_ratio(1, c); b = target_ratio(2, c)
@@ -333,6 +399,26 @@ END {
     printf "the time: 5 of 5, 9 of 10, 12 of 15 (every round, below 5 rounds).\n" > md
     printf "Misses (firm) per column, left to right: %d (%d), %d (%d), %d (%d), %d (%d), %d (%d).\n", \
       missed[1], firm[1], missed[2], firm[2], missed[3], firm[3], missed[4], firm[4], missed[5], firm[5] > md
+    # (Many cells, each tested at 5%: some firm misses come by chance.)
+    printf "Were every cell exactly on its target, chance alone would make about %.1f, %.1f, %.1f, %.1f, %.1f\n", \
+      chance[1], chance[2], chance[3], chance[4], chance[5] > md
+    printf "of them firm misses (each cell's rounds a coin toss; the sign test at 5%% per cell).\n" > md
+    if (aa) {
+      printf "\nA/A control: `%s` is `coring` again (the same binary and flags, a server of its own taking\n", control > md
+      printf "turns like the others), so any gap between the two is the host's. Over the %d cells its µs/msg\n", aa_n["server_us_per_msg"] > md
+      printf "came out %.2f× to %.2f× of coring's, 90%% of the cells within %.2f× either way", \
+        aa_lo["server_us_per_msg"], aa_hi["server_us_per_msg"], noise["server_us_per_msg"] > md
+      if ("msgs_per_sec" in noise)
+        printf "; its msgs/s %.2f× to %.2f×\n(90%% within %.2f×) over the %d ping-pong and pipelined cells", \
+          aa_lo["msgs_per_sec"], aa_hi["msgs_per_sec"], noise["msgs_per_sec"], aa_n["msgs_per_sec"] > md
+      printf ". The sign test called %d of the µs/msg cells firm either way (chance alone: about %.1f)", \
+        aa_firm["server_us_per_msg"], aa_chance["server_us_per_msg"] > md
+      if ("msgs_per_sec" in noise)
+        printf " and %d of the msgs/s cells (about %.1f)", aa_firm["msgs_per_sec"], aa_chance["msgs_per_sec"] > md
+      printf ", with no difference to find.\n" > md
+      printf "Firm misses past their target by more than that spread (beyond this run's noise), per column: %d, %d, %d, %d, %d.\n", \
+        beyond[1], beyond[2], beyond[3], beyond[4], beyond[5] > md
+    }
     printf "coring reaches ≥1.0× uring msgs/s in %d of %d ping-pong and pipelined cells, and\n", wa, na > md
     printf "≤1.0× uring's server CPU per message in %d of %d cells.\n\n", wb, nb > md
     # The same, per mode: the fixed rate is the fair comparison of CPU cost.
@@ -353,7 +439,7 @@ END {
   if (lc != "") {
     best = ""; bests = ""
     for (j = 1; j <= nservers; ++j) {
-      if (servers[j] ~ /sbmp/) continue
+      if (servers[j] ~ /sbmp/ || servers[j] == control) continue
       x = med(lc, servers[j], "server_us_per_msg")
       if (x != "" && (best == "" || x < best)) { best = x; bests = servers[j] }
     }

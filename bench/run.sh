@@ -2,7 +2,7 @@
 # bench/run.sh: puts coring's echo servers next to the servers a user would
 # pick instead, with one load generator for all (bench/loadgen/loadgen.c).
 #
-#   bench/run.sh            the full matrix (about 40 min): writes bench/RESULTS.md,
+#   bench/run.sh            the full matrix (about an hour): writes bench/RESULTS.md,
 #                           bench/results.json and bench/plots/*.png
 #   bench/run.sh --quick    a reduced matrix in about a minute (results in
 #                           build/bench/quick only; bench/RESULTS.md is left alone)
@@ -16,9 +16,10 @@
 #   rounds missed it, some did not, neither firm by a sign test at 5% - gets
 #   more rounds, run by the servers the targets compare, until every verdict
 #   is firm either way or it has had N rounds), --seconds=S (measured window per run),
-#   --warmup=S, --servers=a,b (of coring, coring_sbmp, uring, uring_sbmp, asio_uring,
-#   asio_epoll, epoll, epoll_sbmp - the default - asio_uring_sbmp, asio_epoll_sbmp,
-#   coring_tls, coring_tls_sbmp, asio_tls, asio_tls_sbmp, coring_base, coring_sbmp_base)
+#   --warmup=S, --servers=a,b (of coring, coring_again, coring_sbmp, uring, uring_sbmp,
+#   asio_uring, asio_epoll, epoll, epoll_sbmp - the default - asio_uring_sbmp,
+#   asio_epoll_sbmp, coring_tls, coring_tls_sbmp, asio_tls, asio_tls_sbmp, coring_base,
+#   coring_sbmp_base; coring_again is a second coring, the A/A control below)
 #   --conns=1,16 (1 to 100000) --sizes=64,1024 (bytes, 1 to 1048576)
 #   --modes=pingpong,pipe16,rate,handshakes (pipeN: N in flight, 1 to 4096),
 #   --idle-conns=N (memory cell; 0: skip), --out=DIR (build/bench/results),
@@ -52,6 +53,11 @@
 # flagged and repeated (at most BENCH_RETRIES times, then kept and counted as
 # disturbed). Each cell reports the median over rounds, and each round's
 # ratio to the raw liburing baseline (uring) with the median of those ratios.
+# The A/A control: coring_again is the coring server again, the same binary
+# and flags, a server of its own taking turns like the others. Any gap
+# between it and coring is the host's, so its spread over the cells is the
+# run's noise floor: the report counts a target's miss as beyond noise only
+# when it is firm and past the target by more than that spread.
 # Servers named *_tls (or *_tls_sbmp) speak TLS 1.3 with a self-signed
 # certificate made for the run; the load generator then runs with --tls, and
 # the mode "handshakes" (TLS servers only) counts full handshakes per second
@@ -106,7 +112,7 @@ root=$PWD
 source scripts/deps.sh
 
 report_only=0 quick=0 tls=0 steer_rx=0 cc='' micro=1 rounds=3 settle=0 seconds=1.0 warmup=0.3 idle_conns=10000 write_results=1
-servers=coring,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
+servers=coring,coring_again,coring_sbmp,uring,uring_sbmp,asio_uring,asio_epoll,epoll,epoll_sbmp
 conns_list=1,16,256,1000 sizes_list=64,1024,16384,65536 modes_list=pingpong,pipe16,rate
 out=${BUILD_ROOT:-build}/bench/results
 user_set=()
@@ -168,7 +174,7 @@ fi
 # half-way (--sizes=1.5).
 source bench/option_checks.sh
 bad_value() { echo "bench/run.sh: $* (see --help)" >&2; exit 1; }
-known_servers=(coring coring_sbmp coring_base coring_sbmp_base uring uring_sbmp asio_uring
+known_servers=(coring coring_again coring_sbmp coring_base coring_sbmp_base uring uring_sbmp asio_uring
   asio_uring_sbmp asio_epoll asio_epoll_sbmp coring_tls coring_tls_sbmp asio_tls asio_tls_sbmp
   epoll epoll_sbmp)
 server_known() { [[ " ${known_servers[*]} " == *" $1 "* && $1 =~ ^[a-z_]+$ ]]; }
@@ -301,7 +307,7 @@ tls_dir=  # the run's certificate, made when a TLS server is asked for
 tls_flags() { echo "--tls_cert=$tls_dir/cert.pem --tls_key=$tls_dir/key.pem"; }
 server_cmd() {  # server_cmd NAME: prints the command line (after taskset)
   case $1 in
-    coring) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
+    coring | coring_again) echo "$B/examples/net/echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     coring_sbmp) echo "$B/examples/net/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
     coring_base) echo "${BENCH_BASE:?coring_base needs BENCH_BASE}/echo_server --host=127.0.0.1 --port=0 --threads=1" ;;
     coring_sbmp_base) echo "${BENCH_BASE:?coring_sbmp_base needs BENCH_BASE}/sbmp_echo_server --host=127.0.0.1 --port=0 --threads=1 --stats" ;;
@@ -451,7 +457,7 @@ enter_counts() {  # enter_counts FILE: every count the server printed, in order
   sed -n 's/.*submit_calls=\([0-9]*\).*/\1/p; s/^uring_echo: enters=\([0-9]*\)$/\1/p' "$1"
 }
 server_enters() {  # server_enters NAME
-  case $1 in coring | coring_sbmp | coring_sbmp_base | uring | uring_sbmp) ;; *) return 0 ;; esac
+  case $1 in coring | coring_again | coring_sbmp | coring_sbmp_base | uring | uring_sbmp) ;; *) return 0 ;; esac
   local f=$work/$1.out n0 n
   n0=$(enter_counts "$f" | wc -l)
   kill -USR1 "${pid_of[$1]}" 2>/dev/null || return 0
@@ -552,7 +558,7 @@ done
 # until none is split (bench/report.awk lists them) or they had --settle
 # rounds.
 settle_servers=()
-for s in coring uring asio_uring coring_sbmp uring_sbmp; do
+for s in coring coring_again uring asio_uring coring_sbmp uring_sbmp; do  # (the control: its rounds too)
   [[ " ${server_names[*]} " != *" $s "* ]] || settle_servers+=("$s")
 done
 rounds_shown=$settle
@@ -645,14 +651,18 @@ awk -v out="$out" -v cmdline="$command_line" -v host="$host" -v rounds="$matrix_
 # at a fixed rate (bench/profile.sh), at the end of the micro-benchmarks'
 # section.
 if [ -f "$micro_dir/instructions.md" ] || [ -f "$micro_dir/profile.md" ]; then
+  # (The simulated cache is fixed, so that counts compare between runs; the
+  # host's own L2 is said beside it: hosts differ, and this one changed.)
+  l2=$(cat /sys/devices/system/cpu/cpu0/cache/index2/size 2>/dev/null || true)
   awk -v instructions="$micro_dir/instructions.md" -v profile="$micro_dir/profile.md" \
-    -v profile_load="${profile_load[*]}" '
+    -v profile_load="${profile_load[*]}" -v l2="${l2:-unknown}" '
     /^## Details/ {
       if ((getline line < instructions) > 0) {
         print "User-space instructions and cache misses per message, counted by callgrind (bench/instructions.sh:"
         print "first the in-process echoes, server and client in one process, from the difference between two"
         print "runs of fixed iteration counts; then each server alone under the load generator at a fixed rate;"
-        print "a miss is a line from beyond a simulated 512 KiB cache, the size of this host'"'"'s L2):"
+        print "a miss is a line from beyond a simulated 512 KiB cache, the same size on every host so that counts compare;"
+        print "this host'"'"'s L2 per core: " l2 "):"
         print ""
         do print line; while ((getline line < instructions) > 0)
         print ""

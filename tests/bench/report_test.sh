@@ -89,5 +89,49 @@ done
 grep -qE "^\| 256 × 64B \| coring \|.*\| 3\.0 \|" "$work/RESULTS.md" ||
   fail "RSS of a settled cell: $(grep -E '^\| 256 × 64B \| coring \|' "$work/RESULTS.md")"
 
+# The A/A control (coring_again, coring again): its spread over the cells
+# is the noise floor, and a firm miss counts as beyond noise only past the
+# target by more than that. Ten cells; the control's µs/msg is 1.00x to
+# 1.09x of coring's (90% of the cells within 1.08x); coring's is 1.05x
+# uring's in one cell and 1.20x in another, every round: two firm misses,
+# one of them beyond the noise.
+# usrec CELL ROUND SERVER US_PER_MSG: one run with that server µs/msg.
+usrec() {
+  printf '{"server":"%s","cell":"%s","round":%d,"attempts":1,"disturbed":0,"label":"x","msgs_per_sec":1000,"p50_us":10,"p99_us":20,"server_us_per_msg":%s,"client_us_per_msg":1.0,"client_user_us_per_msg":0.25,"server_rss_kib":1024,"errors":0,"first_error":""}\n' \
+    "$3" "$1" "$2" "$4"
+}
+{
+  for i in 0 1 2 3 4 5 6 7 8 9; do
+    c=pingpong:$((i + 1)):64 coring_us=1.0
+    [ "$i" -eq 3 ] && coring_us=1.05
+    [ "$i" -eq 7 ] && coring_us=1.2
+    for r in 1 2 3 4 5; do
+      usrec "$c" "$r" uring 1.0
+      usrec "$c" "$r" coring "$coring_us"
+      usrec "$c" "$r" coring_again "$(awk -v u="$coring_us" -v i="$i" 'BEGIN { print u * (1 + i / 100) }')"
+    done
+  done
+} >"$runs"
+report 5
+[ "$(sed -n 's/^Misses (firm) per column, left to right: [^,]*, \([^,]*\),.*/\1/p' "$work/RESULTS.md")" = "2 (2)" ] ||
+  fail "control: misses (firm) $(grep '^Misses (firm)' "$work/RESULTS.md")"
+grep -q "per column: 0, 1, 0, 0, 0\.$" "$work/RESULTS.md" ||
+  fail "control: beyond noise $(grep 'beyond this run' "$work/RESULTS.md")"
+aa_text=$(sed -n '/^A\/A control:/,/^Firm misses past/p' "$work/RESULTS.md" | tr '\n' ' ')
+[[ $aa_text == *"came out 1.00× to 1.09× of coring's, 90% of the cells within 1.08× either way"* ]] ||
+  fail "control: spread '$aa_text'"
+# Cells 1..9 of the control are above coring in every round: firm, though
+# the servers are the same (cell 0 is level: neither way).
+[[ $aa_text == *"The sign test called 9 of the µs/msg cells firm either way (chance alone: about 0.6)"* ]] ||
+  fail "control: firm cells '$aa_text'"
+row=$(summary_row pingpong "8 × 64B")
+[[ $row == *"| 1.20× ✗ 5/5 |"*"| 1.07× |" ]] || fail "control: row '$row'"
+grep -q "Were every cell exactly on its target, chance alone would make about 0.3, 0.3, 0.0, 0.0, 0.0$" \
+  "$work/RESULTS.md" || fail "chance: $(grep 'Were every cell' "$work/RESULTS.md")"
+# Without the control there is no spread to go by, and no such line.
+grep -v coring_again "$runs" >"$work/kept" && mv "$work/kept" "$runs"
+report 5
+! grep -q "beyond this run's noise\|A/A control" "$work/RESULTS.md" || fail "no control: still a control line"
+
 [ "$failures" -eq 0 ] && echo "bench.report: all passed"
 exit $((failures > 0))

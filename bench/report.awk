@@ -138,7 +138,8 @@ function misses(c, a, b, m, lim, up,    q, n, i, k) {
 # show by chance alone (a coin per round).
 function mark(col, x, c, a, b, m, lim, up,    kn, f, w) {
   split(misses(c, a, b, m, lim, up), kn, " ")
-  if (kn[2] > 0) chance[col] += pfirm(kn[2] + 0)
+  # (At a fixed rate msgs/s is the offered load, not a coin toss.)
+  if (kn[2] > 0 && !(m == "msgs_per_sec" && c ~ /^rate:/)) chance[col] += pfirm(kn[2] + 0)
   if (x == "" || (up ? x >= lim : x <= lim)) return ""
   ++missed[col]
   f = (kn[1] == kn[2] || kn[1] + 0 >= kfirm(kn[2] + 0))

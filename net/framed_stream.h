@@ -970,15 +970,69 @@ class FramedStream<C, S>::WriteFrameAwaiter {
     }
   }
 
-  bool await_ready() {
-    FramedStream& s = *self_;
-    if (s.closed_ || !s.stream_.valid()) {
-      finish(s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed") : s.terminal_);
-      return true;
+  // The common case - an echo sent as received, queued at once in the
+  // receive buffer it came in - inlined into the writer's coroutine: as a
+  // call, saving and restoring the registers it uses cost every frame as
+  // much as the queueing. Everything else is ready_slow()'s.
+  [[gnu::always_inline]] bool await_ready() {
+    if constexpr (std::is_same_v<S, Stream>) {
+      FramedStream& s = *self_;
+      if (!s.closed_ && s.stream_.valid()) {
+        if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) [[unlikely]] {
+          finish(std::move(st));
+          return true;
+        }
+        const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
+        if (parts.size() == 1 && s.shared_ && inside(parts[0], s.received_) && !s.has_output() &&
+            s.stream_.state()->queues_now(parts[0].size())) {
+          s.stream_.state()->queue_in_shared_now(parts[0]);
+          done_ = Done::kQueued;
+          return true;
+        }
+        return ready_slow(/*encoded=*/true);
+      }
     }
-    if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) {
-      finish(std::move(st));
-      return true;
+    return ready_slow(/*encoded=*/false);
+  }
+  template <class Promise>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
+    if (done_ == Done::kSlow) {
+      return typename Task<absl::Status>::Awaiter(slow_.handle()).await_suspend(h);
+    }
+    write_.await_suspend(h);
+    return std::noop_coroutine();
+  }
+  absl::Status await_resume() {
+    switch (done_) {
+      case Done::kQueued:
+        return absl::OkStatus();
+      case Done::kStatus:
+        return std::move(status_);
+      case Done::kSlow:
+        return slow_.handle().promise().take_result();
+      case Done::kWrite:
+        return write_.await_resume();
+      case Done::kNothing:
+        break;
+    }
+    return absl::InternalError("write_frame: resumed before it was started");
+  }
+
+ private:
+  // await_ready() but for its common case; `encoded`: encoded_ holds the
+  // frame already.
+  [[gnu::noinline]] bool ready_slow(bool encoded) {
+    FramedStream& s = *self_;
+    if (!encoded) {
+      if (s.closed_ || !s.stream_.valid()) {
+        finish(s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed")
+                                : s.terminal_);
+        return true;
+      }
+      if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) {
+        finish(std::move(st));
+        return true;
+      }
     }
     if (s.has_output()) {
       std::construct_at(&slow_, s.flush_then_write(encoded_));
@@ -1021,31 +1075,6 @@ class FramedStream<C, S>::WriteFrameAwaiter {
       return false;
     }
   }
-  template <class Promise>
-  std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
-    if (done_ == Done::kSlow) {
-      return typename Task<absl::Status>::Awaiter(slow_.handle()).await_suspend(h);
-    }
-    write_.await_suspend(h);
-    return std::noop_coroutine();
-  }
-  absl::Status await_resume() {
-    switch (done_) {
-      case Done::kQueued:
-        return absl::OkStatus();
-      case Done::kStatus:
-        return std::move(status_);
-      case Done::kSlow:
-        return slow_.handle().promise().take_result();
-      case Done::kWrite:
-        return write_.await_resume();
-      case Done::kNothing:
-        break;
-    }
-    return absl::InternalError("write_frame: resumed before it was started");
-  }
-
- private:
   void finish(absl::Status status) {
     std::construct_at(&status_, std::move(status));
     done_ = Done::kStatus;

@@ -83,8 +83,9 @@ function pfirm(n,    k, c, p) {
 }
 
 # The A/A control (run.sh: coring_again, coring again): its ratio x to
-# coring as a deviation from 1 either way, x or 1/x.
-function dev(x) { return x >= 1 ? x : 1 / x }
+# coring as a deviation from 1 either way, x or 1/x (a control that echoed
+# nothing, x = 0: no bound at all).
+function dev(x) { return x >= 1 ? x : (x > 0 ? 1 / x : 1e9) }
 # The control's spread of metric m: the deviation that 90% of its cells'
 # median ratios stay within (msgs/s: not at a fixed rate, where every server
 # gets the load offered). Sets aa_lo[m], aa_hi[m] (the extremes), aa_n[m]

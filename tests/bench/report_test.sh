@@ -128,6 +128,10 @@ row=$(summary_row pingpong "8 × 64B")
 [[ $row == *"| 1.20× ✗ 5/5 |"*"| 1.07× |" ]] || fail "control: row '$row'"
 grep -q "Were every cell exactly on its target, chance alone would make about 0.3, 0.3, 0.0, 0.0, 0.0$" \
   "$work/RESULTS.md" || fail "chance: $(grep 'Were every cell' "$work/RESULTS.md")"
+# A control that echoed nothing in a cell (msgs/s 0) leaves the report whole.
+sed -i '/"server":"coring_again","cell":"pingpong:1:64"/s/"msgs_per_sec":1000/"msgs_per_sec":0/' "$runs"
+report 5
+grep -q "^A/A control:" "$work/RESULTS.md" || fail "control at 0 msgs/s: no control line"
 # Without the control there is no spread to go by, and no such line.
 grep -v coring_again "$runs" >"$work/kept" && mv "$work/kept" "$runs"
 report 5

@@ -18,14 +18,20 @@ function parse(line, rec,    n, parts, i, kv, k, v) {
   }
 }
 
-function median(list,    a, n, i, j, t) {
+# The numbers of the space-separated list, ascending, into a[1..n]; n.
+function sorted(list, a,    n, i, j, t) {
   n = split(list, a, " ")
-  if (n == 0) return ""
   for (i = 2; i <= n; ++i) {  # insertion sort: a handful of values
     t = a[i] + 0
     for (j = i - 1; j >= 1 && a[j] + 0 > t; --j) a[j + 1] = a[j]
     a[j + 1] = t
   }
+  return n
+}
+
+function median(list,    a, n) {
+  n = sorted(list, a)
+  if (n == 0) return ""
   if (n % 2) return a[(n + 1) / 2] + 0
   return (a[n / 2] + a[n / 2 + 1]) / 2
 }
@@ -82,6 +88,10 @@ function pfirm(n,    k, c, p) {
   return p
 }
 
+# At a fixed rate msgs/s is the load offered, the same for every server:
+# it only says whether a server kept up, and is no coin toss.
+function offered(c, m) { return m == "msgs_per_sec" && c ~ /^rate:/ }
+
 # The A/A control (run.sh: coring_again, coring again): its ratio x to
 # coring as a deviation from 1 either way, x or 1/x (a control that echoed
 # nothing, x = 0: no bound at all).
@@ -91,11 +101,11 @@ function dev(x) { return x >= 1 ? x : (x > 0 ? 1 / x : 1e9) }
 # gets the load offered). Sets aa_lo[m], aa_hi[m] (the extremes), aa_n[m]
 # (cells), aa_firm[m] (cells the sign test calls firm either way) and
 # aa_chance[m] (how many chance alone would).
-function control_spread(m,    i, c, p, x, list, n, a, kn, kb, f, j, t) {
+function control_spread(m,    i, c, x, list, n, a, kn, kb, f) {
   list = ""; n = 0; aa_lo[m] = ""; aa_hi[m] = ""; aa_firm[m] = 0; aa_chance[m] = 0
   for (i = 1; i <= ncells; ++i) {
-    c = cells[i]; split(c, p, ":")
-    if (m == "msgs_per_sec" && p[1] == "rate") continue
+    c = cells[i]
+    if (offered(c, m)) continue
     x = ratio(c, control, "coring", m)
     if (x == "") continue
     ++n; list = list " " dev(x)
@@ -112,12 +122,7 @@ function control_spread(m,    i, c, p, x, list, n, a, kn, kb, f, j, t) {
   }
   aa_n[m] = n
   if (n == 0) return ""
-  n = split(list, a, " ")
-  for (i = 2; i <= n; ++i) {  # (insertion sort, as median())
-    t = a[i] + 0
-    for (j = i - 1; j >= 1 && a[j] + 0 > t; --j) a[j + 1] = a[j]
-    a[j + 1] = t
-  }
+  sorted(list, a)
   return a[int(0.9 * n + 0.999999)] + 0
 }
 
@@ -139,15 +144,12 @@ function misses(c, a, b, m, lim, up,    q, n, i, k) {
 # show by chance alone (a coin per round).
 function mark(col, x, c, a, b, m, lim, up,    kn, f, w) {
   split(misses(c, a, b, m, lim, up), kn, " ")
-  # (At a fixed rate msgs/s is the offered load, not a coin toss.)
-  if (kn[2] > 0 && !(m == "msgs_per_sec" && c ~ /^rate:/)) chance[col] += pfirm(kn[2] + 0)
+  if (kn[2] > 0 && !offered(c, m)) chance[col] += pfirm(kn[2] + 0)
   if (x == "" || (up ? x >= lim : x <= lim)) return ""
   ++missed[col]
   f = (kn[1] == kn[2] || kn[1] + 0 >= kfirm(kn[2] + 0))
   if (f) ++firm[col]
-  # (At a fixed rate, msgs/s only says whether the server kept up: no
-  # noise widens that.)
-  w = (m in noise) && !(m == "msgs_per_sec" && c ~ /^rate:/) ? noise[m] : 1
+  w = (m in noise) && !offered(c, m) ? noise[m] : 1
   if (f && (up ? x < lim / w : x > lim * w)) ++beyond[col]
   return " ✗ " kn[1] "/" kn[2]
 }

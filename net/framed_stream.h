@@ -598,7 +598,7 @@ class FramedStream {
       // (First the common case, cheaply: an echo sent as received, one part,
       // all of it in the buffer shared already, which is the shared SendBuf's
       // bytes: queued with no more checks.)
-      if (parts.size() == 1 && shared_ && inside(parts[0], received_)) {
+      if (in_shared(parts)) {
         if (!stream_.state()->queues_now(bytes)) return false;
         stream_.state()->queue_in_shared_now(parts[0]);
         return true;
@@ -607,6 +607,10 @@ class FramedStream {
     } else {
       return false;
     }
+  }
+  // queue_shared()'s common case (and write_frame()'s, inlined there).
+  bool in_shared(absl::Span<const absl::Span<const uint8_t>> parts) const noexcept {
+    return parts.size() == 1 && shared_ && inside(parts[0], received_);
   }
   // queue_shared() but for its common case.
   bool share_and_queue(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) {
@@ -975,24 +979,22 @@ class FramedStream<C, S>::WriteFrameAwaiter {
   // call, saving and restoring the registers it uses cost every frame as
   // much as the queueing. Everything else is ready_slow()'s.
   [[gnu::always_inline]] bool await_ready() {
+    FramedStream& s = *self_;
+    if (s.closed_ || !s.stream_.valid()) [[unlikely]]
+      return finish_closed();
+    if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) [[unlikely]] {
+      finish(std::move(st));
+      return true;
+    }
     if constexpr (std::is_same_v<S, Stream>) {
-      FramedStream& s = *self_;
-      if (!s.closed_ && s.stream_.valid()) {
-        if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) [[unlikely]] {
-          finish(std::move(st));
-          return true;
-        }
-        const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
-        if (parts.size() == 1 && s.shared_ && inside(parts[0], s.received_) && !s.has_output() &&
-            s.stream_.state()->queues_now(parts[0].size())) {
-          s.stream_.state()->queue_in_shared_now(parts[0]);
-          done_ = Done::kQueued;
-          return true;
-        }
-        return ready_slow(/*encoded=*/true);
+      const absl::Span<const absl::Span<const uint8_t>> parts = encoded_.parts();
+      if (s.in_shared(parts) && !s.has_output() && s.stream_.state()->queues_now(parts[0].size())) {
+        s.stream_.state()->queue_in_shared_now(parts[0]);
+        done_ = Done::kQueued;
+        return true;
       }
     }
-    return ready_slow(/*encoded=*/false);
+    return ready_slow();
   }
   template <class Promise>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> h) {
@@ -1019,21 +1021,14 @@ class FramedStream<C, S>::WriteFrameAwaiter {
   }
 
  private:
-  // await_ready() but for its common case; `encoded`: encoded_ holds the
-  // frame already.
-  [[gnu::noinline]] bool ready_slow(bool encoded) {
+  [[gnu::noinline]] bool finish_closed() {
+    const FramedStream& s = *self_;
+    finish(s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed") : s.terminal_);
+    return true;
+  }
+  // await_ready() past its common case, with encoded_ made.
+  [[gnu::noinline]] bool ready_slow() {
     FramedStream& s = *self_;
-    if (!encoded) {
-      if (s.closed_ || !s.stream_.valid()) {
-        finish(s.terminal_.ok() ? absl::FailedPreconditionError("write_frame: closed")
-                                : s.terminal_);
-        return true;
-      }
-      if (absl::Status st = s.codec_.encode(*frame_, encoded_); !st.ok()) {
-        finish(std::move(st));
-        return true;
-      }
-    }
     if (s.has_output()) {
       std::construct_at(&slow_, s.flush_then_write(encoded_));
       done_ = Done::kSlow;

@@ -195,6 +195,14 @@ function fmt_rate(x) {
 }
 function fmt(x, f) { return x == "" ? "-" : sprintf(f, x) }
 function fmt_ratio(x) { return x == "" ? "-" : sprintf("%.2f×", x) }
+# The TCP segments per message server s sent (with data: in parentheses)
+# and received in cell c, medians over rounds: "1.31 (1.13) / 1.57".
+function segs(c, s,    o, d, i) {
+  o = med(c, s, "server_segs_out_per_msg"); d = med(c, s, "server_data_segs_out_per_msg")
+  i = med(c, s, "server_segs_in_per_msg")
+  if (o == "" || i == "") return "-"
+  return sprintf("%.2f", o) (d == "" ? "" : sprintf(" (%.2f)", d)) sprintf(" / %.2f", i)
+}
 function size_name(z) {
   if (z >= 1024 && z % 1024 == 0) return (z / 1024) "KiB"
   return z "B"
@@ -327,7 +335,7 @@ FILENAME ~ /idle/ {
   if (!(p[1] in mode_seen)) { mode_seen[p[1]] = 1; modes[++nmodes] = p[1] }
   if (!(p[2] in conns_seen)) { conns_seen[p[2]] = 1; conns_v[++nconns] = p[2] }
   if (!(p[3] in size_seen)) { size_seen[p[3]] = 1; sizes_v[++nsizes] = p[3] }
-  nm = split("msgs_per_sec p50_us p99_us server_us_per_msg client_us_per_msg client_user_us_per_msg server_rss_kib late rate msgs_per_enter", ms, " ")
+  nm = split("msgs_per_sec p50_us p99_us server_us_per_msg client_us_per_msg client_user_us_per_msg server_rss_kib late rate msgs_per_enter server_segs_out_per_msg server_data_segs_out_per_msg server_segs_in_per_msg", ms, " ")
   for (i = 1; i <= nm; ++i) val[c, s, r, ms[i]] = (ms[i] in rec) ? rec[ms[i]] : ""
   errors[c, s] += rec["errors"] + 0
   total_errors += rec["errors"] + 0
@@ -501,24 +509,29 @@ END {
   printf "cells of the round). \"dist\" counts disturbed rounds, \"late\" (fixed rate) messages the\n" > md
   printf "load generator could not send because 64 were already outstanding on the connection.\n" > md
   printf "\"msgs/enter\" is messages per io_uring_enter over the run, for the servers that report their\n" > md
-  printf "count on SIGUSR1 (coring: submit calls, with --stats; uring_echo: enters).\n\n" > md
+  printf "count on SIGUSR1 (coring: submit calls, with --stats; uring_echo: enters).\n" > md
+  printf "\"segs out/in\" are the TCP segments per message the server sent (its echoes and its\n" > md
+  printf "acknowledgements alone; of them, those with data in parentheses) and received, as the load\n" > md
+  printf "generator's sockets counted them (TCP_INFO): on loopback each segment costs both ends a pass\n" > md
+  printf "through the network stack, so a server that sends the same bytes in fewer segments spends\n" > md
+  printf "less time in the kernel.\n\n" > md
   for (mi = 1; mi <= nmodes; ++mi) {
     m = modes[mi]
     printf "### %s\n\n", mode_name(m) > md
-    printf "| conns × size | server | msgs/s | × | p50 µs | × | p99 µs | × | server µs/msg | × | loadgen µs/msg | msgs/enter | RSS MiB | errors | dist | late |\n" > md
-    printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" > md
+    printf "| conns × size | server | msgs/s | × | p50 µs | × | p99 µs | × | server µs/msg | × | loadgen µs/msg | msgs/enter | segs out/in | RSS MiB | errors | dist | late |\n" > md
+    printf "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" > md
     for (i = 1; i <= ncells; ++i) {
       c = cells[i]; split(c, p, ":")
       if (p[1] != m) continue
       for (j = 1; j <= nservers; ++j) {
         s = servers[j]
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", \
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", \
           cell_name(c), s, fmt_rate(med(c, s, "msgs_per_sec")), fmt_ratio(ratio(c, s, ref, "msgs_per_sec")), \
           fmt(med(c, s, "p50_us"), "%.1f"), fmt_ratio(ratio(c, s, ref, "p50_us")), \
           fmt(med(c, s, "p99_us"), "%.1f"), fmt_ratio(ratio(c, s, ref, "p99_us")), \
           fmt(med(c, s, "server_us_per_msg"), "%.3f"), fmt_ratio(ratio(c, s, ref, "server_us_per_msg")), \
           fmt(med(c, s, "client_us_per_msg"), "%.3f"), fmt(med(c, s, "msgs_per_enter"), "%.1f"), \
-          fmt(med(c, s, "server_rss_kib") / 1024, "%.1f"), \
+          segs(c, s), fmt(med(c, s, "server_rss_kib") / 1024, "%.1f"), \
           errors[c, s], disturbed[c, s], (m == "rate" ? med(c, s, "late") : "-") > md
       }
     }
@@ -535,10 +548,12 @@ END {
     c = cells[i]; split(c, p, ":")
     for (j = 1; j <= nservers; ++j) {
       s = servers[j]
-      printf "%s  {\"mode\":\"%s\",\"conns\":%s,\"size\":%s,\"server\":\"%s\",\"msgs_per_sec\":%s,\"p50_us\":%s,\"p99_us\":%s,\"server_us_per_msg\":%s,\"client_us_per_msg\":%s,\"server_rss_kib\":%s,\"msgs_per_enter\":%s,\"errors\":%d,\"disturbed\":%d,\"vs_ref_msgs_per_sec\":%s,\"vs_ref_p99_us\":%s,\"vs_ref_server_us_per_msg\":%s}", \
+      printf "%s  {\"mode\":\"%s\",\"conns\":%s,\"size\":%s,\"server\":\"%s\",\"msgs_per_sec\":%s,\"p50_us\":%s,\"p99_us\":%s,\"server_us_per_msg\":%s,\"client_us_per_msg\":%s,\"server_rss_kib\":%s,\"msgs_per_enter\":%s,\"server_segs_out_per_msg\":%s,\"server_data_segs_out_per_msg\":%s,\"server_segs_in_per_msg\":%s,\"errors\":%d,\"disturbed\":%d,\"vs_ref_msgs_per_sec\":%s,\"vs_ref_p99_us\":%s,\"vs_ref_server_us_per_msg\":%s}", \
         (first ? "" : ",\n"), p[1], p[2], p[3], s, jnum(med(c, s, "msgs_per_sec")), jnum(med(c, s, "p50_us")), \
         jnum(med(c, s, "p99_us")), jnum(med(c, s, "server_us_per_msg")), jnum(med(c, s, "client_us_per_msg")), \
-        jnum(med(c, s, "server_rss_kib")), jnum(med(c, s, "msgs_per_enter")), errors[c, s], disturbed[c, s], jnum(ratio(c, s, ref, "msgs_per_sec")), \
+        jnum(med(c, s, "server_rss_kib")), jnum(med(c, s, "msgs_per_enter")), \
+        jnum(med(c, s, "server_segs_out_per_msg")), jnum(med(c, s, "server_data_segs_out_per_msg")), \
+        jnum(med(c, s, "server_segs_in_per_msg")), errors[c, s], disturbed[c, s], jnum(ratio(c, s, ref, "msgs_per_sec")), \
         jnum(ratio(c, s, ref, "p99_us")), jnum(ratio(c, s, ref, "server_us_per_msg")) > js
       first = 0
     }

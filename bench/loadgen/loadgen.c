@@ -59,7 +59,8 @@
  * cheap, its CPU per message is about the fastest echo server's, not below
  * it.
  *
- * Output: one JSON line on stdout, flat (no nesting, no commas in strings).
+ * Output: one JSON line on stdout, flat (no nesting, no commas in strings);
+ * server_segs_*_per_msg: the server's TCP segments, see count_segments().
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -73,6 +74,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1078,6 +1080,51 @@ static void on_signal(int sig) {
   interrupted = 1;
 }
 
+/* TCP segments over the connections (TCP_INFO; Linux 4.6+): what the
+ * client's sockets received are the segments the server sent - its echoes
+ * and its pure ACKs - and what they sent, the segments it received. On
+ * loopback every segment costs both ends a pass through the stack (and,
+ * with receive steering, an inter-processor interrupt), so segments per
+ * message explain much of a server's kernel time: an echo that sends the
+ * same bytes in fewer, fuller segments, or acknowledges with its data
+ * instead of alone, costs less. glibc's struct tcp_info stops before these
+ * counters: the kernel's layout goes on past it as below. */
+struct tcp_info_segs {
+  struct tcp_info base;
+  uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+  uint32_t segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out;
+};
+_Static_assert(offsetof(struct tcp_info_segs, segs_out) == 136, "struct tcp_info layout");
+_Static_assert(offsetof(struct tcp_info_segs, data_segs_out) == 156, "struct tcp_info layout");
+struct seg_counts {
+  uint64_t in, data_in, out; /* the client's: the server's out, data out, in */
+  int ok;
+};
+static void count_segments(struct seg_counts* s) {
+  memset(s, 0, sizeof *s);
+  s->ok = 1;
+  for (uint32_t i = 0; i < cfg.conns; ++i) {
+    const struct conn* c = &conns[i];
+    if (c->state != READY) continue;
+    struct tcp_info_segs ti;
+    socklen_t len = sizeof ti;
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+        len < offsetof(struct tcp_info_segs, data_segs_out) + sizeof ti.data_segs_out) {
+      s->ok = 0;
+      return;
+    }
+    s->in += ti.segs_in;
+    s->data_in += ti.data_segs_in;
+    s->out += ti.segs_out;
+  }
+}
+/* Per message between two counts, or -1 when unknown (a connection ended
+ * in between, or the kernel has no such counters). */
+static double segs_per_msg(const struct seg_counts* a, const struct seg_counts* b, uint64_t a_v,
+                           uint64_t b_v, uint64_t msgs) {
+  if (!a->ok || !b->ok || b_v < a_v || msgs == 0) return -1;
+  return (double)(b_v - a_v) / (double)msgs;
+}
 static double user_seconds(const struct rusage* a, const struct rusage* b) {
   return (double)(b->ru_utime.tv_sec - a->ru_utime.tv_sec) +
          (double)(b->ru_utime.tv_usec - a->ru_utime.tv_usec) / 1e6;
@@ -1244,6 +1291,7 @@ int main(int argc, char** argv) {
     const uint64_t t_end = t_measure + (uint64_t)(cfg.duration * 1e9);
     int phase = 0; /* 0 warmup, 1 measuring */
     uint64_t msgs0 = 0, late0 = 0, syscalls0 = 0;
+    struct seg_counts seg0, seg1;
     while (!interrupted && ready_count > 0) {
       if (phase == 0 && now >= t_measure) {
         phase = 1;
@@ -1251,6 +1299,7 @@ int main(int argc, char** argv) {
         msgs0 = msgs_total;
         late0 = late;
         syscalls0 = syscalls;
+        count_segments(&seg0); /* (before the client's CPU time starts) */
         getrusage(RUSAGE_SELF, &ru0);
         sample(&s0);
       }
@@ -1281,9 +1330,11 @@ int main(int argc, char** argv) {
     }
     getrusage(RUSAGE_SELF, &ru1);
     sample(&s1);
+    count_segments(&seg1); /* (after the client's CPU time ends) */
     if (phase == 0) {
       s0 = s1;
       ru0 = ru1;
+      seg0 = seg1;
       msgs0 = msgs_total;
     }
     seconds = phase == 1 ? (double)(now - t_measure) / 1e9 : 0;
@@ -1330,6 +1381,8 @@ int main(int argc, char** argv) {
         ",\"client_cpu_s\":%.4f,\"client_us_per_msg\":%.4f,\"client_user_us_per_msg\":%.4f,"
         "\"server_cpu_s\":%.3f,\"server_us_per_msg\":%.4f,\"server_rss_kib\":%ld,"
         "\"client_syscalls_per_msg\":%.3f,\"host_other_pct\":%.1f,\"host_irq_pct\":%.1f,"
+        "\"server_segs_out_per_msg\":%.3f,\"server_data_segs_out_per_msg\":%.3f,"
+        "\"server_segs_in_per_msg\":%.3f,"
         "\"errors\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
         cfg.label, cfg.rate > 0 ? "rate" : (cfg.depth == 1 ? "pingpong" : "pipelined"),
         cfg.sbmp ? "sbmp" : "raw", cfg.tls ? "+tls" : "", uring_on ? "uring" : "epoll", cfg.conns,
@@ -1338,7 +1391,9 @@ int main(int argc, char** argv) {
         late - late0, client_cpu, client_cpu * 1e6 / m, user_seconds(&ru0, &ru1) * 1e6 / m,
         server_cpu, server_cpu >= 0 ? server_cpu * 1e6 / m : -1, s1.server_rss_kib,
         (double)(syscalls - syscalls0) / m, total > 0 ? other * 100.0 / total : 0,
-        total > 0 ? irq * 100.0 / total : 0, errors, mismatches, first_error);
+        total > 0 ? irq * 100.0 / total : 0, segs_per_msg(&seg0, &seg1, seg0.in, seg1.in, msgs),
+        segs_per_msg(&seg0, &seg1, seg0.data_in, seg1.data_in, msgs),
+        segs_per_msg(&seg0, &seg1, seg0.out, seg1.out, msgs), errors, mismatches, first_error);
   }
   fflush(stdout);
   for (uint32_t i = 0; i < cfg.conns; ++i) {

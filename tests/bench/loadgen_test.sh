@@ -70,6 +70,21 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
            END { exit !ok }' <<<"$line"; then
     fail "$what: client_us_per_msg and client_user_us_per_msg (at most the first)"
   fi
+  # The server's TCP segments per message (the load generator's sockets'
+  # counts, TCP_INFO): every echo came back in some, and every message went
+  # out in some; those with data are at most all of them.
+  if [[ " $* " != *" --idle "* ]] &&
+    ! awk 'function field(name,  s) {
+             if (!match($0, "\"" name "\":[0-9.]+")) return ""
+             s = substr($0, RSTART, RLENGTH); sub(/.*:/, "", s); return s
+           }
+           { out = field("server_segs_out_per_msg"); data = field("server_data_segs_out_per_msg")
+             in_ = field("server_segs_in_per_msg")
+             ok = out != "" && data != "" && in_ != "" && out + 0 > 0 && data + 0 > 0 &&
+                  data + 0 <= out + 0 && in_ + 0 > 0 }
+           END { exit !ok }' <<<"$line"; then
+    fail "$what: server_segs_out_per_msg, server_data_segs_out_per_msg (> 0, at most the first), server_segs_in_per_msg"
+  fi
   return 0
 }
 

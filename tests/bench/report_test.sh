@@ -12,10 +12,15 @@ trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# record CELL ROUND SERVER MSGS_PER_SEC: one run, every other figure equal.
+# record CELL ROUND SERVER MSGS_PER_SEC: one run, every other figure equal
+# (but coring's records say how many TCP segments it sent and received per
+# message, and uring's, as from a kernel without the counters, do not).
 record() {
-  printf '{"server":"%s","cell":"%s","round":%d,"attempts":1,"disturbed":0,"label":"x","msgs_per_sec":%s,"p50_us":10,"p99_us":20,"server_us_per_msg":1.0,"client_us_per_msg":1.0,"client_user_us_per_msg":0.25,"server_rss_kib":%d,"errors":0,"first_error":""}\n' \
-    "$3" "$1" "$2" "$4" "$((1024 * $2))"
+  local segs=
+  [ "$3" = coring ] &&
+    segs=',"server_segs_out_per_msg":1.25,"server_data_segs_out_per_msg":1.13,"server_segs_in_per_msg":1.5'
+  printf '{"server":"%s","cell":"%s","round":%d,"attempts":1,"disturbed":0,"label":"x","msgs_per_sec":%s,"p50_us":10,"p99_us":20,"server_us_per_msg":1.0,"client_us_per_msg":1.0,"client_user_us_per_msg":0.25,"server_rss_kib":%d%s,"errors":0,"first_error":""}\n' \
+    "$3" "$1" "$2" "$4" "$((1024 * $2))" "$segs"
 }
 # cell CELL ROUNDS MISSES: coring at 0.9x uring's msgs/s in the first
 # MISSES rounds, at 1.1x in the rest.
@@ -59,6 +64,14 @@ row=$(summary_row pingpong "256 × 64B")
 [[ $row == *"0.90× ✗ 3/5"* ]] || fail "3 of 5 missed: row '$row'"
 [ "$(firm_counts)" = "3 (2)" ] || fail "after 5 rounds: misses (firm) '$(firm_counts)', wanted 3 (2)"
 grep -q "pinned to CPU 1. 5 round(s); each run" "$work/RESULTS.md" || fail "5 rounds: header"
+# The segments per message, sent (with data) / received, in the details; "-"
+# where the records have none.
+row=$(grep -F "| 1 × 64B | coring |" "$work/RESULTS.md" | head -1)
+[[ $row == *"| 1.25 (1.13) / 1.50 |"* ]] || fail "coring's segments: row '$row'"
+row=$(grep -F "| 1 × 64B | uring |" "$work/RESULTS.md" | head -1)
+[[ $row == *"| 1.000 | - | - | "* ]] || fail "uring's segments: row '$row'"
+grep -q '"server":"coring","msgs_per_sec":[^}]*"server_segs_out_per_msg":1.25,"server_data_segs_out_per_msg":1.13,"server_segs_in_per_msg":1.5,' "$work/results.json" ||
+  fail "results.json: coring's segments"
 # The load generator's line: its CPU per message and the user-space share of
 # it, next to the fastest raw server's (all equal here: level).
 lg_line=$(grep -A1 "^Load generator in the pipelined 16 × 64B cell" "$work/RESULTS.md" | tr '\n' ' ')

@@ -106,6 +106,16 @@ struct NetOptions {
   // waiting writer) beyond which writers wait. Bounds what a peer that never
   // reads can make the server hold.
   size_t max_queued_bytes = 256 * 1024;
+  // The same bound for writes whose heap buffer the send queue takes over
+  // (Stream::write(parts, std::vector&&): FramedStream's echo of a large
+  // frame, reassembled or received in place). Those buffers are bounded for
+  // the whole loop already (spare_buffer_bytes: past it FramedStream
+  // borrows instead, and the writer waits), so this one only shares that
+  // among the connections. It is larger than max_queued_bytes so that an
+  // echo of large pipelined frames, which receives one frame per recv,
+  // sends several per send: with 256 KiB, two 64 KiB frames a send, and
+  // each send's last TCP segment carried a frame's few last bytes alone.
+  size_t max_queued_traded_bytes = 2 * 1024 * 1024;
   // Writes up to this size are copied into the connection's send queue and
   // return at once, so that many small writes leave in one send; larger
   // writes are sent from the caller's memory (no copy) and wait until sent.

@@ -240,7 +240,7 @@ bool StreamState::begin_write(Writer& w) noexcept {
   }
   w.bytes = 0;
   for (absl::Span<const uint8_t> p : w.parts) w.bytes += p.size();
-  if (wait_head_ == nullptr && fits(w.bytes)) {
+  if (wait_head_ == nullptr && fits(w)) {
     admit(w);
     return w.phase == Writer::Phase::kDone;
   }
@@ -549,7 +549,7 @@ void StreamState::complete(Writer& w, absl::Status status) noexcept {
 void StreamState::on_submit_hook(SubmitHook* self) noexcept {
   auto* s = static_cast<StreamState*>(self);
   if (s->worth_waiting_a_turn()) {
-    s->waited_a_turn_ = true;
+    ++s->waited_turns_;
     s->loop_->before_next_submit(*s);
     return;
   }
@@ -557,8 +557,9 @@ void StreamState::on_submit_hook(SubmitHook* self) noexcept {
 }
 
 bool StreamState::worth_waiting_a_turn() const noexcept {
-  return !waited_a_turn_ && !sending_ && has_channel_ && channel_->direct_due() &&
-         queued_bytes_ < ctx_->options().max_queued_bytes / 2 && write_error_.ok() && !file_closed_;
+  return waited_turns_ < kMaxSendWaitTurns && !sending_ && has_channel_ && channel_->direct_due() &&
+         queued_bytes_ < traded_bound() / 2 && write_error_.ok() && !file_closed_ &&
+         wait_head_ == nullptr && (queue_empty() || segments_.back().writer == nullptr);
 }
 
 void StreamState::start_send() noexcept {
@@ -568,7 +569,7 @@ void StreamState::start_send() noexcept {
   // every send the call.)
   if (queue_empty() || segments_[seg_head_].size == 0) advance(0);
   if (queue_empty()) return;
-  waited_a_turn_ = false;
+  waited_turns_ = 0;
   Segment& head = segments_[seg_head_];
   const size_t zc_threshold = ctx_->options().zero_copy_threshold;
   const bool zc = ctx_->zero_copy() && zc_busy_ < kMaxZeroCopy;  // a zero-copy send may start
@@ -790,7 +791,7 @@ void StreamState::advance(size_t n) noexcept {
 }
 
 void StreamState::pump_waiters() noexcept {
-  while (wait_head_ != nullptr && write_error_.ok() && fits(wait_head_->bytes)) {
+  while (wait_head_ != nullptr && write_error_.ok() && fits(*wait_head_)) {
     Writer* w = wait_head_;
     wait_head_ = w->next;
     if (wait_head_ == nullptr) wait_tail_ = nullptr;

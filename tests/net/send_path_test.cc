@@ -381,6 +381,48 @@ TEST(SendPathTest, TakenOverBufferIsSentFromAndKeptForReuse) {
   t.drain();
 }
 
+// A taken-over write is held to NetOptions::max_queued_traded_bytes, not
+// max_queued_bytes (those buffers are bounded for the whole loop already):
+// with 4 KiB and 64 KiB, three 20,000-byte buffers written in one turn are
+// all queued at once, and a fourth, which would take the queue past 64 KiB,
+// waits for room. Everything arrives, in order.
+TEST(SendPathTest, TakenOverWritesHaveTheirOwnQueueBound) {
+  NetOptions no;
+  no.max_queued_bytes = 4096;
+  no.max_queued_traded_bytes = 64 * 1024;
+  testing::TestLoop t({}, no);
+  constexpr int kWrites = 4;
+  constexpr size_t kSize = 20000;
+  std::vector<uint8_t> all;
+  for (int i = 0; i < kWrites; ++i) {
+    const std::vector<uint8_t> p = pattern(kSize, uint32_t(i + 1));
+    all.insert(all.end(), p.begin(), p.end());
+  }
+  Sink sink(all.size());
+  absl::Status s = t.run([](NetContext& net, SocketAddress a) -> Task<absl::Status> {
+    auto c = co_await Stream::connect(net, a);
+    if (!c.ok()) co_return c.status();
+    for (int i = 0; i < kWrites; ++i) {
+      std::vector<uint8_t> owner = pattern(kSize, uint32_t(i + 1));
+      const absl::Span<const uint8_t> parts[] = {absl::MakeConstSpan(owner)};
+      if (auto w = co_await c->write(parts, std::move(owner)); !w.ok()) co_return w;
+      // (The first three went without a turn: nothing was sent yet.)
+      if (i == 2 && (net.stats().writer_waits != 0 || net.stats().sends != 0)) {
+        co_return absl::InternalError("a write within the bound waited: " +
+                                      net.stats().to_string());
+      }
+    }
+    if (net.stats().writer_waits != 1 || net.stats().taken_writes != kWrites) {
+      co_return absl::InternalError("the fourth should have waited, alone: " +
+                                    net.stats().to_string());
+    }
+    co_return co_await c->close();
+  }(*t.net, sink.address));
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(sink.wait(), all);
+  t.drain();
+}
+
 // share_received() + write_shared(), as an echo of records uses them: each
 // record's body is sent from the receive buffer it arrived in, and so is its
 // header when it equals the bytes before the body (encoded as received): the

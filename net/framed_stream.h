@@ -1049,7 +1049,7 @@ class FramedStream<C, S>::WriteFrameAwaiter {
         return true;
       }
       if (std::vector<uint8_t> taken; s.exchange_frame_buffer(parts, bytes, taken)) {
-        std::construct_at(&write_, s.stream_.state(), parts, std::move(taken));
+        std::construct_at(&write_, s.stream_.state(), parts, std::move(taken), /*traded=*/true);
       } else {
         std::construct_at(&write_, s.stream_.state(), parts, s.write_kind(parts, bytes));
       }

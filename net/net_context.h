@@ -106,12 +106,13 @@ struct NetOptions {
   // waiting writer) beyond which writers wait. Bounds what a peer that never
   // reads can make the server hold.
   size_t max_queued_bytes = 256 * 1024;
-  // The same bound for writes whose heap buffer the send queue takes over
-  // (Stream::write(parts, std::vector&&): FramedStream's echo of a large
-  // frame, reassembled or received in place). Those buffers are bounded for
-  // the whole loop already (spare_buffer_bytes: past it FramedStream
-  // borrows instead, and the writer waits), so this one only shares that
-  // among the connections. It is larger than max_queued_bytes so that an
+  // The same bound for FramedStream's writes of a large frame's buffer,
+  // reassembled or received in place, which the send queue takes over in a
+  // trade (Stream::write(parts, std::vector&&) otherwise keeps to
+  // max_queued_bytes). Those buffers are bounded for the whole loop already
+  // (spare_buffer_bytes: past it FramedStream borrows instead, and the
+  // writer waits), so this one only shares that among the connections.
+  // It is larger than max_queued_bytes so that an
   // echo of large pipelined frames, which receives one frame per recv,
   // sends several per send: with 256 KiB, two 64 KiB frames a send, and
   // each send's last TCP segment carried a frame's few last bytes alone.

@@ -253,11 +253,13 @@ class Stream::WriteAwaiter {
       : state_(s), single_(bytes) {
     writer_.parts = absl::MakeConstSpan(&single_, 1);
   }
+  // traded: `owner` is a frame buffer FramedStream traded (Writer::traded).
   WriteAwaiter(detail::StreamState* s, absl::Span<const absl::Span<const uint8_t>> parts,
-               std::vector<uint8_t>&& owner) noexcept
+               std::vector<uint8_t>&& owner, bool traded = false) noexcept
       : state_(s), taken_(std::move(owner)) {
     writer_.parts = parts;
     writer_.take = &taken_;
+    writer_.traded = traded;
   }
   WriteAwaiter(detail::StreamState* s, RecvBuffer&& buf) noexcept
       : state_(s), owned_(std::move(buf)), single_(owned_.span()) {

@@ -108,6 +108,11 @@ struct Writer {
   uint32_t holds = 0;  // zero-copy sends of its bytes awaiting their notification
   Kind kind = Kind::kAuto;
   Phase phase = Phase::kNew;
+  // `take` is a frame buffer FramedStream traded through the context
+  // (NetContext::spare_for_trade(), which bounds those for the whole loop):
+  // NetOptions::max_queued_traded_bytes bounds the queue for it, not
+  // max_queued_bytes.
+  bool traded = false;
 };
 
 class StreamState final : private OpTarget, private SubmitHook {
@@ -240,9 +245,8 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool queues_now(size_t bytes) const noexcept {
     return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes);
   }
-  // queues_now() for a write whose buffer the queue would take over
-  // (Stream::write(parts, std::vector&&)), which NetOptions::
-  // max_queued_traded_bytes bounds instead.
+  // queues_now() for a write of a traded frame buffer (Writer::traded),
+  // which NetOptions::max_queued_traded_bytes bounds instead.
   bool queues_traded_now(size_t bytes) const noexcept {
     return write_error_.ok() && !write_closed_ && !file_closed_ && wait_head_ == nullptr &&
            fits_traded(bytes);
@@ -380,7 +384,7 @@ class StreamState final : private OpTarget, private SubmitHook {
   bool fits(size_t bytes) const noexcept {
     return queued_bytes_ == 0 || queued_bytes_ + bytes <= ctx_->options().max_queued_bytes;
   }
-  // fits() for a write whose buffer the queue takes over (Writer::take).
+  // fits() for a write of a traded frame buffer (Writer::traded).
   bool fits_traded(size_t bytes) const noexcept {
     return queued_bytes_ == 0 || queued_bytes_ + bytes <= traded_bound();
   }
@@ -388,7 +392,7 @@ class StreamState final : private OpTarget, private SubmitHook {
     return std::max(ctx_->options().max_queued_traded_bytes, ctx_->options().max_queued_bytes);
   }
   bool fits(const Writer& w) const noexcept {
-    return w.take != nullptr ? fits_traded(w.bytes) : fits(w.bytes);
+    return w.traded ? fits_traded(w.bytes) : fits(w.bytes);
   }
   void admit(Writer& w) noexcept;
   void copy_in(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;

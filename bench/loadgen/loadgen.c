@@ -1098,6 +1098,7 @@ _Static_assert(offsetof(struct tcp_info_segs, segs_out) == 136, "struct tcp_info
 _Static_assert(offsetof(struct tcp_info_segs, data_segs_out) == 156, "struct tcp_info layout");
 struct seg_counts {
   uint64_t in, data_in, out; /* the client's: the server's out, data out, in */
+  uint32_t conns;            /* the connections counted */
   int ok;
 };
 static void count_segments(struct seg_counts* s) {
@@ -1116,13 +1117,14 @@ static void count_segments(struct seg_counts* s) {
     s->in += ti.segs_in;
     s->data_in += ti.data_segs_in;
     s->out += ti.segs_out;
+    ++s->conns;
   }
 }
 /* Per message between two counts, or -1 when unknown (a connection ended
  * in between, or the kernel has no such counters). */
 static double segs_per_msg(const struct seg_counts* a, const struct seg_counts* b, uint64_t a_v,
                            uint64_t b_v, uint64_t msgs) {
-  if (!a->ok || !b->ok || b_v < a_v || msgs == 0) return -1;
+  if (!a->ok || !b->ok || a->conns != b->conns || b_v < a_v || msgs == 0) return -1;
   return (double)(b_v - a_v) / (double)msgs;
 }
 static double user_seconds(const struct rusage* a, const struct rusage* b) {

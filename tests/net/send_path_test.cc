@@ -381,17 +381,19 @@ TEST(SendPathTest, TakenOverBufferIsSentFromAndKeptForReuse) {
   t.drain();
 }
 
-// A taken-over write is held to NetOptions::max_queued_traded_bytes, not
-// max_queued_bytes (those buffers are bounded for the whole loop already):
-// with 4 KiB and 64 KiB, three 20,000-byte buffers written in one turn are
-// all queued at once, and a fourth, which would take the queue past 64 KiB,
-// waits for room. Everything arrives, in order.
-TEST(SendPathTest, TakenOverWritesHaveTheirOwnQueueBound) {
+// A write of a frame buffer FramedStream traded (Writer::traded) is held to
+// NetOptions::max_queued_traded_bytes, not max_queued_bytes (the loop
+// bounds those buffers already): with 4 KiB and 64 KiB, three 20,000-byte
+// traded buffers written in one turn are all queued at once, and a fourth,
+// which would take the queue past 64 KiB, waits for room. An application's
+// own write(parts, owner) keeps to max_queued_bytes: two such wait, each
+// for the write before it to be sent. Everything arrives, in order.
+TEST(SendPathTest, TradedWritesHaveTheirOwnQueueBound) {
   NetOptions no;
   no.max_queued_bytes = 4096;
   no.max_queued_traded_bytes = 64 * 1024;
   testing::TestLoop t({}, no);
-  constexpr int kWrites = 4;
+  constexpr int kTraded = 4, kWrites = 6;
   constexpr size_t kSize = 20000;
   std::vector<uint8_t> all;
   for (int i = 0; i < kWrites; ++i) {
@@ -405,15 +407,25 @@ TEST(SendPathTest, TakenOverWritesHaveTheirOwnQueueBound) {
     for (int i = 0; i < kWrites; ++i) {
       std::vector<uint8_t> owner = pattern(kSize, uint32_t(i + 1));
       const absl::Span<const uint8_t> parts[] = {absl::MakeConstSpan(owner)};
-      if (auto w = co_await c->write(parts, std::move(owner)); !w.ok()) co_return w;
+      if (i < kTraded) {
+        Stream::WriteAwaiter w(c->state(), parts, std::move(owner), /*traded=*/true);
+        if (absl::Status st = co_await w; !st.ok()) co_return st;
+      } else {
+        if (auto w = co_await c->write(parts, std::move(owner)); !w.ok()) co_return w;
+      }
       // (The first three went without a turn: nothing was sent yet.)
       if (i == 2 && (net.stats().writer_waits != 0 || net.stats().sends != 0)) {
         co_return absl::InternalError("a write within the bound waited: " +
                                       net.stats().to_string());
       }
+      if (i == kTraded - 1 && net.stats().writer_waits != 1) {
+        co_return absl::InternalError("the fourth should have waited, alone: " +
+                                      net.stats().to_string());
+      }
     }
-    if (net.stats().writer_waits != 1 || net.stats().taken_writes != kWrites) {
-      co_return absl::InternalError("the fourth should have waited, alone: " +
+    // (Each of those two found the write before it still queued: over 4 KiB.)
+    if (net.stats().writer_waits != 3 || net.stats().taken_writes != kWrites) {
+      co_return absl::InternalError("the fifth and sixth should have waited too: " +
                                     net.stats().to_string());
     }
     co_return co_await c->close();

@@ -564,7 +564,7 @@ class FramedStream {
                     { c.exchange_buffer(nullptr, v) } -> std::same_as<bool>;
                   }) {
       if (bytes <= stream_.context().options().copy_threshold || !input_waiting() ||
-          !stream_.state()->queues_traded_now(bytes)) {
+          !stream_.state()->queues_now(bytes, /*traded=*/true)) {
         return false;
       }
       NetContext& ctx = stream_.context();

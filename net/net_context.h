@@ -112,10 +112,10 @@ struct NetOptions {
   // max_queued_bytes). Those buffers are bounded for the whole loop already
   // (spare_buffer_bytes: past it FramedStream borrows instead, and the
   // writer waits), so this one only shares that among the connections.
-  // It is larger than max_queued_bytes so that an
-  // echo of large pipelined frames, which receives one frame per recv,
-  // sends several per send: with 256 KiB, two 64 KiB frames a send, and
-  // each send's last TCP segment carried a frame's few last bytes alone.
+  // It is larger than max_queued_bytes so that an echo of large pipelined
+  // frames, which receives one frame per recv, sends several per send: with
+  // 256 KiB, two 64 KiB frames a send, and each send's last TCP segment
+  // carried a frame's few last bytes alone.
   size_t max_queued_traded_bytes = 2 * 1024 * 1024;
   // Writes up to this size are copied into the connection's send queue and
   // return at once, so that many small writes leave in one send; larger

@@ -240,7 +240,7 @@ bool StreamState::begin_write(Writer& w) noexcept {
   }
   w.bytes = 0;
   for (absl::Span<const uint8_t> p : w.parts) w.bytes += p.size();
-  if (wait_head_ == nullptr && fits(w)) {
+  if (wait_head_ == nullptr && fits(w.bytes, w.traded)) {
     admit(w);
     return w.phase == Writer::Phase::kDone;
   }
@@ -791,7 +791,8 @@ void StreamState::advance(size_t n) noexcept {
 }
 
 void StreamState::pump_waiters() noexcept {
-  while (wait_head_ != nullptr && write_error_.ok() && fits(*wait_head_)) {
+  while (wait_head_ != nullptr && write_error_.ok() &&
+         fits(wait_head_->bytes, wait_head_->traded)) {
     Writer* w = wait_head_;
     wait_head_ = w->next;
     if (wait_head_ == nullptr) wait_tail_ = nullptr;

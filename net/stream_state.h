@@ -236,20 +236,17 @@ class StreamState final : private OpTarget, private SubmitHook {
   // A write of `bytes` begun now would be admitted without waiting (no
   // writer waits, the queue has room): a transport that must commit to a
   // write before starting it (TLS encrypts first) asks this.
-  bool admits_now(size_t bytes) const noexcept { return wait_head_ == nullptr && fits(bytes); }
+  // (traded: a traded frame buffer's write, Writer::traded.)
+  bool admits_now(size_t bytes, bool traded = false) const noexcept {
+    return wait_head_ == nullptr && fits(bytes, traded);
+  }
   // Nothing queued and no send in flight: a write now leaves alone, with no
   // neighbours a copy could coalesce it with.
   bool idle() const noexcept { return !sending_ && queue_empty(); }
   // A write of `bytes` begun now would be queued at once: admitted, and not
   // failed for an error or a closed stream.
-  bool queues_now(size_t bytes) const noexcept {
-    return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes);
-  }
-  // queues_now() for a write of a traded frame buffer (Writer::traded),
-  // which NetOptions::max_queued_traded_bytes bounds instead.
-  bool queues_traded_now(size_t bytes) const noexcept {
-    return write_error_.ok() && !write_closed_ && !file_closed_ && wait_head_ == nullptr &&
-           fits_traded(bytes);
+  bool queues_now(size_t bytes, bool traded = false) const noexcept {
+    return write_error_.ok() && !write_closed_ && !file_closed_ && admits_now(bytes, traded);
   }
   // A write of kind kShared whose `bytes` (the parts' total) queues_now():
   // queued, and so done, at once; no Writer needed (an echo of a frame in
@@ -381,18 +378,14 @@ class StreamState final : private OpTarget, private SubmitHook {
   };
 
   ~StreamState();
-  bool fits(size_t bytes) const noexcept {
-    return queued_bytes_ == 0 || queued_bytes_ + bytes <= ctx_->options().max_queued_bytes;
-  }
-  // fits() for a write of a traded frame buffer (Writer::traded).
-  bool fits_traded(size_t bytes) const noexcept {
-    return queued_bytes_ == 0 || queued_bytes_ + bytes <= traded_bound();
+  // The queue has room for `bytes` more: under NetOptions::max_queued_bytes,
+  // or max_queued_traded_bytes for a traded frame buffer (Writer::traded).
+  bool fits(size_t bytes, bool traded) const noexcept {
+    return queued_bytes_ == 0 ||
+           queued_bytes_ + bytes <= (traded ? traded_bound() : ctx_->options().max_queued_bytes);
   }
   size_t traded_bound() const noexcept {
     return std::max(ctx_->options().max_queued_traded_bytes, ctx_->options().max_queued_bytes);
-  }
-  bool fits(const Writer& w) const noexcept {
-    return w.traded ? fits_traded(w.bytes) : fits(w.bytes);
   }
   void admit(Writer& w) noexcept;
   void copy_in(absl::Span<const absl::Span<const uint8_t>> parts, size_t bytes) noexcept;

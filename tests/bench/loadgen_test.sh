@@ -58,32 +58,26 @@ expect_clean() {  # expect_clean WHAT LOADGEN_ARGS...
   # The server's CPU time is read in ns (schedstat), not 10 ms ticks: a
   # server that echoed anything used some.
   if grep -Eq '"server_cpu_s":(0\.000|-),' <<<"$line"; then fail "$what: server CPU not measured"; fi
-  # Its own CPU per message, and the user-space part of it (no more), each
-  # found by its name wherever it is in the line.
-  if [[ " $* " != *" --idle "* ]] &&
-    ! awk 'function field(name,  s) {
-             if (!match($0, "\"" name "\":[0-9.]+")) return ""
-             s = substr($0, RSTART, RLENGTH); sub(/.*:/, "", s); return s
-           }
-           { all = field("client_us_per_msg"); user = field("client_user_us_per_msg")
-             ok = all != "" && user != "" && user + 0 <= all + 0 }
-           END { exit !ok }' <<<"$line"; then
-    fail "$what: client_us_per_msg and client_user_us_per_msg (at most the first)"
-  fi
-  # The server's TCP segments per message (the load generator's sockets'
+  # Its own CPU per message, and the user-space part of it (no more); the
+  # server's TCP segments per message (the load generator's sockets'
   # counts, TCP_INFO): every echo came back in some, and every message went
-  # out in some; those with data are at most all of them.
-  if [[ " $* " != *" --idle "* ]] &&
-    ! awk 'function field(name,  s) {
-             if (!match($0, "\"" name "\":[0-9.]+")) return ""
-             s = substr($0, RSTART, RLENGTH); sub(/.*:/, "", s); return s
-           }
-           { out = field("server_segs_out_per_msg"); data = field("server_data_segs_out_per_msg")
-             in_ = field("server_segs_in_per_msg")
-             ok = out != "" && data != "" && in_ != "" && out + 0 > 0 && data + 0 > 0 &&
-                  data + 0 <= out + 0 && in_ + 0 > 0 }
-           END { exit !ok }' <<<"$line"; then
-    fail "$what: server_segs_out_per_msg, server_data_segs_out_per_msg (> 0, at most the first), server_segs_in_per_msg"
+  # out in some; those with data are at most all of them. Each found by its
+  # name wherever it is in the line; the checks that fail are printed.
+  local bad
+  if [[ " $* " != *" --idle "* ]]; then
+    bad=$(awk 'function field(name,  s) {
+                 if (!match($0, "\"" name "\":[0-9.]+")) return ""
+                 s = substr($0, RSTART, RLENGTH); sub(/.*:/, "", s); return s
+               }
+               { all = field("client_us_per_msg"); user = field("client_user_us_per_msg")
+                 if (!(all != "" && user != "" && user + 0 <= all + 0))
+                   print "client_us_per_msg and client_user_us_per_msg (at most the first)"
+                 out = field("server_segs_out_per_msg"); data = field("server_data_segs_out_per_msg")
+                 in_ = field("server_segs_in_per_msg")
+                 if (!(out != "" && data != "" && in_ != "" && out + 0 > 0 && data + 0 > 0 &&
+                       data + 0 <= out + 0 && in_ + 0 > 0))
+                   print "server_segs_out_per_msg, server_data_segs_out_per_msg (> 0, at most the first), server_segs_in_per_msg" }' <<<"$line")
+    [ -z "$bad" ] || fail "$what: $bad"
   fi
   return 0
 }

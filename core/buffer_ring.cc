@@ -125,13 +125,21 @@ absl::StatusOr<std::unique_ptr<BufferRing>> BufferRing::create(EventLoop& loop,
   if (ret < 0) return errno_to_status(-ret, "io_uring_register_buf_ring");
   ring->registered_ = true;
   loop.register_buffer_ring(ring->group_, ring.get());
-  for (uint32_t i = 0; i < count; ++i) {
+  // The window's worth into the kernel's ring, the rest held back (the
+  // lowest ids on top, as they would have gone in).
+  ring->window_ = std::min(count, kMinWindow);
+  for (uint32_t i = 0; i < ring->window_; ++i) {
     io_uring_buf_ring_add(ring->ring_, ring->block_.buffer(i), buffer_size,
                           static_cast<uint16_t>(i), io_uring_buf_ring_mask(max_count),
                           static_cast<int>(i));
   }
-  io_uring_buf_ring_advance(ring->ring_, static_cast<int>(count));
-  ring->in_ring_ = count;
+  io_uring_buf_ring_advance(ring->ring_, static_cast<int>(ring->window_));
+  ring->in_ring_ = ring->window_;
+  ring->low_ = ring->window_;
+  ring->held_back_.resize(max_count);
+  for (uint32_t i = count; i > ring->window_; --i) {
+    ring->held_back_[ring->held_++] = static_cast<uint16_t>(i - 1);
+  }
   return ring;
 }
 
@@ -161,11 +169,39 @@ BufferRing::~BufferRing() {
   if (ring_ != nullptr) munmap(ring_, ring_bytes_);
 }
 
-void BufferRing::add(uint16_t id) noexcept {
+void BufferRing::put_in_ring(uint16_t id) noexcept {
   io_uring_buf_ring_add(ring_, data(id), buffer_size_, id, io_uring_buf_ring_mask(max_count_), 0);
   io_uring_buf_ring_advance(ring_, 1);
   ++in_ring_;
+}
+
+void BufferRing::add(uint16_t id) noexcept {
   if (id >= block_count_) parked_[id - block_count_] = false;
+  // (A ring at its full window keeps every free buffer in: entries of a
+  // retired block still there do not count against it.)
+  if (in_ring_ < window_ || window_ >= count_) {
+    put_in_ring(id);
+  } else {
+    held_back_[held_++] = id;
+  }
+}
+
+void BufferRing::fill_window() noexcept {
+  while (in_ring_ < window_ && held_ > 0) put_in_ring(held_back_[--held_]);
+}
+
+void BufferRing::check_window() noexcept {
+  narrow_countdown_ = kNarrowAfter;
+  if (low_ >= window_ - window_ / 4 && window_ / 2 >= kMinWindow) window_ /= 2;
+  low_ = in_ring_;
+}
+
+bool BufferRing::widen_window() noexcept {
+  if (held_ == 0) return false;
+  window_ = std::min(std::max(window_ * 2, in_ring_ + 1), count_);
+  low_ = 0;  // (no narrowing in this period)
+  fill_window();
+  return true;
 }
 
 RecvBuffer BufferRing::take(uint16_t id, size_t length) noexcept {
@@ -283,6 +319,11 @@ bool BufferRing::grow() noexcept {
     }
   }
   count_ += block_count_;
+  // It grew because streams starved with every buffer free in the kernel's
+  // ring: all of them go in.
+  window_ = count_;
+  low_ = 0;
+  fill_window();
   ++grows_;
   loop_.count_recv_ring_grow();
   return true;
@@ -342,6 +383,18 @@ bool BufferRing::shrink() noexcept {
       [&](uint32_t i, uint32_t end) {
         drop_pages(edge(b, i), edge(b, i), edge(b, end), edge(b, end), drop_granule(b));
       });
+  // Those held back are parked now: they never went to the kernel.
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < held_; ++i) {
+    const uint16_t id = held_back_[i];
+    if (id >= first && id < first + block_count_) {
+      park(id);
+    } else {
+      held_back_[kept++] = id;
+    }
+  }
+  held_ = kept;
+  if (window_ > count_) window_ = count_;
   return true;
 }
 

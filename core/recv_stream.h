@@ -488,6 +488,8 @@ class RecvStream final : private detail::MultishotStream,
     }
     if (r.res != -ENOBUFS) return false;
     loop_->count_enobufs();
+    // The ring held buffers back from the kernel: not dry, re-armed at once.
+    if (ring_.widen_window()) return true;
     ran_dry_ = true;
     if (std::exchange(woken_, false)) ++races_lost_;  // woken for a buffer, and still none
     return true;

@@ -76,17 +76,19 @@
 //   count. max_count bounds it in any case.
 //
 // The kernel takes a ring's buffers in the order they went in, so a buffer
-// given back is filled again only after every other free one: a fixed ring
-// of 1024 x 16.5 KiB makes each recv write 16 MiB away from the last, into
-// memory long gone from the cache. The ring therefore keeps only a window
-// of its free buffers in the kernel's ring, the ones given back last, and
-// holds the rest back (held_back()), topping the window up from the most
-// recently given back as the kernel takes buffers: a recv writes into
-// memory a few hundred KiB away from the last. Measured side by side
-// (bench/run.sh --steer-rx --cc=reno, 5 rounds, server CPU per message),
-// the raw echo with a ring of 128 against 1024: fixed rate 16 x 64 KiB
-// 0.86x (every round better), 1 x 64 KiB 0.94x, ping-pong 16 x 64 KiB
-// 0.92x; perf put the recv's copy at 4.3-4.9 us a message against 7.5-8.3.
+// given back is filled again only after every other free one: with 1024 x
+// 16.5 KiB, each recv writes 16 MiB away from the last, into memory long
+// gone from the cache. perf, raw echo at a fixed rate of 16 x 64 KiB: the
+// recv's copy cost 7.5-8.3 us a message so, 4.3-4.9 in a ring of 128, and
+// 2.8-5.5 in the epoll baseline (one buffer, always warm). The ring
+// therefore keeps only a window of its free buffers in the kernel's ring,
+// the ones given back last, and holds the rest back (held_back()): under
+// light load, recvs take turns among about a MiB of buffers. Measured side
+// by side with the ring before (bench/run.sh --steer-rx --cc=reno, 5
+// rounds; 1, 16, 256, 1000 connections x 1, 16, 64 KiB x ping-pong,
+// pipelined, fixed rate), server CPU per message: raw echo 0.96x (median
+// of the 36 cells; 32 better, 4 worse), e.g. fixed rate 256 x 1 KiB 0.83x,
+// ping-pong 1 x 64 KiB 0.85x; SBMP echo 0.97x (27 better, 9 worse).
 // The window starts at kMinWindow. A buffer given back goes straight into
 // the kernel's ring while it holds fewer than the window; the held back
 // ones go in once the kernel took half the window and the buffers are not

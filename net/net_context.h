@@ -43,7 +43,9 @@ struct NetOptions {
   // bytes each, so that a message of 16 KiB with its framing - an SBMP
   // header and extensions, an HTTP/2 frame header, a TLS record's overhead -
   // arrives in one buffer and is read in place, not split across two and
-  // reassembled by a copy.
+  // reassembled by a copy. Under light load only a window of them (64 and
+  // up, core/buffer_ring.h) takes turns in the kernel's ring, so that recvs
+  // write into memory still in the cache.
   uint32_t recv_buffers = 1024;
   uint32_t recv_buffer_size = 16 * 1024 + 512;
   // How far the ring may grow, in blocks of recv_buffers, while honest load

@@ -448,6 +448,11 @@ class RecvStream final : private detail::MultishotStream,
     // re-arming would end in ENOBUFS again, a round trip per stream per
     // turn, and under a flood, every turn.
     const bool dry = std::exchange(ran_dry_, false);
+    // The ring held buffers back from the kernel: not dry, armed at once.
+    // (Here, not at the ENOBUFS itself: a stream torn down with its loop's
+    // net context may take that completion after its ring is gone, and
+    // must not touch the ring then; arming needs the ring anyway.)
+    if (dry && ring_.widen_window()) return true;
     // (An interrupt's drain still tries: bytes the peer sent before it are
     // to be answered.)
     if (ring_.available() > 0 && (!dry || interrupt_pending_)) return true;
@@ -488,8 +493,6 @@ class RecvStream final : private detail::MultishotStream,
     }
     if (r.res != -ENOBUFS) return false;
     loop_->count_enobufs();
-    // The ring held buffers back from the kernel: not dry, re-armed at once.
-    if (ring_.widen_window()) return true;
     ran_dry_ = true;
     if (std::exchange(woken_, false)) ++races_lost_;  // woken for a buffer, and still none
     return true;

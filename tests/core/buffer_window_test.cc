@@ -63,12 +63,24 @@ size_t distinct(const std::vector<uint16_t>& ids, size_t last) {
   return std::set<uint16_t>(ids.begin() + static_cast<ptrdiff_t>(from), ids.end()).size();
 }
 
-TEST(BufferWindowTest, LightLoadReusesTheBuffersGivenBackLast) {
+// Each test's loop and a ring of `count` 1 KiB buffers on it.
+class BufferWindowTest : public ::testing::Test {
+ protected:
+  bool make_ring(uint32_t count, uint32_t max_count = 0) {
+    auto ring = BufferRing::create(*loop, arena, count, 1024, max_count);
+    EXPECT_TRUE(ring.ok()) << ring.status();
+    if (ring.ok()) ring_ = std::move(*ring);
+    return ring_ != nullptr;
+  }
+
   pool::BufferArena arena = make_arena();
-  auto loop = make_loop();
-  auto ring = BufferRing::create(*loop, arena, 512, 1024);
-  ASSERT_TRUE(ring.ok()) << ring.status();
-  BufferRing& r = **ring;
+  std::unique_ptr<EventLoop> loop = make_loop();
+  std::unique_ptr<BufferRing> ring_;
+};
+
+TEST_F(BufferWindowTest, LightLoadReusesTheBuffersGivenBackLast) {
+  ASSERT_TRUE(make_ring(512));
+  BufferRing& r = *ring_;
   EXPECT_EQ(r.window(), BufferRing::kMinWindow);
   EXPECT_EQ(r.held_back(), 512u - BufferRing::kMinWindow);
   EXPECT_EQ(r.available(), 512u);
@@ -111,13 +123,7 @@ struct Burst {
       spawn(loop, read_ids(streams.back().get(), &got[i]));
     }
     EXPECT_TRUE(run_until(
-        loop,
-        [&] {
-          for (int i = 0; i < kStreams; ++i) {
-            if (got[i].data.size() < sent[i].size()) return false;
-          }
-          return true;
-        },
+        loop, [&] { return every([&](int i) { return got[i].data.size() >= sent[i].size(); }); },
         500));
     for (int i = 0; i < kStreams; ++i) EXPECT_EQ(got[i].data, sent[i]);
   }
@@ -125,14 +131,15 @@ struct Burst {
   void finish(EventLoop& loop) {
     for (auto& p : pairs) ::shutdown(p.second.fd, SHUT_WR);
     EXPECT_TRUE(run_until(
-        loop,
-        [&] {
-          for (const Chunks& c : got) {
-            if (!c.eof) return false;
-          }
-          return true;
-        },
-        200));
+        loop, [&] { return every([&](int i) { return got[i].eof; }); }, 200));
+  }
+  // True when `pred(i)` holds for every stream i.
+  template <class Pred>
+  bool every(Pred pred) const {
+    for (int i = 0; i < kStreams; ++i) {
+      if (!pred(i)) return false;
+    }
+    return true;
   }
 
   std::vector<std::pair<testing::Fd, testing::Fd>> pairs;
@@ -141,12 +148,9 @@ struct Burst {
   std::vector<std::unique_ptr<RecvStream>> streams;
 };
 
-TEST(BufferWindowTest, BurstWidensTheWindowAndNoStreamWaitsForFreeBuffers) {
-  pool::BufferArena arena = make_arena();
-  auto loop = make_loop();
-  auto ring = BufferRing::create(*loop, arena, 512, 1024);
-  ASSERT_TRUE(ring.ok()) << ring.status();
-  BufferRing& r = **ring;
+TEST_F(BufferWindowTest, BurstWidensTheWindowAndNoStreamWaitsForFreeBuffers) {
+  ASSERT_TRUE(make_ring(512));
+  BufferRing& r = *ring_;
   {
     Burst burst(*loop, r);
     // The kernel found the window empty while buffers were held back: the
@@ -162,12 +166,9 @@ TEST(BufferWindowTest, BurstWidensTheWindowAndNoStreamWaitsForFreeBuffers) {
   EXPECT_EQ(r.available(), 512u);
 }
 
-TEST(BufferWindowTest, LightLoadNarrowsAWideWindowAgain) {
-  pool::BufferArena arena = make_arena();
-  auto loop = make_loop();
-  auto ring = BufferRing::create(*loop, arena, 512, 1024);
-  ASSERT_TRUE(ring.ok()) << ring.status();
-  BufferRing& r = **ring;
+TEST_F(BufferWindowTest, LightLoadNarrowsAWideWindowAgain) {
+  ASSERT_TRUE(make_ring(512));
+  BufferRing& r = *ring_;
   Burst burst(*loop, r);
   EXPECT_GT(r.window(), BufferRing::kMinWindow);
   // Then one buffer at a time on one of them: the window halves every
@@ -182,12 +183,9 @@ TEST(BufferWindowTest, LightLoadNarrowsAWideWindowAgain) {
 // A grown ring's newest block retired while some of its buffers are held
 // back (free, not in the kernel's ring): those are parked, never handed to
 // the kernel again, and every byte still arrives intact.
-TEST(BufferWindowTest, ShrinkParksTheRetiredBuffersItHeldBack) {
-  pool::BufferArena arena = make_arena();
-  auto loop = make_loop();
-  auto ring = BufferRing::create(*loop, arena, 128, 1024, /*max_count=*/256);
-  ASSERT_TRUE(ring.ok()) << ring.status();
-  BufferRing& r = **ring;
+TEST_F(BufferWindowTest, ShrinkParksTheRetiredBuffersItHeldBack) {
+  ASSERT_TRUE(make_ring(128, /*max_count=*/256));
+  BufferRing& r = *ring_;
   ASSERT_TRUE(r.grow());
   EXPECT_EQ(r.count(), 256u);
   EXPECT_EQ(r.window(), 256u);  // grown for starving streams: all in

@@ -1,6 +1,11 @@
 // Counts heap allocations per thread (see alloc_counter.h). malloc and friends
 // are interposed by defining them here and forwarding to glibc's __libc_*
 // entry points, which keeps counting free of recursion and of dlsym.
+//
+// Under AddressSanitizer the sanitizer's allocator must see every malloc
+// and free (glibc's heap behind its back corrupts both: "free(): invalid
+// next size"), so there the counting is a hook the sanitizer calls on each
+// allocation instead.
 #include "alloc_counter.h"
 
 #include <cerrno>
@@ -8,13 +13,20 @@
 #include <cstdlib>
 #include <new>
 
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void* __libc_memalign(size_t, size_t);
-void __libc_free(void*);
-}
+#if defined(__SANITIZE_ADDRESS__)
+#define CORING_ALLOC_COUNTER_HOOKS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CORING_ALLOC_COUNTER_HOOKS 1
+#endif
+#endif
+
+#ifdef CORING_ALLOC_COUNTER_HOOKS
+// From <sanitizer/allocator_interface.h>, which g++ does not install.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
+                                                                             size_t),
+                                                         void (*free_hook)(const volatile void*));
+#endif
 
 namespace {
 // Plain thread-local integer: no constructor, safe to touch from inside malloc.
@@ -24,6 +36,25 @@ thread_local uint64_t t_allocations = 0;
 namespace coring::bench {
 uint64_t AllocCounter::thread_allocations() { return t_allocations; }
 }  // namespace coring::bench
+
+#ifdef CORING_ALLOC_COUNTER_HOOKS
+
+namespace {
+void count_malloc(const volatile void*, size_t) { ++t_allocations; }
+void ignore_free(const volatile void*) {}
+[[maybe_unused]] const int hooks_installed =
+    __sanitizer_install_malloc_and_free_hooks(count_malloc, ignore_free);
+}  // namespace
+
+#else
+
+extern "C" {
+void* __libc_malloc(size_t);
+void* __libc_calloc(size_t, size_t);
+void* __libc_realloc(void*, size_t);
+void* __libc_memalign(size_t, size_t);
+void __libc_free(void*);
+}
 
 extern "C" {
 void* malloc(size_t n) {
@@ -76,3 +107,5 @@ void operator delete(void* p, std::align_val_t) noexcept { free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { free(p); }
 void operator delete(void* p, size_t, std::align_val_t) noexcept { free(p); }
 void operator delete[](void* p, size_t, std::align_val_t) noexcept { free(p); }
+
+#endif  // CORING_ALLOC_COUNTER_HOOKS

@@ -107,10 +107,10 @@ class LoopbackBench {
  private:
   // Waits for the server's handlers to see the client's goodbye and close
   // their streams: a few turns, longer on a busy host (a fixed number of
-  // turns without waiting was once too few after bench/idle_memory.sh, and
-  // the context went with 1000 streams open). Streams still open after
-  // kWait are cut short; handlers that do not finish even then are an
-  // error (stuck_).
+  // turns without waiting was once too few, in a full bench/run.sh, and the
+  // context went with a stream still open). Streams still open after kWait
+  // are cut short; handlers that do not finish even then are an error
+  // (stuck_).
   Task<absl::Status> streams_closed() {
     constexpr auto kWait = std::chrono::seconds(5);
     const auto start = std::chrono::steady_clock::now();

@@ -41,6 +41,7 @@ struct conn {
   size_t pending_len, pending_off;
   struct sbmp_scanner* scanner; /* --sbmp */
   int closing;                  /* --sbmp: close once pending is written */
+  struct conn *prev, *next;     /* every open connection, to free them at exit */
 };
 
 static volatile sig_atomic_t stop;
@@ -54,7 +55,14 @@ static long long mangle_after = -1;
 static int sbmp_mode;
 static uint8_t buf[1 << 18];
 
+static struct conn* open_conns;
+
 static void conn_close(struct conn* c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    open_conns = c->next;
+  if (c->next) c->next->prev = c->prev;
   epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   free(c->pending);
@@ -260,7 +268,14 @@ int main(int argc, char** argv) {
           if (fd < 0) break;
           setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
           c = calloc(1, sizeof *c);
+          if (!c) {
+            close(fd);
+            continue;
+          }
           c->fd = fd;
+          c->next = open_conns;
+          if (open_conns) open_conns->prev = c;
+          open_conns = c;
           if (sbmp_mode) {
             c->scanner = malloc(sizeof *c->scanner);
             sbmp_scanner_init(c->scanner, SBMP_DEFAULT_MAX_FRAME);
@@ -278,5 +293,8 @@ int main(int argc, char** argv) {
         on_readable(c);
     }
   }
+  while (open_conns) conn_close(open_conns);
+  close(epfd);
+  close(lfd);
   return 0;
 }

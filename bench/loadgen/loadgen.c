@@ -1196,9 +1196,12 @@ int main(int argc, char** argv) {
   prefix = cfg.sbmp ? SBMP_HEADER_SIZE : 0;
   msg_len = prefix + cfg.size;
   if (cfg.sbmp) sbmp_encode_header(header, SBMP_TYPE_ECHO, cfg.size, 0);
-  pattern = malloc(4096 + cfg.size + 8);
+  /* Whole 8-byte words: the fill below writes one at a time. */
+  const size_t pattern_len = ((size_t)4096 + cfg.size + 8 + 7) & ~(size_t)7;
+  pattern = malloc(pattern_len);
+  if (!pattern) return 2;
   uint64_t x = 0x1234567890ABCDEFull;
-  for (uint32_t i = 0; i < 4096 + cfg.size + 8; i += 8) { /* splitmix64 */
+  for (size_t i = 0; i < pattern_len; i += 8) { /* splitmix64 */
     uint64_t z = (x += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -1208,7 +1211,7 @@ int main(int argc, char** argv) {
   window = cfg.rate > 0 ? cfg.max_outstanding : cfg.depth;
   conns = calloc(cfg.conns, sizeof *conns);
   uint64_t* slots = calloc((size_t)cfg.conns * window, sizeof(uint64_t));
-  if (!pattern || !conns || !slots) return 2;
+  if (!conns || !slots) return 2;
 
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg.port)};
   if (inet_pton(AF_INET, strcmp(cfg.host, "localhost") ? cfg.host : "127.0.0.1", &addr.sin_addr) !=
@@ -1223,7 +1226,10 @@ int main(int argc, char** argv) {
     tls_txbuf = malloc((1u << 19) + msg_len);
     if (!tls_txbuf) return 2;
     server_addr = &addr;
-    if (cfg.handshakes) return run_handshakes(&addr);
+    if (cfg.handshakes) {
+      free(slots); /* connections come and go one by one there */
+      return run_handshakes(&addr);
+    }
   }
 #endif
 

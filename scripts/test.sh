@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it and .ci/run calls it:
 #   1. release:       g++ Release build of everything; every test runs;
-#   2. asan-ubsan:    AddressSanitizer + UndefinedBehaviorSanitizer: every test again;
+#   2. asan-ubsan:    AddressSanitizer + UndefinedBehaviorSanitizer: every test again
+#                     (benchmarks, baselines and load generator built and run too);
 #   3. tsan:          ThreadSanitizer: the cross-thread tests of pool/ and core/;
 #   4. fuzz:          clang 14 libFuzzer: the fuzz targets, each for a bounded time;
 #   5. clang-release: clang 14 Release build of everything (build only);
@@ -94,7 +95,7 @@ run_pass release "$B/release" -- \
   -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Release $(options ON ON ON OFF "")
 # shellcheck disable=SC2046
 run_pass asan-ubsan "$B/asan" -- \
-  -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug $(options ON ON OFF OFF address,undefined)
+  -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug $(options ON ON ON OFF address,undefined)
 # shellcheck disable=SC2046
 BUILD_TARGETS="tests_pool tests_core tests_channel" run_pass tsan "$B/tsan" -L 'pool|core|channel' -- \
   -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo $(options ON OFF OFF OFF thread)

@@ -449,9 +449,8 @@ class RecvStream final : private detail::MultishotStream,
     // turn, and under a flood, every turn.
     const bool dry = std::exchange(ran_dry_, false);
     // The ring held buffers back from the kernel: not dry, armed at once.
-    // (Here, not at the ENOBUFS itself: a stream torn down with its loop's
-    // net context may take that completion after its ring is gone, and
-    // must not touch the ring then; arming needs the ring anyway.)
+    // (Widened here, where arming looks at the ring anyway; the ENOBUFS
+    // completion only notes that the stream ran dry.)
     if (dry && ring_.widen_window()) return true;
     // (An interrupt's drain still tries: bytes the peer sent before it are
     // to be answered.)

@@ -10,7 +10,9 @@
 //   asio_tls_echo --port=0 --tls_cert=CERT.pem --tls_key=KEY.pem [--sbmp]
 //   -> "listening on 127.0.0.1:NNNNN" on stdout's first line
 //
-// Raw: read_some into a 16 KiB buffer, async_write it back. --sbmp: the same
+// Raw: read_some into a buffer of 16 KiB + 512 B (as big as coring's receive
+// buffers, NetOptions::recv_buffer_size, so that both read as much per
+// recv), async_write it back. --sbmp: the same
 // loop, with the received bytes scanned for SBMP frames (sbmp_wire.h: HELLO
 // answered, headers checked, application frames echoed unchanged).
 // SIGINT/SIGTERM: exit 0.
@@ -36,7 +38,7 @@ using asio::use_awaitable;
 using asio::experimental::as_tuple;
 using asio::ip::tcp;
 
-constexpr size_t kBufferSize = 16384;
+constexpr size_t kBufferSize = 16 * 1024 + 512;
 
 template <class Socket>
 awaitable<void> echo_raw(Socket socket) {

@@ -375,7 +375,9 @@ END {
   printf "--threads=1); `uring`/`uring_sbmp` = bench/baselines/uring_echo [--sbmp]; `asio_uring`,\n" > md
   printf "`asio_epoll` = standalone Asio 1.22 with C++20 coroutines on its io_uring / epoll backend;\n" > md
   printf "`epoll`/`epoll_sbmp` = bench/baselines/epoll_echo.c [--sbmp]. The SBMP servers speak SBMP frames (HELLO first,\n" > md
-  printf "16-byte header per message), so their msgs/s are not the raw servers' msgs/s.%s\n\n", \
+  printf "16-byte header per message), so their msgs/s are not the raw servers' msgs/s. uring_echo and\n" > md
+  printf "Asio read up to 16 KiB + 512 B per recv, as much as coring's receive buffers hold\n" > md
+  printf "(NetOptions::recv_buffer_size); epoll_echo reads up to 256 KiB.%s\n\n", \
     (has(control) ? " `" control "` = `coring` again: the A/A control (see the summary)." : "") > md
 
   # ---- Summary: the issue's targets ----

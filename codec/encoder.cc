@@ -81,22 +81,21 @@ absl::StatusOr<size_t> encode_frame(const Frame& frame, const EncodeOptions& opt
 }
 
 EncodedFrame& EncodedFrame::operator=(const EncodedFrame& other) {
-  header_ = other.header_;
   num_parts_ = other.num_parts_;
+  if (num_parts_ == 0) return *this;  // nothing encoded: nothing else to copy
+  header_ = other.header_;
   // (Only what `other` set: the rest of it was never written.)
   std::copy_n(other.parts_.begin(), num_parts_, parts_.begin());
-  if (num_parts_ != 0) {
-    // Header and trailer parts encoded into `other` point into it: into
-    // this one now. (A frame sent as received is one part, its own bytes.)
-    if (parts_[0].data() == other.header_bytes_.data()) {
-      header_bytes_ = other.header_bytes_;
-      parts_[0] = absl::MakeConstSpan(header_bytes_);
-    }
-    absl::Span<const uint8_t>& last = parts_[num_parts_ - 1];
-    if (last.data() == other.trailer_bytes_.data()) {
-      trailer_bytes_ = other.trailer_bytes_;
-      last = absl::MakeConstSpan(trailer_bytes_);
-    }
+  // Header and trailer parts encoded into `other` point into it: into this
+  // one now. (A frame sent as received is one part, its own bytes.)
+  if (parts_[0].data() == other.header_bytes_.data()) {
+    header_bytes_ = other.header_bytes_;
+    parts_[0] = absl::MakeConstSpan(header_bytes_);
+  }
+  absl::Span<const uint8_t>& last = parts_[num_parts_ - 1];
+  if (last.data() == other.trailer_bytes_.data()) {
+    trailer_bytes_ = other.trailer_bytes_;
+    last = absl::MakeConstSpan(trailer_bytes_);
   }
   return *this;
 }

@@ -86,8 +86,9 @@ inline bool as_received(const Frame& frame, const EncodeOptions& options, Header
 
 class EncodedFrame {
  public:
-  // (header_ and parts_ are left unmade: see below.)
-  EncodedFrame() {}  // NOLINT(modernize-use-equals-default)
+  // Not "= default", which the unions below would delete: header_ and
+  // parts_ are left unmade.
+  EncodedFrame() {}
   EncodedFrame(const EncodedFrame& other) { *this = other; }
   EncodedFrame& operator=(const EncodedFrame& other);
 

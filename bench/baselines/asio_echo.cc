@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
 #else
       std::fprintf(stderr, "usage: %s [--port=N] [--host=ADDR] [--sbmp]\n", argv[0]);
 #endif
+      std::fprintf(stderr, "(reads up to %zu bytes at a time)\n", kBufferSize);
       return a == "--help" ? 0 : 1;
     }
   }

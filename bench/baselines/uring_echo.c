@@ -363,8 +363,9 @@ int main(int argc, char** argv) {
       buf_size = (unsigned)cli_number("uring_echo", "--buffer-size", a + 14, 1, 1u << 30, 1);
     else {
       fprintf(stderr,
-              "usage: uring_echo [--port=N] [--host=ADDR] [--sbmp] [--buffers=N]"
-              " [--buffer-size=N]\n");
+              "usage: uring_echo [--port=N] [--host=ADDR] [--sbmp] [--buffers=N (%u)]"
+              " [--buffer-size=N (%u)]\n",
+              buf_count, buf_size);
       return strcmp(a, "--help") == 0 ? 0 : 1;
     }
   }

@@ -12,9 +12,9 @@
 //
 // Raw: read_some into a buffer of 16 KiB + 512 B (as big as coring's receive
 // buffers, NetOptions::recv_buffer_size, so that both read as much per
-// recv), async_write it back. --sbmp: the same
-// loop, with the received bytes scanned for SBMP frames (sbmp_wire.h: HELLO
-// answered, headers checked, application frames echoed unchanged).
+// recv), async_write it back. --sbmp: the same loop, with the received bytes
+// scanned for SBMP frames (sbmp_wire.h: HELLO answered, headers checked,
+// application frames echoed unchanged).
 // SIGINT/SIGTERM: exit 0.
 #include <array>
 #include <cstdio>

@@ -47,8 +47,6 @@ struct NetOptions {
   // up, core/buffer_ring.h) takes turns in the kernel's ring, so that recvs
   // write into memory still in the cache.
   uint32_t recv_buffers = 1024;
-  // (bench/baselines' uring_echo and asio_echo read as much per recv by
-  // default: a smaller buffer there would handicap them.)
   uint32_t recv_buffer_size = 16 * 1024 + 512;
   // How far the ring may grow, in blocks of recv_buffers, while honest load
   // keeps it dry (a power of two; at most recv_buffers: it does not grow).

@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
 # bench.baseline_buffers: the hand-written baselines read as much per recv
 # as coring's servers by default (NetOptions::recv_buffer_size, as
-# echo_server --helpfull shows it). With a smaller buffer, uring_echo
-# --sbmp split every pipelined burst of 1 KiB frames and every 16 KiB frame
-# across two recvs and cost up to 2.2x as much per frame, which flattered
-# coring in bench/RESULTS.md until 2026-12-07. Starts no server.
+# echo_server --helpfull shows it); bench/baselines/uring_echo.c says what a
+# smaller buffer cost them. Starts no server.
 #   baseline_buffers_test.sh ECHO_SERVER URING_ECHO [ASIO_ECHO...]
 set -uo pipefail
 echo_server=$1 uring_echo=$2
